@@ -1,0 +1,583 @@
+"""The InferenceModel API (group ``modelgrid.io``, version ``v1alpha1``), typed.
+
+This module is the single source of truth for the custom resource: the CRD's OpenAPI schema
+(:mod:`modelgrid_operator.crd`), the field documentation that ``kubectl explain`` shows, the CEL
+rules the API server enforces and the validation messages of ``modelgrid render`` all come from
+the models below. Field names are snake_case in Python and camelCase on the wire.
+
+Cross-field rules are declared once as :class:`Rule`: a CEL expression for the API server and a
+Python predicate for everything that runs without one (the CLI, the operator's own check, tests).
+Both carry the same message, so a user sees the same words wherever the rule fires.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "modelgrid.io"
+VERSION = "v1alpha1"
+KIND = "InferenceModel"
+PLURAL = "inferencemodels"
+SINGULAR = "inferencemodel"
+SHORT_NAMES = ("im",)
+CATEGORIES = ("modelgrid", "ai")
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+"""What a served model name may look like: what OpenAI clients send in ``model``."""
+
+BUILTIN_MODELS = ("tiny-llama",)
+"""Models modelgrid generates itself (random weights, a locally trained tokenizer): for demos and
+tests on machines that reach no model hub. ``builtin://tiny-llama`` is a few MB."""
+
+MODEL_URI = (
+    r"^((hf|s3|gs|pvc)://\S+|builtin://(" + "|".join(BUILTIN_MODELS) + r")|file:///\S*|/\S*"
+    r"|[A-Za-z0-9][\w.-]*/[\w.-]+)$"
+)
+"""A Hugging Face id (``org/name`` or ``hf://org/name``), ``s3://``, ``gs://``,
+``pvc://claim/path``, a path on the node (``file:///path`` or ``/path``) or a built-in model."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule, said once for the API server (CEL) and for Python.
+
+    Attributes:
+        cel: the ``x-kubernetes-validations`` rule, evaluated with ``self`` = the object.
+        message: what the user reads when the rule fails.
+        check: the same rule in Python; returns True when the object is valid.
+        field: the field the message is about, relative to the object (for error paths).
+    """
+
+    cel: str
+    message: str
+    check: Callable[[Any], bool]
+    field: str | None = None
+
+
+class _Object(BaseModel):
+    """Base of every API object: camelCase on the wire, unknown fields are an error."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+    )
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> _Object:
+        for rule in self.rules:
+            if not rule.check(self):
+                raise ValueError(rule.message)
+        return self
+
+
+class Engine(StrEnum):
+    """Which inference engine serves the model."""
+
+    AUTO = "auto"
+    """vLLM on NVIDIA and CPU pools, MLX on Apple pools."""
+    VLLM = "vllm"
+    MLX = "mlx"
+
+
+class Accelerator(StrEnum):
+    """The kind of node a pool runs on."""
+
+    NVIDIA = "nvidia"
+    APPLE = "apple"
+    CPU = "cpu"
+
+
+class SourceKind(StrEnum):
+    """Where model weights come from, read off the URI."""
+
+    HUGGING_FACE = "huggingface"
+    S3 = "s3"
+    GCS = "gcs"
+    PVC = "pvc"
+    PATH = "path"
+    BUILTIN = "builtin"
+
+
+class ModelSource(_Object):
+    """Where the weights and tokenizer live."""
+
+    uri: str = Field(
+        pattern=MODEL_URI,
+        max_length=1024,
+        description="A Hugging Face id (`org/name` or `hf://org/name`), an object store URI "
+        "(`s3://bucket/prefix`, `gs://bucket/prefix`), a PersistentVolumeClaim "
+        "(`pvc://claim-name/path/in/volume`) or a path on the node (`/models/x` or "
+        "`file:///models/x`), or `builtin://tiny-llama`, a tiny random-weight model that modelgrid "
+        "generates itself for demos and tests.",
+    )
+    revision: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Hugging Face revision (branch, tag or commit). Only for Hugging Face ids.",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.revision) || !(self.uri.startsWith('s3://') || self.uri.startsWith('gs://') "
+            "|| self.uri.startsWith('pvc://') || self.uri.startsWith('/') || self.uri.startsWith('file://') "
+            "|| self.uri.startsWith('builtin://'))",
+            message="revision applies only to Hugging Face model ids",
+            check=lambda s: s.revision is None or s.kind is SourceKind.HUGGING_FACE,
+            field="revision",
+        ),
+        Rule(
+            cel="!self.uri.startsWith('pvc://') || self.uri.matches('^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$')",
+            message="pvc:// URIs name a PersistentVolumeClaim: pvc://<claim-name>/<path in volume>",
+            check=lambda s: not s.uri.startswith("pvc://")
+            or re.match(r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$", s.uri) is not None,
+            field="uri",
+        ),
+    )
+
+    @property
+    def kind(self) -> SourceKind:
+        """Which kind of source the URI names."""
+        for prefix, kind in (
+            ("hf://", SourceKind.HUGGING_FACE),
+            ("s3://", SourceKind.S3),
+            ("gs://", SourceKind.GCS),
+            ("pvc://", SourceKind.PVC),
+            ("builtin://", SourceKind.BUILTIN),
+            ("file://", SourceKind.PATH),
+            ("/", SourceKind.PATH),
+        ):
+            if self.uri.startswith(prefix):
+                return kind
+        return SourceKind.HUGGING_FACE
+
+    @property
+    def location(self) -> str:
+        """The URI without its scheme where the engine wants it so: an HF id or a path."""
+        if self.uri.startswith("hf://"):
+            return self.uri.removeprefix("hf://")
+        if self.uri.startswith("file://"):
+            return self.uri.removeprefix("file://")
+        if self.uri.startswith("builtin://"):
+            return self.uri.removeprefix("builtin://")
+        return self.uri
+
+    @property
+    def pvc(self) -> tuple[str, str]:
+        """For a PVC source: the claim name and the path inside the volume."""
+        claim, _, path = self.uri.removeprefix("pvc://").partition("/")
+        return claim, path
+
+
+class EngineArgs(_Object):
+    """How the engine runs the model. Fields an engine cannot use are rejected, not ignored."""
+
+    max_model_len: int | None = Field(
+        default=None,
+        ge=16,
+        le=10_485_760,
+        description="Context length in tokens (prompt + output). Default: the model's own.",
+    )
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        default="auto", description="Weight and activation dtype."
+    )
+    tensor_parallel_size: int = Field(
+        default=1, ge=1, le=64, description="GPUs each replica shards the model across (vLLM)."
+    )
+    pipeline_parallel_size: int = Field(
+        default=1, ge=1, le=64, description="Pipeline stages per replica (vLLM)."
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Fraction of each GPU's memory the engine may take (vLLM).",
+    )
+    extra_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed through to the engine as keyword arguments, e.g. "
+        "`enable_prefix_caching: true` for vLLM. Unknown keys fail at engine start.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPUs one vLLM replica needs: tensor x pipeline parallel size."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+
+class Toleration(_Object):
+    """A Kubernetes toleration, as in a Pod spec."""
+
+    key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value to match with Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches all."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated."
+    )
+
+
+Quantity = int | str
+"""A Kubernetes resource quantity (``2``, ``500m``, ``8Gi``)."""
+
+
+class Resources(_Object):
+    """CPU and memory of one replica's worker pod. GPUs are derived, not set here."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Resource requests, e.g. `cpu: 4`, `memory: 16Gi`."
+    )
+    limits: dict[str, Quantity] = Field(default_factory=dict, description="Resource limits.")
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.requests) || !('nvidia.com/gpu' in self.requests)",
+            message="GPUs are derived from engineArgs (tensorParallelSize x pipelineParallelSize); "
+            "do not set nvidia.com/gpu in resources",
+            check=lambda r: "nvidia.com/gpu" not in r.requests,
+            field="requests",
+        ),
+        Rule(
+            cel="!has(self.limits) || !('nvidia.com/gpu' in self.limits)",
+            message="GPUs are derived from engineArgs (tensorParallelSize x pipelineParallelSize); "
+            "do not set nvidia.com/gpu in resources",
+            check=lambda r: "nvidia.com/gpu" not in r.limits,
+            field="limits",
+        ),
+    )
+
+
+class Pool(_Object):
+    """A group of identical replicas on one kind of node."""
+
+    name: str = Field(
+        pattern=DNS_LABEL,
+        max_length=40,
+        description="Pool name, unique in the model; names the RayService worker group.",
+    )
+    accelerator: Accelerator = Field(description="Node kind: `nvidia`, `apple` or `cpu`.")
+    min_replicas: int = Field(
+        default=1, ge=0, le=1000, description="Replicas kept even when idle (0 scales to zero)."
+    )
+    max_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Upper bound for autoscaling. Default: minReplicas (no autoscaling).",
+    )
+    resources: Resources = Field(
+        default_factory=Resources, description="CPU and memory of each replica's worker pod."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra node labels the pool's pods require, merged over the accelerator's.",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="Extra tolerations, added to the accelerator's defaults.",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+            message="minReplicas must not exceed maxReplicas",
+            check=lambda p: p.max_replicas is None or p.min_replicas <= p.max_replicas,
+            field="minReplicas",
+        ),
+    )
+
+    @property
+    def replica_bounds(self) -> tuple[int, int]:
+        """(min, max) replicas; max is at least 1 so a scaled-to-zero pool can come back."""
+        upper = self.max_replicas if self.max_replicas is not None else max(self.min_replicas, 1)
+        return self.min_replicas, upper
+
+
+class ServingLimits(_Object):
+    """Admission limits per replica: overload becomes a fast 503, never an unbounded queue."""
+
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, le=100_000, description="Requests a replica runs at once."
+    )
+    max_queued_requests: int = Field(
+        default=256,
+        ge=0,
+        le=1_000_000,
+        description="Requests waiting for a replica before new ones are refused with 503.",
+    )
+    target_concurrent_requests: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Autoscaling target per replica. Default: half of maxConcurrentRequests.",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.targetConcurrentRequests) || "
+            "self.targetConcurrentRequests <= self.maxConcurrentRequests",
+            message="targetConcurrentRequests must not exceed maxConcurrentRequests",
+            check=lambda s: s.target_concurrent_requests is None
+            or s.target_concurrent_requests <= s.max_concurrent_requests,
+            field="targetConcurrentRequests",
+        ),
+    )
+
+
+def _engines_for(accelerator: Accelerator) -> tuple[Engine, ...]:
+    return {
+        Accelerator.NVIDIA: (Engine.VLLM,),
+        Accelerator.APPLE: (Engine.MLX,),
+        Accelerator.CPU: (Engine.VLLM, Engine.MLX),
+    }[accelerator]
+
+
+class InferenceModelSpec(_Object):
+    """What to serve, under which names, on which nodes."""
+
+    model: ModelSource = Field(description="Where the weights come from.")
+    served_model_name: str | None = Field(
+        default=None,
+        pattern=MODEL_NAME,
+        max_length=256,
+        description="The name clients send as `model`. Default: the resource's name.",
+    )
+    aliases: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="More names the model answers to (e.g. `gpt-4o-mini` for drop-in clients).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    engine: Engine = Field(
+        default=Engine.AUTO, description="`vllm`, `mlx`, or `auto` (chosen per pool accelerator)."
+    )
+    engine_args: EngineArgs = Field(default_factory=EngineArgs, description="Engine settings.")
+    pools: list[Pool] = Field(
+        min_length=1,
+        max_length=8,
+        description="Where replicas run. Several pools serve one model name together.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    serving: ServingLimits = Field(
+        default_factory=ServingLimits, description="Per-replica admission limits."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.engine != 'vllm' || self.pools.all(p, p.accelerator != 'apple')",
+            message="engine vllm cannot run on apple pools; use engine mlx or auto",
+            check=lambda s: s.engine is not Engine.VLLM
+            or all(p.accelerator is not Accelerator.APPLE for p in s.pools),
+            field="engine",
+        ),
+        Rule(
+            cel="self.engine != 'mlx' || self.pools.all(p, p.accelerator != 'nvidia')",
+            message="engine mlx cannot run on nvidia pools; use engine vllm or auto",
+            check=lambda s: s.engine is not Engine.MLX
+            or all(p.accelerator is not Accelerator.NVIDIA for p in s.pools),
+            field="engine",
+        ),
+        Rule(
+            cel="!has(self.engineArgs) || (self.engineArgs.tensorParallelSize == 1 && "
+            "self.engineArgs.pipelineParallelSize == 1) || self.pools.all(p, p.accelerator == 'nvidia')",
+            message="tensorParallelSize and pipelineParallelSize above 1 need every pool to be nvidia",
+            check=lambda s: s.engine_args.gpus_per_replica == 1
+            or all(p.accelerator is Accelerator.NVIDIA for p in s.pools),
+            field="engineArgs",
+        ),
+        Rule(
+            cel="!has(self.servedModelName) || !has(self.aliases) || "
+            "!(self.servedModelName in self.aliases)",
+            message="aliases must differ from servedModelName",
+            check=lambda s: s.served_model_name not in s.aliases,
+            field="aliases",
+        ),
+    )
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_are_names(cls, aliases: list[str]) -> list[str]:
+        for alias in aliases:
+            if not re.match(MODEL_NAME, alias) or len(alias) > 256:
+                raise ValueError(f"alias {alias!r} is not a valid model name")
+        if len(set(aliases)) != len(aliases):
+            raise ValueError("aliases must be unique")
+        return aliases
+
+    @field_validator("pools")
+    @classmethod
+    def _pool_names_unique(cls, pools: list[Pool]) -> list[Pool]:
+        names = [p.name for p in pools]
+        if len(set(names)) != len(names):
+            raise ValueError("pool names must be unique")
+        return pools
+
+    def engine_for(self, pool: Pool) -> Engine:
+        """The concrete engine of a pool: the spec's engine, or the accelerator's default."""
+        if self.engine is Engine.AUTO:
+            return _engines_for(pool.accelerator)[0]
+        return self.engine
+
+
+ALIAS_ITEM_SCHEMA = {"type": "string", "pattern": MODEL_NAME, "maxLength": 256}
+"""Schema of one alias; pydantic cannot attach it to list items, the CRD generator does."""
+
+
+class Phase(StrEnum):
+    """Where the model is in its life, in the order a healthy rollout passes them."""
+
+    PENDING = "Pending"
+    SCHEDULING = "Scheduling"
+    LOADING = "Loading"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    FAILED = "Failed"
+
+
+class ConditionType(StrEnum):
+    """Condition types in ``status.conditions``."""
+
+    READY = "Ready"
+    """The model answers requests on every pool."""
+    SPEC_VALID = "SpecValid"
+    """The spec passed the operator's validation."""
+    RAY_SERVICE_APPLIED = "RayServiceApplied"
+    """The child RayService matches the spec."""
+
+
+class Reason(StrEnum):
+    """Condition reasons: CamelCase words users can grep for."""
+
+    VALID = "Valid"
+    INVALID_SPEC = "InvalidSpec"
+    APPLIED = "Applied"
+    KUBERAY_MISSING = "KubeRayMissing"
+    APPLY_FAILED = "ApplyFailed"
+    WAITING_FOR_RAY_SERVICE = "WaitingForRayService"
+    SCHEDULING_PODS = "SchedulingPods"
+    LOADING_MODEL = "LoadingModel"
+    SERVING = "Serving"
+    REPLICAS_MISSING = "ReplicasMissing"
+    DEPLOY_FAILED = "DeployFailed"
+
+
+class Condition(_Object):
+    """A standard Kubernetes condition (metav1.Condition)."""
+
+    type: str = Field(description="Condition type, e.g. Ready.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="One CamelCase word saying why.")
+    message: str = Field(default="", description="What a person should know.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this condition was computed from."
+    )
+
+
+class PoolStatus(_Object):
+    """Replica counts of one pool."""
+
+    name: str = Field(description="Pool name.")
+    accelerator: Accelerator = Field(description="Node kind of the pool.")
+    engine: Engine = Field(description="Engine the pool runs.")
+    ready_replicas: int = Field(default=0, description="Worker pods ready to serve.")
+    desired_replicas: int = Field(default=0, description="Worker pods wanted now.")
+
+
+class PhaseTimes(_Object):
+    """Seconds spent in each phase on the way to the first Ready: the cold-start budget."""
+
+    pending: float = Field(default=0.0, description="Seconds until the RayService existed.")
+    scheduling: float = Field(default=0.0, description="Seconds until pods were running.")
+    loading: float = Field(default=0.0, description="Seconds loading and warming the model.")
+    total: float | None = Field(
+        default=None, description="Seconds from creation to Ready; unset until Ready."
+    )
+
+
+class InferenceModelStatus(_Object):
+    """What the operator observed, for ``kubectl get`` and the gateway."""
+
+    phase: Phase = Field(default=Phase.PENDING, description="Pending, Scheduling, Loading, Ready, "
+                         "Degraded or Failed.")
+    phase_since: str | None = Field(default=None, description="When the phase began (RFC 3339).")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Standard conditions: Ready, SpecValid, RayServiceApplied.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation the status describes."
+    )
+    endpoint: str | None = Field(
+        default=None, description="In-cluster URL of the OpenAI API, ending in /v1."
+    )
+    served_model_names: list[str] = Field(
+        default_factory=list, description="Every name the model answers to."
+    )
+    ready_replicas: int = Field(default=0, description="Ready worker pods over all pools.")
+    replicas: str = Field(default="0/0", description="ready/desired over all pools, for display.")
+    pools: list[PoolStatus] = Field(
+        default_factory=list,
+        description="Replica counts per pool.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    time_to_ready: PhaseTimes = Field(
+        default_factory=PhaseTimes, description="Seconds per phase until the first Ready."
+    )
+    ray_service: str | None = Field(default=None, description="Name of the child RayService.")
+
+
+class InferenceModel(_Object):
+    """A model served behind modelgrid's OpenAI-compatible API."""
+
+    api_version: Literal["modelgrid.io/v1alpha1"] = Field(default=API_VERSION)
+    kind: Literal["InferenceModel"] = Field(default=KIND)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: InferenceModelSpec
+    status: InferenceModelStatus | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _has_valid_name(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        name = metadata.get("name")
+        if not isinstance(name, str) or not re.match(DNS_LABEL, name) or len(name) > 40:
+            raise ValueError(
+                "metadata.name must be a DNS label of at most 40 characters "
+                "(it names the RayService and its Service)"
+            )
+        return metadata
+
+    @property
+    def name(self) -> str:
+        """The resource's name."""
+        return str(self.metadata["name"])
+
+    @property
+    def namespace(self) -> str:
+        """The resource's namespace (``default`` when the file names none)."""
+        return str(self.metadata.get("namespace") or "default")
+
+    @property
+    def served_model_name(self) -> str:
+        """The name clients use: the spec's, else the resource's name."""
+        return self.spec.served_model_name or self.name
+
+    @property
+    def served_names(self) -> list[str]:
+        """The served name and every alias."""
+        return [self.served_model_name, *self.spec.aliases]

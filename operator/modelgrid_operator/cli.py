@@ -1,0 +1,179 @@
+"""The ``modelgrid`` command.
+
+- ``modelgrid up model.yaml``: serve an InferenceModel on this machine (embedded Ray + engine).
+- ``modelgrid render model.yaml``: print the Kubernetes objects the operator would apply.
+- ``modelgrid crd``: print the InferenceModel CRD generated from the typed API.
+- ``modelgrid operator``: run the kopf operator against the current cluster.
+- ``modelgrid dev tiny-model DIR``: generate the tiny test model (no download).
+
+Bad input exits non-zero with the file, the YAML path of the bad field and a one-line reason,
+never a traceback. Heavy imports (Ray, engines, kopf) happen only in the commands that use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelgrid_operator import __version__, api
+from modelgrid_operator.validation import InvalidModel, load_models
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Dumps multi-line strings (the Serve config) as readable ``|`` blocks, without anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
+def dump_documents(objects: Sequence[dict[str, Any]]) -> str:
+    """Objects as multi-document YAML, like ``helm template``."""
+    return yaml.dump_all(objects, Dumper=_BlockDumper, sort_keys=False, explicit_start=True)
+
+
+def default_cache() -> Path:
+    """Where modelgrid keeps generated models: ``$MODELGRID_CACHE`` or ``~/.cache/modelgrid``."""
+    return Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
+
+
+def _render(args: argparse.Namespace) -> int:
+    from modelgrid_operator.render import render_rayservice
+    from modelgrid_operator.settings import from_env
+
+    settings = from_env()
+    objects = [render_rayservice(m, settings=settings) for m in load_models(Path(args.file))]
+    sys.stdout.write(dump_documents(objects))
+    return 0
+
+
+def _crd(_: argparse.Namespace) -> int:
+    from modelgrid_operator.crd import render_crd_yaml
+
+    sys.stdout.write(render_crd_yaml())
+    return 0
+
+
+def _operator(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import kopf
+
+    from modelgrid_operator.handlers import OperatorConfig, build_registry
+    from modelgrid_operator.settings import from_env
+
+    registry = build_registry(OperatorConfig(render=from_env(), refresh_interval=args.refresh))
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or [],
+            liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
+            standalone=True,
+        )
+    )
+    return 0
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    from modelgrid_serving.tiny_model import write_tiny_model
+
+    print(write_tiny_model(Path(args.dir)))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from modelgrid_serving.local import serve
+    from modelgrid_serving.tiny_model import write_tiny_model
+
+    from modelgrid_operator.render import to_local_app_config
+
+    models = list(load_models(Path(args.file)))
+    if args.model:
+        models = [m for m in models if m.name == args.model]
+        if not models:
+            raise SystemExit(f"modelgrid: {args.file} has no InferenceModel named {args.model!r}")
+    elif len(models) > 1:
+        names = ", ".join(m.name for m in models)
+        raise SystemExit(f"modelgrid: {args.file} holds several models ({names}); pick one with --model")
+    model = models[0]
+    builtin_root = default_cache() / "models"
+    try:
+        config = to_local_app_config(model, builtin_root=str(builtin_root), pool=args.pool)
+    except ValueError as exc:
+        raise SystemExit(f"modelgrid: {args.file}: {exc}") from None
+    if model.spec.model.kind is api.SourceKind.BUILTIN:
+        write_tiny_model(builtin_root / model.spec.model.location)
+    serve(config, host=args.host, port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="modelgrid", description="Serve LLMs behind one OpenAI-compatible API."
+    )
+    parser.add_argument("--version", action="version", version=f"modelgrid {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="serve an InferenceModel on this machine")
+    up.add_argument("file", help="InferenceModel YAML (the same file you kubectl apply)")
+    up.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    up.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    up.add_argument("--model", help="which InferenceModel of the file, when it holds several")
+    up.add_argument("--pool", help="which pool's accelerator and engine to use (the first)")
+    up.set_defaults(func=_up)
+
+    render = sub.add_parser("render", help="print the Kubernetes objects for an InferenceModel")
+    render.add_argument("file", help="InferenceModel YAML, one or more documents")
+    render.set_defaults(func=_render)
+
+    crd = sub.add_parser("crd", help="print the InferenceModel CRD")
+    crd.set_defaults(func=_crd)
+
+    operator = sub.add_parser("operator", help="run the operator against the current cluster")
+    operator.add_argument("--namespace", action="append",
+                          help="watch only this namespace (repeatable); default: all")
+    operator.add_argument("--refresh", type=float, default=10.0,
+                          help="seconds between status refreshes of each model (10)")
+    operator.add_argument("--health-port", type=int, default=8080,
+                          help="port of the /healthz liveness endpoint (8080)")
+    operator.set_defaults(func=_operator)
+
+    dev = sub.add_parser("dev", help="developer tools")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
+    tiny = dev_sub.add_parser("tiny-model", help="generate the tiny test model into DIR")
+    tiny.add_argument("dir", help="output directory (reused when already complete)")
+    tiny.set_defaults(func=_tiny_model)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``modelgrid`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InvalidModel as exc:
+        for error in exc.errors:
+            print(f"modelgrid: {exc.source}: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"modelgrid: {exc.filename}: no such file", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

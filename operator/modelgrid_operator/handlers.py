@@ -1,0 +1,108 @@
+"""The kopf handlers: thin wrappers that call :func:`~modelgrid_operator.reconcile.reconcile`,
+store its status and turn phase transitions into Kubernetes Events.
+
+Handlers are registered on a registry built by :func:`build_registry`, not on kopf's global
+one, so a test can run the operator with its own settings and nothing leaks between runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from modelgrid_operator import api
+from modelgrid_operator.k8s import Client
+from modelgrid_operator.reconcile import Outcome, reconcile
+from modelgrid_operator.render.rayservice import rayservice_name
+from modelgrid_operator.settings import RenderSettings
+
+RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
+_WARNING_PHASES = {api.Phase.FAILED, api.Phase.DEGRADED}
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """How the operator runs.
+
+    Attributes:
+        render: images and cluster conventions for the renderers.
+        refresh_interval: seconds between status refreshes (and drift checks) of each model.
+        client_factory: makes the API client once the operator starts.
+        clock: the current time; tests may pin it.
+    """
+
+    render: RenderSettings = field(default_factory=RenderSettings)
+    refresh_interval: float = 10.0
+    client_factory: Callable[[], Client] = Client.from_environment
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Keep kopf's bookkeeping in our own annotations and finalizer, out of ``status``.
+
+    The CRD's structural schema prunes unknown status fields, so kopf's default progress
+    storage in ``status.kopf`` would vanish on a real cluster.
+    """
+    settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=api.GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+
+
+def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
+    if outcome.status is not None:
+        patch.status.update(outcome.status)
+    if outcome.action:
+        kopf.info(body, reason=f"RayService{outcome.action.capitalize()}",
+                  message=f"RayService {body['metadata']['name']} {outcome.action}")
+    if outcome.phase != outcome.previous_phase:
+        post = kopf.warn if outcome.phase in _WARNING_PHASES else kopf.info
+        post(body, reason=outcome.phase.value, message=outcome.message)
+        logger.info("phase %s -> %s: %s", outcome.previous_phase, outcome.phase, outcome.message)
+
+
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    """A kopf registry with every modelgrid handler, bound to ``config``."""
+    registry = kopf.OperatorRegistry()
+    clients: dict[str, Client] = {}
+
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings)
+        clients["api"] = config.client_factory()
+
+    async def run(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
+        outcome = await reconcile(
+            dict(body), client=clients["api"], settings=config.render, now=config.clock()
+        )
+        _report(outcome, body, patch, logger)
+
+    @kopf.on.resume(*RESOURCE, registry=registry)
+    @kopf.on.create(*RESOURCE, registry=registry)
+    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
+    async def apply(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
+        """Render and apply the RayService whenever the spec changes or the operator starts."""
+        await run(body, patch, logger)
+
+    @kopf.timer(*RESOURCE, interval=config.refresh_interval, registry=registry)
+    async def refresh(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger,
+                      **_: Any) -> None:
+        """Follow the RayService's status and put back what was changed behind our back."""
+        await run(body, patch, logger)
+
+    @kopf.on.delete(*RESOURCE, registry=registry)
+    async def delete(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+        """Delete the RayService now rather than wait for garbage collection."""
+        namespace = body["metadata"].get("namespace") or "default"
+        name = rayservice_name(body["metadata"]["name"])
+        if await clients["api"].delete_rayservice(namespace, name):
+            logger.info("deleted RayService %s/%s", namespace, name)
+
+    return registry

@@ -1,0 +1,128 @@
+"""The operator's few Kubernetes calls: read, create, patch and delete a RayService, list pods.
+
+Everything that talks to the API server is here, so handlers stay about diffing and status,
+and tests can count exactly which calls a reconcile made. The official client is synchronous;
+calls run in a worker thread so kopf's event loop keeps serving other objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from modelgrid_operator.render.metadata import MODEL_LABEL
+
+RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
+
+
+class KubeRayMissing(RuntimeError):
+    """The cluster has no RayService CRD: KubeRay is not installed."""
+
+
+@dataclass
+class Client:
+    """A thin async facade over the official client's two API groups we use."""
+
+    api_client: kubernetes.client.ApiClient
+
+    @classmethod
+    def from_environment(cls) -> Client:
+        """In a pod: the service account; elsewhere: the kubeconfig (``$KUBECONFIG``)."""
+        try:
+            kubernetes.config.load_incluster_config()
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config()
+        return cls(kubernetes.client.ApiClient())
+
+    @property
+    def _custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api_client)
+
+    @property
+    def _core(self) -> kubernetes.client.CoreV1Api:
+        return kubernetes.client.CoreV1Api(self.api_client)
+
+    async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The RayService, or None when it does not exist."""
+        try:
+            return await asyncio.to_thread(
+                self._custom.get_namespaced_custom_object,
+                RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name,
+            )
+        except ApiException as exc:
+            if exc.status == 404 and _is_missing_resource(exc):
+                raise KubeRayMissing(_KUBERAY_MISSING) from None
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_rayservice(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a RayService; a 409 (someone was faster) returns the existing one."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            return await asyncio.to_thread(
+                self._custom.create_namespaced_custom_object,
+                RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, body,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise KubeRayMissing(_KUBERAY_MISSING) from None
+            if exc.status == 409:
+                existing = await self.get_rayservice(namespace, name)
+                if existing is not None:
+                    return existing
+            raise
+
+    async def patch_rayservice(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """JSON-merge-patch a RayService (lists in the patch replace the stored ones)."""
+        return await asyncio.to_thread(
+            self._custom.patch_namespaced_custom_object,
+            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, patch,
+        )
+
+    async def delete_rayservice(self, namespace: str, name: str) -> bool:
+        """Delete a RayService; False when it was already gone."""
+        try:
+            await asyncio.to_thread(
+                self._custom.delete_namespaced_custom_object,
+                RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def list_model_pods(self, namespace: str, model: str) -> list[dict[str, Any]]:
+        """Pods labelled with the model's name (head and workers of its Ray clusters)."""
+        selector = f"{MODEL_LABEL}={model}"
+        result = await asyncio.to_thread(
+            self._core.list_namespaced_pod, namespace, label_selector=selector,
+            _preload_content=False,
+        )
+        items = _json(result).get("items") or []
+        # Filter again: label selectors are the server's job, but cheap to double-check.
+        return [p for p in items if (p.get("metadata", {}).get("labels") or {}).get(MODEL_LABEL) == model]
+
+
+_KUBERAY_MISSING = (
+    "the cluster has no ray.io/v1 RayService API: install KubeRay "
+    "(helm install kuberay-operator kuberay/kuberay-operator) and the model will roll out"
+)
+
+
+def _is_missing_resource(exc: ApiException) -> bool:
+    """A 404 for the resource type itself (no CRD), not for one object."""
+    body = exc.body.decode() if isinstance(exc.body, bytes) else str(exc.body or "")
+    return "could not find the requested resource" in body or "404 page not found" in body
+
+
+def _json(response: Any) -> dict[str, Any]:
+    return json.loads(response.data)

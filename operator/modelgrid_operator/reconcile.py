@@ -1,0 +1,129 @@
+"""One reconcile of one InferenceModel: validate, render, apply if different, observe, report.
+
+Both the change handlers (create, update, resume) and the periodic refresh call
+:func:`reconcile`, so there is one path that writes children and status. It writes only what
+differs: a second reconcile of an unchanged world makes read calls only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from modelgrid_operator import api
+from modelgrid_operator.drift import drift_patch
+from modelgrid_operator.k8s import Client, KubeRayMissing
+from modelgrid_operator.render import owner_of, render_rayservice, serve_endpoint
+from modelgrid_operator.settings import RenderSettings
+from modelgrid_operator.status import Observation, compute_status, invalid_status
+from modelgrid_operator.validation import InvalidModel, parse_model
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile did and found.
+
+    Attributes:
+        status: the status to store, as the wire dict, or None when it is unchanged.
+        phase: the phase after this reconcile.
+        previous_phase: the phase before it (None on the first reconcile).
+        action: what happened to the child: "created", "patched", or "" for nothing.
+        message: the Ready condition's message, for events and logs.
+    """
+
+    status: dict[str, Any] | None
+    phase: api.Phase
+    previous_phase: api.Phase | None
+    action: str
+    message: str
+
+
+def _stored_status(body: dict[str, Any]) -> api.InferenceModelStatus | None:
+    raw = {k: v for k, v in (body.get("status") or {}).items() if k in _STATUS_KEYS}
+    if not raw:
+        return None
+    try:
+        return api.InferenceModelStatus.model_validate(raw)
+    except ValidationError:
+        return None  # written by someone else or an older operator: recompute from scratch
+
+
+_STATUS_KEYS = {f.alias or name for name, f in api.InferenceModelStatus.model_fields.items()}
+
+
+def _created(body: dict[str, Any]) -> datetime | None:
+    stamp = body.get("metadata", {}).get("creationTimestamp")
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+def _wire(status: api.InferenceModelStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, mode="json")
+
+
+def _outcome(
+    body: dict[str, Any], previous: api.InferenceModelStatus | None,
+    status: api.InferenceModelStatus, action: str,
+) -> Outcome:
+    new = _wire(status)
+    unchanged = previous is not None and _wire(previous) == new
+    ready = next((c for c in status.conditions if c.type == api.ConditionType.READY), None)
+    return Outcome(
+        status=None if unchanged else new,
+        phase=status.phase,
+        previous_phase=previous.phase if previous else None,
+        action=action,
+        message=ready.message if ready else "",
+    )
+
+
+async def reconcile(
+    body: dict[str, Any], *, client: Client, settings: RenderSettings, now: datetime
+) -> Outcome:
+    """Bring the model's RayService in line with its spec and compute its status.
+
+    Args:
+        body: the InferenceModel as the API server has it.
+        client: API access.
+        settings: render settings.
+        now: the current time (for status transitions and time-to-ready).
+    """
+    meta = body["metadata"]
+    previous = _stored_status(body)
+    generation = meta.get("generation")
+    try:
+        model = parse_model(
+            {"apiVersion": api.API_VERSION, "kind": api.KIND,
+             "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
+             "spec": body.get("spec")}
+        )
+    except InvalidModel as exc:
+        status = invalid_status(previous, str(exc), generation=generation, now=now)
+        return _outcome(body, previous, status, "")
+
+    desired = render_rayservice(model, settings=settings, owner=owner_of(body))
+    action, apply_error = "", None
+    try:
+        live = await client.get_rayservice(model.namespace, model.name)
+        if live is None:
+            live = await client.create_rayservice(desired)
+            action = "created"
+        elif (patch := drift_patch(live, desired)) is not None:
+            live = await client.patch_rayservice(model.namespace, model.name, patch)
+            action = "patched"
+        pods = await client.list_model_pods(model.namespace, model.name)
+        observation = Observation(rayservice=live, pods=pods)
+    except KubeRayMissing as exc:
+        observation = Observation(None, apply_error=(api.Reason.KUBERAY_MISSING, str(exc)))
+    except ApiException as exc:  # e.g. the API server or a webhook refused the RayService
+        message = f"writing RayService {model.name} failed: {exc.status} {exc.reason}"
+        observation = Observation(None, apply_error=(api.Reason.APPLY_FAILED, message))
+
+    status = compute_status(
+        model, observation, previous=previous, generation=generation,
+        endpoint=serve_endpoint(model, settings), now=now, created=_created(body),
+    )
+    return _outcome(body, previous, status, action)

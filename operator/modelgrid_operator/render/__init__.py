@@ -1,0 +1,19 @@
+"""Pure renderers: an InferenceModel in, Kubernetes objects out.
+
+Nothing in this package reads the environment, calls an API server or looks at the clock: the
+same model and settings always give the same objects, so handlers only diff and apply, and
+``modelgrid render`` shows exactly what the operator would write.
+"""
+
+from modelgrid_operator.render.app_config import to_app_config, to_local_app_config
+from modelgrid_operator.render.metadata import Owner, owner_of
+from modelgrid_operator.render.rayservice import render_rayservice, serve_endpoint
+
+__all__ = [
+    "Owner",
+    "owner_of",
+    "render_rayservice",
+    "serve_endpoint",
+    "to_app_config",
+    "to_local_app_config",
+]

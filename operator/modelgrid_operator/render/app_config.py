@@ -1,0 +1,123 @@
+"""InferenceModel -> the Serve application's :class:`~modelgrid_serving.config.AppConfig`.
+
+The same function feeds the cluster (through the RayService's Serve config) and ``modelgrid
+up`` (through an embedded Ray), so both serve a model the same way.
+"""
+
+from __future__ import annotations
+
+from modelgrid_serving.config import Accelerator as ServingAccelerator
+from modelgrid_serving.config import AppConfig, EngineKind, PoolConfig
+
+from modelgrid_operator import api
+from modelgrid_operator.settings import RenderSettings
+
+
+def pool_resource(pool: api.Pool) -> str:
+    """The custom Ray resource that pins a pool's replicas to its worker group."""
+    return f"{api.GROUP}/pool-{pool.name}"
+
+
+def model_path_in_pod(source: api.ModelSource, settings: RenderSettings) -> str:
+    """What the engine loads inside a pod: an HF id, an object store URI, or a mounted path."""
+    if source.kind is api.SourceKind.PVC:
+        claim, path = source.pvc
+        return "/".join(p for p in (settings.model_cache_path, claim, path) if p)
+    if source.kind is api.SourceKind.BUILTIN:
+        return f"{settings.model_cache_path}/builtin/{source.location}"
+    return source.location
+
+
+def _pool_config(
+    spec: api.InferenceModelSpec, pool: api.Pool, settings: RenderSettings
+) -> PoolConfig:
+    engine = spec.engine_for(pool)
+    low, high = pool.replica_bounds
+    return PoolConfig(
+        name=pool.name,
+        accelerator=ServingAccelerator(pool.accelerator.value),
+        engine=EngineKind(engine.value),
+        min_replicas=low,
+        max_replicas=high,
+        ray_resource=pool_resource(pool),
+        gpus_per_replica=spec.engine_args.gpus_per_replica
+        if pool.accelerator is api.Accelerator.NVIDIA
+        else 0,
+        mlx_server_url=f"http://127.0.0.1:{settings.mlx_port}"
+        if engine is api.Engine.MLX and pool.accelerator is api.Accelerator.APPLE
+        else None,
+    )
+
+
+def _common(model: api.InferenceModel, model_source: str) -> dict:
+    spec = model.spec
+    args = spec.engine_args
+    limits = spec.serving
+    return {
+        "model_name": model.served_model_name,
+        "aliases": tuple(spec.aliases),
+        "model_source": model_source,
+        "revision": spec.model.revision,
+        "max_model_len": args.max_model_len,
+        "dtype": args.dtype,
+        "tensor_parallel_size": args.tensor_parallel_size,
+        "pipeline_parallel_size": args.pipeline_parallel_size,
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+        "engine_kwargs": dict(args.extra_args),
+        "max_ongoing_requests": limits.max_concurrent_requests,
+        "max_queued_requests": limits.max_queued_requests,
+        "target_ongoing_requests": limits.target_concurrent_requests
+        or max(1, limits.max_concurrent_requests // 2),
+    }
+
+
+def to_app_config(model: api.InferenceModel, settings: RenderSettings) -> AppConfig:
+    """The Serve application config for the cluster: one deployment per pool."""
+    return AppConfig(
+        **_common(model, model_path_in_pod(model.spec.model, settings)),
+        pools=tuple(_pool_config(model.spec, pool, settings) for pool in model.spec.pools),
+    )
+
+
+def to_local_app_config(
+    model: api.InferenceModel, *, builtin_root: str, pool: str | None = None
+) -> AppConfig:
+    """The Serve application config for ``modelgrid up``: one pool, one replica, this machine.
+
+    Args:
+        model: the InferenceModel, as the cluster would get it.
+        builtin_root: the directory that holds generated built-in models on this machine.
+        pool: which pool's accelerator and engine to run; default the first pool.
+
+    Raises:
+        ValueError: when ``pool`` names no pool of the model, or the source is a PVC
+            (which exists only inside a cluster).
+    """
+    pools = {p.name: p for p in model.spec.pools}
+    chosen = pools.get(pool) if pool else model.spec.pools[0]
+    if chosen is None:
+        raise ValueError(f"no pool named {pool!r}; the model has {', '.join(pools)}")
+    source = model.spec.model
+    if source.kind is api.SourceKind.PVC:
+        raise ValueError(
+            f"spec.model.uri: {source.uri} is a PersistentVolumeClaim, which exists only in a "
+            "cluster; point uri at a local path or a Hugging Face id to run locally"
+        )
+    engine = model.spec.engine_for(chosen)
+    path = (f"{builtin_root}/{source.location}" if source.kind is api.SourceKind.BUILTIN
+            else source.location)
+    return AppConfig(
+        **_common(model, path),
+        pools=(
+            PoolConfig(
+                name=chosen.name,
+                accelerator=ServingAccelerator(chosen.accelerator.value),
+                engine=EngineKind(engine.value),
+                min_replicas=1,
+                max_replicas=1,
+                gpus_per_replica=model.spec.engine_args.gpus_per_replica
+                if chosen.accelerator is api.Accelerator.NVIDIA
+                else 0,
+            ),
+        ),
+    )

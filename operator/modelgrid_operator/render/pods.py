@@ -1,0 +1,224 @@
+"""Pod templates of the RayService's head and worker groups, one builder per accelerator.
+
+- NVIDIA workers run vLLM inside the Ray worker and ask for ``tensor x pipeline`` GPUs.
+- CPU workers run vLLM's CPU build the same way.
+- Apple workers carry an MLX server sidecar (mlx-lm) and select Apple nodes. Metal is not
+  reachable from Linux containers, so such nodes must run pods natively (a macOS
+  virtual-kubelet provider); the toleration below is the taint those nodes carry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelgrid_operator import api
+from modelgrid_operator.render.app_config import model_path_in_pod
+from modelgrid_operator.render.metadata import ACCELERATOR_LABEL, MODEL_LABEL, POOL_LABEL
+from modelgrid_operator.settings import RenderSettings
+
+Pod = dict[str, Any]
+
+RAY_PORTS = (("gcs-server", 6379), ("dashboard", 8265), ("client", 10001))
+
+
+def _engine_env() -> list[dict[str, str]]:
+    """Environment every engine container gets (a fresh list: callers extend it)."""
+    return [
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ]
+
+
+MODEL_VOLUME = "model"
+CACHE_VOLUME = "model-cache"
+SHM_VOLUME = "dshm"
+
+
+def _model_volumes(
+    source: api.ModelSource, settings: RenderSettings
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, str]]]:
+    """Volumes, mounts and env that put the weights where the engine looks for them."""
+    cache_dir = f"{settings.model_cache_path}/cache"
+    volumes: list[dict[str, Any]] = [{"name": CACHE_VOLUME, "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": CACHE_VOLUME, "mountPath": cache_dir}]
+    env = [{"name": "HF_HOME", "value": cache_dir}]
+    if source.kind is api.SourceKind.PVC:
+        claim, _ = source.pvc
+        volumes.append(
+            {"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append(
+            {"name": MODEL_VOLUME, "mountPath": f"{settings.model_cache_path}/{claim}",
+             "readOnly": True}
+        )
+    elif source.kind is api.SourceKind.BUILTIN:
+        volumes.append({"name": MODEL_VOLUME, "emptyDir": {}})
+        mounts.append({"name": MODEL_VOLUME, "mountPath": f"{settings.model_cache_path}/builtin"})
+    elif source.kind is api.SourceKind.PATH:
+        path = model_path_in_pod(source, settings)
+        volumes.append({"name": MODEL_VOLUME, "hostPath": {"path": path, "type": "Directory"}})
+        mounts.append({"name": MODEL_VOLUME, "mountPath": path, "readOnly": True})
+    return volumes, mounts, env
+
+
+def _init_containers(
+    source: api.ModelSource, settings: RenderSettings, image: str
+) -> list[dict[str, Any]]:
+    """A built-in model is generated in the pod, by the same image, before the engine starts."""
+    if source.kind is not api.SourceKind.BUILTIN:
+        return []
+    path = model_path_in_pod(source, settings)
+    return [
+        {
+            "name": "generate-model",
+            "image": image,
+            "command": ["modelgrid", "dev", "tiny-model", path],
+            "volumeMounts": [
+                {"name": MODEL_VOLUME, "mountPath": f"{settings.model_cache_path}/builtin"}
+            ],
+        }
+    ]
+
+
+def _pool_labels(model: api.InferenceModel, pool: api.Pool) -> dict[str, str]:
+    return {
+        MODEL_LABEL: model.name,
+        POOL_LABEL: pool.name,
+        ACCELERATOR_LABEL: pool.accelerator.value,
+    }
+
+
+def _resources(resources: api.Resources, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    requests = {k: v for k, v in resources.requests.items()}
+    limits = {k: v for k, v in resources.limits.items()}
+    for key, value in (extra or {}).items():
+        requests[key] = value
+        limits[key] = value
+    out: dict[str, Any] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def _tolerations(defaults: list[dict[str, Any]], pool: api.Pool) -> list[dict[str, Any]]:
+    extra = [t.model_dump(by_alias=True, exclude_none=True) for t in pool.tolerations]
+    return defaults + [t for t in extra if t not in defaults]
+
+
+def head_pod(model: api.InferenceModel, settings: RenderSettings) -> Pod:
+    """The head pod: GCS, dashboard, Serve controller and the HTTP proxy; no model replica."""
+    nvidia = any(p.accelerator is api.Accelerator.NVIDIA for p in model.spec.pools)
+    return {
+        "metadata": {"labels": {MODEL_LABEL: model.name}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "ray-head",
+                    "image": settings.cuda_image if nvidia else settings.cpu_image,
+                    "ports": [
+                        {"name": name, "containerPort": port}
+                        for name, port in (*RAY_PORTS, ("serve", settings.serve_port))
+                    ],
+                    "resources": {
+                        "requests": {"cpu": settings.head_cpu, "memory": settings.head_memory},
+                        "limits": {"memory": settings.head_memory},
+                    },
+                    "env": _engine_env(),
+                }
+            ]
+        },
+    }
+
+
+def _vllm_worker(
+    model: api.InferenceModel, pool: api.Pool, settings: RenderSettings, *, gpus: int
+) -> Pod:
+    volumes, mounts, env = _model_volumes(model.spec.model, settings)
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict[str, Any]] = []
+    if gpus:
+        volumes.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
+        node_selector[settings.gpu_node_label] = "true"
+        tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
+    image = settings.cuda_image if gpus else settings.cpu_image
+    return {
+        "metadata": {"labels": _pool_labels(model, pool)},
+        "spec": {
+            "initContainers": _init_containers(model.spec.model, settings, image),
+            "containers": [
+                {
+                    "name": "ray-worker",
+                    "image": image,
+                    "resources": _resources(pool.resources, {"nvidia.com/gpu": gpus} if gpus else None),
+                    "env": [*_engine_env(), *env],
+                    "volumeMounts": mounts,
+                }
+            ],
+            "volumes": volumes,
+            "nodeSelector": {**node_selector, **pool.node_selector},
+            "tolerations": _tolerations(tolerations, pool),
+        },
+    }
+
+
+def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> Pod:
+    volumes, mounts, env = _model_volumes(model.spec.model, settings)
+    sidecar_args = [
+        "--model", model_path_in_pod(model.spec.model, settings),
+        "--host", "127.0.0.1",
+        "--port", str(settings.mlx_port),
+    ]
+    return {
+        "metadata": {"labels": _pool_labels(model, pool)},
+        "spec": {
+            "initContainers": _init_containers(model.spec.model, settings, settings.mlx_image),
+            "containers": [
+                {
+                    "name": "ray-worker",
+                    "image": settings.apple_image,
+                    "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+                    "env": _engine_env(),
+                },
+                {
+                    "name": "mlx-server",
+                    "image": settings.mlx_image,
+                    "command": ["python", "-m", "mlx_lm.server"],
+                    "args": sidecar_args,
+                    "resources": _resources(pool.resources),
+                    "env": [*_engine_env(), *env],
+                    "volumeMounts": mounts,
+                    "readinessProbe": {
+                        "tcpSocket": {"port": settings.mlx_port},
+                        "periodSeconds": 5,
+                    },
+                },
+            ],
+            "volumes": volumes,
+            "nodeSelector": {
+                "kubernetes.io/arch": "arm64",
+                settings.apple_node_label: "apple",
+                **pool.node_selector,
+            },
+            "tolerations": _tolerations(
+                [{"key": settings.apple_tolerations_key, "operator": "Exists",
+                  "effect": "NoSchedule"}],
+                pool,
+            ),
+        },
+    }
+
+
+def worker_pod(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> Pod:
+    """The pod template of one pool's workers; each worker hosts one model replica."""
+    if pool.accelerator is api.Accelerator.APPLE:
+        pod = _apple_worker(model, pool, settings)
+    elif pool.accelerator is api.Accelerator.NVIDIA:
+        pod = _vllm_worker(model, pool, settings, gpus=model.spec.engine_args.gpus_per_replica)
+    else:
+        pod = _vllm_worker(model, pool, settings, gpus=0)
+    if not pod["spec"]["initContainers"]:
+        del pod["spec"]["initContainers"]
+    return pod

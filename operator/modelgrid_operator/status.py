@@ -1,0 +1,252 @@
+"""Compute an InferenceModel's status from what the operator observed. Pure: the clock is an
+argument, the previous status is an argument, nothing is read or written here.
+
+Phases follow the child RayService:
+
+======== ==========================================================================
+Pending  no RayService yet (or KubeRay is missing)
+Scheduling  worker pods are not all ready yet
+Loading  pods are up; the Serve application is deploying (weights load, warm-up)
+Ready    the application runs and every pool has its minimum of ready replicas
+Degraded was Ready, now a pool lacks replicas or the application is unhealthy
+Failed   the spec is invalid or the application failed to deploy
+======== ==========================================================================
+
+``timeToReady`` adds the seconds of each phase until the first Ready, the cold-start budget
+that users otherwise reconstruct from logs. Times and transition stamps only change when the
+phase or a condition changes, so observing the same world twice computes the same status and
+the operator writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from modelgrid_operator import api
+
+_TO_BUCKET = {
+    api.Phase.PENDING: "pending",
+    api.Phase.SCHEDULING: "scheduling",
+    api.Phase.LOADING: "loading",
+}
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 with seconds, as Kubernetes writes times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of :func:`format_time`."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the operator saw of a model's children in one look.
+
+    Attributes:
+        rayservice: the child RayService as read, or None when it does not exist.
+        pods: worker pods labelled with the model's name.
+        apply_error: why the child could not be written, when it could not: (reason, message).
+    """
+
+    rayservice: dict[str, Any] | None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    apply_error: tuple[api.Reason, str] | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A phase and why."""
+
+    phase: api.Phase
+    reason: api.Reason
+    message: str
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("status") == "True"
+    return False
+
+
+def pool_statuses(
+    spec: api.InferenceModelSpec, observation: Observation
+) -> list[api.PoolStatus]:
+    """Ready and desired worker pods per pool, counting only the serving Ray cluster's pods."""
+    rs_status = (observation.rayservice or {}).get("status") or {}
+    cluster = (rs_status.get("activeServiceStatus") or {}).get("rayClusterName") or (
+        rs_status.get("pendingServiceStatus") or {}
+    ).get("rayClusterName")
+    result = []
+    for pool in spec.pools:
+        pods = [
+            p for p in observation.pods
+            if p.get("metadata", {}).get("labels", {}).get("modelgrid.io/pool") == pool.name
+            and (cluster is None
+                 or p["metadata"].get("labels", {}).get("ray.io/cluster") in (None, cluster))
+        ]
+        low, _ = pool.replica_bounds
+        result.append(
+            api.PoolStatus(
+                name=pool.name,
+                accelerator=pool.accelerator,
+                engine=spec.engine_for(pool),
+                ready_replicas=sum(_pod_ready(p) for p in pods),
+                desired_replicas=max(low, len(pods)),
+            )
+        )
+    return result
+
+
+def _application(model: api.InferenceModel, rs_status: dict[str, Any]) -> dict[str, Any]:
+    apps = (rs_status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+    if model.name not in apps:
+        apps = (rs_status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}
+    return apps.get(model.name) or {}
+
+
+def judge(
+    model: api.InferenceModel,
+    observation: Observation,
+    pools: list[api.PoolStatus],
+    *,
+    was_ready: bool,
+) -> Verdict:
+    """The phase the observation shows."""
+    if observation.apply_error is not None:
+        reason, message = observation.apply_error
+        return Verdict(api.Phase.PENDING, reason, message)
+    if observation.rayservice is None:
+        return Verdict(api.Phase.PENDING, api.Reason.WAITING_FOR_RAY_SERVICE,
+                       "waiting for the RayService to be created")
+    rs_status = observation.rayservice.get("status") or {}
+    app = _application(model, rs_status)
+    app_state = app.get("status", "")
+    if app_state == "DEPLOY_FAILED":
+        return Verdict(api.Phase.FAILED, api.Reason.DEPLOY_FAILED,
+                       app.get("message") or "the Serve application failed to deploy")
+    minimum = {p.name: p.replica_bounds[0] for p in model.spec.pools}
+    short = [p for p in pools if p.ready_replicas < minimum[p.name]]
+    if app_state == "RUNNING" and not short:
+        return Verdict(api.Phase.READY, api.Reason.SERVING,
+                       f"serving {', '.join(model.served_names)}")
+    missing = ", ".join(f"{p.name} {p.ready_replicas}/{p.desired_replicas}" for p in short)
+    if was_ready:
+        if short:
+            return Verdict(api.Phase.DEGRADED, api.Reason.REPLICAS_MISSING,
+                           f"pools below their minimum of ready replicas: {missing}")
+        return Verdict(api.Phase.DEGRADED, api.Reason.REPLICAS_MISSING,
+                       app.get("message") or f"the Serve application is {app_state or 'not running'}")
+    if short:
+        return Verdict(api.Phase.SCHEDULING, api.Reason.SCHEDULING_PODS,
+                       f"waiting for worker pods: {missing}")
+    return Verdict(api.Phase.LOADING, api.Reason.LOADING_MODEL,
+                   app.get("message") or "loading the model and starting the Serve application")
+
+
+def _condition(
+    previous: list[api.Condition], kind: api.ConditionType, ok: bool, reason: api.Reason,
+    message: str, *, generation: int | None, now: datetime,
+) -> api.Condition:
+    status = "True" if ok else "False"
+    old = next((c for c in previous if c.type == kind.value), None)
+    since = old.last_transition_time if old is not None and old.status == status else format_time(now)
+    return api.Condition(type=kind.value, status=status, reason=reason.value, message=message,
+                         last_transition_time=since, observed_generation=generation)
+
+
+def _advance_times(
+    previous: api.InferenceModelStatus, phase: api.Phase, since: datetime, now: datetime
+) -> api.PhaseTimes:
+    times = previous.time_to_ready
+    if times.total is not None or phase == previous.phase:
+        return times
+    bucket = _TO_BUCKET.get(previous.phase)
+    updated = times.model_copy()
+    if bucket is not None:
+        elapsed = round(max(0.0, (now - since).total_seconds()), 3)
+        setattr(updated, bucket, round(getattr(updated, bucket) + elapsed, 3))
+    if phase is api.Phase.READY:
+        updated.total = round(updated.pending + updated.scheduling + updated.loading, 3)
+    return updated
+
+
+def compute_status(
+    model: api.InferenceModel,
+    observation: Observation,
+    *,
+    previous: api.InferenceModelStatus | None,
+    generation: int | None,
+    endpoint: str,
+    now: datetime,
+    created: datetime | None = None,
+) -> api.InferenceModelStatus:
+    """The status to write after one observation.
+
+    Args:
+        model: the validated model.
+        observation: what was seen of its children.
+        previous: the status currently stored, or None on the first reconcile.
+        generation: ``metadata.generation`` of the model.
+        endpoint: the in-cluster URL to publish.
+        now: the current time.
+        created: when the model was created (the start of Pending); defaults to ``now``.
+    """
+    prev = previous or api.InferenceModelStatus(phase_since=format_time(created or now))
+    since = parse_time(prev.phase_since) if prev.phase_since else (created or now)
+    pools = pool_statuses(model.spec, observation)
+    verdict = judge(model, observation, pools, was_ready=prev.time_to_ready.total is not None)
+    changed = verdict.phase != prev.phase
+    ready = sum(p.ready_replicas for p in pools)
+    desired = sum(p.desired_replicas for p in pools)
+    conditions = [
+        _condition(prev.conditions, api.ConditionType.READY, verdict.phase is api.Phase.READY,
+                   verdict.reason, verdict.message, generation=generation, now=now),
+        _condition(prev.conditions, api.ConditionType.SPEC_VALID, True, api.Reason.VALID,
+                   "spec is valid", generation=generation, now=now),
+        _condition(prev.conditions, api.ConditionType.RAY_SERVICE_APPLIED,
+                   observation.apply_error is None and observation.rayservice is not None,
+                   observation.apply_error[0] if observation.apply_error else api.Reason.APPLIED,
+                   observation.apply_error[1] if observation.apply_error
+                   else "RayService matches the spec", generation=generation, now=now),
+    ]
+    return api.InferenceModelStatus(
+        phase=verdict.phase,
+        phase_since=format_time(now) if changed else prev.phase_since,
+        conditions=conditions,
+        observed_generation=generation,
+        endpoint=endpoint if observation.rayservice is not None else None,
+        served_model_names=model.served_names,
+        ready_replicas=ready,
+        replicas=f"{ready}/{desired}",
+        pools=pools,
+        time_to_ready=_advance_times(prev, verdict.phase, since, now),
+        ray_service=observation.rayservice["metadata"]["name"] if observation.rayservice else None,
+    )
+
+
+def invalid_status(
+    previous: api.InferenceModelStatus | None, message: str, *, generation: int | None,
+    now: datetime,
+) -> api.InferenceModelStatus:
+    """Status of a model whose spec the operator refused: Failed with an InvalidSpec condition."""
+    prev = previous or api.InferenceModelStatus()
+    conditions = [
+        _condition(prev.conditions, api.ConditionType.READY, False, api.Reason.INVALID_SPEC,
+                   message, generation=generation, now=now),
+        _condition(prev.conditions, api.ConditionType.SPEC_VALID, False, api.Reason.INVALID_SPEC,
+                   message, generation=generation, now=now),
+    ]
+    return prev.model_copy(update={
+        "phase": api.Phase.FAILED,
+        "phase_since": format_time(now) if prev.phase is not api.Phase.FAILED else prev.phase_since,
+        "conditions": conditions,
+        "observed_generation": generation,
+    })

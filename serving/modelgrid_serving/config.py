@@ -1,0 +1,90 @@
+"""The contract between the operator and the Serve application.
+
+The operator renders an InferenceModel into a RayService whose ``serveConfigV2`` deploys
+``modelgrid_serving.app:build_app`` with an :class:`AppConfig` as its ``args``; ``modelgrid up``
+builds the same object from the same YAML. Keeping it here (pydantic only, no Ray, no engine)
+lets both sides validate it without importing anything heavy.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IMPORT_PATH = "modelgrid_serving.app:build_app"
+"""What the rendered Serve config imports to build the application."""
+
+
+class EngineKind(StrEnum):
+    """The inference engine that runs a pool's replicas."""
+
+    VLLM = "vllm"
+    MLX = "mlx"
+
+
+class Accelerator(StrEnum):
+    """The kind of node a pool runs on."""
+
+    NVIDIA = "nvidia"
+    APPLE = "apple"
+    CPU = "cpu"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PoolConfig(_Frozen):
+    """One pool's Serve deployment: where its replicas run and how many."""
+
+    name: str
+    accelerator: Accelerator
+    engine: EngineKind
+    min_replicas: int = Field(ge=0)
+    max_replicas: int = Field(ge=1)
+    ray_resource: str | None = Field(
+        default=None,
+        description="Custom Ray resource that each worker of this pool advertises once; a replica "
+        "asks for one unit, so replicas land only on their pool's workers, one per worker. "
+        "None in local mode, where there is a single node.",
+    )
+    gpus_per_replica: int = Field(default=0, ge=0)
+    mlx_server_url: str | None = Field(
+        default=None,
+        description="Base URL of the MLX server sidecar on the same node (Apple pools).",
+    )
+
+
+class AppConfig(_Frozen):
+    """Everything the Serve application needs to serve one InferenceModel."""
+
+    model_name: str = Field(description="The served model name (the `model` field of requests).")
+    aliases: tuple[str, ...] = ()
+    model_source: str = Field(
+        description="What the engine loads: a local path, a Hugging Face id or an s3:// / gs:// URI."
+    )
+    revision: str | None = None
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    max_ongoing_requests: int = Field(default=64, ge=1)
+    max_queued_requests: int = Field(default=256, ge=-1)
+    target_ongoing_requests: int | None = None
+    pools: tuple[PoolConfig, ...] = Field(min_length=1)
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on which each replica also serves its Prometheus metrics "
+        "(besides GET /metrics through Serve). None: only GET /metrics.",
+    )
+
+    @property
+    def served_names(self) -> tuple[str, ...]:
+        """The name and every alias, in the order a listing shows them."""
+        return (self.model_name, *self.aliases)

@@ -1,0 +1,142 @@
+"""Renderers tested as data: render, then assert on fields."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from factories import make_model, pool
+
+from modelgrid_operator.render import render_rayservice, serve_endpoint, to_local_app_config
+from modelgrid_operator.settings import RenderSettings, from_env
+from modelgrid_operator.validation import load_models
+
+pytestmark = pytest.mark.unit
+
+SETTINGS = RenderSettings()
+OWNER = {"name": "demo", "uid": "1234"}
+EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.yaml"))
+
+
+def _groups(rs: dict) -> dict[str, dict]:
+    return {g["groupName"]: g for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+
+
+def _app(rs: dict) -> dict:
+    return yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"][0]
+
+
+def test_render_every_example_has_one_group_per_pool():
+    assert len(EXAMPLES) >= 4
+    for path in EXAMPLES:
+        for model in load_models(path):
+            rs = render_rayservice(model, settings=SETTINGS)
+            assert rs["kind"] == "RayService" and rs["apiVersion"] == "ray.io/v1"
+            assert list(_groups(rs)) == [p.name for p in model.spec.pools], path
+
+
+def test_render_nvidia_pool_requests_tp_times_pp_gpus():
+    model = make_model(engineArgs={"tensorParallelSize": 4, "pipelineParallelSize": 2})
+    group = _groups(render_rayservice(model, settings=SETTINGS))["gpu"]
+    container = group["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
+    assert group["rayStartParams"]["num-gpus"] == "8"
+    assert group["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in group["template"]["spec"]["tolerations"]
+    assert container["image"] == SETTINGS.cuda_image
+
+
+def test_render_apple_pool_has_mlx_sidecar_and_selects_apple_nodes():
+    model = make_model(engine="mlx", model={"uri": "pvc://models/qwen"},
+                       pools=[pool("mac", "apple", resources={"requests": {"memory": "24Gi"}})])
+    spec = _groups(render_rayservice(model, settings=SETTINGS))["mac"]["template"]["spec"]
+    names = [c["name"] for c in spec["containers"]]
+    assert names == ["ray-worker", "mlx-server"]
+    sidecar = spec["containers"][1]
+    assert sidecar["args"][:2] == ["--model", "/models/models/qwen"]
+    assert sidecar["resources"]["requests"]["memory"] == "24Gi"
+    assert spec["nodeSelector"]["kubernetes.io/arch"] == "arm64"
+    assert spec["nodeSelector"][SETTINGS.apple_node_label] == "apple"
+    assert spec["tolerations"][0]["key"] == SETTINGS.apple_tolerations_key
+    assert "nvidia.com/gpu" not in json.dumps(spec)
+
+
+def test_render_mixed_pools_pin_replicas_by_custom_resource():
+    model = make_model(pools=[pool("gpu", "nvidia", maxReplicas=4), pool("mac", "apple")])
+    rs = render_rayservice(model, settings=SETTINGS)
+    groups = _groups(rs)
+    app = _app(rs)
+    pools = {p["name"]: p for p in app["args"]["pools"]}
+    for name in ("gpu", "mac"):
+        resources = json.loads(json.loads(groups[name]["rayStartParams"]["resources"]))
+        assert resources == {pools[name]["ray_resource"]: 1}
+    assert (pools["gpu"]["engine"], pools["mac"]["engine"]) == ("vllm", "mlx")
+    assert pools["mac"]["mlx_server_url"] == f"http://127.0.0.1:{SETTINGS.mlx_port}"
+    assert rs["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is True
+    assert (groups["gpu"]["minReplicas"], groups["gpu"]["maxReplicas"]) == (1, 4)
+
+
+def test_render_serve_config_deploys_modelgrid_app_with_names():
+    model = make_model(servedModelName="llama", aliases=["gpt-4o"], serving={"maxConcurrentRequests": 10})
+    app = _app(render_rayservice(model, settings=SETTINGS))
+    assert app["import_path"] == "modelgrid_serving.app:build_app"
+    assert app["args"]["model_name"] == "llama"
+    assert app["args"]["aliases"] == ["gpt-4o"]
+    assert app["args"]["max_ongoing_requests"] == 10
+    assert app["args"]["target_ongoing_requests"] == 5
+
+
+def test_render_owner_reference_only_when_owner_known():
+    model = make_model()
+    assert "ownerReferences" not in render_rayservice(model, settings=SETTINGS)["metadata"]
+    refs = render_rayservice(model, settings=SETTINGS, owner=OWNER)["metadata"]["ownerReferences"]
+    assert refs == [{"apiVersion": "modelgrid.io/v1alpha1", "kind": "InferenceModel", "name": "demo",
+                     "uid": "1234", "controller": True, "blockOwnerDeletion": True}]
+
+
+def test_render_pvc_source_mounts_claim_read_only():
+    model = make_model(model={"uri": "pvc://weights/llama/8b"})
+    spec = _groups(render_rayservice(model, settings=SETTINGS))["gpu"]["template"]["spec"]
+    volume = next(v for v in spec["volumes"] if v["name"] == "model")
+    assert volume["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "model")
+    assert mount == {"name": "model", "mountPath": "/models/weights", "readOnly": True}
+
+
+def test_render_builtin_model_is_generated_by_an_init_container():
+    model = make_model(model={"uri": "builtin://tiny-llama"}, pools=[pool("cpu", "cpu")])
+    rs = render_rayservice(model, settings=SETTINGS)
+    spec = _groups(rs)["cpu"]["template"]["spec"]
+    assert spec["initContainers"][0]["command"] == ["modelgrid", "dev", "tiny-model", "/models/builtin/tiny-llama"]
+    assert _app(rs)["args"]["model_source"] == "/models/builtin/tiny-llama"
+
+
+def test_render_is_pure():
+    model = make_model(pools=[pool("gpu", "nvidia"), pool("mac", "apple")])
+    assert render_rayservice(model, settings=SETTINGS) == render_rayservice(model, settings=SETTINGS)
+
+
+def test_render_endpoint_names_serve_service():
+    assert serve_endpoint(make_model(), SETTINGS) == "http://demo-serve-svc.ml.svc:8000/v1"
+
+
+def test_settings_from_env_override_images():
+    settings = from_env({"MODELGRID_CPU_IMAGE": "registry.local/serving:dev"})
+    assert settings.cpu_image == "registry.local/serving:dev"
+
+
+def test_local_app_config_collapses_to_one_replica_of_the_chosen_pool():
+    model = make_model(model={"uri": "builtin://tiny-llama"},
+                       pools=[pool("gpu", "nvidia", minReplicas=3), pool("cpu", "cpu")])
+    config = to_local_app_config(model, builtin_root="/cache/models", pool="cpu")
+    assert config.model_source == "/cache/models/tiny-llama"
+    assert [(p.name, p.min_replicas, p.max_replicas, p.ray_resource) for p in config.pools] == [("cpu", 1, 1, None)]
+
+
+def test_local_app_config_refuses_pvc_and_unknown_pool():
+    with pytest.raises(ValueError, match="exists only in a cluster"):
+        to_local_app_config(make_model(model={"uri": "pvc://c/m"}), builtin_root="/x")
+    with pytest.raises(ValueError, match="no pool named 'nope'"):
+        to_local_app_config(make_model(), builtin_root="/x", pool="nope")
