@@ -78,6 +78,11 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         configure_kopf(settings)
         clients["api"] = config.client_factory()
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """In-cluster service account first, else the kubeconfig (a private registry has none)."""
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     async def run(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
         outcome = await reconcile(
             dict(body), client=clients["api"], settings=config.render, now=config.clock()
@@ -91,7 +96,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         """Render and apply the RayService whenever the spec changes or the operator starts."""
         await run(body, patch, logger)
 
-    @kopf.timer(*RESOURCE, interval=config.refresh_interval, registry=registry)
+    @kopf.timer(*RESOURCE, interval=config.refresh_interval,
+                initial_delay=config.refresh_interval, registry=registry)
     async def refresh(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger,
                       **_: Any) -> None:
         """Follow the RayService's status and put back what was changed behind our back."""
