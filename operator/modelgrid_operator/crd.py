@@ -156,8 +156,9 @@ def build_crd() -> dict[str, Any]:
         },
         "x-kubernetes-validations": [
             {
-                "rule": "self.metadata.name.size() <= 40",
-                "message": "metadata.name must be at most 40 characters "
+                "rule": "self.metadata.name.size() <= 40 && "
+                f"self.metadata.name.matches('{api.DNS_LABEL}')",
+                "message": "metadata.name must be a DNS label of at most 40 characters "
                 "(it names the RayService and its Service)",
             }
         ],
