@@ -1,0 +1,37 @@
+"""KubeRay's own CRDs, read from ``../shared/kuberay-crds`` beside the repository.
+
+They are test data, not part of the project (a cluster gets them from the KubeRay install);
+tests that need them skip, naming the missing folder, where they are absent.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERAY_CRDS = ROOT.parent / "shared" / "kuberay-crds"
+RAYSERVICES = "ray.io_rayservices.yaml"
+RAYCLUSTERS = "ray.io_rayclusters.yaml"
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@lru_cache(maxsize=None)
+def _load(name: str) -> dict[str, Any]:
+    return yaml.load((KUBERAY_CRDS / name).read_text(), Loader=_Loader)  # noqa: S506 (safe)
+
+
+def kuberay_crd(name: str) -> dict[str, Any]:
+    """One KubeRay CRD (cached: they are large), or skip the test when the folder is absent.
+
+    Callers must not change the returned object.
+    """
+    if not (KUBERAY_CRDS / name).is_file():
+        pytest.skip(f"KubeRay CRDs not found: ../shared/kuberay-crds/{name} is missing "
+                    "(the folder beside the repository root)")
+    return _load(name)
