@@ -1,0 +1,22 @@
+# The two commands a newcomer needs (see README.md): `make up` and `make test`.
+# .ci/venv.sh builds the environment once (cached under ~/.cache/modelgrid) and prints its path.
+MODEL ?= examples/cpu-tiny.yaml
+PYTEST_ARGS ?=
+
+.PHONY: up test test-unit crd
+
+## Install and serve MODEL on http://127.0.0.1:8000 (Ctrl-C stops it)
+up:
+	venv=$$(.ci/venv.sh) && exec "$$venv/bin/modelgrid" up $(MODEL)
+
+## Run every test tier this machine can run (unit, integration, e2e)
+test:
+	venv=$$(.ci/venv.sh) && "$$venv/bin/python" -m pytest $(PYTEST_ARGS)
+
+## Only the fast tier (seconds)
+test-unit:
+	venv=$$(.ci/venv.sh) && "$$venv/bin/python" -m pytest -m unit $(PYTEST_ARGS)
+
+## Regenerate crds/ from the typed API
+crd:
+	venv=$$(.ci/venv.sh) && "$$venv/bin/modelgrid" crd > crds/modelgrid.io_inferencemodels.yaml

@@ -1,0 +1,57 @@
+"""`modelgrid render` and `modelgrid crd` as a user runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelgrid_operator.cli import main
+from modelgrid_operator.crd import CRD_FILE
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_cli_render_prints_rayservice_yaml(example, capsys):
+    assert main(["render", str(example)]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["kind"] for d in docs] == ["RayService"]
+    assert yaml.safe_load(docs[0]["spec"]["serveConfigV2"])["applications"][0]["import_path"]
+
+
+def test_cli_crd_equals_committed_file(capsys):
+    assert main(["crd"]) == 0
+    assert capsys.readouterr().out == (ROOT / "crds" / CRD_FILE).read_text()
+
+
+def test_cli_render_invalid_file_names_path_and_reason_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "apiVersion": "modelgrid.io/v1alpha1", "kind": "InferenceModel", "metadata": {"name": "m"},
+        "spec": {"model": {"uri": "org/m"},
+                 "pools": [{"name": "p", "accelerator": "cpu", "minReplicas": 3, "maxReplicas": 1}]},
+    }))
+    assert main(["render", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"modelgrid: {bad}: spec.pools[0].minReplicas: minReplicas must not exceed maxReplicas"
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("a: [1", "not valid YAML"),
+    ("", "no InferenceModel in the file"),
+    ("kind: Pod\napiVersion: v1\n", "expected kind InferenceModel"),
+])
+def test_cli_render_unreadable_inputs(tmp_path, capsys, content, reason):
+    path = tmp_path / "m.yaml"
+    path.write_text(content)
+    assert main(["render", str(path)]) == 2
+    assert reason in capsys.readouterr().err
+
+
+def test_cli_render_missing_file(capsys):
+    assert main(["render", "nope.yaml"]) == 2
+    assert "nope.yaml: no such file" in capsys.readouterr().err

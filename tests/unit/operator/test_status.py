@@ -1,0 +1,91 @@
+"""Phase judgement and time-to-ready, from observations, with the clock passed in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from factories import make_model, pool
+
+from modelgrid_operator import api
+from modelgrid_operator.status import Observation, compute_status, invalid_status
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+MODEL = make_model(pools=[pool("gpu", "nvidia", minReplicas=2, maxReplicas=4), pool("mac", "apple")])
+
+
+def rayservice(app_status: str | None = None, cluster: str = "demo-a", message: str = "") -> dict:
+    status = {}
+    if app_status:
+        status = {"activeServiceStatus": {"rayClusterName": cluster, "applicationStatuses": {
+            "demo": {"status": app_status, "message": message}}}}
+    return {"metadata": {"name": "demo"}, "status": status}
+
+
+def pods(cluster: str = "demo-a", **ready_per_pool: int) -> list[dict]:
+    return [
+        {"metadata": {"labels": {"modelgrid.io/pool": name, "ray.io/cluster": cluster}},
+         "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        for name, count in ready_per_pool.items() for _ in range(count)
+    ]
+
+
+def step(previous, observation, seconds):
+    return compute_status(MODEL, observation, previous=previous, generation=1,
+                          endpoint="http://x/v1", now=T0 + timedelta(seconds=seconds), created=T0)
+
+
+def test_status_walks_phases_and_adds_time_to_ready():
+    s = step(None, Observation(None), 0)
+    assert s.phase is api.Phase.PENDING and s.endpoint is None
+    s = step(s, Observation(rayservice()), 2)
+    assert s.phase is api.Phase.SCHEDULING
+    s = step(s, Observation(rayservice("DEPLOYING"), pods(gpu=2, mac=1)), 32)
+    assert s.phase is api.Phase.LOADING
+    s = step(s, Observation(rayservice("RUNNING"), pods(gpu=2, mac=1)), 92)
+    assert s.phase is api.Phase.READY
+    assert s.time_to_ready == api.PhaseTimes(pending=2, scheduling=30, loading=60, total=92)
+    assert (s.ready_replicas, s.replicas, s.endpoint) == (3, "3/3", "http://x/v1")
+
+
+def test_status_unchanged_world_gives_identical_status():
+    first = step(None, Observation(rayservice("RUNNING"), pods(gpu=2, mac=1)), 5)
+    again = step(first, Observation(rayservice("RUNNING"), pods(gpu=2, mac=1)), 50)
+    assert again == first
+
+
+def test_status_lost_replicas_after_ready_is_degraded_and_keeps_time_to_ready():
+    ready = step(None, Observation(rayservice("RUNNING"), pods(gpu=2, mac=1)), 10)
+    degraded = step(ready, Observation(rayservice("RUNNING"), pods(gpu=2)), 20)
+    assert degraded.phase is api.Phase.DEGRADED
+    assert "mac 0/1" in degraded.conditions[0].message
+    assert degraded.time_to_ready == ready.time_to_ready
+
+
+def test_status_counts_only_pods_of_the_serving_cluster():
+    s = step(None, Observation(rayservice("RUNNING", cluster="new"), pods("old", gpu=2, mac=1)), 1)
+    assert s.phase is api.Phase.SCHEDULING and s.ready_replicas == 0
+
+
+def test_status_deploy_failed_is_failed_with_message():
+    s = step(None, Observation(rayservice("DEPLOY_FAILED", message="CUDA out of memory")), 1)
+    assert s.phase is api.Phase.FAILED
+    assert s.conditions[0].reason == "DeployFailed" and s.conditions[0].message == "CUDA out of memory"
+
+
+def test_status_condition_transition_time_moves_only_on_change():
+    a = step(None, Observation(rayservice()), 1)
+    b = step(a, Observation(rayservice("DEPLOYING"), pods(gpu=2, mac=1)), 9)
+    ready_a, ready_b = a.conditions[0], b.conditions[0]
+    assert ready_a.status == ready_b.status == "False"
+    assert ready_b.last_transition_time == ready_a.last_transition_time
+    assert ready_b.reason == "LoadingModel"
+
+
+def test_status_invalid_spec_is_failed():
+    s = invalid_status(None, "spec.pools[0].minReplicas: too big", generation=3, now=T0)
+    assert s.phase is api.Phase.FAILED
+    assert {c.type: c.reason for c in s.conditions} == {"Ready": "InvalidSpec", "SpecValid": "InvalidSpec"}
+    assert s.observed_generation == 3
