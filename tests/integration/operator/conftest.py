@@ -146,11 +146,13 @@ async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[as
     """Start (and restart) the real operator in this event loop; stopped at teardown."""
     tasks: list[asyncio.Task[Any]] = []
 
-    async def start(refresh: float = 0.2) -> asyncio.Task[Any]:
+    async def start(refresh: float = 0.2, *, events: bool = False) -> asyncio.Task[Any]:
         settings = kopf.OperatorSettings()
         settings.scanning.disabled = True
         settings.watching.server_timeout = 5
-        settings.posting.enabled = False  # kmock cannot name events (no generateName)
+        # kmock cannot name objects from generateName, so every event after the first is
+        # refused with 409; the requests are still recorded, which is what tests look at.
+        settings.posting.enabled = events
         config = OperatorConfig(refresh_interval=refresh, client_factory=lambda: Client(cluster.api))
         task = asyncio.create_task(kopf.operator(
             registry=build_registry(config), settings=settings, namespaces=[NAMESPACE],

@@ -147,3 +147,18 @@ async def test_operator_two_models_at_once_each_get_one_child(cluster, operator)
     await eventually(lambda: cluster.rayservice("one") and cluster.rayservice("two"), what="two RayServices")
     assert len(cluster.writes("/rayservices", "POST")) == 2
     assert cluster.get(RS, "one")["metadata"]["labels"]["modelgrid.io/model"] == "one"
+
+
+async def test_operator_posts_events_on_phase_transitions(cluster, operator):
+    await operator(events=True)
+    await cluster.create_model("demo", SPEC)
+    await eventually(lambda: cluster.phase("demo") == "Scheduling", what="phase Scheduling")
+    await cluster.kuberay_serves("demo", cluster="demo-x1", pools={"cpu": 1})
+    await eventually(lambda: cluster.phase("demo") == "Ready", what="phase Ready")
+
+    def reasons():
+        return [r.data.get("reason") for r in cluster.writes("/events", "POST") if isinstance(r.data, dict)]
+
+    await eventually(lambda: {"RayServiceCreated", "Scheduling", "Ready"} <= set(reasons()),
+                     what="events for creation and each phase")
+    assert reasons().count("Ready") == 1
