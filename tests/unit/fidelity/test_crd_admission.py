@@ -106,7 +106,8 @@ VALID_AFTER_PRUNING = {"unknown field"}
 Python validation refuses them."""
 
 
-@pytest.mark.parametrize(("case", "overrides", "path", "reason"), INVALID, ids=[c[0] for c in INVALID])
+@pytest.mark.parametrize(("case", "overrides", "path", "reason"), INVALID,
+                         ids=[c[0] for c in INVALID])
 def test_admission_invalid_case_is_refused_at_the_same_field(case, overrides, path, reason):
     document = model_doc(**overrides)
     python = _python_errors(document)
@@ -162,7 +163,8 @@ RULE_CASES = [
     (_PVC, False, {"model": {"uri": "pvc://claim-1"}}),
     (_PVC, True, {"model": {"uri": "pvc://Claim/m"}}),
     (_PVC, True, {"model": {"uri": "pvc://-claim/m"}}),
-    (_GPUS, False, {"pools": [pool(resources={"requests": {"cpu": 2}, "limits": {"memory": "8Gi"}})]}),
+    (_GPUS, False, {"pools": [pool(resources={"requests": {"cpu": 2},
+                                              "limits": {"memory": "8Gi"}})]}),
     (_GPUS, True, {"pools": [pool(resources={"requests": {"nvidia.com/gpu": 1}})]}),
     (_GPUS, True, {"pools": [pool(resources={"limits": {"nvidia.com/gpu": "2"}})]}),
     (_MIN_MAX, False, {"pools": [pool(minReplicas=2, maxReplicas=2)]}),
@@ -181,8 +183,10 @@ RULE_CASES = [
     (_MLX_NVIDIA, True, {"engine": "mlx", "pools": [pool("m", "apple"), pool()]}),
     (_PARALLEL, False, {"engineArgs": {"tensorParallelSize": 4, "pipelineParallelSize": 2}}),
     (_PARALLEL, False, {"engineArgs": {"dtype": "float32"}, "pools": [pool(accelerator="cpu")]}),
-    (_PARALLEL, True, {"engineArgs": {"pipelineParallelSize": 2}, "pools": [pool(accelerator="cpu")]}),
-    (_PARALLEL, True, {"engineArgs": {"tensorParallelSize": 2}, "pools": [pool(), pool("m", "apple")]}),
+    (_PARALLEL, True, {"engineArgs": {"pipelineParallelSize": 2},
+                       "pools": [pool(accelerator="cpu")]}),
+    (_PARALLEL, True, {"engineArgs": {"tensorParallelSize": 2},
+                       "pools": [pool(), pool("m", "apple")]}),
     (_ALIASES, False, {"servedModelName": "m", "aliases": ["n", "o"]}),
     (_ALIASES, False, {"aliases": ["demo"]}),
     (_ALIASES, False, {"servedModelName": "m"}),
