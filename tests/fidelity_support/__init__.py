@@ -5,3 +5,7 @@
 - :mod:`fidelity_support.admission`: what the API server does to a custom object on create:
   prune unknown fields, apply defaults, validate against the schema and run the CEL rules.
 """
+
+SUPPORTED_KUBERNETES = ("1.28", "1.37")
+"""Oldest and newest Kubernetes versions modelgrid supports. 1.28 is the first whose API server
+keeps ``x-kubernetes-validations[].fieldPath``, which points CEL errors at the offending field."""

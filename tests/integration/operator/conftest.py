@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -138,36 +139,64 @@ def kopf_resource_info(kmock: Any, kind: str, singular: str) -> Any:
                                      subresources={"status"}, verbs=VERBS)
 
 
-OperatorRunner = Callable[[], Awaitable[None]]
+class OperatorThread:
+    """The real operator in its own thread and event loop.
+
+    kopf cancels every task created in its loop after it started when it stops (it cannot tell
+    its own from others'), which would take kmock's server down with it; a loop of its own keeps
+    a killed operator from killing the emulated API server.
+    """
+
+    def __init__(self, config: OperatorConfig, settings: kopf.OperatorSettings) -> None:
+        self._config, self._settings = config, settings
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task[Any] | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="operator", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._task = self._loop.create_task(kopf.operator(
+            registry=build_registry(self._config), settings=self._settings,
+            namespaces=[NAMESPACE], standalone=True,
+        ))
+        self._started.set()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            self._loop.run_until_complete(self._task)
+        self._loop.close()
+
+    def start(self) -> OperatorThread:
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    async def stop(self) -> None:
+        """Kill the operator wherever it is (handlers mid-flight included) and wait for it."""
+        if self._task is not None and not self._task.done():
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        await asyncio.to_thread(self._thread.join, 30)
 
 
 @pytest.fixture()
-async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[asyncio.Task[Any]]]]:
-    """Start (and restart) the real operator in this event loop; stopped at teardown."""
-    tasks: list[asyncio.Task[Any]] = []
+async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[OperatorThread]]]:
+    """Start (and restart) the real operator; every one still running is stopped at teardown."""
+    running: list[OperatorThread] = []
 
-    async def start(refresh: float = 0.2, *, events: bool = False) -> asyncio.Task[Any]:
+    async def start(
+        refresh: float = 0.2, *, events: bool = False, client: Client | None = None
+    ) -> OperatorThread:
         settings = kopf.OperatorSettings()
         settings.scanning.disabled = True
         settings.watching.server_timeout = 5
         # kmock cannot name objects from generateName, so every event after the first is
         # refused with 409; the requests are still recorded, which is what tests look at.
         settings.posting.enabled = events
-        config = OperatorConfig(refresh_interval=refresh, client_factory=lambda: Client(cluster.api))
-        task = asyncio.create_task(kopf.operator(
-            registry=build_registry(config), settings=settings, namespaces=[NAMESPACE],
-            standalone=True,
-        ))
-        tasks.append(task)
-        return task
+        config = OperatorConfig(refresh_interval=refresh,
+                                client_factory=lambda: client or Client(cluster.api))
+        handle = OperatorThread(config, settings).start()
+        running.append(handle)
+        return handle
 
     yield start
-    for task in tasks:
-        await stop(task)
-
-
-async def stop(task: asyncio.Task[Any]) -> None:
-    """Cancel an operator task and wait for it to end."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await asyncio.wait_for(task, timeout=10)
+    for handle in running:
+        await handle.stop()

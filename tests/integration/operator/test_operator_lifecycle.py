@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import RS, eventually, stop
+from conftest import RS, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ async def test_operator_restart_duplicates_and_rewrites_nothing(cluster, operato
     first = await operator()
     await cluster.create_model("demo", SPEC)
     await eventually(lambda: cluster.phase("demo") == "Scheduling", what="phase Scheduling")
-    await stop(first)
+    await first.stop()
     posts, patches = len(cluster.writes("/rayservices", "POST")), len(cluster.writes("/rayservices/demo", "PATCH"))
     gets_before = len(cluster.writes("/rayservices/demo", "GET"))
     await operator()

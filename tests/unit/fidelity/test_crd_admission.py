@@ -10,7 +10,6 @@ CEL and the Python of one rule cannot drift apart.
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,23 +24,13 @@ from modelgrid_operator.render import render_rayservice
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.status import Observation, compute_status, invalid_status
 from modelgrid_operator.validation import InvalidModel, parse_model
+from spec_cases import INVALID
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _invalid_table() -> list[tuple]:
-    """``INVALID`` of the API tests (a test module, so not importable by name from here)."""
-    spec = importlib.util.spec_from_file_location(
-        "modelgrid_api_test_cases", ROOT / "tests" / "unit" / "operator" / "test_api.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.INVALID
-
-
-INVALID = _invalid_table()
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 SCHEMA = crd_schema(build_crd())
 RULE_MESSAGES = {

@@ -17,6 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from fidelity_support import SUPPORTED_KUBERNETES
 from modelgrid_operator import api, k8s
 from modelgrid_operator.settings import ENV_PREFIX, RenderSettings
 
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[3]
 KIND = ROOT / "e2e" / "kind"
 MANIFESTS = sorted((KIND / "manifests").glob("*.yaml"))
-KUBERNETES_VERSIONS = ("1.25", "1.37")
 
 
 def _objects() -> list[dict[str, Any]]:
@@ -42,7 +42,7 @@ def test_kind_manifests_exist():
         "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
 
 
-@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
 @pytest.mark.parametrize("path", MANIFESTS, ids=[p.name for p in MANIFESTS])
 def test_kind_manifest_validates_strictly(path, version):
     for document in yaml.safe_load_all(path.read_text()):

@@ -18,6 +18,7 @@ import pytest
 from fidelity_support.admission import admit, crd_schema
 from fidelity_support.kuberay import RAYSERVICES, kuberay_crd
 from fidelity_support.openapi import schema_errors
+from fidelity_support import SUPPORTED_KUBERNETES
 from modelgrid_operator.render import rayservice as rayservice_module
 from modelgrid_operator.render import render_rayservice
 from modelgrid_operator.settings import RenderSettings
@@ -27,8 +28,6 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
-KUBERNETES_VERSIONS = ("1.25", "1.37")
-"""Oldest and newest Kubernetes versions we support (the range kubernetes-validate bundles)."""
 OWNER = {"name": "owner", "uid": "0b7f3a52-8f1e-4a57-9c1e-2f1d0c9e5a11"}
 
 
@@ -80,7 +79,7 @@ def test_rayservice_from_example_loses_nothing_to_pruning(path):
         assert result.pruned == []
 
 
-@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_rayservice_pod_templates_validate_strictly_as_core_objects(path, version):
     for rayservice in _rendered(path):
@@ -131,7 +130,7 @@ def test_rayservice_wrong_type_is_caught():
         in kuberay_errors(rendered)
 
 
-@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
 def test_rayservice_misspelled_pod_field_is_caught(monkeypatch, version):
     real = rayservice_module.worker_pod
 

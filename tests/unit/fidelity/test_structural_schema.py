@@ -15,6 +15,7 @@ import yaml
 
 from fidelity_support.kuberay import RAYCLUSTERS, RAYSERVICES, kuberay_crd
 from fidelity_support.structural import crd_violations, violations
+from fidelity_support import SUPPORTED_KUBERNETES
 from modelgrid_operator.crd import CRD_FILE, build_crd
 
 pytestmark = pytest.mark.unit
@@ -30,15 +31,7 @@ def test_structural_committed_crd_has_no_violations():
     assert crd_violations(yaml.safe_load((ROOT / "crds" / CRD_FILE).read_text())) == []
 
 
-@pytest.mark.parametrize("version", [
-    pytest.param("1.25", marks=pytest.mark.xfail(
-        strict=True,
-        reason="x-kubernetes-validations[].fieldPath exists only from Kubernetes 1.28: older API "
-        "servers drop it (kubectl --validate=strict rejects the CRD). Either support >= 1.28 "
-        "or leave fieldPath out of the generated CRD.")),
-    "1.28",
-    "1.37",
-])
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
 def test_structural_crd_object_validates_strictly_as_apiextensions_v1(version):
     kubernetes_validate.validate(build_crd(), version, strict=True)
 
