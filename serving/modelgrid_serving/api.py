@@ -1,0 +1,258 @@
+"""The OpenAI routes of one replica, over any :class:`~modelgrid_serving.engines.base.Engine`.
+
+Routes are thin: read JSON, resolve the served name, validate with :mod:`.protocol`, call the
+engine, answer JSON or SSE. Every error goes through :func:`~modelgrid_serving.errors.error_response`.
+The same app serves vLLM replicas (in-process engine) and MLX replicas (proxy engine).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from . import __version__
+from .config import AppConfig
+from .engines.base import Engine, EngineOutput
+from .errors import (
+    APIError,
+    InvalidJSON,
+    MethodNotAllowed,
+    ModelNotReady,
+    RouteNotFound,
+    error_response,
+)
+from .metrics import CONTENT_TYPE, Metrics, RequestTracker
+from .names import ServedNames
+from .protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    Health,
+    ModelCard,
+    ModelList,
+    SamplingRequest,
+    ServiceInfo,
+)
+
+logger = logging.getLogger(__name__)
+
+_DONE = "data: [DONE]\n\n"
+
+
+def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: int) -> FastAPI:
+    """Build the OpenAI-compatible ASGI app of one replica.
+
+    Args:
+        engine: The started engine.
+        config: The application config (names, aliases).
+        metrics: Where this replica counts requests and tokens.
+        created: Unix time shown as the models' ``created``.
+
+    Returns:
+        A FastAPI app with ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``,
+        ``/v1/embeddings``, ``/health``, ``/metrics`` and ``/``.
+    """
+    names = ServedNames.build([(config.model_name, config.aliases)])
+    app = FastAPI(title="modelgrid", version=__version__, docs_url=None, redoc_url=None)
+    _install_error_handlers(app)
+
+    def card(name: str) -> ModelCard:
+        root = names.resolve(name)
+        return ModelCard(
+            id=name,
+            created=created,
+            root=root if root != name else None,
+            max_model_len=engine.max_model_len(),
+        )
+
+    @app.get("/", response_model=ServiceInfo)
+    async def root() -> ServiceInfo:
+        return ServiceInfo(
+            version=__version__,
+            models=list(names.names()),
+            engine=engine.kind,
+            engine_version=engine.version,
+        )
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        try:
+            await engine.check_health()
+        except Exception as exc:
+            logger.warning("health check failed: %s", exc)
+            raise ModelNotReady(f"The engine of '{config.model_name}' is not healthy.") from exc
+        return Health()
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models", response_model=ModelList)
+    async def list_models() -> ModelList:
+        return ModelList(data=[card(name) for name in names.names()])
+
+    @app.get("/v1/models/{model:path}", response_model=ModelCard)
+    async def get_model(model: str) -> ModelCard:
+        return card(model)
+
+    async def generate(
+        request: Request,
+        route: str,
+        schema: type[SamplingRequest],
+        call: Callable[[dict[str, Any]], Awaitable[EngineOutput]],
+    ) -> Response:
+        body = await _read_json(request)
+        body["model"] = canonical = names.resolve(body.get("model"))
+        parsed = schema.model_validate(body)
+        client_wants_usage = parsed.wants_usage_in_stream()
+        if parsed.stream:  # always count tokens; drop the usage chunk if the client did not ask
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        tracker = metrics.track(canonical, route)
+        try:
+            output = await call(body)
+        except BaseException as exc:
+            tracker.done(error_response(exc).status_code)
+            raise
+        if isinstance(output, dict):
+            _count_usage(tracker, output.get("usage"))
+            tracker.done(200)
+            return JSONResponse(to_openai_shape(output))
+        return StreamingResponse(
+            _relay(output, tracker, keep_usage=client_wants_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        return await generate(request, "chat", ChatCompletionRequest, engine.chat)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await generate(request, "completions", CompletionRequest, engine.completions)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        body = await _read_json(request)
+        body["model"] = canonical = names.resolve(body.get("model"))
+        EmbeddingRequest.model_validate(body)
+        tracker = metrics.track(canonical, "embeddings")
+        try:
+            output = await engine.embeddings(body)
+        except BaseException as exc:
+            tracker.done(error_response(exc).status_code)
+            raise
+        _count_usage(tracker, output.get("usage"))
+        tracker.done(200)
+        return JSONResponse(drop_nulls(output))
+
+    return app
+
+
+def to_openai_shape(body: dict[str, Any]) -> dict[str, Any]:
+    """An engine's full response as OpenAI's schema has it: unset extensions dropped, and
+    ``logprobs.refusal`` (required, null when no refusal) present."""
+    body = drop_nulls(body)
+    for choice in body.get("choices") or ():
+        logprobs = choice.get("logprobs")
+        if isinstance(logprobs, dict) and "content" in logprobs:
+            logprobs.setdefault("refusal", None)
+    return body
+
+
+KEEP_NULL = frozenset({"content", "refusal", "logprobs", "finish_reason"})
+"""Keys OpenAI requires even when null; every other null is an engine's unset extension."""
+
+
+def drop_nulls(value: Any) -> Any:
+    """Remove ``null`` members that OpenAI's schemas do not allow (engines add many: vLLM's
+    ``annotations``, ``token_ids``, ``prompt_tokens_details``...). Strict clients validate."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None or k in KEEP_NULL}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def reply(exc: BaseException) -> JSONResponse:
+        answer = error_response(exc)
+        return JSONResponse(
+            answer.content(), status_code=answer.status_code, headers=answer.headers
+        )
+
+    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
+        return reply(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            return reply(
+                MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
+            )
+        if exc.status_code == 404:
+            return reply(RouteNotFound(f"No route {request.method} {request.url.path}."))
+        return reply(APIError(str(exc.detail)))
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error", exc_info=exc)
+        return reply(exc)
+
+    app.add_exception_handler(APIError, on_api_error)
+    app.add_exception_handler(ValidationError, on_api_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+async def _read_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidJSON(f"The body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidJSON("The body must be a JSON object.")
+    return body
+
+
+def _count_usage(tracker: RequestTracker, usage: Any) -> None:
+    if isinstance(usage, dict):
+        tracker.usage(
+            int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        )
+
+
+def _is_usage_frame(frame: str) -> bool:
+    return '"choices":[]' in frame and '"usage"' in frame
+
+
+async def _relay(
+    frames: AsyncIterator[str], tracker: RequestTracker, *, keep_usage: bool
+) -> AsyncIterator[str]:
+    """Pass SSE frames through, timing tokens; count the usage chunk, keep it only if asked."""
+    status = 200
+    try:
+        async for frame in frames:
+            if frame == _DONE:
+                yield frame
+            elif _is_usage_frame(frame):
+                _count_usage(tracker, json.loads(frame[len("data: ") :]).get("usage"))
+                if keep_usage:
+                    yield frame
+            else:
+                tracker.token()
+                yield frame
+    except Exception as exc:  # the engine broke mid-stream: tell the client in the stream
+        logger.exception("stream failed", exc_info=exc)
+        status = 500
+        yield f"data: {json.dumps(error_response(exc).content())}\n\n"
+        yield _DONE
+    finally:
+        tracker.done(status)

@@ -1,0 +1,81 @@
+"""The Serve application the operator deploys: ``modelgrid_serving.app:build_app``.
+
+The RayService's ``serveConfigV2`` names this import path with an :class:`AppConfig` dump as
+``args``; ``modelgrid up`` calls the same function.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .config import AppConfig, EngineKind, PoolConfig
+from .sources import resolve_model_source
+
+
+def deployment_name(config: AppConfig, pool: PoolConfig) -> str:
+    """The Serve deployment name of a pool: model and pool, in characters Serve accepts."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", f"{config.model_name}-{pool.name}")
+
+
+def deployment_options(config: AppConfig, pool: PoolConfig) -> dict[str, Any]:
+    """Serve options of a pool's deployment (replicas, queueing, placement)."""
+    autoscaling: dict[str, Any] = {
+        "min_replicas": pool.min_replicas,
+        "max_replicas": pool.max_replicas,
+        "initial_replicas": max(pool.min_replicas, 1),
+    }
+    if config.target_ongoing_requests is not None:
+        autoscaling["target_ongoing_requests"] = config.target_ongoing_requests
+    actor: dict[str, Any] = {}
+    if pool.ray_resource:
+        # One unit per worker: replicas land on their pool's workers, one per worker.
+        actor["resources"] = {pool.ray_resource: 1}
+    return {
+        "autoscaling_config": autoscaling,
+        "max_ongoing_requests": config.max_ongoing_requests,
+        "max_queued_requests": config.max_queued_requests,
+        "ray_actor_options": actor,
+    }
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """Build the Serve application for one InferenceModel.
+
+    Args:
+        args: An :class:`AppConfig` as a dict (the ``args`` of the Serve config).
+
+    Returns:
+        A ``ray.serve.Application`` whose ingress answers the OpenAI API.
+
+    Raises:
+        pydantic.ValidationError: ``args`` is not a valid AppConfig.
+        ModelSourceError: the model source is a local path that does not exist.
+        NotImplementedError: more than one pool, or an MLX pool (not built yet).
+    """
+    config = AppConfig.model_validate(args)
+    if len(config.pools) != 1:
+        raise NotImplementedError(
+            f"{config.model_name}: {len(config.pools)} pools; one pool per application for now"
+        )
+    pool = config.pools[0]
+    if pool.engine != EngineKind.VLLM:
+        raise NotImplementedError(f"{config.model_name}: engine {pool.engine} is not available yet")
+    config = config.model_copy(update={"model_source": resolve_model_source(config.model_source)})
+
+    from ray import serve
+
+    from .engines.vllm import to_llm_config
+    from .server import VLLMServer
+
+    llm_config = to_llm_config(config, pool)
+    options = VLLMServer.get_deployment_options(llm_config)
+    ours = deployment_options(config, pool)
+    actor = {**options.get("ray_actor_options", {}), **ours.pop("ray_actor_options")}
+    if "resources" in actor and options.get("placement_group_bundles"):
+        # The replica actor takes the first bundle: the pool's resource must be in it.
+        first, *rest = options["placement_group_bundles"]
+        options["placement_group_bundles"] = [{**first, **actor["resources"]}, *rest]
+    options.update(ours, ray_actor_options=actor, name=deployment_name(config, pool))
+    deployment = serve.deployment(VLLMServer, **options)
+    return deployment.bind(llm_config, app_config=config.model_dump(mode="json"))

@@ -1,0 +1,161 @@
+"""vLLM through Ray Serve LLM: our :class:`~modelgrid_serving.engines.base.Engine` over Ray's engine.
+
+Ray Serve LLM (``ray.serve.llm``) owns starting vLLM (CPU or CUDA build, the same code path),
+placement and health. This module translates: AppConfig -> ``LLMConfig``, OpenAI dicts -> Ray's
+request models, and Ray's outputs and errors -> our contract and our error classes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ..config import Accelerator, AppConfig, PoolConfig
+from ..errors import APIError, EngineError, from_engine_error
+from .base import EngineOutput
+
+if TYPE_CHECKING:
+    from ray.serve.llm import LLMConfig
+
+_ENGINE_ENV_DEFAULTS = {"VLLM_NO_USAGE_STATS": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+"""vLLM's CPU build reserves 4 GiB of KV cache by default; 1 GiB holds 500k tokens of a small
+model. Override through the process environment or ``engine_kwargs``."""
+
+
+def to_llm_config(config: AppConfig, pool: PoolConfig) -> LLMConfig:
+    """Ray Serve LLM's config for one pool's vLLM replicas.
+
+    Args:
+        config: The application config.
+        pool: The pool whose replicas this config describes.
+
+    Returns:
+        An ``LLMConfig`` whose ``model_id`` is the canonical served name.
+    """
+    from ray.serve.llm import LLMConfig
+
+    engine_kwargs: dict[str, Any] = {
+        "dtype": config.dtype,
+        "tensor_parallel_size": config.tensor_parallel_size,
+        "pipeline_parallel_size": config.pipeline_parallel_size,
+    }
+    if config.revision:
+        engine_kwargs["revision"] = config.revision
+    if config.max_model_len:
+        engine_kwargs["max_model_len"] = config.max_model_len
+    if pool.accelerator == Accelerator.NVIDIA:
+        engine_kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
+    engine_kwargs.update(config.engine_kwargs)
+
+    accelerator: dict[str, Any] = {"kind": "cpu"}
+    env = dict(_ENGINE_ENV_DEFAULTS)
+    if pool.accelerator == Accelerator.NVIDIA:
+        accelerator = {"kind": "gpu"}
+        env.pop("VLLM_CPU_KVCACHE_SPACE")
+    return LLMConfig(
+        model_loading_config={"model_id": config.model_name, "model_source": config.model_source},
+        accelerator_config=accelerator,
+        engine_kwargs=engine_kwargs,
+        runtime_env={"env_vars": env},
+        log_engine_metrics=False,
+    )
+
+
+class VLLMEngine:
+    """Adapts Ray Serve LLM's vLLM engine (``LLMServer.engine``) to our engine contract."""
+
+    kind = "vllm"
+
+    def __init__(self, ray_engine: Any, *, max_model_len: int | None = None) -> None:
+        from ray.serve.llm import openai_api_models as oai
+
+        self._engine = ray_engine
+        self._oai = oai
+        self._max_model_len = max_model_len
+        self.version = _installed_version("vllm-cpu", "vllm")
+
+    def max_model_len(self) -> int | None:
+        if self._max_model_len is None:
+            client = getattr(self._engine, "_engine_client", None)
+            model_config = getattr(client, "model_config", None)
+            self._max_model_len = getattr(model_config, "max_model_len", None)
+        return self._max_model_len
+
+    async def chat(self, body: dict[str, Any]) -> EngineOutput:
+        request = self._parse(self._oai.ChatCompletionRequest, body)
+        return await self._generate(self._engine.chat(request, None))
+
+    async def completions(self, body: dict[str, Any]) -> EngineOutput:
+        request = self._parse(self._oai.CompletionRequest, body)
+        return await self._generate(self._engine.completions(request, None))
+
+    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        request = self._parse(self._oai.EmbeddingRequest, body)
+        first = await anext(self._engine.embeddings(request, None))
+        self._raise_if_error(first)
+        return first.model_dump()
+
+    async def check_health(self) -> None:
+        await self._engine.check_health()
+
+    @staticmethod
+    def _parse(model: Any, body: dict[str, Any]) -> Any:
+        from pydantic import ValidationError
+
+        try:
+            return _adapter(model).validate_python(body)
+        except ValidationError as exc:
+            # Our protocol validated first; what vLLM's models still refuse is a client error too.
+            from ..errors import from_validation_error
+
+            raise from_validation_error(exc) from None
+
+    async def _generate(self, outputs: AsyncIterator[Any]) -> EngineOutput:
+        try:
+            first = await anext(outputs)
+        except StopAsyncIteration:
+            raise EngineError("The engine returned no output.") from None
+        if isinstance(first, str):
+            return _chain(first, outputs)
+        self._raise_if_error(first)
+        return first.model_dump()
+
+    @staticmethod
+    def _raise_if_error(output: Any) -> None:
+        # Ray yields its internal ErrorResponse (a vLLM subclass), not the public re-export:
+        # match by name along the MRO rather than by one of the classes.
+        if any(cls.__name__ == "ErrorResponse" for cls in type(output).__mro__):
+            raise _to_api_error(output)
+
+
+def _installed_version(*distributions: str) -> str | None:
+    """The version of the first installed distribution (vLLM's CPU build is "vllm-cpu")."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in distributions:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+@functools.cache
+def _adapter(model: Any) -> Any:
+    """A cached pydantic adapter: some of Ray's request types are unions (EmbeddingRequest)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(model)
+
+
+def _to_api_error(response: Any) -> APIError:
+    error = response.error
+    status = error.code if isinstance(error.code, int) else 500
+    return from_engine_error(error.message, status_code=status, param=error.param)
+
+
+async def _chain(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield first
+    async for frame in rest:
+        yield frame

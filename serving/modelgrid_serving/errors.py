@@ -1,0 +1,221 @@
+"""One error shape, one mapper: every error modelgrid answers goes through :func:`error_response`.
+
+The body is OpenAI's ``{"error": {"message", "type", "param", "code"}}``. Each failure a client can
+cause has an explicit class with its status code; anything else is a server error (500), so a bug
+never looks like a client mistake. HTTP handlers, SSE error events and (later) the gateway's auth
+middleware all call :func:`error_response`. Pydantic only: no web framework, no engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+class ErrorInfo(BaseModel):
+    """OpenAI's ``Error`` object."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's ``ErrorResponse``: the body of every non-2xx answer."""
+
+    error: ErrorInfo
+
+
+class APIError(Exception):
+    """Base of the errors modelgrid answers on purpose. Subclasses fix status, type and code."""
+
+    status_code: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = dict(headers or {})
+
+
+class InvalidRequest(APIError):
+    """400: a field is missing, of the wrong type or out of range (``param`` names it)."""
+
+    status_code = 400
+    type = "invalid_request_error"
+    code = "invalid_value"
+
+
+class InvalidJSON(InvalidRequest):
+    """400: the body is not a JSON object."""
+
+    code = "invalid_json"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """400: the prompt plus the requested tokens do not fit the model's context."""
+
+    code = "context_length_exceeded"
+
+
+class UnsupportedForModel(InvalidRequest):
+    """400: the model exists but cannot do this (embeddings on a generative model...)."""
+
+    code = "unsupported_for_model"
+
+
+class ModelNotFound(APIError):
+    """404: no served name or alias matches the request's ``model``."""
+
+    status_code = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+    def __init__(self, model: str, *, available: tuple[str, ...] = ()) -> None:
+        hint = f" Available: {', '.join(available)}." if available else ""
+        super().__init__(f"The model '{model}' does not exist.{hint}", param="model")
+
+
+class RouteNotFound(APIError):
+    """404: no such path."""
+
+    status_code = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(APIError):
+    """405: the path exists, the method does not."""
+
+    status_code = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class ModelNotReady(APIError):
+    """503 with ``Retry-After``: the model exists but cannot answer yet (loading, scaling up)."""
+
+    status_code = 503
+    type = "service_unavailable"
+    code = "model_not_ready"
+
+    def __init__(self, message: str, *, retry_after_s: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class Overloaded(APIError):
+    """503 with ``Retry-After``: too many requests queued."""
+
+    status_code = 503
+    type = "service_unavailable"
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class EngineError(APIError):
+    """500: the engine failed while serving a valid request."""
+
+    status_code = 500
+    type = "server_error"
+    code = "engine_error"
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """What to send: status, OpenAI-shaped body, extra headers."""
+
+    status_code: int
+    body: ErrorResponse
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def content(self) -> dict[str, Any]:
+        """The JSON body as a dict."""
+        return self.body.model_dump()
+
+
+def error_response(exc: BaseException) -> ErrorReply:
+    """Map an exception to the reply the client gets.
+
+    Args:
+        exc: An :class:`APIError` (answered as it says), a pydantic ``ValidationError`` (400 naming
+            the first offending field) or anything else (500, message hidden: it is our bug).
+
+    Returns:
+        The status code, body and headers to send.
+    """
+    if isinstance(exc, ValidationError):
+        exc = from_validation_error(exc)
+    if isinstance(exc, APIError):
+        info = ErrorInfo(message=exc.message, type=exc.type, param=exc.param, code=exc.code)
+        return ErrorReply(exc.status_code, ErrorResponse(error=info), dict(exc.headers))
+    info = ErrorInfo(
+        message="The server had an error while processing the request.",
+        type="server_error",
+        code="internal_error",
+    )
+    return ErrorReply(500, ErrorResponse(error=info))
+
+
+def from_validation_error(exc: ValidationError) -> InvalidRequest:
+    """Turn pydantic's first error into an :class:`InvalidRequest` whose ``param`` is its path."""
+    first = exc.errors(include_url=False)[0]
+    param = ".".join(str(p) for p in first["loc"] if not _is_union_tag(p)) or None
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = f"'{param}' is a required property"
+    elif param:
+        value = first.get("input")
+        message = f"Invalid value for '{param}': {message}" + (
+            f" (got {value!r})" if _is_scalar(value) else ""
+        )
+    return InvalidRequest(message, param=param)
+
+
+def from_engine_error(
+    message: str, *, status_code: int, param: str | None = None, type_: str | None = None
+) -> APIError:
+    """Map an error an engine reported (status + message) to our classes.
+
+    Engines speak HTTP status codes; we keep the status and give the body our type and code, so
+    engine wording reaches the client but the shape is always ours.
+    """
+    if status_code == 404:
+        return RouteNotFound(message, param=param)
+    if 400 <= status_code < 500:
+        lowered = message.lower()
+        if "does not support" in lowered:
+            return UnsupportedForModel(message, param=param)
+        if "context length" in lowered or "maximum context" in lowered or "too long" in lowered:
+            return ContextLengthExceeded(message, param=param or "messages")
+        return InvalidRequest(message, param=param)
+    if status_code == 503:
+        return ModelNotReady(message)
+    return EngineError(message, param=param)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal", "tuple"}
+
+
+def _is_union_tag(part: object) -> bool:
+    """Pydantic puts the tried member of a union in ``loc`` ("list[str]"); a param never has it."""
+    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or "(" in part)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (int, float, str, bool)) and len(repr(value)) <= 80

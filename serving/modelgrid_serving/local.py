@@ -1,0 +1,289 @@
+"""Local mode (``modelgrid up``): the same Serve application on an embedded Ray, no Kubernetes.
+
+Phases, each timed and printed: resolve model -> load (Ray starts, the replica starts the engine)
+-> warm-up (one real request through the HTTP path) -> ready. Ctrl-C or SIGTERM stops Serve and
+Ray; every process this run started carries a marker in its environment, and whatever survives
+the orderly shutdown is ended by that marker, so nothing strays.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from .config import AppConfig
+from .sources import ModelSourceError, resolve_model_source
+
+SESSION_ENV = "MODELGRID_LOCAL_SESSION"
+"""Set in the environment of every process a local run starts; its value names the run."""
+
+_MIN_LOGICAL_CPUS = 8
+"""Ray's logical CPUs: the replica and the engine ask for 2, the proxy and controller for some;
+a 2-core laptop must still schedule them all (logical CPUs are not cores)."""
+
+
+class _Stop(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def serve(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve ``config`` on ``host:port`` until Ctrl-C or SIGTERM. Blocks.
+
+    Args:
+        config: The application config (``modelgrid up`` collapses the pools into one local pool).
+        host: The interface the OpenAI API listens on.
+        port: Its port.
+
+    Raises:
+        SystemExit: with a one-line message when the model source is missing or the application
+            fails to start.
+    """
+    out = sys.stdout
+    started = time.perf_counter()
+    with _phase(out, "resolve model"):
+        try:
+            source = resolve_model_source(config.model_source)
+        except ModelSourceError as exc:
+            raise SystemExit(f"modelgrid: {exc}") from None
+        config = config.model_copy(update={"model_source": source})
+    _say(out, f"  model {config.model_name!r} from {source}")
+
+    session = uuid.uuid4().hex[:12]
+    temp_dir = tempfile.mkdtemp(prefix=f"modelgrid-{session}-")
+    os.environ[SESSION_ENV] = session
+    try:
+        with _stop_on_signals():
+            try:
+                timings = _start(config, host=host, port=port, temp_dir=temp_dir, out=out)
+            except _Stop:
+                _say(out, "stopping before ready")
+                return
+            total = time.perf_counter() - started
+            url = f"http://{_display_host(host)}:{port}"
+            _say(
+                out,
+                f"ready: {config.model_name} in {total:.1f} s ("
+                + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+                + ")",
+            )
+            _say(out, f"OpenAI API at {url}/v1")
+            _say(out, "try:")
+            _say(out, curl_example(url, config.model_name))
+            _say(out, "Ctrl-C to stop")
+            try:
+                while True:
+                    time.sleep(3600)
+            except _Stop:
+                _say(out, "stopping")
+    finally:
+        _shutdown(session, temp_dir)
+        os.environ.pop(SESSION_ENV, None)
+
+
+def curl_example(url: str, model: str) -> str:
+    """A copy-paste ``curl`` for a chat completion."""
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "Say hello"}],
+            "max_tokens": 32,
+        }
+    )
+    return f"  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'"
+
+
+def _start(
+    config: AppConfig, *, host: str, port: int, temp_dir: str, out: TextIO
+) -> dict[str, float]:
+    import ray
+    from ray import serve
+
+    from .app import build_app
+
+    # Engine and client chatter goes to Ray's log files; the terminal shows our phases.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    _say(out, "load: starting Ray and the engine (this takes a minute on CPU)")
+    ray.init(
+        num_cpus=max(_MIN_LOGICAL_CPUS, os.cpu_count() or 1),
+        _temp_dir=temp_dir,
+        include_dashboard=False,
+        logging_level="WARNING",
+        log_to_driver=False,
+        configure_logging=True,
+    )
+    _trap_signals()
+    serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
+    _trap_signals()
+    try:
+        serve.run(
+            build_app(config.model_dump(mode="json")), name=config.model_name, route_prefix="/"
+        )
+    except _Stop:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any deploy failure ends the run with one line
+        raise SystemExit(
+            f"modelgrid: {config.model_name} failed to start: "
+            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
+        ) from None
+    timings["load"] = time.perf_counter() - t0
+    _say(out, f"load: done in {timings['load']:.1f} s")
+
+    t1 = time.perf_counter()
+    _warm_up(f"http://{_display_host(host)}:{port}", config.model_name)
+    timings["warm-up"] = time.perf_counter() - t1
+    _say(out, f"warm-up: done in {timings['warm-up']:.2f} s")
+    return timings
+
+
+def _warm_up(url: str, model: str, *, deadline_s: float = 60.0) -> None:
+    """One real request through the HTTP path: the first one pays for lazy initialisation."""
+    import httpx
+
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    end = time.monotonic() + deadline_s
+    last: object = None
+    while time.monotonic() < end:
+        try:
+            reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+            if reply.status_code == 200:
+                return
+            last = f"HTTP {reply.status_code}: {reply.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise SystemExit(f"modelgrid: warm-up request failed: {last}")
+
+
+@contextmanager
+def _phase(out: TextIO, name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    yield
+    _say(out, f"{name}: done in {time.perf_counter() - t0:.2f} s")
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    # Ignore repeats: the first signal starts the shutdown, which must run to its end.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _trap_signals() -> None:
+    """Route SIGINT and SIGTERM to :class:`_Stop`. Called again after ``ray.init``, which
+    installs its own SIGTERM handler (one that aborts the driver without cleaning up)."""
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    _trap_signals()
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _shutdown(session: str, temp_dir: str) -> None:
+    try:
+        import ray
+        from ray import serve
+
+        if ray.is_initialized():
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
+    except Exception as exc:  # noqa: BLE001 - keep going: the sweep below ends what is left
+        print(f"modelgrid: shutdown: {exc}", file=sys.stderr)
+    _end_marked_processes(session)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _end_marked_processes(session: str, *, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, every process whose environment carries this run's marker."""
+    marked = _marked_pids(session)
+    for pid in marked:
+        _signal(pid, signal.SIGTERM)
+    end = time.monotonic() + grace_s
+    while marked and time.monotonic() < end:
+        time.sleep(0.1)
+        marked = [pid for pid in marked if _alive(pid)]
+    for pid in marked:
+        _signal(pid, signal.SIGKILL)
+
+
+def _marked_pids(session: str) -> list[int]:
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: Ray's own shutdown is all we have
+        return []
+    needle = f"{SESSION_ENV}={session}".encode()
+    me = os.getpid()
+    pids = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+
+
+def _say(out: TextIO, line: str) -> None:
+    print(f"[modelgrid] {line}" if not line.startswith("  ") else line, file=out, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m modelgrid_serving.local CONFIG.json [--host H] [--port P]``: serve an AppConfig
+    file (JSON) directly. ``modelgrid up`` is the user-facing way; this one serves tests and
+    benchmarks, which build their AppConfig in code."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m modelgrid_serving.local")
+    parser.add_argument("config", type=Path, help="an AppConfig as JSON")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    config = AppConfig.model_validate_json(args.config.read_text())
+    serve(config, host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()

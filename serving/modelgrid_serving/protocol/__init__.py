@@ -1,0 +1,28 @@
+"""The OpenAI protocol as modelgrid speaks it: request and response models, pydantic only.
+
+Shared by the engines, the Serve application and the gateway. It imports nothing else of ours and
+nothing heavy (no torch, no vLLM, no Ray), so the gateway and unit tests stay light.
+"""
+
+from .base import OpenAIBaseModel
+from .chat import ChatCompletionRequest, ChatMessage, Tool
+from .completions import CompletionRequest
+from .embeddings import EmbeddingRequest
+from .models import Health, ModelCard, ModelList, ServiceInfo
+from .sampling import ResponseFormat, SamplingRequest, StreamOptions
+
+__all__ = [
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "CompletionRequest",
+    "EmbeddingRequest",
+    "Health",
+    "ModelCard",
+    "ModelList",
+    "OpenAIBaseModel",
+    "ResponseFormat",
+    "SamplingRequest",
+    "ServiceInfo",
+    "StreamOptions",
+    "Tool",
+]

@@ -1,0 +1,44 @@
+"""The Serve deployment of a vLLM pool: Ray Serve LLM's ``LLMServer`` answering HTTP itself.
+
+``LLMServer`` starts vLLM and keeps it healthy; we give it our ASGI app (:mod:`.api`) through
+Serve's late-bound ingress hook, so one replica both runs the engine and answers the OpenAI
+routes. A request crosses the Serve proxy and lands in the process that runs the engine: no
+second deployment hop, which is what keeps the overhead over bare vLLM small.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ray import serve
+from ray.serve.llm import LLMConfig, LLMServer
+
+from .api import build_api
+from .config import AppConfig
+from .engines.vllm import VLLMEngine
+from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+@serve.ingress()
+class VLLMServer(LLMServer):
+    """One replica: vLLM through Ray Serve LLM, the OpenAI routes, metrics."""
+
+    async def __init__(self, llm_config: LLMConfig, *, app_config: dict[str, Any]) -> None:
+        self._app_config = AppConfig.model_validate(app_config)
+        self._metrics = Metrics()
+        self._created = int(time.time())
+        await super().__init__(llm_config)
+        port = self._app_config.metrics_port
+        if port:
+            from prometheus_client import start_http_server
+
+            start_http_server(port, registry=self._metrics.registry)
+            logger.info("metrics on :%d/metrics", port)
+
+    async def __serve_build_asgi_app__(self) -> Any:
+        engine = VLLMEngine(self.engine, max_model_len=self._app_config.max_model_len)
+        return build_api(engine, self._app_config, metrics=self._metrics, created=self._created)

@@ -1,0 +1,182 @@
+"""A tiny Llama-style model for tests and demos, made locally with no download.
+
+Random weights (2 layers, hidden size 128, about 1.6 MB) and a byte-level BPE tokenizer trained
+here on a few hundred pseudo-words, with a chat template. vLLM (CPU and CUDA builds) and mlx-lm
+load it in seconds. Its output is garbage by design: nothing may assert on generated words.
+
+``head_dim`` is 32 because vLLM's CPU attention crashes on first generation with 16.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+VOCAB_SIZE = 512
+MAX_POSITIONS = 2048
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+COMPLETE_MARKER = ".modelgrid-tiny-model"
+"""Written last: a directory holding it is a complete model (a crashed run leaves none)."""
+
+_SPECIAL = ["<unk>", "<s>", "</s>", "<pad>"]
+_WORDS = [
+    "hello",
+    "world",
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "the",
+    "lazy",
+    "dog",
+    "a",
+    "model",
+    "serves",
+    "tokens",
+    "user",
+    "assistant",
+    "system",
+    "say",
+    "count",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "what",
+    "is",
+    "your",
+    "name",
+    "please",
+    "answer",
+    "briefly",
+    "yes",
+    "no",
+    "ok",
+    "test",
+    "stream",
+    "chat",
+    "completion",
+]
+
+
+def write_tiny_model(path: Path) -> Path:
+    """Write the tiny model into ``path`` (created if missing) unless it is already there.
+
+    Args:
+        path: The model directory.
+
+    Returns:
+        ``path``, holding ``config.json``, ``model.safetensors`` and the tokenizer files.
+    """
+    path = Path(path)
+    if (path / COMPLETE_MARKER).is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target, then rename: concurrent or interrupted runs never leave half a model.
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    staging.chmod(0o755)
+    try:
+        _write_tokenizer(staging)
+        _write_weights(staging)
+        (staging / COMPLETE_MARKER).write_text("complete\n")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if (path / COMPLETE_MARKER).is_file():  # another process won the race
+            return path
+        raise
+    return path
+
+
+def _corpus() -> list[str]:
+    rng = random.Random(0)
+    syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"]
+    rotations = [" ".join(_WORDS[i:] + _WORDS[:i]) for i in range(len(_WORDS))] * 20
+    # Pseudo-words so that BPE can fill all the vocabulary's slots.
+    pseudo = [
+        " ".join("".join(rng.choices(syllables, k=rng.randint(1, 3))) for _ in range(30))
+        for _ in range(400)
+    ]
+    return rotations + pseudo
+
+
+def _write_tokenizer(out: Path) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=_SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer)
+    bos_id = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(  # prepend BOS like Llama
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
+    )
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        model_max_length=MAX_POSITIONS,
+    )
+    hf_tok.chat_template = CHAT_TEMPLATE
+    hf_tok.save_pretrained(str(out))
+    # One source for the template: inside tokenizer_config.json, where older loaders look.
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["chat_template"] = CHAT_TEMPLATE
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    (out / "chat_template.jinja").unlink(missing_ok=True)
+
+
+def _write_weights(out: Path) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    special = {name: _SPECIAL.index(name) for name in _SPECIAL}
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        head_dim=32,  # vLLM's CPU attention needs head_dim >= 32
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True,
+        bos_token_id=special["<s>"],
+        eos_token_id=special["</s>"],
+        pad_token_id=special["<pad>"],
+    )
+    model = LlamaForCausalLM(config).to(torch.float32)
+    model.save_pretrained(str(out), safe_serialization=True)
+    cfg_path = out / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["rope_theta"] = 10000.0  # legacy key for older loaders
+    cfg_path.write_text(json.dumps(cfg, indent=2))

@@ -1,0 +1,221 @@
+"""Session fixtures for the serving tests: the tiny model, and ONE running stack.
+
+The stack is ``modelgrid_serving.local`` in a subprocess: embedded Ray, the Serve application,
+real vLLM (CPU build) on the tiny model. Starting the engine takes 30-70 s on two cores, so the
+whole session shares it. Every process it starts inherits a marker in its environment; teardown
+stops the stack with SIGTERM and fails if any marked process is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from serving_stack import Stack
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SHARED = REPO_ROOT / ".." / "shared"
+OPENAPI = SHARED / "openai-openapi" / "openapi.yaml"
+MODEL = "tiny"
+ALIAS = "tiny-chat"
+MAX_MODEL_LEN = 512
+START_DEADLINE_S = 300.0
+STOP_DEADLINE_S = 60.0
+_MARKER_ENV = "MODELGRID_TEST_STACK"
+
+
+def cache_dir() -> Path:
+    """Where generated models live between sessions (``MODELGRID_CACHE_DIR`` overrides)."""
+    default = Path.home() / ".cache" / "modelgrid"
+    return Path(os.environ.get("MODELGRID_CACHE_DIR", default))
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The tiny model, generated once and cached under a hash of its generator's source."""
+    from modelgrid_serving import tiny_model as generator
+
+    digest = hashlib.sha256(inspect.getsource(generator).encode()).hexdigest()[:12]
+    return generator.write_tiny_model(cache_dir() / f"tiny-model-{digest}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _marked_pids(marker: str) -> list[int]:
+    needle = f"{_MARKER_ENV}={marker}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Start ``modelgrid_serving.local`` on the tiny model; stop it after the session."""
+    work = tmp_path_factory.mktemp("stack")
+    port = _free_port()
+    config = {
+        "model_name": MODEL,
+        "aliases": [ALIAS],
+        "model_source": str(tiny_model),
+        "max_model_len": MAX_MODEL_LEN,
+        "dtype": "float32",
+        # Eager mode: no torch.compile, the engine is up in about half the time.
+        "engine_kwargs": {"enforce_eager": True},
+        "pools": [
+            {
+                "name": "local",
+                "accelerator": "cpu",
+                "engine": "vllm",
+                "min_replicas": 1,
+                "max_replicas": 1,
+            }
+        ],
+    }
+    config_path = work / "app.json"
+    config_path.write_text(json.dumps(config))
+    marker = uuid.uuid4().hex
+    caches = cache_dir()
+    env = {
+        **os.environ,
+        _MARKER_ENV: marker,
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(caches / "vllm"),
+        "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
+    }
+    log_path = work / "stack.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelgrid_serving.local", str(config_path), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(proc, url, log_path)
+        yield Stack(url=url, model=MODEL, alias=ALIAS, max_model_len=MAX_MODEL_LEN, log=log_path)
+    finally:
+        leftovers = _stop(proc, marker)
+        log.close()
+    assert proc.returncode == 0, f"the stack exited with {proc.returncode}; see {log_path}"
+    assert not leftovers, f"processes left after SIGTERM: {leftovers}"
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_DEADLINE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            pytest.fail(f"the stack exited with {proc.returncode} before ready:\n{tail}")
+        if b"[modelgrid] ready:" in log_path.read_bytes():
+            return
+        time.sleep(0.5)
+    tail = log_path.read_text(errors="replace")[-3000:]
+    pytest.fail(f"the stack was not ready within {START_DEADLINE_S:.0f} s:\n{tail}")
+
+
+def _stop(proc: subprocess.Popen[bytes], marker: str) -> list[int]:
+    """SIGTERM the stack, wait, then end (and report) whatever still carries the marker."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    left = [p for p in _marked_pids(marker) if _alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = [p for p in left if _alive(p)]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
+
+
+@pytest.fixture(scope="session")
+def openai_spec() -> dict[str, Any]:
+    """OpenAI's published API description, read from the shared folder beside the repository."""
+    if not OPENAPI.is_file():
+        pytest.skip(f"OpenAI's API description not found at {OPENAPI}")
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with OPENAPI.open() as f:
+        return yaml.load(f, Loader=loader)
+
+
+@pytest.fixture(scope="session")
+def check_schema(openai_spec: dict[str, Any]) -> Any:
+    """``check_schema(name, instance)``: validate against ``#/components/schemas/<name>``."""
+    from jsonschema import Draft202012Validator
+
+    validators: dict[str, Draft202012Validator] = {}
+
+    def check(name: str, instance: Any) -> None:
+        if name not in validators:
+            components = _nullable_to_null(openai_spec["components"])
+            schema = {"$ref": f"#/components/schemas/{name}", "components": components}
+            validators[name] = Draft202012Validator(schema)
+        errors = sorted(validators[name].iter_errors(instance), key=lambda e: list(e.path))
+        assert not errors, f"{name}: " + "; ".join(
+            f"{'/'.join(map(str, e.path))}: {e.message[:200]}" for e in errors[:5]
+        )
+
+    return check
+
+
+def _nullable_to_null(node: Any) -> Any:
+    """The description says OpenAPI 3.1 but still marks some fields 3.0-style with
+    ``nullable: true``; JSON Schema ignores that keyword, so spell it as ``anyOf [.., null]``."""
+    if isinstance(node, list):
+        return [_nullable_to_null(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _nullable_to_null(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is True:
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+@pytest.fixture(scope="session")
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=60) as client:
+        yield client

@@ -1,0 +1,235 @@
+"""Raw HTTP: the error cases, the service routes, metrics, and 32 parallel streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from serving_stack import Stack
+
+pytestmark = pytest.mark.integration
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+def chat_body(stack: Stack, **overrides: Any) -> dict[str, Any]:
+    return {"model": stack.model, **CHAT, **overrides}
+
+
+def assert_error(
+    reply: httpx.Response,
+    status: int,
+    check_schema: Any,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    assert reply.status_code == status, reply.text
+    body = reply.json()
+    check_schema("ErrorResponse", body)
+    if param is not None:
+        assert body["error"]["param"] == param, body
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+# --- service routes ---------------------------------------------------------------------------
+
+
+def test_root_names_service_models_and_engine(http: httpx.Client, stack: Stack) -> None:
+    body = http.get("/").json()
+    assert body["name"] == "modelgrid"
+    assert body["models"] == [stack.model, stack.alias]
+    assert body["engine"] == "vllm" and body["version"]
+
+
+def test_health_is_ok(http: httpx.Client) -> None:
+    reply = http.get("/health")
+    assert reply.status_code == 200 and reply.json() == {"status": "ok"}
+
+
+def test_metrics_count_requests_and_tokens(http: httpx.Client, stack: Stack) -> None:
+    reply = http.post("/v1/chat/completions", json=chat_body(stack, stream=True, ignore_eos=True))
+    assert reply.status_code == 200
+    text = http.get("/metrics").text
+    for name in (
+        "modelgrid_requests_total",
+        "modelgrid_time_to_first_token_seconds_bucket",
+        "modelgrid_inter_token_latency_seconds_bucket",
+        "modelgrid_prompt_tokens_total",
+        "modelgrid_generation_tokens_total",
+        "modelgrid_requests_running",
+        "modelgrid_requests_queued",
+    ):
+        assert f"\n{name}" in text, name
+    samples = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert float(samples[f'modelgrid_generation_tokens_total{{model="{stack.model}"}}']) >= 4
+    assert (
+        float(samples[f'modelgrid_time_to_first_token_seconds_count{{model="{stack.model}"}}']) >= 1
+    )
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b'"text"', b"\xff\xfe"])
+def test_malformed_json_is_400(http: httpx.Client, check_schema: Any, raw: bytes) -> None:
+    reply = http.post(
+        "/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert_error(reply, 400, check_schema, code="invalid_json")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", "hot"),
+        ("max_tokens", "many"),
+        ("stream", {"yes": 1}),
+        ("messages", "hi"),
+        ("n", 1.5),
+        ("stop", 7),
+    ],
+)
+def test_wrong_types_are_400_naming_the_param(
+    http: httpx.Client, stack: Stack, check_schema: Any, field: str, value: Any
+) -> None:
+    reply = http.post("/v1/chat/completions", json=chat_body(stack, **{field: value}))
+    error = assert_error(reply, 400, check_schema)
+    assert error["param"].split(".")[0] == field
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", 2.5),
+        ("temperature", -1),
+        ("top_p", 1.5),
+        ("top_k", -5),
+        ("min_p", 2),
+        ("presence_penalty", 3),
+        ("frequency_penalty", -3),
+        ("repetition_penalty", 0),
+        ("n", 0),
+        ("max_tokens", 0),
+        ("max_completion_tokens", -1),
+        ("top_logprobs", 50),
+    ],
+)
+def test_out_of_range_is_400_naming_the_param(
+    http: httpx.Client, stack: Stack, check_schema: Any, field: str, value: Any
+) -> None:
+    reply = http.post(
+        "/v1/chat/completions", json=chat_body(stack, logprobs=True, **{field: value})
+    )
+    assert_error(reply, 400, check_schema, param=field)
+
+
+def test_completions_out_of_range_is_400(
+    http: httpx.Client, stack: Stack, check_schema: Any
+) -> None:
+    reply = http.post("/v1/completions", json={"model": stack.model, "prompt": "x", "logprobs": 9})
+    assert_error(reply, 400, check_schema, param="logprobs")
+
+
+def test_missing_required_field_is_400(http: httpx.Client, stack: Stack, check_schema: Any) -> None:
+    reply = http.post("/v1/completions", json={"model": stack.model})
+    assert_error(reply, 400, check_schema, param="prompt")
+    reply = http.post("/v1/chat/completions", json={"messages": CHAT["messages"]})
+    assert_error(reply, 400, check_schema, param="model")
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"])
+def test_unknown_model_is_404(http: httpx.Client, check_schema: Any, route: str) -> None:
+    body = {"model": "gpt-nope", "prompt": "x", "input": "x", **CHAT}
+    error = assert_error(
+        http.post(route, json=body), 404, check_schema, param="model", code="model_not_found"
+    )
+    assert "gpt-nope" in error["message"]
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/completions"])
+def test_too_long_prompt_is_400_naming_the_limit(
+    http: httpx.Client, stack: Stack, check_schema: Any, route: str
+) -> None:
+    long_text = "hello world " * stack.max_model_len
+    body = {
+        "model": stack.model,
+        "max_tokens": 4,
+        "prompt": long_text,
+        "messages": [{"role": "user", "content": long_text}],
+    }
+    error = assert_error(
+        http.post(route, json=body), 400, check_schema, code="context_length_exceeded"
+    )
+    assert str(stack.max_model_len) in error["message"]
+
+
+def test_output_limit_beyond_context_is_400(
+    http: httpx.Client, stack: Stack, check_schema: Any
+) -> None:
+    reply = http.post(
+        "/v1/completions",
+        json={"model": stack.model, "prompt": "hi", "max_tokens": stack.max_model_len * 4},
+    )
+    error = assert_error(reply, 400, check_schema)
+    assert str(stack.max_model_len) in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "route"),
+    [
+        ("GET", "/v1/chat/completions"),
+        ("DELETE", "/v1/completions"),
+        ("PUT", "/v1/embeddings"),
+        ("POST", "/v1/models"),
+        ("POST", "/health"),
+    ],
+)
+def test_wrong_method_is_405(
+    http: httpx.Client, check_schema: Any, method: str, route: str
+) -> None:
+    assert_error(http.request(method, route), 405, check_schema, code="method_not_allowed")
+
+
+def test_unknown_route_is_404(http: httpx.Client, check_schema: Any) -> None:
+    assert_error(http.get("/v1/nothing-here"), 404, check_schema, code="not_found")
+
+
+# --- concurrency --------------------------------------------------------------------------------
+
+
+async def test_32_parallel_streams_all_complete(stack: Stack, check_schema: Any) -> None:
+    async def one(client: httpx.AsyncClient, i: int) -> list[str]:
+        body = {
+            "model": stack.model if i % 2 else stack.alias,
+            "stream": True,
+            "max_tokens": 16,
+            "temperature": 1.0,
+            "seed": i,
+            "ignore_eos": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": f"count {i}"}],
+        }
+        async with client.stream("POST", "/v1/chat/completions", json=body) as reply:
+            assert reply.status_code == 200
+            assert reply.headers["content-type"].startswith("text/event-stream")
+            return [line async for line in reply.aiter_lines() if line]
+
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=stack.url, timeout=120, limits=limits) as client:
+        streams = await asyncio.wait_for(asyncio.gather(*(one(client, i) for i in range(32))), 180)
+    for lines in streams:
+        assert all(line.startswith("data: ") for line in lines)
+        assert lines[-1] == "data: [DONE]"
+        chunks = [json.loads(line[6:]) for line in lines[:-1]]
+        for chunk in chunks:
+            check_schema("CreateChatCompletionStreamResponse", chunk)
+        assert chunks[-1]["usage"]["completion_tokens"] == 16
+        assert len({c["id"] for c in chunks}) == 1

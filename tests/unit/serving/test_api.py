@@ -1,0 +1,241 @@
+"""The replica's routes over a scripted engine: routing, validation, SSE relay, metrics.
+
+The engine here is a test double that replays fixed outputs; the integration tier runs vLLM.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient
+from modelgrid_serving.api import build_api, drop_nulls
+from modelgrid_serving.config import AppConfig
+from modelgrid_serving.errors import ContextLengthExceeded
+from modelgrid_serving.metrics import Metrics
+
+pytestmark = pytest.mark.unit
+
+
+def make_config(**overrides: Any) -> AppConfig:
+    fields: dict[str, Any] = {
+        "model_name": "tiny",
+        "aliases": ("tiny-chat",),
+        "model_source": "/models/tiny",
+        "pools": [
+            {
+                "name": "local",
+                "accelerator": "cpu",
+                "engine": "vllm",
+                "min_replicas": 1,
+                "max_replicas": 1,
+            }
+        ],
+    }
+    return AppConfig.model_validate({**fields, **overrides})
+
+
+def chunk(content: str | None = None, *, usage: dict[str, int] | None = None) -> str:
+    choices = [] if usage else [{"index": 0, "delta": {"content": content}, "finish_reason": None}]
+    body: dict[str, Any] = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "tiny",
+        "choices": choices,
+    }
+    if usage:
+        body["usage"] = usage
+    return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+
+
+class ScriptedEngine:
+    kind = "scripted"
+    version = "0"
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.refuse: Exception | None = None
+
+    def max_model_len(self) -> int | None:
+        return 512
+
+    async def chat(self, body: dict[str, Any]) -> Any:
+        self.bodies.append(body)
+        if self.refuse:
+            raise self.refuse
+        if body.get("stream"):
+            return self._stream()
+        return {
+            "id": "c1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "x", "annotations": None},
+                    "logprobs": None,
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 3,
+                "completion_tokens": 1,
+                "total_tokens": 4,
+                "prompt_tokens_details": None,
+            },
+        }
+
+    async def _stream(self) -> AsyncIterator[str]:
+        yield chunk("a")
+        yield chunk("b")
+        yield chunk(usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
+        yield "data: [DONE]\n\n"
+
+    async def completions(self, body: dict[str, Any]) -> Any:
+        return await self.chat(body)
+
+    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("not scripted")
+
+    async def check_health(self) -> None:
+        return None
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    return ScriptedEngine()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def client(engine: ScriptedEngine, metrics: Metrics) -> TestClient:
+    return TestClient(build_api(engine, make_config(), metrics=metrics, created=1))
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_chat_alias_reaches_the_engine_as_canonical_name(
+    client: TestClient, engine: ScriptedEngine
+) -> None:
+    reply = client.post("/v1/chat/completions", json={"model": "tiny-chat", **CHAT})
+    assert reply.status_code == 200
+    assert engine.bodies[0]["model"] == "tiny"
+
+
+def test_chat_response_drops_unset_extensions(client: TestClient) -> None:
+    body = client.post("/v1/chat/completions", json={"model": "tiny", **CHAT}).json()
+    assert "annotations" not in body["choices"][0]["message"]
+    assert body["choices"][0]["logprobs"] is None  # required by OpenAI, kept
+    assert "prompt_tokens_details" not in body["usage"]
+
+
+def test_stream_hides_usage_unless_asked(client: TestClient, engine: ScriptedEngine) -> None:
+    text = client.post("/v1/chat/completions", json={"model": "tiny", "stream": True, **CHAT}).text
+    assert engine.bodies[0]["stream_options"] == {"include_usage": True}  # we always count
+    frames = [f for f in text.split("\n\n") if f]
+    assert frames[-1] == "data: [DONE]" and len(frames) == 3
+    assert '"usage"' not in text
+
+
+def test_stream_keeps_usage_when_asked(client: TestClient) -> None:
+    body = {"model": "tiny", "stream": True, "stream_options": {"include_usage": True}, **CHAT}
+    frames = [f for f in client.post("/v1/chat/completions", json=body).text.split("\n\n") if f]
+    assert len(frames) == 4 and '"usage"' in frames[2]
+
+
+def test_metrics_count_stream_tokens(client: TestClient, metrics: Metrics) -> None:
+    client.post("/v1/chat/completions", json={"model": "tiny", "stream": True, **CHAT})
+    registry = metrics.registry
+    assert registry.get_sample_value("modelgrid_generation_tokens_total", {"model": "tiny"}) == 2
+    assert (
+        registry.get_sample_value("modelgrid_time_to_first_token_seconds_count", {"model": "tiny"})
+        == 1
+    )
+    assert (
+        registry.get_sample_value("modelgrid_inter_token_latency_seconds_count", {"model": "tiny"})
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "modelgrid_requests_total", {"model": "tiny", "route": "chat", "status": "200"}
+        )
+        == 1
+    )
+    assert registry.get_sample_value("modelgrid_requests_running", {"model": "tiny"}) == 0
+    assert registry.get_sample_value("modelgrid_requests_queued", {"model": "tiny"}) == 0
+
+
+def test_engine_refusal_is_answered_in_openai_shape(
+    client: TestClient, engine: ScriptedEngine, metrics: Metrics
+) -> None:
+    engine.refuse = ContextLengthExceeded("maximum context length is 512 tokens", param="messages")
+    reply = client.post("/v1/chat/completions", json={"model": "tiny", **CHAT})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "context_length_exceeded"
+    assert (
+        metrics.registry.get_sample_value(
+            "modelgrid_requests_total", {"model": "tiny", "route": "chat", "status": "400"}
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("POST", "/v1/chat/completions", b"{oops", 400, "invalid_json"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            json.dumps({"model": "gpt", **CHAT}).encode(),
+            404,
+            "model_not_found",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            json.dumps({"model": "tiny", "temperature": 9, **CHAT}).encode(),
+            400,
+            "invalid_value",
+        ),
+        ("GET", "/v1/chat/completions", None, 405, "method_not_allowed"),
+        ("GET", "/v2/nothing", None, 404, "not_found"),
+        ("GET", "/v1/models/gpt", None, 404, "model_not_found"),
+    ],
+)
+def test_errors_have_openai_shape(
+    client: TestClient, method: str, path: str, body: bytes | None, status: int, code: str
+) -> None:
+    reply = client.request(method, path, content=body)
+    assert reply.status_code == status
+    error = reply.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == code
+
+
+def test_models_list_names_and_aliases(client: TestClient) -> None:
+    data = client.get("/v1/models").json()["data"]
+    assert [(m["id"], m["root"]) for m in data] == [("tiny", None), ("tiny-chat", "tiny")]
+
+
+def test_root_and_health(client: TestClient) -> None:
+    assert client.get("/").json()["models"] == ["tiny", "tiny-chat"]
+    assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_drop_nulls_keeps_required_nullable_keys() -> None:
+    assert drop_nulls({"a": None, "content": None, "b": [{"c": None, "logprobs": None}]}) == {
+        "content": None,
+        "b": [{"logprobs": None}],
+    }
