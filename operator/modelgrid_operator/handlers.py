@@ -17,7 +17,7 @@ import kopf
 
 from modelgrid_operator import api
 from modelgrid_operator.k8s import Client
-from modelgrid_operator.reconcile import Outcome, reconcile
+from modelgrid_operator.reconcile import ModelGone, Outcome, reconcile
 from modelgrid_operator.render.rayservice import rayservice_name
 from modelgrid_operator.settings import RenderSettings
 
@@ -84,9 +84,13 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     async def run(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
-        outcome = await reconcile(
-            dict(body), client=clients["api"], settings=config.render, now=config.clock()
-        )
+        try:
+            outcome = await reconcile(
+                dict(body), client=clients["api"], settings=config.render, now=config.clock()
+            )
+        except ModelGone:
+            logger.debug("deleted while being reconciled; nothing to do")
+            return
         _report(outcome, body, patch, logger)
 
     @kopf.on.resume(*RESOURCE, registry=registry)

@@ -15,6 +15,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from modelgrid_operator import api
 from modelgrid_operator.render.metadata import MODEL_LABEL
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
@@ -46,6 +47,18 @@ class Client:
     @property
     def _core(self) -> kubernetes.client.CoreV1Api:
         return kubernetes.client.CoreV1Api(self.api_client)
+
+    async def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The InferenceModel as stored now, or None when it is gone."""
+        try:
+            return await asyncio.to_thread(
+                self._custom.get_namespaced_custom_object,
+                api.GROUP, api.VERSION, namespace, api.PLURAL, name,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The RayService, or None when it does not exist."""

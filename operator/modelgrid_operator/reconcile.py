@@ -23,6 +23,10 @@ from modelgrid_operator.status import Observation, compute_status, invalid_statu
 from modelgrid_operator.validation import InvalidModel, parse_model
 
 
+class ModelGone(LookupError):
+    """The model is gone or being deleted: reconciling now could recreate what delete removed."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a reconcile did and found.
@@ -65,8 +69,7 @@ def _wire(status: api.InferenceModelStatus) -> dict[str, Any]:
 
 
 def _outcome(
-    body: dict[str, Any], previous: api.InferenceModelStatus | None,
-    status: api.InferenceModelStatus, action: str,
+    previous: api.InferenceModelStatus | None, status: api.InferenceModelStatus, action: str
 ) -> Outcome:
     new = _wire(status)
     unchanged = previous is not None and _wire(previous) == new
@@ -86,11 +89,18 @@ async def reconcile(
     """Bring the model's RayService in line with its spec and compute its status.
 
     Args:
-        body: the InferenceModel as the API server has it.
+        body: the InferenceModel from the event being handled (only its name is trusted).
         client: API access.
         settings: render settings.
         now: the current time (for status transitions and time-to-ready).
     """
+    # The body may come from an old watch event (timers keep the last one seen): work from the
+    # object as stored now, so a stale event can never move the spec or the status backwards.
+    current = await client.get_model(body["metadata"].get("namespace") or "default",
+                                     body["metadata"]["name"])
+    if current is None or current["metadata"].get("deletionTimestamp"):
+        raise ModelGone(body["metadata"]["name"])
+    body = current
     meta = body["metadata"]
     previous = _stored_status(body)
     generation = meta.get("generation")
@@ -102,7 +112,7 @@ async def reconcile(
         )
     except InvalidModel as exc:
         status = invalid_status(previous, str(exc), generation=generation, now=now)
-        return _outcome(body, previous, status, "")
+        return _outcome(previous, status, "")
 
     desired = render_rayservice(model, settings=settings, owner=owner_of(body))
     action, apply_error = "", None
@@ -126,4 +136,4 @@ async def reconcile(
         model, observation, previous=previous, generation=generation,
         endpoint=serve_endpoint(model, settings), now=now, created=_created(body),
     )
-    return _outcome(body, previous, status, action)
+    return _outcome(previous, status, action)

@@ -120,3 +120,22 @@ async def test_race_stale_pods_of_an_old_cluster_do_not_make_the_model_ready(clu
     assert cluster.model("demo")["status"]["replicas"] == "0/1"
     assert NAMESPACE == cluster.rayservice("demo")["metadata"]["namespace"]
     assert cluster.get(RS, "demo") is not None
+
+
+async def test_race_stale_watch_event_never_moves_status_backwards(cluster, operator):
+    import kmock
+
+    await operator(refresh=0.1)
+    await cluster.create_model("demo", SPEC)
+    await eventually(lambda: cluster.phase("demo") == "Scheduling", what="phase Scheduling")
+    stale = cluster.model("demo")
+    await cluster.kuberay_serves("demo", cluster="demo-x1", pools={"cpu": 1})
+    await eventually(lambda: cluster.phase("demo") == "Ready", what="phase Ready")
+    ready = cluster.model("demo")["status"]
+
+    # Replay the old version on the watch stream, as a reconnecting watch may.
+    bus = cluster.kmock._buses[kmock.resource("modelgrid.io", "v1alpha1", "inferencemodels")]
+    await bus.put({"type": "MODIFIED", "object": stale})
+    reads = len(cluster.writes("/rayservices/demo", "GET"))
+    await eventually(lambda: len(cluster.writes("/rayservices/demo", "GET")) >= reads + 5, what="refreshes")
+    assert cluster.model("demo")["status"] == ready
