@@ -140,8 +140,10 @@ class ModelSource(_Object):
         Rule(
             cel="!self.uri.startsWith('pvc://') || self.uri.matches('^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$')",
             message="pvc:// URIs name a PersistentVolumeClaim: pvc://<claim-name>/<path in volume>",
-            check=lambda s: not s.uri.startswith("pvc://")
-            or re.match(r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$", s.uri) is not None,
+            check=lambda s: (
+                not s.uri.startswith("pvc://")
+                or re.match(r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$", s.uri) is not None
+            ),
             field="uri",
         ),
     )
@@ -221,7 +223,9 @@ class Toleration(_Object):
     """A Kubernetes toleration, as in a Pod spec."""
 
     key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
-    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal."
+    )
     value: str | None = Field(default=None, description="Taint value to match with Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all."
@@ -331,8 +335,10 @@ class ServingLimits(_Object):
             cel="!has(self.targetConcurrentRequests) || "
             "self.targetConcurrentRequests <= self.maxConcurrentRequests",
             message="targetConcurrentRequests must not exceed maxConcurrentRequests",
-            check=lambda s: s.target_concurrent_requests is None
-            or s.target_concurrent_requests <= s.max_concurrent_requests,
+            check=lambda s: (
+                s.target_concurrent_requests is None
+                or s.target_concurrent_requests <= s.max_concurrent_requests
+            ),
             field="targetConcurrentRequests",
         ),
     )
@@ -380,23 +386,29 @@ class InferenceModelSpec(_Object):
         Rule(
             cel="self.engine != 'vllm' || self.pools.all(p, p.accelerator != 'apple')",
             message="engine vllm cannot run on apple pools; use engine mlx or auto",
-            check=lambda s: s.engine is not Engine.VLLM
-            or all(p.accelerator is not Accelerator.APPLE for p in s.pools),
+            check=lambda s: (
+                s.engine is not Engine.VLLM
+                or all(p.accelerator is not Accelerator.APPLE for p in s.pools)
+            ),
             field="engine",
         ),
         Rule(
             cel="self.engine != 'mlx' || self.pools.all(p, p.accelerator != 'nvidia')",
             message="engine mlx cannot run on nvidia pools; use engine vllm or auto",
-            check=lambda s: s.engine is not Engine.MLX
-            or all(p.accelerator is not Accelerator.NVIDIA for p in s.pools),
+            check=lambda s: (
+                s.engine is not Engine.MLX
+                or all(p.accelerator is not Accelerator.NVIDIA for p in s.pools)
+            ),
             field="engine",
         ),
         Rule(
             cel="!has(self.engineArgs) || (self.engineArgs.tensorParallelSize == 1 && "
             "self.engineArgs.pipelineParallelSize == 1) || self.pools.all(p, p.accelerator == 'nvidia')",
             message="tensorParallelSize and pipelineParallelSize above 1 need every pool to be nvidia",
-            check=lambda s: s.engine_args.gpus_per_replica == 1
-            or all(p.accelerator is Accelerator.NVIDIA for p in s.pools),
+            check=lambda s: (
+                s.engine_args.gpus_per_replica == 1
+                or all(p.accelerator is Accelerator.NVIDIA for p in s.pools)
+            ),
             field="engineArgs",
         ),
         Rule(
@@ -512,8 +524,10 @@ class PhaseTimes(_Object):
 class InferenceModelStatus(_Object):
     """What the operator observed, for ``kubectl get`` and the gateway."""
 
-    phase: Phase = Field(default=Phase.PENDING, description="Pending, Scheduling, Loading, Ready, "
-                         "Degraded or Failed.")
+    phase: Phase = Field(
+        default=Phase.PENDING,
+        description="Pending, Scheduling, Loading, Ready, Degraded or Failed.",
+    )
     phase_since: str | None = Field(default=None, description="When the phase began (RFC 3339).")
     conditions: list[Condition] = Field(
         default_factory=list,

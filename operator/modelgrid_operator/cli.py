@@ -108,7 +108,9 @@ def _up(args: argparse.Namespace) -> int:
             raise SystemExit(f"modelgrid: {args.file} has no InferenceModel named {args.model!r}")
     elif len(models) > 1:
         names = ", ".join(m.name for m in models)
-        raise SystemExit(f"modelgrid: {args.file} holds several models ({names}); pick one with --model")
+        raise SystemExit(
+            f"modelgrid: {args.file} holds several models ({names}); pick one with --model"
+        )
     model = models[0]
     builtin_root = default_cache() / "models"
     try:
@@ -145,12 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     crd.set_defaults(func=_crd)
 
     operator = sub.add_parser("operator", help="run the operator against the current cluster")
-    operator.add_argument("--namespace", action="append",
-                          help="watch only this namespace (repeatable); default: all")
-    operator.add_argument("--refresh", type=float, default=10.0,
-                          help="seconds between status refreshes of each model (10)")
-    operator.add_argument("--health-port", type=int, default=8080,
-                          help="port of the /healthz liveness endpoint (8080)")
+    operator.add_argument(
+        "--namespace", action="append", help="watch only this namespace (repeatable); default: all"
+    )
+    operator.add_argument(
+        "--refresh",
+        type=float,
+        default=10.0,
+        help="seconds between status refreshes of each model (10)",
+    )
+    operator.add_argument(
+        "--health-port",
+        type=int,
+        default=8080,
+        help="port of the /healthz liveness endpoint (8080)",
+    )
     operator.set_defaults(func=_operator)
 
     dev = sub.add_parser("dev", help="developer tools")

@@ -20,9 +20,24 @@ CRD_FILE = f"{api.GROUP}_{api.PLURAL}.yaml"
 """File name of the generated CRD, as controller-gen names them."""
 
 _KEEP = {
-    "type", "description", "properties", "required", "items", "enum", "default",
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
-    "minItems", "maxItems", "pattern", "additionalProperties", "format",
+    "type",
+    "description",
+    "properties",
+    "required",
+    "items",
+    "enum",
+    "default",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "pattern",
+    "additionalProperties",
+    "format",
 }
 
 
@@ -129,14 +144,30 @@ def _status_schema() -> dict[str, Any]:
 
 
 PRINTER_COLUMNS = [
-    {"name": "Model", "type": "string", "jsonPath": ".status.servedModelNames[0]",
-     "description": "The served model name."},
-    {"name": "Engine", "type": "string", "jsonPath": ".spec.engine",
-     "description": "vllm, mlx or auto."},
-    {"name": "Ready", "type": "string", "jsonPath": ".status.replicas",
-     "description": "Ready/desired replicas over all pools."},
-    {"name": "Phase", "type": "string", "jsonPath": ".status.phase",
-     "description": "Pending, Scheduling, Loading, Ready, Degraded or Failed."},
+    {
+        "name": "Model",
+        "type": "string",
+        "jsonPath": ".status.servedModelNames[0]",
+        "description": "The served model name.",
+    },
+    {
+        "name": "Engine",
+        "type": "string",
+        "jsonPath": ".spec.engine",
+        "description": "vllm, mlx or auto.",
+    },
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": ".status.replicas",
+        "description": "Ready/desired replicas over all pools.",
+    },
+    {
+        "name": "Phase",
+        "type": "string",
+        "jsonPath": ".status.phase",
+        "description": "Pending, Scheduling, Loading, Ready, Degraded or Failed.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -60,8 +60,11 @@ def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: loggin
     if outcome.status is not None:
         patch.status.update(outcome.status)
     if outcome.action:
-        kopf.info(body, reason=f"RayService{outcome.action.capitalize()}",
-                  message=f"RayService {body['metadata']['name']} {outcome.action}")
+        kopf.info(
+            body,
+            reason=f"RayService{outcome.action.capitalize()}",
+            message=f"RayService {body['metadata']['name']} {outcome.action}",
+        )
     if outcome.phase != outcome.previous_phase:
         post = kopf.warn if outcome.phase in _WARNING_PHASES else kopf.info
         post(body, reason=outcome.phase.value, message=outcome.message)
@@ -100,10 +103,13 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         """Render and apply the RayService whenever the spec changes or the operator starts."""
         await run(body, patch, logger)
 
-    @kopf.timer(*RESOURCE, interval=config.refresh_interval,
-                initial_delay=config.refresh_interval, registry=registry)
-    async def refresh(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger,
-                      **_: Any) -> None:
+    @kopf.timer(
+        *RESOURCE,
+        interval=config.refresh_interval,
+        initial_delay=config.refresh_interval,
+        registry=registry,
+    )
+    async def refresh(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
         """Follow the RayService's status and put back what was changed behind our back."""
         await run(body, patch, logger)
 

@@ -53,7 +53,11 @@ class Client:
         try:
             return await asyncio.to_thread(
                 self._custom.get_namespaced_custom_object,
-                api.GROUP, api.VERSION, namespace, api.PLURAL, name,
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.PLURAL,
+                name,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -65,7 +69,11 @@ class Client:
         try:
             return await asyncio.to_thread(
                 self._custom.get_namespaced_custom_object,
-                RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name,
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                RAY_PLURAL,
+                name,
             )
         except ApiException as exc:
             if exc.status == 404 and _is_missing_resource(exc):
@@ -80,7 +88,11 @@ class Client:
         try:
             return await asyncio.to_thread(
                 self._custom.create_namespaced_custom_object,
-                RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, body,
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                RAY_PLURAL,
+                body,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -97,7 +109,12 @@ class Client:
         """JSON-merge-patch a RayService (lists in the patch replace the stored ones)."""
         return await asyncio.to_thread(
             self._custom.patch_namespaced_custom_object,
-            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, patch,
+            RAY_GROUP,
+            RAY_VERSION,
+            namespace,
+            RAY_PLURAL,
+            name,
+            patch,
         )
 
     async def delete_rayservice(self, namespace: str, name: str) -> bool:
@@ -105,7 +122,11 @@ class Client:
         try:
             await asyncio.to_thread(
                 self._custom.delete_namespaced_custom_object,
-                RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name,
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                RAY_PLURAL,
+                name,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -117,12 +138,18 @@ class Client:
         """Pods labelled with the model's name (head and workers of its Ray clusters)."""
         selector = f"{MODEL_LABEL}={model}"
         result = await asyncio.to_thread(
-            self._core.list_namespaced_pod, namespace, label_selector=selector,
+            self._core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
             _preload_content=False,
         )
         items = _json(result).get("items") or []
         # Filter again: label selectors are the server's job, but cheap to double-check.
-        return [p for p in items if (p.get("metadata", {}).get("labels") or {}).get(MODEL_LABEL) == model]
+        return [
+            p
+            for p in items
+            if (p.get("metadata", {}).get("labels") or {}).get(MODEL_LABEL) == model
+        ]
 
 
 _KUBERAY_MISSING = (

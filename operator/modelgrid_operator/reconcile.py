@@ -96,8 +96,9 @@ async def reconcile(
     """
     # The body may come from an old watch event (timers keep the last one seen): work from the
     # object as stored now, so a stale event can never move the spec or the status backwards.
-    current = await client.get_model(body["metadata"].get("namespace") or "default",
-                                     body["metadata"]["name"])
+    current = await client.get_model(
+        body["metadata"].get("namespace") or "default", body["metadata"]["name"]
+    )
     if current is None or current["metadata"].get("deletionTimestamp"):
         raise ModelGone(body["metadata"]["name"])
     body = current
@@ -106,16 +107,19 @@ async def reconcile(
     generation = meta.get("generation")
     try:
         model = parse_model(
-            {"apiVersion": api.API_VERSION, "kind": api.KIND,
-             "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
-             "spec": body.get("spec")}
+            {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
+                "spec": body.get("spec"),
+            }
         )
     except InvalidModel as exc:
         status = invalid_status(previous, str(exc), generation=generation, now=now)
         return _outcome(previous, status, "")
 
     desired = render_rayservice(model, settings=settings, owner=owner_of(body))
-    action, apply_error = "", None
+    action = ""
     try:
         live = await client.get_rayservice(model.namespace, model.name)
         if live is None:
@@ -133,7 +137,12 @@ async def reconcile(
         observation = Observation(None, apply_error=(api.Reason.APPLY_FAILED, message))
 
     status = compute_status(
-        model, observation, previous=previous, generation=generation,
-        endpoint=serve_endpoint(model, settings), now=now, created=_created(body),
+        model,
+        observation,
+        previous=previous,
+        generation=generation,
+        endpoint=serve_endpoint(model, settings),
+        now=now,
+        created=_created(body),
     )
     return _outcome(previous, status, action)

@@ -76,9 +76,7 @@ def _pod_ready(pod: dict[str, Any]) -> bool:
     return False
 
 
-def pool_statuses(
-    spec: api.InferenceModelSpec, observation: Observation
-) -> list[api.PoolStatus]:
+def pool_statuses(spec: api.InferenceModelSpec, observation: Observation) -> list[api.PoolStatus]:
     """Ready and desired worker pods per pool, counting only the serving Ray cluster's pods."""
     rs_status = (observation.rayservice or {}).get("status") or {}
     cluster = (rs_status.get("activeServiceStatus") or {}).get("rayClusterName") or (
@@ -87,10 +85,13 @@ def pool_statuses(
     result = []
     for pool in spec.pools:
         pods = [
-            p for p in observation.pods
+            p
+            for p in observation.pods
             if p.get("metadata", {}).get("labels", {}).get("modelgrid.io/pool") == pool.name
-            and (cluster is None
-                 or p["metadata"].get("labels", {}).get("ray.io/cluster") in (None, cluster))
+            and (
+                cluster is None
+                or p["metadata"].get("labels", {}).get("ray.io/cluster") in (None, cluster)
+            )
         ]
         low, _ = pool.replica_bounds
         result.append(
@@ -124,42 +125,73 @@ def judge(
         reason, message = observation.apply_error
         return Verdict(api.Phase.PENDING, reason, message)
     if observation.rayservice is None:
-        return Verdict(api.Phase.PENDING, api.Reason.WAITING_FOR_RAY_SERVICE,
-                       "waiting for the RayService to be created")
+        return Verdict(
+            api.Phase.PENDING,
+            api.Reason.WAITING_FOR_RAY_SERVICE,
+            "waiting for the RayService to be created",
+        )
     rs_status = observation.rayservice.get("status") or {}
     app = _application(model, rs_status)
     app_state = app.get("status", "")
     if app_state == "DEPLOY_FAILED":
-        return Verdict(api.Phase.FAILED, api.Reason.DEPLOY_FAILED,
-                       app.get("message") or "the Serve application failed to deploy")
+        return Verdict(
+            api.Phase.FAILED,
+            api.Reason.DEPLOY_FAILED,
+            app.get("message") or "the Serve application failed to deploy",
+        )
     minimum = {p.name: p.replica_bounds[0] for p in model.spec.pools}
     short = [p for p in pools if p.ready_replicas < minimum[p.name]]
     if app_state == "RUNNING" and not short:
-        return Verdict(api.Phase.READY, api.Reason.SERVING,
-                       f"serving {', '.join(model.served_names)}")
+        return Verdict(
+            api.Phase.READY, api.Reason.SERVING, f"serving {', '.join(model.served_names)}"
+        )
     missing = ", ".join(f"{p.name} {p.ready_replicas}/{p.desired_replicas}" for p in short)
     if was_ready:
         if short:
-            return Verdict(api.Phase.DEGRADED, api.Reason.REPLICAS_MISSING,
-                           f"pools below their minimum of ready replicas: {missing}")
-        return Verdict(api.Phase.DEGRADED, api.Reason.REPLICAS_MISSING,
-                       app.get("message") or f"the Serve application is {app_state or 'not running'}")
+            return Verdict(
+                api.Phase.DEGRADED,
+                api.Reason.REPLICAS_MISSING,
+                f"pools below their minimum of ready replicas: {missing}",
+            )
+        return Verdict(
+            api.Phase.DEGRADED,
+            api.Reason.REPLICAS_MISSING,
+            app.get("message") or f"the Serve application is {app_state or 'not running'}",
+        )
     if short:
-        return Verdict(api.Phase.SCHEDULING, api.Reason.SCHEDULING_PODS,
-                       f"waiting for worker pods: {missing}")
-    return Verdict(api.Phase.LOADING, api.Reason.LOADING_MODEL,
-                   app.get("message") or "loading the model and starting the Serve application")
+        return Verdict(
+            api.Phase.SCHEDULING, api.Reason.SCHEDULING_PODS, f"waiting for worker pods: {missing}"
+        )
+    return Verdict(
+        api.Phase.LOADING,
+        api.Reason.LOADING_MODEL,
+        app.get("message") or "loading the model and starting the Serve application",
+    )
 
 
 def _condition(
-    previous: list[api.Condition], kind: api.ConditionType, ok: bool, reason: api.Reason,
-    message: str, *, generation: int | None, now: datetime,
+    previous: list[api.Condition],
+    kind: api.ConditionType,
+    ok: bool,
+    reason: api.Reason,
+    message: str,
+    *,
+    generation: int | None,
+    now: datetime,
 ) -> api.Condition:
     status = "True" if ok else "False"
     old = next((c for c in previous if c.type == kind.value), None)
-    since = old.last_transition_time if old is not None and old.status == status else format_time(now)
-    return api.Condition(type=kind.value, status=status, reason=reason.value, message=message,
-                         last_transition_time=since, observed_generation=generation)
+    since = (
+        old.last_transition_time if old is not None and old.status == status else format_time(now)
+    )
+    return api.Condition(
+        type=kind.value,
+        status=status,
+        reason=reason.value,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
 
 
 def _advance_times(
@@ -207,15 +239,35 @@ def compute_status(
     ready = sum(p.ready_replicas for p in pools)
     desired = sum(p.desired_replicas for p in pools)
     conditions = [
-        _condition(prev.conditions, api.ConditionType.READY, verdict.phase is api.Phase.READY,
-                   verdict.reason, verdict.message, generation=generation, now=now),
-        _condition(prev.conditions, api.ConditionType.SPEC_VALID, True, api.Reason.VALID,
-                   "spec is valid", generation=generation, now=now),
-        _condition(prev.conditions, api.ConditionType.RAY_SERVICE_APPLIED,
-                   observation.apply_error is None and observation.rayservice is not None,
-                   observation.apply_error[0] if observation.apply_error else api.Reason.APPLIED,
-                   observation.apply_error[1] if observation.apply_error
-                   else "RayService matches the spec", generation=generation, now=now),
+        _condition(
+            prev.conditions,
+            api.ConditionType.READY,
+            verdict.phase is api.Phase.READY,
+            verdict.reason,
+            verdict.message,
+            generation=generation,
+            now=now,
+        ),
+        _condition(
+            prev.conditions,
+            api.ConditionType.SPEC_VALID,
+            True,
+            api.Reason.VALID,
+            "spec is valid",
+            generation=generation,
+            now=now,
+        ),
+        _condition(
+            prev.conditions,
+            api.ConditionType.RAY_SERVICE_APPLIED,
+            observation.apply_error is None and observation.rayservice is not None,
+            observation.apply_error[0] if observation.apply_error else api.Reason.APPLIED,
+            observation.apply_error[1]
+            if observation.apply_error
+            else "RayService matches the spec",
+            generation=generation,
+            now=now,
+        ),
     ]
     return api.InferenceModelStatus(
         phase=verdict.phase,
@@ -233,20 +285,41 @@ def compute_status(
 
 
 def invalid_status(
-    previous: api.InferenceModelStatus | None, message: str, *, generation: int | None,
+    previous: api.InferenceModelStatus | None,
+    message: str,
+    *,
+    generation: int | None,
     now: datetime,
 ) -> api.InferenceModelStatus:
     """Status of a model whose spec the operator refused: Failed with an InvalidSpec condition."""
     prev = previous or api.InferenceModelStatus()
     conditions = [
-        _condition(prev.conditions, api.ConditionType.READY, False, api.Reason.INVALID_SPEC,
-                   message, generation=generation, now=now),
-        _condition(prev.conditions, api.ConditionType.SPEC_VALID, False, api.Reason.INVALID_SPEC,
-                   message, generation=generation, now=now),
+        _condition(
+            prev.conditions,
+            api.ConditionType.READY,
+            False,
+            api.Reason.INVALID_SPEC,
+            message,
+            generation=generation,
+            now=now,
+        ),
+        _condition(
+            prev.conditions,
+            api.ConditionType.SPEC_VALID,
+            False,
+            api.Reason.INVALID_SPEC,
+            message,
+            generation=generation,
+            now=now,
+        ),
     ]
-    return prev.model_copy(update={
-        "phase": api.Phase.FAILED,
-        "phase_since": format_time(now) if prev.phase is not api.Phase.FAILED else prev.phase_since,
-        "conditions": conditions,
-        "observed_generation": generation,
-    })
+    return prev.model_copy(
+        update={
+            "phase": api.Phase.FAILED,
+            "phase_since": format_time(now)
+            if prev.phase is not api.Phase.FAILED
+            else prev.phase_since,
+            "conditions": conditions,
+            "observed_generation": generation,
+        }
+    )

@@ -94,8 +94,13 @@ def parse_model(document: Any, *, source: str = "") -> api.InferenceModel:
     kind, api_version = document.get("kind"), document.get("apiVersion")
     if kind != api.KIND or api_version != api.API_VERSION:
         raise InvalidModel(
-            [FieldError("kind", f"expected kind {api.KIND} and apiVersion {api.API_VERSION}, "
-                        f"got kind {kind} and apiVersion {api_version}")],
+            [
+                FieldError(
+                    "kind",
+                    f"expected kind {api.KIND} and apiVersion {api.API_VERSION}, "
+                    f"got kind {kind} and apiVersion {api_version}",
+                )
+            ],
             source,
         )
     try:
@@ -113,8 +118,9 @@ def load_models(path: Path) -> Iterator[api.InferenceModel]:
     try:
         documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
     except yaml.YAMLError as exc:
-        raise InvalidModel([FieldError("", f"not valid YAML: {exc}".splitlines()[0])],
-                           str(path)) from None
+        raise InvalidModel(
+            [FieldError("", f"not valid YAML: {exc}".splitlines()[0])], str(path)
+        ) from None
     if not documents:
         raise InvalidModel([FieldError("", "no InferenceModel in the file")], str(path))
     for index, document in enumerate(documents):

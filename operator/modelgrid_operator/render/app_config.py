@@ -104,8 +104,11 @@ def to_local_app_config(
             "cluster; point uri at a local path or a Hugging Face id to run locally"
         )
     engine = model.spec.engine_for(chosen)
-    path = (f"{builtin_root}/{source.location}" if source.kind is api.SourceKind.BUILTIN
-            else source.location)
+    path = (
+        f"{builtin_root}/{source.location}"
+        if source.kind is api.SourceKind.BUILTIN
+        else source.location
+    )
     return AppConfig(
         **_common(model, path),
         pools=(

@@ -48,8 +48,11 @@ def _model_volumes(
             {"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
         mounts.append(
-            {"name": MODEL_VOLUME, "mountPath": f"{settings.model_cache_path}/{claim}",
-             "readOnly": True}
+            {
+                "name": MODEL_VOLUME,
+                "mountPath": f"{settings.model_cache_path}/{claim}",
+                "readOnly": True,
+            }
         )
     elif source.kind is api.SourceKind.BUILTIN:
         volumes.append({"name": MODEL_VOLUME, "emptyDir": {}})
@@ -152,7 +155,9 @@ def _vllm_worker(
                 {
                     "name": "ray-worker",
                     "image": image,
-                    "resources": _resources(pool.resources, {"nvidia.com/gpu": gpus} if gpus else None),
+                    "resources": _resources(
+                        pool.resources, {"nvidia.com/gpu": gpus} if gpus else None
+                    ),
                     "env": [*_engine_env(), *env],
                     "volumeMounts": mounts,
                 }
@@ -167,9 +172,12 @@ def _vllm_worker(
 def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> Pod:
     volumes, mounts, env = _model_volumes(model.spec.model, settings)
     sidecar_args = [
-        "--model", model_path_in_pod(model.spec.model, settings),
-        "--host", "127.0.0.1",
-        "--port", str(settings.mlx_port),
+        "--model",
+        model_path_in_pod(model.spec.model, settings),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.mlx_port),
     ]
     return {
         "metadata": {"labels": _pool_labels(model, pool)},
@@ -203,8 +211,13 @@ def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
                 **pool.node_selector,
             },
             "tolerations": _tolerations(
-                [{"key": settings.apple_tolerations_key, "operator": "Exists",
-                  "effect": "NoSchedule"}],
+                [
+                    {
+                        "key": settings.apple_tolerations_key,
+                        "operator": "Exists",
+                        "effect": "NoSchedule",
+                    }
+                ],
                 pool,
             ),
         },

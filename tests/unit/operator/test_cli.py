@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from modelgrid_operator.cli import main
 from modelgrid_operator.crd import CRD_FILE
 
@@ -15,7 +14,9 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_cli_render_prints_rayservice_yaml(example, capsys):
     assert main(["render", str(example)]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
@@ -30,21 +31,37 @@ def test_cli_crd_equals_committed_file(capsys):
 
 def test_cli_render_invalid_file_names_path_and_reason_without_traceback(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({
-        "apiVersion": "modelgrid.io/v1alpha1", "kind": "InferenceModel", "metadata": {"name": "m"},
-        "spec": {"model": {"uri": "org/m"},
-                 "pools": [{"name": "p", "accelerator": "cpu", "minReplicas": 3, "maxReplicas": 1}]},
-    }))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "modelgrid.io/v1alpha1",
+                "kind": "InferenceModel",
+                "metadata": {"name": "m"},
+                "spec": {
+                    "model": {"uri": "org/m"},
+                    "pools": [
+                        {"name": "p", "accelerator": "cpu", "minReplicas": 3, "maxReplicas": 1}
+                    ],
+                },
+            }
+        )
+    )
     assert main(["render", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"modelgrid: {bad}: spec.pools[0].minReplicas: minReplicas must not exceed maxReplicas"
+    assert (
+        err.strip()
+        == f"modelgrid: {bad}: spec.pools[0].minReplicas: minReplicas must not exceed maxReplicas"
+    )
 
 
-@pytest.mark.parametrize(("content", "reason"), [
-    ("a: [1", "not valid YAML"),
-    ("", "no InferenceModel in the file"),
-    ("kind: Pod\napiVersion: v1\n", "expected kind InferenceModel"),
-])
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("a: [1", "not valid YAML"),
+        ("", "no InferenceModel in the file"),
+        ("kind: Pod\napiVersion: v1\n", "expected kind InferenceModel"),
+    ],
+)
 def test_cli_render_unreadable_inputs(tmp_path, capsys, content, reason):
     path = tmp_path / "m.yaml"
     path.write_text(content)

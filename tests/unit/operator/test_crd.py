@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from modelgrid_operator import api
 from modelgrid_operator.crd import CRD_FILE, build_crd, render_crd_yaml
 
@@ -20,17 +19,29 @@ def _schema() -> dict:
 
 def test_crd_committed_file_is_current():
     committed = (ROOT / "crds" / CRD_FILE).read_text()
-    assert committed == render_crd_yaml(), "crds/ is stale: run `modelgrid crd > crds/" + CRD_FILE + "`"
+    assert committed == render_crd_yaml(), (
+        "crds/ is stale: run `modelgrid crd > crds/" + CRD_FILE + "`"
+    )
 
 
 def test_crd_names_and_subresources():
     crd = build_crd()
     names = crd["spec"]["names"]
-    assert (names["kind"], names["plural"], names["shortNames"]) == ("InferenceModel", "inferencemodels", ["im"])
+    assert (names["kind"], names["plural"], names["shortNames"]) == (
+        "InferenceModel",
+        "inferencemodels",
+        ["im"],
+    )
     assert "modelgrid" in names["categories"]
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Model", "Engine", "Ready", "Phase", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Model",
+        "Engine",
+        "Ready",
+        "Phase",
+        "Age",
+    ]
 
 
 def _walk(node: dict, path: str = ""):
@@ -53,15 +64,27 @@ def test_crd_schema_is_structural_enough_for_the_api_server():
 
 
 def test_crd_spec_fields_are_documented():
-    undocumented = [p for p, n in _walk(_schema()["properties"]["spec"], ".spec")
-                    if p != ".spec" and not p.endswith("[]") and "{" not in p and not n.get("description")]
+    undocumented = [
+        p
+        for p, n in _walk(_schema()["properties"]["spec"], ".spec")
+        if p != ".spec" and not p.endswith("[]") and "{" not in p and not n.get("description")
+    ]
     assert undocumented == []
 
 
 def test_crd_carries_every_cel_rule():
-    in_crd = {(v["rule"], v["message"]) for _, node in _walk(_schema())
-              for v in node.get("x-kubernetes-validations", [])}
-    for cls in (api.ModelSource, api.Resources, api.Pool, api.ServingLimits, api.InferenceModelSpec):
+    in_crd = {
+        (v["rule"], v["message"])
+        for _, node in _walk(_schema())
+        for v in node.get("x-kubernetes-validations", [])
+    }
+    for cls in (
+        api.ModelSource,
+        api.Resources,
+        api.Pool,
+        api.ServingLimits,
+        api.InferenceModelSpec,
+    ):
         for rule in cls.rules:
             assert (rule.cel, rule.message) in in_crd, rule.message
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 from factories import make_model, pool
-
 from modelgrid_operator.render import render_rayservice, serve_endpoint, to_local_app_config
 from modelgrid_operator.settings import RenderSettings, from_env
 from modelgrid_operator.validation import load_models
@@ -44,13 +43,18 @@ def test_render_nvidia_pool_requests_tp_times_pp_gpus():
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert group["rayStartParams"]["num-gpus"] == "8"
     assert group["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in group["template"]["spec"]["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in group[
+        "template"
+    ]["spec"]["tolerations"]
     assert container["image"] == SETTINGS.cuda_image
 
 
 def test_render_apple_pool_has_mlx_sidecar_and_selects_apple_nodes():
-    model = make_model(engine="mlx", model={"uri": "pvc://models/qwen"},
-                       pools=[pool("mac", "apple", resources={"requests": {"memory": "24Gi"}})])
+    model = make_model(
+        engine="mlx",
+        model={"uri": "pvc://models/qwen"},
+        pools=[pool("mac", "apple", resources={"requests": {"memory": "24Gi"}})],
+    )
     spec = _groups(render_rayservice(model, settings=SETTINGS))["mac"]["template"]["spec"]
     names = [c["name"] for c in spec["containers"]]
     assert names == ["ray-worker", "mlx-server"]
@@ -79,7 +83,9 @@ def test_render_mixed_pools_pin_replicas_by_custom_resource():
 
 
 def test_render_serve_config_deploys_modelgrid_app_with_names():
-    model = make_model(servedModelName="llama", aliases=["gpt-4o"], serving={"maxConcurrentRequests": 10})
+    model = make_model(
+        servedModelName="llama", aliases=["gpt-4o"], serving={"maxConcurrentRequests": 10}
+    )
     app = _app(render_rayservice(model, settings=SETTINGS))
     assert app["import_path"] == "modelgrid_serving.app:build_app"
     assert app["args"]["model_name"] == "llama"
@@ -92,8 +98,16 @@ def test_render_owner_reference_only_when_owner_known():
     model = make_model()
     assert "ownerReferences" not in render_rayservice(model, settings=SETTINGS)["metadata"]
     refs = render_rayservice(model, settings=SETTINGS, owner=OWNER)["metadata"]["ownerReferences"]
-    assert refs == [{"apiVersion": "modelgrid.io/v1alpha1", "kind": "InferenceModel", "name": "demo",
-                     "uid": "1234", "controller": True, "blockOwnerDeletion": True}]
+    assert refs == [
+        {
+            "apiVersion": "modelgrid.io/v1alpha1",
+            "kind": "InferenceModel",
+            "name": "demo",
+            "uid": "1234",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
 
 
 def test_render_pvc_source_mounts_claim_read_only():
@@ -109,13 +123,20 @@ def test_render_builtin_model_is_generated_by_an_init_container():
     model = make_model(model={"uri": "builtin://tiny-llama"}, pools=[pool("cpu", "cpu")])
     rs = render_rayservice(model, settings=SETTINGS)
     spec = _groups(rs)["cpu"]["template"]["spec"]
-    assert spec["initContainers"][0]["command"] == ["modelgrid", "dev", "tiny-model", "/models/builtin/tiny-llama"]
+    assert spec["initContainers"][0]["command"] == [
+        "modelgrid",
+        "dev",
+        "tiny-model",
+        "/models/builtin/tiny-llama",
+    ]
     assert _app(rs)["args"]["model_source"] == "/models/builtin/tiny-llama"
 
 
 def test_render_is_pure():
     model = make_model(pools=[pool("gpu", "nvidia"), pool("mac", "apple")])
-    assert render_rayservice(model, settings=SETTINGS) == render_rayservice(model, settings=SETTINGS)
+    assert render_rayservice(model, settings=SETTINGS) == render_rayservice(
+        model, settings=SETTINGS
+    )
 
 
 def test_render_endpoint_names_serve_service():
@@ -128,11 +149,15 @@ def test_settings_from_env_override_images():
 
 
 def test_local_app_config_collapses_to_one_replica_of_the_chosen_pool():
-    model = make_model(model={"uri": "builtin://tiny-llama"},
-                       pools=[pool("gpu", "nvidia", minReplicas=3), pool("cpu", "cpu")])
+    model = make_model(
+        model={"uri": "builtin://tiny-llama"},
+        pools=[pool("gpu", "nvidia", minReplicas=3), pool("cpu", "cpu")],
+    )
     config = to_local_app_config(model, builtin_root="/cache/models", pool="cpu")
     assert config.model_source == "/cache/models/tiny-llama"
-    assert [(p.name, p.min_replicas, p.max_replicas, p.ray_resource) for p in config.pools] == [("cpu", 1, 1, None)]
+    assert [(p.name, p.min_replicas, p.max_replicas, p.ray_resource) for p in config.pools] == [
+        ("cpu", 1, 1, None)
+    ]
 
 
 def test_local_app_config_refuses_pvc_and_unknown_pool():

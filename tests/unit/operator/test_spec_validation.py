@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 from factories import make_model, model_doc, pool
-from spec_cases import INVALID
-
 from modelgrid_operator import api
 from modelgrid_operator.validation import InvalidModel, parse_model
+from spec_cases import INVALID
 
 pytestmark = pytest.mark.unit
 
 
-
-@pytest.mark.parametrize(("case", "overrides", "path", "reason"), INVALID, ids=[c[0] for c in INVALID])
+@pytest.mark.parametrize(
+    ("case", "overrides", "path", "reason"), INVALID, ids=[c[0] for c in INVALID]
+)
 def test_spec_invalid_case_names_field_and_reason(case, overrides, path, reason):
     with pytest.raises(InvalidModel) as info:
         parse_model(model_doc(**overrides), source="m.yaml")
@@ -70,12 +70,19 @@ def test_source_kind_and_location(uri, kind, location):
 def test_engine_auto_picks_per_accelerator():
     model = make_model(pools=[pool("g", "nvidia"), pool("m", "apple"), pool("c", "cpu")])
     assert [model.spec.engine_for(p) for p in model.spec.pools] == [
-        api.Engine.VLLM, api.Engine.MLX, api.Engine.VLLM,
+        api.Engine.VLLM,
+        api.Engine.MLX,
+        api.Engine.VLLM,
     ]
 
 
 def test_every_rule_has_a_message_and_a_field():
-    for cls in (api.ModelSource, api.Resources, api.Pool, api.ServingLimits,
-                api.InferenceModelSpec):
+    for cls in (
+        api.ModelSource,
+        api.Resources,
+        api.Pool,
+        api.ServingLimits,
+        api.InferenceModelSpec,
+    ):
         for rule in cls.rules:
             assert rule.message and rule.cel and rule.field, (cls, rule)

@@ -6,35 +6,50 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from factories import make_model, pool
-
 from modelgrid_operator import api
 from modelgrid_operator.status import Observation, compute_status, invalid_status
 
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-MODEL = make_model(pools=[pool("gpu", "nvidia", minReplicas=2, maxReplicas=4), pool("mac", "apple")])
+MODEL = make_model(
+    pools=[pool("gpu", "nvidia", minReplicas=2, maxReplicas=4), pool("mac", "apple")]
+)
 
 
 def rayservice(app_status: str | None = None, cluster: str = "demo-a", message: str = "") -> dict:
     status = {}
     if app_status:
-        status = {"activeServiceStatus": {"rayClusterName": cluster, "applicationStatuses": {
-            "demo": {"status": app_status, "message": message}}}}
+        status = {
+            "activeServiceStatus": {
+                "rayClusterName": cluster,
+                "applicationStatuses": {"demo": {"status": app_status, "message": message}},
+            }
+        }
     return {"metadata": {"name": "demo"}, "status": status}
 
 
 def pods(cluster: str = "demo-a", **ready_per_pool: int) -> list[dict]:
     return [
-        {"metadata": {"labels": {"modelgrid.io/pool": name, "ray.io/cluster": cluster}},
-         "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
-        for name, count in ready_per_pool.items() for _ in range(count)
+        {
+            "metadata": {"labels": {"modelgrid.io/pool": name, "ray.io/cluster": cluster}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        }
+        for name, count in ready_per_pool.items()
+        for _ in range(count)
     ]
 
 
 def step(previous, observation, seconds):
-    return compute_status(MODEL, observation, previous=previous, generation=1,
-                          endpoint="http://x/v1", now=T0 + timedelta(seconds=seconds), created=T0)
+    return compute_status(
+        MODEL,
+        observation,
+        previous=previous,
+        generation=1,
+        endpoint="http://x/v1",
+        now=T0 + timedelta(seconds=seconds),
+        created=T0,
+    )
 
 
 def test_status_walks_phases_and_adds_time_to_ready():
@@ -72,7 +87,9 @@ def test_status_counts_only_pods_of_the_serving_cluster():
 def test_status_deploy_failed_is_failed_with_message():
     s = step(None, Observation(rayservice("DEPLOY_FAILED", message="CUDA out of memory")), 1)
     assert s.phase is api.Phase.FAILED
-    assert s.conditions[0].reason == "DeployFailed" and s.conditions[0].message == "CUDA out of memory"
+    assert (
+        s.conditions[0].reason == "DeployFailed" and s.conditions[0].message == "CUDA out of memory"
+    )
 
 
 def test_status_condition_transition_time_moves_only_on_change():
@@ -87,5 +104,8 @@ def test_status_condition_transition_time_moves_only_on_change():
 def test_status_invalid_spec_is_failed():
     s = invalid_status(None, "spec.pools[0].minReplicas: too big", generation=3, now=T0)
     assert s.phase is api.Phase.FAILED
-    assert {c.type: c.reason for c in s.conditions} == {"Ready": "InvalidSpec", "SpecValid": "InvalidSpec"}
+    assert {c.type: c.reason for c in s.conditions} == {
+        "Ready": "InvalidSpec",
+        "SpecValid": "InvalidSpec",
+    }
     assert s.observed_generation == 3
