@@ -114,6 +114,7 @@ def _start(
     # Engine and client chatter goes to Ray's log files; the terminal shows our phases.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("vllm").setLevel(logging.ERROR)  # its import-time notices, in this process
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     _say(out, "load: starting Ray and the engine (this takes a minute on CPU)")
@@ -201,17 +202,21 @@ def _stop_on_signals() -> Iterator[None]:
 
 
 def _shutdown(session: str, temp_dir: str) -> None:
-    try:
-        import ray
-        from ray import serve
+    """Stop Serve, then Ray, then end whatever still carries the marker; never raise.
 
-        if ray.is_initialized():
+    Ctrl-C in a terminal signals the whole process group, Ray's own processes included: an
+    actor may die of it and Ray re-raises its KeyboardInterrupt here. Each step therefore runs
+    whatever the previous one did.
+    """
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        for step in (serve.shutdown, ray.shutdown):
             try:
-                serve.shutdown()
-            finally:
-                ray.shutdown()
-    except Exception as exc:  # noqa: BLE001 - keep going: the sweep below ends what is left
-        print(f"modelgrid: shutdown: {exc}", file=sys.stderr)
+                step()
+            except BaseException as exc:  # noqa: BLE001 - the next steps must still run
+                print(f"modelgrid: shutdown: {type(exc).__name__}: {exc}", file=sys.stderr)
     _end_marked_processes(session)
     shutil.rmtree(temp_dir, ignore_errors=True)
 

@@ -157,6 +157,9 @@ def _write_tokenizer(out: Path) -> None:
 def _write_weights(out: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars are noise in a CLI
 
     special = {name: _SPECIAL.index(name) for name in _SPECIAL}
     torch.manual_seed(0)

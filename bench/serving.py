@@ -1,0 +1,304 @@
+"""Ray Serve path vs bare vLLM, on the same tiny model and machine, in one run.
+
+Starts the modelgrid stack (``python -m modelgrid_serving.local``: embedded Ray, our Serve
+application, vLLM inside the replica), measures it, stops it; then starts vLLM's own OpenAI server
+(``python -m vllm.entrypoints.openai.api_server``) with the same engine arguments, measures it,
+stops it. Never both at once. For each concurrency: streamed chat completions with a fixed
+output length (``ignore_eos``), output tokens/s over the wall time, and time to first token.
+
+    python bench/serving.py                      # concurrency 1, 8, 32; 128 tokens per request
+    python bench/serving.py --eager --tokens 64  # faster start, shorter requests
+
+Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+MODEL = "tiny"
+
+
+@dataclass
+class Result:
+    concurrency: int
+    requests: int
+    output_tokens: int
+    wall_s: float
+    ttft_s: list[float]
+
+    @property
+    def tok_per_s(self) -> float:
+        return self.output_tokens / self.wall_s
+
+    def ttft_ms(self, q: float) -> float:
+        ordered = sorted(self.ttft_s)
+        return 1000 * ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def engine_env(work: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(work / "vllm-cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(work / "inductor-cache"),
+    }
+
+
+def start_modelgrid(
+    model_dir: Path, port: int, work: Path, eager: bool, log: Path
+) -> subprocess.Popen[bytes]:
+    config = {
+        "model_name": MODEL,
+        "model_source": str(model_dir),
+        "max_model_len": 512,
+        "dtype": "float32",
+        "engine_kwargs": {"enforce_eager": True} if eager else {},
+        "max_ongoing_requests": 256,
+        "pools": [
+            {
+                "name": "local",
+                "accelerator": "cpu",
+                "engine": "vllm",
+                "min_replicas": 1,
+                "max_replicas": 1,
+            }
+        ],
+    }
+    path = work / "app.json"
+    path.write_text(json.dumps(config))
+    cmd = [sys.executable, "-m", "modelgrid_serving.local", str(path), "--port", str(port)]
+    return subprocess.Popen(
+        cmd,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=engine_env(work),
+        start_new_session=True,
+    )
+
+
+def start_vllm(
+    model_dir: Path, port: int, work: Path, eager: bool, log: Path
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        MODEL,
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "512",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--disable-log-requests",
+    ]
+    if eager:
+        cmd.append("--enforce-eager")
+    return subprocess.Popen(
+        cmd,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=engine_env(work),
+        start_new_session=True,
+    )
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], url: str, log: Path, deadline_s: float = 600
+) -> float:
+    """Poll a real chat completion until it answers 200; return seconds waited."""
+    t0 = time.monotonic()
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    while time.monotonic() - t0 < deadline_s:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}; see {log}")
+        try:
+            if httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10).status_code == 200:
+                return time.monotonic() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"server not ready in {deadline_s:.0f} s; see {log}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's whole process group, then SIGKILL what is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+async def one_request(client: httpx.AsyncClient, i: int, tokens: int) -> tuple[float, int]:
+    body = {
+        "model": MODEL,
+        "stream": True,
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "temperature": 0.8,
+        "seed": i,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": f"count to ten, request {i}"}],
+    }
+    t0 = time.perf_counter()
+    ttft = None
+    usage = 0
+    async with client.stream("POST", "/v1/chat/completions", json=body) as reply:
+        reply.raise_for_status()
+        async for line in reply.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            if ttft is None and '"content"' in line:
+                ttft = time.perf_counter() - t0
+            if '"usage"' in line and '"choices":[]' in line:
+                usage = json.loads(line[6:])["usage"]["completion_tokens"]
+    return (ttft if ttft is not None else time.perf_counter() - t0), usage
+
+
+async def run_level(url: str, concurrency: int, requests: int, tokens: int) -> Result:
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(requests):
+            queue.put_nowait(i)
+        results: list[tuple[float, int]] = []
+
+        async def worker() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                results.append(await one_request(client, i, tokens))
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return Result(concurrency, requests, sum(u for _, u in results), wall, [t for t, _ in results])
+
+
+def measure(url: str, levels: list[int], tokens: int, rounds: int) -> dict[int, Result]:
+    asyncio.run(run_level(url, 4, 8, tokens))  # warm-up: compile paths, fill caches
+    out = {}
+    for c in levels:
+        out[c] = asyncio.run(run_level(url, c, max(c * rounds, 16), tokens))
+        r = out[c]
+        print(
+            f"  c={c:<3} {r.tok_per_s:8.0f} tok/s  TTFT p50 {r.ttft_ms(0.5):7.1f} ms  "
+            f"p99 {r.ttft_ms(0.99):7.1f} ms  ({r.requests} requests)",
+            flush=True,
+        )
+    return out
+
+
+def table(ours: dict[int, Result], bare: dict[int, Result]) -> str:
+    lines = [
+        (
+            "| concurrency | modelgrid tok/s | bare vLLM tok/s | ratio "
+            "| TTFT p50 modelgrid / bare (ms) | TTFT p50 overhead (ms) "
+            "| TTFT p99 modelgrid / bare (ms) |"
+        ),
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c, a in ours.items():
+        b = bare[c]
+        lines.append(
+            f"| {c} | {a.tok_per_s:.0f} | {b.tok_per_s:.0f} | {a.tok_per_s / b.tok_per_s:.2f}x "
+            f"| {a.ttft_ms(0.5):.1f} / {b.ttft_ms(0.5):.1f} | {a.ttft_ms(0.5) - b.ttft_ms(0.5):+.1f} "
+            f"| {a.ttft_ms(0.99):.1f} / {b.ttft_ms(0.99):.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levels", default="1,8,32", help="concurrency levels (1,8,32)")
+    parser.add_argument("--tokens", type=int, default=128, help="output tokens per request (128)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="requests per level = rounds x concurrency"
+    )
+    parser.add_argument("--eager", action="store_true", help="both servers with --enforce-eager")
+    parser.add_argument(
+        "--model-dir", type=Path, help="tiny model dir (default: generated, cached)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    from modelgrid_serving.tiny_model import write_tiny_model
+
+    cache = Path(os.environ.get("MODELGRID_CACHE_DIR", Path.home() / ".cache" / "modelgrid"))
+    model_dir = write_tiny_model(args.model_dir or cache / "tiny-model-bench")
+    work = Path(tempfile.mkdtemp(prefix="modelgrid-bench-"))
+    print(f"model {model_dir}; logs in {work}; {os.cpu_count()} CPUs", flush=True)
+
+    results = {}
+    for name, start in (("modelgrid", start_modelgrid), ("bare vLLM", start_vllm)):
+        port = free_port()
+        log = work / f"{name.replace(' ', '-')}.log"
+        proc = start(model_dir, port, work, args.eager, log)
+        try:
+            ready = wait_ready(proc, f"http://127.0.0.1:{port}", log)
+            print(f"{name}: ready in {ready:.0f} s", flush=True)
+            results[name] = measure(f"http://127.0.0.1:{port}", levels, args.tokens, args.rounds)
+        finally:
+            stop(proc)
+
+    print()
+    print(table(results["modelgrid"], results["bare vLLM"]))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    name: {
+                        c: {
+                            "tok_per_s": r.tok_per_s,
+                            "ttft_p50_ms": r.ttft_ms(0.5),
+                            "ttft_p99_ms": r.ttft_ms(0.99),
+                            "requests": r.requests,
+                        }
+                        for c, r in res.items()
+                    }
+                    for name, res in results.items()
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
