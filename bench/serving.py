@@ -1,10 +1,12 @@
 """Ray Serve path vs bare vLLM, on the same tiny model and machine, in one run.
 
 Starts the modelgrid stack (``python -m modelgrid_serving.local``: embedded Ray, our Serve
-application, vLLM inside the replica), measures it, stops it; then starts vLLM's own OpenAI server
-(``python -m vllm.entrypoints.openai.api_server``) with the same engine arguments, measures it,
-stops it. Never both at once. For each concurrency: streamed chat completions with a fixed
-output length (``ignore_eos``), output tokens/s over the wall time, and time to first token.
+application, vLLM inside the replica) and vLLM's own OpenAI server
+(``python -m vllm.entrypoints.openai.api_server``) with the same engine arguments. Both stay up,
+but only one is loaded at a time: for each concurrency the two are measured in turn, several
+rounds, alternating which goes first, so background noise on the machine falls on both alike.
+Load: streamed chat completions with a fixed output length (``ignore_eos``); output tokens/s
+over the wall time (median of the rounds) and time to first token (p50/p99 over all requests).
 
     python bench/serving.py                      # concurrency 1, 8, 32; 128 tokens per request
     python bench/serving.py --eager --tokens 64  # faster start, shorter requests
@@ -118,7 +120,6 @@ def start_vllm(
         "127.0.0.1",
         "--port",
         str(port),
-        "--disable-log-requests",
     ]
     if eager:
         cmd.append("--enforce-eager")
@@ -211,17 +212,38 @@ async def run_level(url: str, concurrency: int, requests: int, tokens: int) -> R
     return Result(concurrency, requests, sum(u for _, u in results), wall, [t for t, _ in results])
 
 
-def measure(url: str, levels: list[int], tokens: int, rounds: int) -> dict[int, Result]:
-    asyncio.run(run_level(url, 4, 8, tokens))  # warm-up: compile paths, fill caches
-    out = {}
+def merge(results: list[Result]) -> Result:
+    """Rounds of one level: median throughput, TTFT pooled over every request."""
+    by_rate = sorted(results, key=lambda r: r.tok_per_s)
+    mid = by_rate[len(by_rate) // 2]
+    ttft = [t for r in results for t in r.ttft_s]
+    return Result(
+        mid.concurrency, sum(r.requests for r in results), mid.output_tokens, mid.wall_s, ttft
+    )
+
+
+def measure(
+    urls: dict[str, str], levels: list[int], tokens: int, rounds: int, repeats: int
+) -> dict[str, dict[int, Result]]:
+    for url in urls.values():
+        asyncio.run(run_level(url, 4, 8, tokens))  # warm-up: compile paths, fill caches
+    out: dict[str, dict[int, Result]] = {name: {} for name in urls}
     for c in levels:
-        out[c] = asyncio.run(run_level(url, c, max(c * rounds, 16), tokens))
-        r = out[c]
-        print(
-            f"  c={c:<3} {r.tok_per_s:8.0f} tok/s  TTFT p50 {r.ttft_ms(0.5):7.1f} ms  "
-            f"p99 {r.ttft_ms(0.99):7.1f} ms  ({r.requests} requests)",
-            flush=True,
-        )
+        rounds_of: dict[str, list[Result]] = {name: [] for name in urls}
+        for rep in range(repeats):
+            order = list(urls) if rep % 2 == 0 else list(reversed(urls))
+            for name in order:
+                rounds_of[name].append(
+                    asyncio.run(run_level(urls[name], c, max(c * rounds, 16), tokens))
+                )
+        for name in urls:
+            r = out[name][c] = merge(rounds_of[name])
+            print(
+                f"  {name:<10} c={c:<3} {r.tok_per_s:8.0f} tok/s  TTFT p50 "
+                f"{r.ttft_ms(0.5):7.1f} ms  p99 {r.ttft_ms(0.99):7.1f} ms  "
+                f"({r.requests} requests)",
+                flush=True,
+            )
     return out
 
 
@@ -251,6 +273,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=4, help="requests per level = rounds x concurrency"
     )
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per level and server")
     parser.add_argument("--eager", action="store_true", help="both servers with --enforce-eager")
     parser.add_argument(
         "--model-dir", type=Path, help="tiny model dir (default: generated, cached)"
@@ -266,16 +289,19 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelgrid-bench-"))
     print(f"model {model_dir}; logs in {work}; {os.cpu_count()} CPUs", flush=True)
 
-    results = {}
-    for name, start in (("modelgrid", start_modelgrid), ("bare vLLM", start_vllm)):
-        port = free_port()
-        log = work / f"{name.replace(' ', '-')}.log"
-        proc = start(model_dir, port, work, args.eager, log)
-        try:
-            ready = wait_ready(proc, f"http://127.0.0.1:{port}", log)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    urls: dict[str, str] = {}
+    try:
+        for name, start in (("modelgrid", start_modelgrid), ("bare vLLM", start_vllm)):
+            port = free_port()
+            log = work / f"{name.replace(' ', '-')}.log"
+            procs[name] = start(model_dir, port, work, args.eager, log)
+            urls[name] = f"http://127.0.0.1:{port}"
+            ready = wait_ready(procs[name], urls[name], log)
             print(f"{name}: ready in {ready:.0f} s", flush=True)
-            results[name] = measure(f"http://127.0.0.1:{port}", levels, args.tokens, args.rounds)
-        finally:
+        results = measure(urls, levels, args.tokens, args.rounds, args.repeats)
+    finally:
+        for proc in procs.values():
             stop(proc)
 
     print()

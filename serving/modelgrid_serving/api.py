@@ -7,6 +7,7 @@ The same app serves vLLM replicas (in-process engine) and MLX replicas (proxy en
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -109,7 +110,8 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
         call: Callable[[dict[str, Any]], Awaitable[EngineOutput]],
     ) -> Response:
         body = await _read_json(request)
-        body["model"] = canonical = names.resolve(body.get("model"))
+        requested = body.get("model")
+        body["model"] = canonical = names.resolve(requested)
         parsed = schema.model_validate(body)
         client_wants_usage = parsed.wants_usage_in_stream()
         if parsed.stream:  # always count tokens; drop the usage chunk if the client did not ask
@@ -123,9 +125,14 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
         if isinstance(output, dict):
             _count_usage(tracker, output.get("usage"))
             tracker.done(200)
+            if requested != canonical:  # answer with the name the client used, as OpenAI does
+                output["model"] = requested
             return JSONResponse(to_openai_shape(output))
+        rename = None
+        if requested != canonical:
+            rename = (f'"model":{json.dumps(canonical)}', f'"model":{json.dumps(requested)}')
         return StreamingResponse(
-            _relay(output, tracker, keep_usage=client_wants_usage),
+            _relay(output, tracker, keep_usage=client_wants_usage, rename=rename),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -234,25 +241,58 @@ def _is_usage_frame(frame: str) -> bool:
 
 
 async def _relay(
-    frames: AsyncIterator[str], tracker: RequestTracker, *, keep_usage: bool
+    frames: AsyncIterator[str],
+    tracker: RequestTracker,
+    *,
+    keep_usage: bool,
+    rename: tuple[str, str] | None = None,
 ) -> AsyncIterator[str]:
-    """Pass SSE frames through, timing tokens; count the usage chunk, keep it only if asked."""
+    """Pass SSE frames through: time tokens as the engine makes them, count the usage chunk
+    (kept only if the client asked), echo the model name the client used, and coalesce.
+
+    A pump task reads the engine while the previous write is in flight; each write sends every
+    frame that arrived meanwhile. Idle, a frame goes out alone and at once (no added latency);
+    under load, one write carries several frames, so the Serve proxy moves fewer messages.
+    """
+    pending: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for frame in frames:
+                if frame == _DONE:
+                    continue  # added once, after the usage frame
+                if _is_usage_frame(frame):
+                    _count_usage(tracker, json.loads(frame[len("data: ") :]).get("usage"))
+                    if not keep_usage:
+                        continue
+                else:
+                    tracker.token()
+                if rename:  # the alias the client used, not the canonical name
+                    frame = frame.replace(*rename, 1)
+                pending.put_nowait(frame)
+            pending.put_nowait(None)
+        except Exception as exc:  # noqa: BLE001 - handed to the writer, which tells the client
+            pending.put_nowait(exc)
+
+    task = asyncio.create_task(pump())
     status = 200
     try:
-        async for frame in frames:
-            if frame == _DONE:
-                yield frame
-            elif _is_usage_frame(frame):
-                _count_usage(tracker, json.loads(frame[len("data: ") :]).get("usage"))
-                if keep_usage:
-                    yield frame
-            else:
-                tracker.token()
-                yield frame
-    except Exception as exc:  # the engine broke mid-stream: tell the client in the stream
-        logger.exception("stream failed", exc_info=exc)
-        status = 500
-        yield f"data: {json.dumps(error_response(exc).content())}\n\n"
-        yield _DONE
+        while True:
+            batch = [await pending.get()]
+            while not pending.empty():
+                batch.append(pending.get_nowait())
+            frames_out = [item for item in batch if isinstance(item, str)]
+            end = next((item for item in batch if not isinstance(item, str)), False)
+            if isinstance(end, BaseException):  # the engine broke mid-stream
+                logger.error("stream failed", exc_info=end)
+                status = 500
+                frames_out.append(f"data: {json.dumps(error_response(end).content())}\n\n")
+            if end is not False:
+                frames_out.append(_DONE)
+            if frames_out:
+                yield "".join(frames_out)
+            if end is not False:
+                return
     finally:
+        task.cancel()
         tracker.done(status)

@@ -69,6 +69,7 @@ def test_chat_sync(client: openai.OpenAI, stack: Stack, check_schema: Any, name:
         model=getattr(stack, name), messages=MESSAGES, max_tokens=8
     )
     assert reply.object == "chat.completion"
+    assert reply.model == getattr(stack, name)
     assert reply.choices[0].message.role == "assistant"
     assert reply.usage is not None and 1 <= reply.usage.completion_tokens <= 8
     check_schema("CreateChatCompletionResponse", dump(reply))
@@ -197,6 +198,7 @@ def test_chat_stream_with_usage(client: openai.OpenAI, stack: Stack, check_schem
     for chunk in chunks:
         check_schema("CreateChatCompletionStreamResponse", dump(chunk))
     *body, last = chunks
+    assert {c.model for c in chunks} == {stack.alias}
     assert last.choices == [] and last.usage is not None and last.usage.completion_tokens == 6
     assert all(c.usage is None for c in body)
     assert body[-1].choices[0].finish_reason == "length"

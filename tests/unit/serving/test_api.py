@@ -132,6 +132,14 @@ def test_chat_alias_reaches_the_engine_as_canonical_name(
     reply = client.post("/v1/chat/completions", json={"model": "tiny-chat", **CHAT})
     assert reply.status_code == 200
     assert engine.bodies[0]["model"] == "tiny"
+    assert reply.json()["model"] == "tiny-chat"  # echoed as the client named it
+
+
+def test_stream_echoes_the_alias(client: TestClient) -> None:
+    body = {"model": "tiny-chat", "stream": True, "stream_options": {"include_usage": True}, **CHAT}
+    frames = [f for f in client.post("/v1/chat/completions", json=body).text.split("\n\n") if f]
+    models = {json.loads(f[6:])["model"] for f in frames[:-1]}
+    assert models == {"tiny-chat"}
 
 
 def test_chat_response_drops_unset_extensions(client: TestClient) -> None:
