@@ -136,6 +136,50 @@ class EngineError(APIError):
     code = "engine_error"
 
 
+class Unauthorized(APIError):
+    """401: no API key, or one the gateway does not know."""
+
+    status_code = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(APIError):
+    """403: the key is valid but may not use this model."""
+
+    status_code = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
+
+
+class PayloadTooLarge(APIError):
+    """413: the request body is over the configured limit."""
+
+    status_code = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(APIError):
+    """429 with ``Retry-After``: a per-key limit; ``type`` is ``requests`` or ``tokens``, as OpenAI."""
+
+    status_code = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, headers: dict[str, str]) -> None:
+        super().__init__(message, headers=headers)
+        self.type = kind
+
+
+class UpstreamUnavailable(APIError):
+    """502: no backend of the model could be reached (connection failures on every try)."""
+
+    status_code = 502
+    type = "server_error"
+    code = "upstream_unavailable"
+
+
 @dataclass(frozen=True)
 class ErrorReply:
     """What to send: status, OpenAI-shaped body, extra headers."""

@@ -1,0 +1,195 @@
+"""The routing table: served names to backends, built from what the sources report. Pure.
+
+Sources report :class:`ModelEntry` values; :func:`build_table` merges them (entries with the same
+name pool their backends) into an immutable :class:`RoutingTable`. The gateway swaps tables
+atomically when anything changes, so a request sees one consistent table. The listing bodies are
+encoded once per table, not per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ..errors import InvalidRequest, ModelNotFound, ModelNotReady
+from ..protocol import ModelCard, ModelList
+
+logger = logging.getLogger(__name__)
+
+NOT_READY_RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One OpenAI-compatible endpoint that serves a model."""
+
+    url: str
+    """Base URL ending in ``/v1``; also the backend's identity for load and health state."""
+    pool: str = "default"
+    ready: bool = True
+    """What the source says (InferenceModel phase, static: always)."""
+    upstream_model: str | None = None
+    """The name to send upstream when it differs from the served name."""
+    api_key: str | None = None
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """Replica counts of one pool, as the operator reports them."""
+
+    name: str
+    accelerator: str | None = None
+    engine: str | None = None
+    ready_replicas: int = 0
+    desired_replicas: int = 0
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model as one source sees it."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    backends: tuple[Backend, ...] = ()
+    pools: tuple[PoolInfo, ...] = ()
+    source: str = "static"
+    created: int = 0
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request for one model goes: its canonical name and its usable backends."""
+
+    model: str
+    backends: tuple[Backend, ...]
+    """Ready backends only; empty when the model is known but not ready."""
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    """Every served name and alias, resolved to a :class:`Route`."""
+
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    """served name or alias -> route (aliases share their model's route)."""
+    models: Mapping[str, ModelEntry] = field(default_factory=dict)
+    """canonical name -> merged entry."""
+    listing: bytes = b'{"object":"list","data":[]}'
+    """``GET /v1/models`` body: every served name of every ready model."""
+    cards: Mapping[str, bytes] = field(default_factory=dict)
+    """served name -> ``GET /v1/models/{id}`` body, ready models only."""
+    conflicts: tuple[str, ...] = ()
+    """Names two models claimed, one line each (the first claim wins)."""
+
+    def resolve(self, requested: object) -> Route:
+        """The route for a request's ``model`` field.
+
+        Raises:
+            InvalidRequest: ``model`` is missing or not a non-empty string.
+            ModelNotFound: no served name or alias matches (404).
+            ModelNotReady: the model is known but has no ready backend (503, Retry-After).
+        """
+        if not isinstance(requested, str) or not requested:
+            raise InvalidRequest(
+                "'model' is a required property (a served model name)", param="model"
+            )
+        route = self.routes.get(requested)
+        if route is None:
+            raise ModelNotFound(requested)
+        if not route.backends:
+            raise ModelNotReady(
+                f"The model '{requested}' is loading or has no ready replica; retry shortly.",
+                retry_after_s=NOT_READY_RETRY_AFTER_S,
+            )
+        return route
+
+    def served_names(self, model: str) -> tuple[str, ...]:
+        """The canonical name and aliases of ``model`` (canonical), as routed."""
+        entry = self.models.get(model)
+        return (entry.name, *entry.aliases) if entry else ()
+
+
+def build_table(
+    entries: Iterable[ModelEntry], *, down: frozenset[str] = frozenset()
+) -> RoutingTable:
+    """Merge the sources' entries into a routing table.
+
+    Args:
+        entries: Every source's models. Entries with the same name are one model whose backends
+            are pooled (an NVIDIA and an Apple InferenceModel may serve one name).
+        down: Backend URLs the health probe found down; they are not routed to.
+
+    Returns:
+        The table. A name claimed by two different models goes to the first claimant (by the
+        order of ``entries``) and is reported in ``conflicts``.
+    """
+    merged: dict[str, ModelEntry] = {}
+    for entry in entries:
+        prior = merged.get(entry.name)
+        if prior is None:
+            merged[entry.name] = entry
+            continue
+        merged[entry.name] = ModelEntry(
+            name=entry.name,
+            aliases=tuple(dict.fromkeys((*prior.aliases, *entry.aliases))),
+            backends=(*prior.backends, *(b for b in entry.backends if b not in prior.backends)),
+            pools=(*prior.pools, *entry.pools),
+            source=f"{prior.source},{entry.source}",
+            created=min(prior.created, entry.created) if prior.created else entry.created,
+        )
+
+    owners: dict[str, str] = {}
+    conflicts: list[str] = []
+    for name in merged:  # canonical names first: an alias never shadows a model's own name
+        owners[name] = name
+    for name, entry in merged.items():
+        for alias in entry.aliases:
+            owner = owners.setdefault(alias, name)
+            if owner != name:
+                conflicts.append(f"{alias!r} is claimed by {owner!r} and {name!r}")
+
+    routes: dict[str, Route] = {}
+    for name, entry in merged.items():
+        ready = tuple(b for b in entry.backends if b.ready and b.url not in down)
+        route = Route(model=name, backends=ready)
+        for served in (name, *entry.aliases):
+            if owners[served] == name:
+                routes[served] = route
+
+    cards: dict[str, bytes] = {}
+    data: list[ModelCard] = []
+    for served, route in routes.items():
+        if not route.backends:
+            continue
+        card = ModelCard(
+            id=served,
+            created=merged[route.model].created,
+            root=route.model if served != route.model else None,
+        )
+        data.append(card)
+        cards[served] = card.model_dump_json(exclude_none=True).encode()
+    listing = ModelList(data=data).model_dump_json(exclude_none=True).encode()
+    for line in conflicts:
+        logger.warning("routing: %s; the first claim wins", line)
+    return RoutingTable(
+        routes=routes, models=merged, listing=listing, cards=cards, conflicts=tuple(conflicts)
+    )
+
+
+def allowed_models(table: RoutingTable, names: Iterable[str]) -> frozenset[str]:
+    """The canonical models that ``names`` (names or aliases) designate in ``table``.
+
+    A name the table does not know stays as is, so an allowlist may name a model before it exists.
+    """
+    return frozenset(table.routes[n].model if n in table.routes else n for n in names)
+
+
+def filter_listing(table: RoutingTable, models: frozenset[str]) -> bytes:
+    """The listing restricted to the given canonical models (every served name of each)."""
+    cards = [
+        json.loads(body)
+        for served, body in table.cards.items()
+        if table.routes[served].model in models
+    ]
+    return json.dumps({"object": "list", "data": cards}, separators=(",", ":")).encode()

@@ -1,0 +1,61 @@
+"""Run the gateway: uvicorn with httptools and uvloop when installed (measured: see
+``bench/RESULTS.md``), no access log (the metrics count requests; logs would cost each one)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+from .app import Gateway
+from .config import load_config
+
+
+def build_gateway(
+    config_path: Path | None, *, kubernetes: bool = False, namespace: str | None = None
+) -> Gateway:
+    """The ASGI application for a config file (``None``: no static models, auth off)."""
+    path = Path(config_path) if config_path is not None else None
+    return Gateway(load_config(path), config_path=path, kubernetes=kubernetes, namespace=namespace)
+
+
+def serve(
+    config_path: Path | None,
+    *,
+    host: str,
+    port: int,
+    kubernetes: bool,
+    namespace: str | None,
+) -> None:
+    """Serve the gateway on ``host:port`` until SIGINT or SIGTERM. Blocks.
+
+    Args:
+        config_path: The static YAML file (models, keys, limits); ``None`` for none.
+        host: Interface to listen on.
+        port: Port to listen on.
+        kubernetes: Also route to the InferenceModels a Kubernetes watch finds (in-cluster
+            credentials, else the kubeconfig).
+        namespace: Watch only this namespace (``None``: all namespaces); the keys Secret is
+            read from it (else from the pod's own namespace).
+
+    Raises:
+        pydantic.ValidationError: the config file is invalid.
+    """
+    import uvicorn
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = build_gateway(config_path, kubernetes=kubernetes, namespace=namespace)
+    has = importlib.util.find_spec
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop" if has("uvloop") else "asyncio",
+        http="httptools" if has("httptools") else "h11",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )

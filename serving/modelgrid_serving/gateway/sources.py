@@ -1,0 +1,274 @@
+"""Where backends come from: the static file, and a Kubernetes watch of InferenceModels.
+
+Both report a full list of :class:`~.routing.ModelEntry` each time anything changes; the gateway
+rebuilds its table from the latest list of every source.
+
+The Kubernetes watch runs the official ``kubernetes`` client in a thread. It is already a
+dependency, and it loads every kubeconfig and in-cluster credential form (tokens, exec plugins,
+client certificates) that a hand-written aiohttp watch would have to re-implement. Watch events
+are rare (a status change), so a blocking thread costs nothing on the request path; it hands
+results to the event loop with ``call_soon_threadsafe``. The serving package never imports the
+operator: InferenceModels are read as plain dicts (:class:`InferenceModelView` names the fields).
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypedDict
+
+from .config import GatewayConfig, KeyConfig, load_keys
+from .routing import Backend, ModelEntry, PoolInfo
+
+logger = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "modelgrid.io", "v1alpha1", "inferencemodels"
+SERVING_PHASES = frozenset({"Ready", "Degraded"})
+"""Phases in which the model's endpoint answers (Degraded: some pool is short of replicas)."""
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def static_entries(config: GatewayConfig, *, created: int) -> list[ModelEntry]:
+    """The models of the static file."""
+    return [
+        ModelEntry(
+            name=m.name,
+            aliases=tuple(m.aliases),
+            backends=tuple(
+                Backend(url=b.url, pool=b.pool, upstream_model=b.model, api_key=b.api_key)
+                for b in m.backends
+            ),
+            source="static",
+            created=created,
+        )
+        for m in config.models
+    ]
+
+
+class PoolStatusView(TypedDict, total=False):
+    """``status.pools[]`` of an InferenceModel, the fields the gateway reads."""
+
+    name: str
+    accelerator: str
+    engine: str
+    readyReplicas: int
+    desiredReplicas: int
+
+
+class StatusView(TypedDict, total=False):
+    """``status`` of an InferenceModel, the fields the gateway reads."""
+
+    phase: str
+    endpoint: str
+    servedModelNames: list[str]
+    readyReplicas: int
+    pools: list[PoolStatusView]
+
+
+class InferenceModelView(TypedDict, total=False):
+    """An InferenceModel as the API server returns it, the fields the gateway reads."""
+
+    metadata: dict[str, Any]
+    spec: dict[str, Any]
+    status: StatusView
+
+
+def entry_from_inferencemodel(obj: InferenceModelView) -> ModelEntry:
+    """One InferenceModel as a routing entry.
+
+    The served names come from the status (what the operator deployed), else from the spec; the
+    backend is the status endpoint, ready when the phase serves and a replica is ready. A model
+    without an endpoint yet is still an entry: it is known, so it answers 503, not 404.
+    """
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status: StatusView = obj.get("status") or {}
+    names = list(status.get("servedModelNames") or [])
+    if not names:
+        names = [spec.get("servedModelName") or meta.get("name", ""), *spec.get("aliases", [])]
+    pools = tuple(
+        PoolInfo(
+            name=p.get("name", ""),
+            accelerator=p.get("accelerator"),
+            engine=p.get("engine"),
+            ready_replicas=int(p.get("readyReplicas") or 0),
+            desired_replicas=int(p.get("desiredReplicas") or 0),
+        )
+        for p in status.get("pools") or []
+    )
+    endpoint = status.get("endpoint")
+    ready = status.get("phase") in SERVING_PHASES and int(status.get("readyReplicas") or 0) > 0
+    pool_label = "+".join(p.name for p in pools) or "default"
+    backends = (
+        (Backend(url=endpoint.rstrip("/"), pool=pool_label, ready=ready),) if endpoint else ()
+    )
+    return ModelEntry(
+        name=names[0],
+        aliases=tuple(n for n in names[1:] if n != names[0]),
+        backends=backends,
+        pools=pools,
+        source=f"kubernetes:{meta.get('namespace', '')}/{meta.get('name', '')}",
+        created=_created(meta.get("creationTimestamp")),
+    )
+
+
+def entries_from_inferencemodels(objs: Iterable[InferenceModelView]) -> list[ModelEntry]:
+    """Every InferenceModel as an entry, oldest first (so the older claim on a name wins)."""
+    entries = [entry_from_inferencemodel(o) for o in objs]
+    return sorted(entries, key=lambda e: (e.created, e.source))
+
+
+def keys_from_secret(secret: Mapping[str, Any], data_key: str) -> list[KeyConfig]:
+    """The keys held in a Secret's ``data[data_key]`` (base64 of a keys file)."""
+    raw = (secret.get("data") or {}).get(data_key)
+    if raw is None:
+        return []
+    return load_keys(base64.b64decode(raw).decode())
+
+
+def _created(stamp: object) -> int:
+    if not isinstance(stamp, str):
+        return 0
+    try:
+        return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return 0
+
+
+def current_namespace() -> str:
+    """The namespace the gateway runs in (in a pod), else ``default``."""
+    try:
+        return _SA_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+class Watcher:
+    """List, then watch, one kind of object in a daemon thread; report the full set on changes.
+
+    Args:
+        lister: ``(watch_kwargs) -> list response`` as the kubernetes client's list functions.
+        on_change: Called in the thread with every object now known (the caller hops threads).
+        name: For logs.
+        keep: Which objects to keep (watches cannot always filter server-side).
+    """
+
+    def __init__(
+        self,
+        lister: Callable[..., Any],
+        on_change: Callable[[list[dict[str, Any]]], None],
+        *,
+        name: str,
+        keep: Callable[[dict[str, Any]], bool] = lambda _: True,
+    ) -> None:
+        self._lister, self._on_change, self._keep = lister, on_change, keep
+        self._stop = threading.Event()
+        self._watch: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
+        self.name = name
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()
+
+    def _run(self) -> None:
+        from kubernetes import watch
+
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                listed = self._lister()
+                objs = {_key(o): o for o in listed.get("items", []) if self._keep(o)}
+                self._on_change(list(objs.values()))
+                version = (listed.get("metadata") or {}).get("resourceVersion")
+                self._watch = watch.Watch()
+                for event in self._watch.stream(
+                    self._lister, resource_version=version, timeout_seconds=60
+                ):
+                    obj, kind = event["object"], event["type"]
+                    if kind == "ERROR":
+                        break  # typically 410 Gone: list again
+                    if not isinstance(obj, dict) or not self._keep(obj):
+                        continue
+                    if kind == "DELETED":
+                        objs.pop(_key(obj), None)
+                    else:
+                        objs[_key(obj)] = obj
+                    self._on_change(list(objs.values()))
+                    if self._stop.is_set():
+                        return
+                backoff = 0.5
+            except Exception as exc:  # noqa: BLE001 - a watch must outlive API-server hiccups
+                if self._stop.is_set():
+                    return
+                logger.warning("watch %s: %s; retrying in %.1fs", self.name, exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+def kubernetes_watchers(
+    *,
+    namespace: str | None,
+    on_models: Callable[[list[dict[str, Any]]], None],
+    secret: tuple[str, str] | None,
+    on_secret: Callable[[list[dict[str, Any]]], None],
+) -> list[Watcher]:
+    """Watchers of InferenceModels (one namespace, or all) and of the keys Secret.
+
+    Args:
+        namespace: Watch this namespace only; ``None``: every namespace.
+        on_models: Gets every InferenceModel (plain dicts) after each change.
+        secret: ``(namespace, name)`` of the keys Secret, or ``None``.
+        on_secret: Gets ``[secret]`` or ``[]`` after each change.
+    """
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    api = client.ApiClient()
+    custom = client.CustomObjectsApi(api)
+
+    def list_models(**kw: Any) -> Any:
+        if namespace:
+            return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kw)
+        return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
+
+    watchers = [Watcher(list_models, on_models, name="inferencemodels")]
+    if secret is not None:
+        core = client.CoreV1Api(api)
+        secret_ns, secret_name = secret
+
+        def list_secrets(**kw: Any) -> Any:
+            # Raw JSON (no V1Secret models): `data` stays as the API server sends it.
+            kw.setdefault("_preload_content", False)
+            resp = core.list_namespaced_secret(
+                secret_ns, field_selector=f"metadata.name={secret_name}", **kw
+            )
+            return resp if kw.get("watch") else json.loads(resp.data)
+
+        watchers.append(
+            Watcher(
+                list_secrets,
+                on_secret,
+                name="keys-secret",
+                keep=lambda o: (o.get("metadata") or {}).get("name") == secret_name,
+            )
+        )
+    return watchers

@@ -1,0 +1,121 @@
+"""Fixtures of the gateway tests: shared mlx_lm.server backends and gateways (see gateway_support)."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from gateway_support import (
+    OPENAPI,
+    Backends,
+    Gateway,
+    Servers,
+    cache_dir,
+    static_config,
+    wait_for,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The tiny model, generated once and cached under a hash of its generator's source."""
+    from modelgrid_serving import tiny_model as generator
+
+    digest = hashlib.sha256(inspect.getsource(generator).encode()).hexdigest()[:12]
+    return generator.write_tiny_model(cache_dir() / f"tiny-model-{digest}")
+
+
+@pytest.fixture(scope="session")
+def other_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second model directory (the same weights under another path: another mlx model id)."""
+    target = tmp_path_factory.mktemp("other") / "tiny-other"
+    shutil.copytree(tiny_model, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def session_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    servers = Servers(tmp_path_factory.mktemp("gateway-session"))
+    try:
+        yield servers
+    finally:
+        servers.stop_all()
+
+
+@pytest.fixture()
+def servers(tmp_path: Path) -> Iterator[Servers]:
+    servers = Servers(tmp_path)
+    try:
+        yield servers
+    finally:
+        servers.stop_all()
+
+
+@pytest.fixture(scope="session")
+def backends(session_servers: Servers, tiny_model: Path, other_model: Path) -> Backends:
+    a = session_servers.mlx(tiny_model, name="mlx-a")
+    b = session_servers.mlx(tiny_model, name="mlx-b")
+    c = session_servers.mlx(other_model, name="mlx-c")
+    for server in (a, b, c):
+        server.wait_ready()
+    return Backends(a, b, c, tiny_model, other_model)
+
+
+@pytest.fixture(scope="session")
+def gateway(session_servers: Servers, backends: Backends) -> Gateway:
+    """A gateway without keys in front of the shared backends, every model probed ready."""
+    gw = session_servers.gateway(static_config(backends), name="gateway-open")
+    wait_for(
+        lambda: len(httpx.get(gw.v1 + "/models").json()["data"]) == 3,
+        timeout=30,
+        what="the gateway to list tiny, tiny-chat and tiny-b",
+    )
+    return gw
+
+
+@pytest.fixture(scope="session")
+def openai_spec() -> dict[str, Any]:
+    """OpenAI's published API description, read from the shared folder beside the repository."""
+    if not OPENAPI.is_file():
+        pytest.skip(f"OpenAI's API description not found at {OPENAPI}")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with OPENAPI.open() as f:
+        return yaml.load(f, Loader=loader)
+
+
+@pytest.fixture(scope="session")
+def check_schema(openai_spec: dict[str, Any]) -> Callable[[str, Any], None]:
+    """``check_schema(name, instance)``: validate against ``#/components/schemas/<name>``."""
+    from jsonschema import Draft202012Validator
+
+    components = _nullable_to_null(openai_spec["components"])
+
+    def check(name: str, instance: Any) -> None:
+        schema = {"$ref": f"#/components/schemas/{name}", "components": components}
+        errors = sorted(
+            Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.path)
+        )
+        assert not errors, f"{name}: " + "; ".join(
+            f"{'/'.join(map(str, e.path))}: {e.message[:200]}" for e in errors[:5]
+        )
+
+    return check
+
+
+def _nullable_to_null(node: Any) -> Any:
+    """Some fields are marked 3.0-style ``nullable: true``; spell it as ``anyOf [.., null]``."""
+    if isinstance(node, list):
+        return [_nullable_to_null(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _nullable_to_null(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is True:
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted

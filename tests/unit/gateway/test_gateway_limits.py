@@ -1,0 +1,77 @@
+"""Per-key limits: token buckets per minute, 429 with Retry-After and x-ratelimit-* headers."""
+
+from __future__ import annotations
+
+import pytest
+from modelgrid_serving.errors import RateLimited, error_response
+from modelgrid_serving.gateway.auth import KeyPolicy
+from modelgrid_serving.gateway.limits import RateLimiter, format_reset
+
+pytestmark = pytest.mark.unit
+
+
+def test_admit_without_limits_sends_no_headers() -> None:
+    assert RateLimiter().admit(KeyPolicy(name="k"), now=0) == {}
+
+
+def test_requests_per_minute_refuses_the_next_request_with_retry_after() -> None:
+    limiter, policy = RateLimiter(), KeyPolicy(name="k", requests_per_minute=2)
+    first = limiter.admit(policy, now=0)
+    assert first["x-ratelimit-limit-requests"] == "2"
+    assert first["x-ratelimit-remaining-requests"] == "1"
+    limiter.admit(policy, now=0)
+    with pytest.raises(RateLimited) as caught:
+        limiter.admit(policy, now=0)
+    reply = error_response(caught.value)
+    assert reply.status_code == 429
+    assert reply.content()["error"]["type"] == "requests"
+    assert reply.content()["error"]["code"] == "rate_limit_exceeded"
+    assert reply.headers["Retry-After"] == "30"  # one request refills in 60/2 s
+    assert reply.headers["x-ratelimit-remaining-requests"] == "0"
+    assert reply.headers["x-ratelimit-reset-requests"] == "1m0s"
+
+
+def test_requests_refill_continuously() -> None:
+    limiter, policy = RateLimiter(), KeyPolicy(name="k", requests_per_minute=60)
+    for _ in range(60):
+        limiter.admit(policy, now=0)
+    with pytest.raises(RateLimited):
+        limiter.admit(policy, now=0.5)
+    limiter.admit(policy, now=1.0)  # one per second
+
+
+def test_tokens_per_minute_charges_usage_after_the_request() -> None:
+    limiter, policy = RateLimiter(), KeyPolicy(name="k", tokens_per_minute=600)
+    headers = limiter.admit(policy, now=0)
+    assert headers["x-ratelimit-remaining-tokens"] == "600"
+    limiter.charge(policy, 700, now=0)  # over budget: the bucket goes below zero
+    with pytest.raises(RateLimited) as caught:
+        limiter.admit(policy, now=5)  # 5 s refill 50 tokens: still -50
+    assert caught.value.type == "tokens"
+    assert caught.value.headers["Retry-After"] == "6"  # to +1 token at 10 tokens/s: 5.1 s
+    limiter.admit(policy, now=10.1)
+
+
+def test_limits_are_per_key() -> None:
+    limiter = RateLimiter()
+    alice, bob = (
+        KeyPolicy(name="alice", requests_per_minute=1),
+        KeyPolicy(name="bob", requests_per_minute=1),
+    )
+    limiter.admit(alice, now=0)
+    limiter.admit(bob, now=0)
+    with pytest.raises(RateLimited):
+        limiter.admit(alice, now=0)
+
+
+def test_a_changed_limit_starts_a_fresh_bucket() -> None:
+    limiter = RateLimiter()
+    limiter.admit(KeyPolicy(name="k", requests_per_minute=1), now=0)
+    limiter.admit(KeyPolicy(name="k", requests_per_minute=5), now=0)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0.02, "20ms"), (0, "0ms"), (1.5, "1.5s"), (59.0, "59s"), (360, "6m0s")]
+)
+def test_format_reset_like_openai(seconds: float, text: str) -> None:
+    assert format_reset(seconds) == text
