@@ -1,0 +1,166 @@
+{{/*
+Names, labels, images and the operator's RBAC rules, shared by every template.
+*/}}
+
+{{- define "modelgrid.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "<release>-modelgrid", or the release name alone when it already says modelgrid. */}}
+{{- define "modelgrid.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "modelgrid.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "modelgrid.labels" -}}
+helm.sh/chart: {{ include "modelgrid.chart" . }}
+app.kubernetes.io/name: {{ include "modelgrid.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modelgrid
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of one component's objects: call with (dict "root" $ "component" "gateway"). */}}
+{{- define "modelgrid.componentLabels" -}}
+{{ include "modelgrid.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Selector labels of one component (never change between releases: selectors are immutable). */}}
+{{- define "modelgrid.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelgrid.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "modelgrid.operator.fullname" -}}
+{{ include "modelgrid.fullname" . }}-operator
+{{- end }}
+
+{{- define "modelgrid.gateway.fullname" -}}
+{{ include "modelgrid.fullname" . }}-gateway
+{{- end }}
+
+{{- define "modelgrid.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "modelgrid.operator.fullname" .) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- required "operator.serviceAccount.name is required when operator.serviceAccount.create is false" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "modelgrid.gateway.serviceAccountName" -}}
+{{- if .Values.gateway.serviceAccount.create }}
+{{- default (include "modelgrid.gateway.fullname" .) .Values.gateway.serviceAccount.name }}
+{{- else }}
+{{- required "gateway.serviceAccount.name is required when gateway.serviceAccount.create is false" .Values.gateway.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Image of a component: (dict "root" $ "image" .Values.gateway.image). */}}
+{{- define "modelgrid.image" -}}
+{{- $repository := default .root.Values.image.repository .image.repository }}
+{{- $tag := default .root.Values.image.tag .image.tag | default (printf "%s-cpu" .root.Chart.AppVersion) }}
+{{- printf "%s:%s" $repository $tag }}
+{{- end }}
+
+{{- define "modelgrid.imagePullPolicy" -}}
+{{- default .root.Values.image.pullPolicy .image.pullPolicy }}
+{{- end }}
+
+{{/* The Secret that holds the gateway's API keys. */}}
+{{- define "modelgrid.gateway.apiKeysSecret" -}}
+{{- default (printf "%s-api-keys" (include "modelgrid.gateway.fullname" .)) .Values.gateway.apiKeys.existingSecret }}
+{{- end }}
+
+{{/* Where the gateway's config file is mounted (used by gateway.args). */}}
+{{- define "modelgrid.gateway.configFile" -}}
+/etc/modelgrid/gateway/config.yaml
+{{- end }}
+
+{{/*
+The gateway's config file (serving/modelgrid_serving/gateway/config.py): `auth` points at the
+API-keys Secret, which the gateway watches; gateway.config is merged over it.
+*/}}
+{{- define "modelgrid.gateway.config" -}}
+{{- $keys := .Values.gateway.apiKeys }}
+{{- $auth := dict "enabled" $keys.enabled }}
+{{- if $keys.enabled }}
+{{- $_ := set $auth "secret_name" (include "modelgrid.gateway.apiKeysSecret" .) }}
+{{- $_ := set $auth "secret_key" $keys.secretKey }}
+{{- end }}
+{{- toYaml (mergeOverwrite (dict "auth" $auth) (deepCopy .Values.gateway.config)) }}
+{{- end }}
+
+{{/*
+The operator's least privilege: exactly what kopf and operator/modelgrid_operator/k8s.py call
+(tests/unit/chart checks these against e2e/kind's ClusterRole, which tests/unit/fidelity checks
+against the operator's code). Rules on namespaced resources go into a Role per watched
+namespace when watchNamespaces is set, else into the ClusterRole with the cluster-scoped ones.
+*/}}
+{{- define "modelgrid.operator.namespacedRules" -}}
+# Watch models; kopf patches them for its finalizer and progress annotations.
+- apiGroups: [modelgrid.io]
+  resources: [inferencemodels]
+  verbs: [get, list, watch, patch]
+# Phase, conditions, endpoint and replica counts.
+- apiGroups: [modelgrid.io]
+  resources: [inferencemodels/status]
+  verbs: [get, patch]
+# The child of each model (read, created, corrected on drift, deleted with the model).
+- apiGroups: [ray.io]
+  resources: [rayservices]
+  verbs: [get, create, patch, delete]
+# Replica readiness per pool comes from the pods' labels and conditions.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+# Phase changes are reported as Events on the model.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{- define "modelgrid.operator.clusterRules" -}}
+# kopf notices CRDs installed after it started (e.g. KubeRay's).
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- end }}
+
+{{/* Only when watching given namespaces: kopf lists and watches namespaces to find them. */}}
+{{- define "modelgrid.operator.namespaceScanRules" -}}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+
+{{/* The gateway lists and watches InferenceModels: it routes by their status. */}}
+{{- define "modelgrid.gateway.modelRules" -}}
+- apiGroups: [modelgrid.io]
+  resources: [inferencemodels]
+  verbs: [list, watch]
+{{- end }}
+
+{{/* /tmp for both containers: the root file system is read-only. */}}
+{{- define "modelgrid.tmpVolume" -}}
+- name: tmp
+  emptyDir: {}
+{{- end }}

@@ -1,0 +1,203 @@
+"""Helm for the chart tests: found once, each values set rendered once per session.
+
+The fixtures are registered by ``conftest.py`` beside this file; tests import the rest.
+
+helm comes from ``$MODELGRID_HELM`` or from the cache that ``.ci/tools.sh`` fills (the pinned
+wheel named there). Without either, the tests that need helm skip and say how to get it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+CHART = ROOT / "charts" / "modelgrid"
+TOOLS_SH = ROOT / ".ci" / "tools.sh"
+RELEASE, NAMESPACE = "mg", "modelgrid-system"
+MONITORING_API = "monitoring.coreos.com/v1"
+
+VALUE_SETS = ["default", *sorted(p.stem for p in (CHART / "ci").glob("*.yaml"))]
+"""The default values plus every ``charts/modelgrid/ci/*.yaml`` (rendered on top of them)."""
+
+
+def cached_helm() -> Path:
+    """Where ``.ci/tools.sh`` puts helm: its pinned wheel and version name the folder."""
+    script = TOOLS_SH.read_text()
+    wheel = re.search(r'^WHEEL="([^"]+)"', script, re.MULTILINE)
+    version = re.search(r'^WHEEL_VERSION="([^"]+)"', script, re.MULTILINE)
+    assert wheel and version, ".ci/tools.sh no longer names WHEEL and WHEEL_VERSION"
+    cache = Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
+    return cache / "tools" / f"{wheel[1]}-{version[1]}" / "helm"
+
+
+def find_helm() -> Path | None:
+    """``$MODELGRID_HELM``, else the cached helm of ``.ci/tools.sh``, else None."""
+    named = os.environ.get("MODELGRID_HELM")
+    if named:
+        return Path(named)
+    cached = cached_helm()
+    if cached.is_file() and (cached.parent / ".complete").is_file():
+        return cached
+    return None
+
+
+@dataclass
+class Helm:
+    """One helm binary, run on the chart, never on a cluster or the user's helm settings."""
+
+    path: Path
+    home: Path
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.home / "no-cluster"),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+        return subprocess.run(
+            [str(self.path), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            env=env,
+        )
+
+    def template(self, *args: str, chart: Path = CHART) -> subprocess.CompletedProcess[str]:
+        return self.run("template", RELEASE, str(chart), "--namespace", NAMESPACE, *args)
+
+    def notes(self, *args: str) -> str:
+        """NOTES.txt as ``helm install`` prints it (a client-side dry run: no cluster)."""
+        result = self.run(
+            "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *args
+        )
+        assert result.returncode == 0, result.stderr
+        _, found, notes = result.stdout.partition("\nNOTES:\n")
+        assert found, f"helm install printed no NOTES:\n{result.stdout[-2000:]}"
+        return notes
+
+
+@dataclass
+class Rendered:
+    """The objects of one ``helm template`` run (CRDs included)."""
+
+    name: str
+    stdout: str
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+    @cached_property
+    def by_kind(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for obj in self.objects:
+            out.setdefault(obj["kind"], []).append(obj)
+        return out
+
+    def one(self, kind: str, component: str | None = None) -> dict[str, Any]:
+        """The single object of a kind (and component label), or fail."""
+        found = [
+            o
+            for o in self.by_kind.get(kind, [])
+            if component is None
+            or o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+        ]
+        assert len(found) == 1, f"{self.name}: {len(found)} {kind} objects of {component}"
+        return found[0]
+
+
+def values_args(name: str) -> list[str]:
+    return [] if name == "default" else ["--values", str(CHART / "ci" / f"{name}.yaml")]
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    path = find_helm()
+    if path is None:
+        pytest.skip(
+            f"helm is missing: set MODELGRID_HELM or run .ci/tools.sh (it caches the "
+            f"pinned helm at {cached_helm()})"
+        )
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"MODELGRID_HELM={path} is not an executable file")
+    return Helm(path, tmp_path_factory.mktemp("helm-home"))
+
+
+@pytest.fixture(scope="session")
+def rendered(helm: Helm) -> dict[str, Rendered]:
+    """Every values set, rendered once (CRDs included, the monitoring API present)."""
+    out: dict[str, Rendered] = {}
+    for name in VALUE_SETS:
+        result = helm.template(
+            *values_args(name), "--include-crds", "--api-versions", MONITORING_API
+        )
+        assert result.returncode == 0, f"helm template ({name}) failed:\n{result.stderr}"
+        out[name] = Rendered(
+            name=name,
+            stdout=result.stdout,
+            objects=[d for d in yaml.safe_load_all(result.stdout) if d],
+        )
+    return out
+
+
+NOTES_AS_OBJECT = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: notes
+data:
+  notes: {{ tpl (.Files.Get "notes-under-test.txt") . | toJson }}
+"""
+
+
+@dataclass
+class ChartCopy:
+    """A copy of the chart with test-only additions, rendered with the same helm.
+
+    ``helm template`` never prints NOTES.txt and ``helm install --dry-run`` cannot be told
+    which APIs the cluster has; the copy renders NOTES.txt inside a ConfigMap instead, so every
+    branch (KubeRay present or not, monitoring API present or not) can be checked.
+    """
+
+    helm: Helm
+    path: Path
+
+    def notes(self, *args: str) -> str:
+        result = self.helm.template(
+            "--show-only", "templates/zz-notes.yaml", *args, chart=self.path
+        )
+        assert result.returncode == 0, result.stderr
+        return yaml.safe_load(result.stdout)["data"]["notes"]
+
+
+def copy_chart(helm: Helm, where: Path, dashboards: dict[str, Any]) -> ChartCopy:
+    """The chart, plus NOTES.txt as an object and the given dashboards (name -> JSON)."""
+    path = where / "modelgrid"
+    shutil.copytree(CHART, path)
+    shutil.copy(CHART / "templates" / "NOTES.txt", path / "notes-under-test.txt")
+    (path / "templates" / "zz-notes.yaml").write_text(NOTES_AS_OBJECT)
+    for name, dashboard in dashboards.items():
+        (path / "dashboards" / name).write_text(json.dumps(dashboard, indent=2))
+    return ChartCopy(helm, path)
+
+
+DASHBOARDS = {
+    "overview.json": {"title": "modelgrid overview", "uid": "modelgrid-overview", "panels": []},
+    "Per_Model.json": {"title": "modelgrid model", "uid": "modelgrid-model", "panels": []},
+}
+"""Stand-ins for the generated dashboards (issue 8, item 3), to exercise their ConfigMaps."""
+
+
+@pytest.fixture(scope="session")
+def chart_copy(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> ChartCopy:
+    return copy_chart(helm, tmp_path_factory.mktemp("chart"), DASHBOARDS)

@@ -1,0 +1,347 @@
+"""The chart lints and renders for every values set, and what it renders is what a cluster takes.
+
+Every rendered object validates strictly (unknown fields are errors) against the oldest and
+newest Kubernetes we support; Prometheus Operator kinds, which kubernetes-validate has no
+schema for, are checked in test_chart_monitoring.py. Pods run non-root with a read-only root
+file system, no capabilities and the runtime's seccomp profile.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from chart_support import CHART, NAMESPACE, VALUE_SETS, Rendered, values_args
+from fidelity_support import SUPPORTED_KUBERNETES
+from modelgrid_operator import __version__
+
+pytestmark = pytest.mark.unit
+
+PROMETHEUS_OPERATOR_GROUP = "monitoring.coreos.com/"
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_chart_lints(helm, name):
+    result = helm.run("lint", str(CHART), "--strict", *values_args(name))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_chart_objects_validate_strictly(rendered, name, version):
+    checked = 0
+    for obj in rendered[name].objects:
+        if obj["apiVersion"].startswith(PROMETHEUS_OPERATOR_GROUP):
+            continue
+        kubernetes_validate.validate(obj, version, strict=True)
+        checked += 1
+    assert checked >= 8, f"{name}: only {checked} objects rendered"
+
+
+def test_chart_strict_validation_catches_a_misspelling(rendered):
+    deployment = rendered["default"].one("Deployment", "gateway")
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError, match="readinesProbe"):
+        kubernetes_validate.validate(broken, "1.37", strict=True)
+
+
+def test_chart_default_objects(rendered):
+    kinds = sorted(o["kind"] for o in rendered["default"].objects)
+    assert kinds == sorted(
+        [
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",  # operator
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",  # gateway
+            "Secret",
+            "ConfigMap",
+            "Deployment",
+            "Service",
+        ]
+    )
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_chart_namespaced_objects_live_in_the_release_namespace(rendered, name):
+    watched = set(yaml.safe_load((CHART / "values.yaml").read_text())["watchNamespaces"])
+    if name != "default":
+        overrides = yaml.safe_load((CHART / "ci" / f"{name}.yaml").read_text())
+        watched = set(overrides.get("watchNamespaces", watched))
+    for obj in rendered[name].objects:
+        if obj["kind"] in {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}:
+            assert "namespace" not in obj["metadata"], obj["metadata"]
+        elif obj["kind"] in {"Role", "RoleBinding"}:
+            assert obj["metadata"]["namespace"] in watched | {NAMESPACE}, obj["metadata"]
+        else:
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_chart_objects_carry_the_standard_labels(rendered, name):
+    for obj in rendered[name].objects:
+        if obj["kind"] == "CustomResourceDefinition":
+            continue  # the generated file, shipped byte for byte
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "modelgrid"
+        assert labels["app.kubernetes.io/instance"] == "mg"
+        assert labels["app.kubernetes.io/version"] == __version__
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/part-of"] == "modelgrid"
+        assert labels["app.kubernetes.io/component"]
+        assert labels["helm.sh/chart"] == "modelgrid-0.1.0"
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_chart_selectors_match_their_pods(rendered, name):
+    pods = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]
+        for d in rendered[name].by_kind["Deployment"]
+    }
+    selected = [
+        (d["spec"]["selector"]["matchLabels"], d["metadata"]["labels"])
+        for d in rendered[name].by_kind["Deployment"]
+    ]
+    selected += [
+        (o["spec"]["selector"], pods["gateway"]["metadata"]["labels"])
+        for o in rendered[name].by_kind.get("Service", [])
+    ]
+    selected += [
+        (o["spec"]["selector"]["matchLabels"], pods["gateway"]["metadata"]["labels"])
+        for o in rendered[name].by_kind.get("PodDisruptionBudget", [])
+    ]
+    for selector, labels in selected:
+        assert selector.items() <= labels.items(), (selector, labels)
+        assert "app.kubernetes.io/version" not in selector  # selectors are immutable
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_chart_pods_are_locked_down(rendered, name):
+    for deployment in rendered[name].by_kind["Deployment"]:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["serviceAccountName"]
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["capabilities"]["drop"] == ["ALL"]
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+            assert container["resources"]["requests"]
+            assert "livenessProbe" in container
+
+
+def test_chart_operator_runs_the_cli_with_its_flags(rendered):
+    from modelgrid_operator.cli import build_parser
+
+    for name in VALUE_SETS:
+        container = rendered[name].one("Deployment", "operator")["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        command = container["command"]
+        assert command[:2] == ["modelgrid", "operator"]
+        args = build_parser().parse_args(command[1:])  # the real CLI accepts every flag
+        port = container["ports"][0]["containerPort"]
+        assert args.health_port == port
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_chart_operator_watches_the_namespaces_it_is_given(rendered):
+    from modelgrid_operator.cli import build_parser
+
+    command = rendered["namespaced-values"].one("Deployment", "operator")["spec"]["template"][
+        "spec"
+    ]["containers"][0]["command"]
+    assert build_parser().parse_args(command[1:]).namespace == ["team-a", "team-b"]
+    default = rendered["default"].one("Deployment", "operator")["spec"]["template"]["spec"]
+    assert build_parser().parse_args(default["containers"][0]["command"][1:]).namespace is None
+
+
+def test_chart_operator_settings_become_modelgrid_variables(rendered):
+    from modelgrid_operator.settings import from_env
+
+    container = rendered["namespaced-values"].one("Deployment", "operator")["spec"]["template"][
+        "spec"
+    ]["containers"][0]
+    env = {v["name"]: v["value"] for v in container["env"]}
+    settings = from_env(env)  # what the operator will read at start
+    assert settings.cpu_image == "registry.example.com/modelgrid/serving:0.1.0-cpu"
+    assert settings.cuda_image == "registry.example.com/modelgrid/serving:0.1.0-cuda"
+    assert settings.mlx_port == 8091
+    assert env["TZ"] == "UTC"
+
+
+def test_chart_images_default_to_the_release(rendered):
+    for component in ("operator", "gateway"):
+        pod = rendered["default"].one("Deployment", component)["spec"]["template"]["spec"]
+        assert pod["containers"][0]["image"] == f"ghcr.io/modelgrid/serving:{__version__}-cpu"
+        private = rendered["namespaced-values"].one("Deployment", component)
+        private_pod = private["spec"]["template"]["spec"]
+        assert (
+            private_pod["containers"][0]["image"]
+            == "registry.example.com/modelgrid/serving:0.1.0-cpu"
+        )
+        assert private_pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+
+
+def _gateway(objects: Rendered) -> dict[str, Any]:
+    return objects.one("Deployment", "gateway")["spec"]["template"]["spec"]
+
+
+def _gateway_config(objects: Rendered) -> dict[str, Any]:
+    return yaml.safe_load(objects.one("ConfigMap", "gateway")["data"]["config.yaml"])
+
+
+def _keys_file(secret: dict[str, Any], entry: str) -> dict[str, Any]:
+    return yaml.safe_load(base64.b64decode(secret["data"][entry]))
+
+
+def test_chart_gateway_command_line(rendered):
+    pod = _gateway(rendered["default"])
+    container = pod["containers"][0]
+    assert container["command"] == ["modelgrid", "gateway"]
+    assert container["args"] == [
+        "--kubernetes",
+        "--host=0.0.0.0",
+        "--port=8080",
+        "--config=/etc/modelgrid/gateway/config.yaml",
+    ]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert {"name": "config", "mountPath": "/etc/modelgrid/gateway", "readOnly": True} in (
+        container["volumeMounts"]
+    )
+    config_map = rendered["default"].one("ConfigMap", "gateway")
+    assert {"name": "config", "configMap": {"name": config_map["metadata"]["name"]}} in (
+        pod["volumes"]
+    )
+    args = _gateway(rendered["namespaced-values"])["containers"][0]["args"]
+    assert args[-2:] == ["--namespace=team-a", "--namespace=team-b"]
+
+
+def test_chart_gateway_config_points_at_the_keys_secret(rendered):
+    secret = rendered["default"].one("Secret")
+    assert _gateway_config(rendered["default"]) == {
+        "auth": {
+            "enabled": True,
+            "secret_name": secret["metadata"]["name"],
+            "secret_key": "keys.yaml",
+        }
+    }
+    merged = _gateway_config(rendered["namespaced-values"])
+    assert merged["limits"] == {"read_timeout_s": 900}  # gateway.config, merged over auth
+    assert merged["auth"]["secret_name"] == "mg-modelgrid-gateway-api-keys"
+
+
+def test_chart_gateway_rolls_when_its_config_changes(rendered):
+    sums = {
+        name: rendered[name].one("Deployment", "gateway")["spec"]["template"]["metadata"][
+            "annotations"
+        ]["checksum/config"]
+        for name in ("default", "namespaced-values")
+    }
+    assert len(set(sums.values())) == 2 and all(len(v) == 64 for v in sums.values())
+
+
+def test_chart_gateway_without_keys(helm):
+    result = helm.template("--set", "gateway.apiKeys.enabled=false")
+    assert result.returncode == 0, result.stderr
+    objects = Rendered(
+        "no-keys", result.stdout, [o for o in yaml.safe_load_all(result.stdout) if o]
+    )
+    assert not [o for o in objects.objects if o["kind"] in {"Secret", "Role", "RoleBinding"}]
+    assert _gateway_config(objects) == {"auth": {"enabled": False}}
+
+
+def test_chart_only_crds_when_both_components_are_off(helm):
+    result = helm.template(
+        "--include-crds", "--set", "operator.enabled=false", "--set", "gateway.enabled=false"
+    )
+    assert result.returncode == 0, result.stderr
+    kinds = [o["kind"] for o in yaml.safe_load_all(result.stdout) if o]
+    assert kinds == ["CustomResourceDefinition"]
+
+
+def test_chart_ingress_with_tls(rendered):
+    ingress = rendered["ingress-tls-values"].one("Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [
+        {"hosts": ["llm.example.com"], "secretName": "mg-modelgrid-gateway-tls"}
+    ]
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "llm.example.com"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    service = rendered["ingress-tls-values"].one("Service")
+    assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert "Ingress" not in rendered["default"].by_kind
+
+
+def test_chart_hpa_and_pdb(rendered):
+    objects = rendered["hpa-pdb-values"]
+    hpa = objects.one("HorizontalPodAutoscaler")
+    gateway = objects.one("Deployment", "gateway")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": gateway["metadata"]["name"],
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
+    targets = {
+        m["resource"]["name"]: m["resource"]["target"]["averageUtilization"]
+        for m in hpa["spec"]["metrics"]
+    }
+    assert targets == {"cpu": 60, "memory": 80}
+    assert "replicas" not in gateway["spec"]  # the HPA owns the count
+    pdb = objects.one("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdb["spec"]
+    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        assert kind not in rendered["default"].by_kind
+
+
+def test_chart_api_keys_from_an_existing_secret(rendered):
+    objects = rendered["existing-secret-values"]
+    assert "Secret" not in objects.by_kind  # the user's Secret, not ours
+    assert _gateway_config(objects)["auth"] == {
+        "enabled": True,
+        "secret_name": "llm-api-keys",
+        "secret_key": "team.keys.yaml",
+    }
+    role = [r for r in objects.by_kind["Role"] if r["metadata"]["name"].endswith("-api-keys")]
+    assert role[0]["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["llm-api-keys"],
+            "verbs": ["list", "watch"],
+        }
+    ]
+
+
+def test_chart_made_secret_holds_the_given_key_hashes(rendered):
+    secret = rendered["namespaced-values"].one("Secret")
+    assert set(secret["data"]) == {"keys.yaml"}  # hashes only, no key in clear
+    keys = _keys_file(secret, "keys.yaml")["keys"]
+    assert [k["name"] for k in keys] == ["team-a", "team-b"]
+    assert keys[0]["sha256"] == hashlib.sha256(b"sk-team-a-0123456789abcdef").hexdigest()
+    assert keys[0]["models"] == ["tiny-chat"] and keys[1]["tokens_per_minute"] == 100000
+
+
+def test_chart_made_secret_generates_a_key(rendered):
+    secret = rendered["default"].one("Secret")
+    key = base64.b64decode(secret["data"]["api-key"]).decode()
+    assert key.startswith("sk-mg-") and len(key) == 46
+    (entry,) = _keys_file(secret, "keys.yaml")["keys"]
+    assert entry == {"name": "admin", "sha256": hashlib.sha256(key.encode()).hexdigest()}

