@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from chart_support import CHART, VALUE_SETS
+from chart_support import CHART, VALUE_SETS, Rendered
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +59,50 @@ def test_chart_auth_fields_are_the_gateways():
     assert {"enabled", "secret_name", "secret_key"} <= set(fields)
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["gateway"]["apiKeys"]["secretKey"] == fields["secret_key"].default
+
+
+def _parsed(objects: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The gateway container's command line, through the gateway's own CLI (serve stubbed)."""
+    main_module = pytest.importorskip("modelgrid_serving.gateway.__main__")
+    container = objects.one("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", main_module.__spec__.parent]
+    seen: dict[str, Any] = {}
+
+    def fake_serve(config: Any, **kwargs: Any) -> None:
+        seen.update(kwargs, config=config)
+
+    monkeypatch.setattr(main_module, "serve", fake_serve)
+    main_module.main(container["args"])
+    return seen
+
+
+def test_chart_gateway_cli_takes_the_chart_args(rendered, monkeypatch):
+    seen = _parsed(rendered["default"], monkeypatch)
+    assert seen == {
+        "config": Path("/etc/modelgrid/gateway/config.yaml"),
+        "host": "0.0.0.0",
+        "port": 8080,
+        "kubernetes": True,
+        "namespace": None,
+    }
+
+
+def test_chart_gateway_cli_takes_one_watched_namespace(helm, monkeypatch):
+    result = helm.template("--set", "watchNamespaces={team-a}")
+    assert result.returncode == 0, result.stderr
+    objects = Rendered(
+        "one-namespace", result.stdout, [o for o in yaml.safe_load_all(result.stdout) if o]
+    )
+    assert _parsed(objects, monkeypatch)["namespace"] == "team-a"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the gateway's --namespace takes one namespace (the last "
+    "given wins); the operator's is repeatable: the gateway needs action='append'",
+)
+def test_chart_gateway_cli_takes_every_watched_namespace(rendered, monkeypatch):
+    assert _parsed(rendered["namespaced-values"], monkeypatch)["namespace"] in (
+        ["team-a", "team-b"],
+        ("team-a", "team-b"),
+    )

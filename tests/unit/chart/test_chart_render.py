@@ -210,7 +210,7 @@ def _keys_file(secret: dict[str, Any], entry: str) -> dict[str, Any]:
 def test_chart_gateway_command_line(rendered):
     pod = _gateway(rendered["default"])
     container = pod["containers"][0]
-    assert container["command"] == ["modelgrid", "gateway"]
+    assert container["command"] == ["python", "-m", "modelgrid_serving.gateway"]
     assert container["args"] == [
         "--kubernetes",
         "--host=0.0.0.0",
