@@ -84,6 +84,11 @@ class Helm:
         result = self.run(
             "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *args
         )
+        if "cluster unreachable" in result.stderr:
+            pytest.skip(
+                f"{self.path}: its `install --dry-run=client` needs a cluster (helm 3); "
+                "NOTES.txt is still checked through the chart copy"
+            )
         assert result.returncode == 0, result.stderr
         _, found, notes = result.stdout.partition("\nNOTES:\n")
         assert found, f"helm install printed no NOTES:\n{result.stdout[-2000:]}"
