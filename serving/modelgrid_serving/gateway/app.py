@@ -646,14 +646,14 @@ class _Call:
                     gw.metrics.upstream_errors.labels(self.model, backend.pool, "connect").inc()
                     logger.warning("backend %s: %s; trying another", backend.url, exc)
                     continue
-                gw.balancer.responded(backend.url, time.perf_counter() - sent)
+                gw.balancer.responded(backend.url, time.perf_counter() - sent, now=time.monotonic())
                 try:
                     return await self._relay(resp, backend)
                 finally:
                     resp.close()  # a cancelled relay closes the connection: the backend stops
             finally:
                 in_flight.dec()
-                gw.balancer.finished(backend.url)
+                gw.balancer.finished(backend.url, now=time.monotonic())
         if tried:
             exc: APIError = UpstreamUnavailable(
                 f"No backend of the model '{self.model}' could be reached ({len(tried)} tried)."
@@ -702,8 +702,10 @@ class _Call:
         send = self.send
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         first = True
+        tail = b""
         try:
             async for chunk in resp.content.iter_any():
+                tail = tail[-16:] + chunk[-16:] if len(chunk) < 16 else chunk[-16:]
                 if b"data:" in chunk:
                     if first:
                         first = False
@@ -717,6 +719,10 @@ class _Call:
                     if rename is not None:
                         chunk = rename(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if b"[DONE]" not in tail:
+                # A backend that frames by closing the connection (HTTP/1.0, as mlx_lm.server)
+                # ends a killed stream like a finished one: only the missing [DONE] tells.
+                raise aiohttp.ClientPayloadError("the stream ended without [DONE]")
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "stream"
             self.gw.metrics.upstream_errors.labels(self.model, backend.pool, kind).inc()

@@ -4,13 +4,16 @@ Each backend keeps its outstanding requests and an EWMA of its time to response 
 samples two candidates at random and takes the one with the lower ``(outstanding + 1) * ewma``:
 a slow pool (CPU next to GPU, a busy replica) gets less traffic without fixed weights, and two
 random samples avoid the herd that "always the least loaded" causes across gateway replicas.
-A connection failure ejects a backend for a while (doubling, capped); a backend at its in-flight
+An idle backend's latency estimate decays with its idle time, and a backend never tried gets
+the next request: a replica that was slow once (cold start) is measured again instead of being
+starved by a stale number. A connection failure ejects a backend for a while (doubling, capped); a backend at its in-flight
 bound is not picked, and when every one is, the caller answers at once (overload, not a queue).
 State is keyed by URL and survives routing-table rebuilds. Clock and randomness are passed in.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +22,8 @@ from .routing import Backend
 
 EWMA_ALPHA = 0.3
 INITIAL_LATENCY_S = 0.05
+IDLE_DECAY_S = 1.0
+"""Time constant of the decay of an idle backend's latency estimate."""
 EJECT_BASE_S = 1.0
 EJECT_MAX_S = 30.0
 
@@ -34,10 +39,17 @@ class BackendState:
     down_until: float = 0.0
     requests: int = 0
     errors: int = 0
+    last_seen: float = 0.0
+    """When it last answered (monotonic)."""
 
-    def score(self) -> float:
+    def score(self, now: float) -> float:
         """Lower is better: expected wait if one more request arrives."""
-        return (self.outstanding + 1) * self.ewma_s
+        if self.requests == 0:
+            return 0.0  # never tried: try it
+        ewma = self.ewma_s
+        if not self.outstanding and now > self.last_seen:
+            ewma *= math.exp(-(now - self.last_seen) / IDLE_DECAY_S)
+        return (self.outstanding + 1) * ewma
 
 
 class Balancer:
@@ -78,7 +90,7 @@ class Balancer:
         if len(candidates) == 1:
             return candidates[0]
         a, b = self._rng.sample(candidates, 2)
-        return a if self.state(a.url).score() <= self.state(b.url).score() else b
+        return a if self.state(a.url).score(now) <= self.state(b.url).score(now) else b
 
     def _has_room(self, url: str) -> bool:
         return self.state(url).outstanding < self.max_in_flight
@@ -89,9 +101,10 @@ class Balancer:
         state.outstanding += 1
         state.requests += 1
 
-    def responded(self, url: str, latency_s: float) -> None:
+    def responded(self, url: str, latency_s: float, *, now: float) -> None:
         """``url`` sent response headers after ``latency_s``: it is alive, fold the latency in."""
         state = self.state(url)
+        state.last_seen = now
         state.ewma_s += EWMA_ALPHA * (latency_s - state.ewma_s)
         state.failures = 0
         state.down_until = 0.0
@@ -103,9 +116,11 @@ class Balancer:
         state.errors += 1
         state.down_until = now + min(EJECT_MAX_S, EJECT_BASE_S * 2 ** (state.failures - 1))
 
-    def finished(self, url: str) -> None:
+    def finished(self, url: str, *, now: float) -> None:
         """A request to ``url`` ended (any way)."""
-        self.state(url).outstanding -= 1
+        state = self.state(url)
+        state.outstanding -= 1
+        state.last_seen = max(state.last_seen, now)
 
     def forget(self, keep: Iterable[str]) -> None:
         """Drop the state of backends that are no longer in any table (idle ones only)."""

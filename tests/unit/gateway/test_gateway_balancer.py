@@ -6,7 +6,7 @@ import random
 from collections import Counter
 
 import pytest
-from modelgrid_serving.gateway.balancer import EJECT_BASE_S, Balancer
+from modelgrid_serving.gateway.balancer import EJECT_BASE_S, IDLE_DECAY_S, Balancer
 from modelgrid_serving.gateway.routing import Backend
 
 pytestmark = pytest.mark.unit
@@ -14,8 +14,13 @@ pytestmark = pytest.mark.unit
 A, B, C = (Backend(url=f"http://{n}/v1") for n in "abc")
 
 
-def make_balancer(max_in_flight: int = 100) -> Balancer:
-    return Balancer(max_in_flight=max_in_flight, rng=random.Random(0))
+def make_balancer(max_in_flight: int = 100, *, tried: tuple[Backend, ...] = (A, B, C)) -> Balancer:
+    """A balancer that has already sent one request to each of ``tried`` (none outstanding)."""
+    balancer = Balancer(max_in_flight=max_in_flight, rng=random.Random(0))
+    for backend in tried:
+        balancer.started(backend.url)
+        balancer.finished(backend.url, now=0)
+    return balancer
 
 
 def test_choose_single_backend() -> None:
@@ -38,16 +43,16 @@ def test_choose_prefers_the_backend_with_fewer_outstanding_requests() -> None:
 def test_choose_prefers_the_faster_backend() -> None:
     balancer = make_balancer()
     for _ in range(10):
-        balancer.responded(A.url, 0.5)
-        balancer.responded(B.url, 0.01)
+        balancer.responded(A.url, 0.5, now=0)
+        balancer.responded(B.url, 0.01, now=0)
     assert all(balancer.choose((A, B), now=0) is B for _ in range(50))
 
 
 def test_slow_backend_still_gets_traffic_when_the_fast_one_is_busy() -> None:
     balancer = make_balancer()
     for _ in range(10):
-        balancer.responded(A.url, 0.2)
-        balancer.responded(B.url, 0.02)
+        balancer.responded(A.url, 0.2, now=0)
+        balancer.responded(B.url, 0.02, now=0)
     for _ in range(20):  # 20 outstanding x 0.02 s > 1 x 0.2 s
         balancer.started(B.url)
     assert balancer.choose((A, B), now=0) is A
@@ -68,7 +73,7 @@ def test_ejection_doubles_on_consecutive_failures_and_resets_on_success() -> Non
     balancer.failed(A.url, now=0.0)
     balancer.failed(A.url, now=0.0)
     assert balancer.state(A.url).down_until == 2 * EJECT_BASE_S
-    balancer.responded(A.url, 0.01)
+    balancer.responded(A.url, 0.01, now=0)
     assert balancer.state(A.url).failures == 0
     assert balancer.state(A.url).down_until == 0.0
 
@@ -90,8 +95,26 @@ def test_choose_returns_none_when_every_backend_is_at_its_in_flight_bound() -> N
     for url in (A.url, A.url, B.url, B.url):
         balancer.started(url)
     assert balancer.choose((A, B), now=0) is None
-    balancer.finished(B.url)
+    balancer.finished(B.url, now=0)
     assert balancer.choose((A, B), now=0) is B
+
+
+def test_a_backend_never_tried_gets_the_next_request() -> None:
+    balancer = make_balancer(tried=(A,))
+    balancer.responded(A.url, 0.001, now=0)
+    assert balancer.choose((A, B), now=0) is B
+    balancer.started(B.url)  # one request only: then B competes on measurement
+    assert balancer.choose((A, B), now=0) is A
+
+
+def test_an_idle_slow_backend_is_tried_again_as_its_estimate_decays() -> None:
+    balancer = make_balancer()
+    balancer.responded(A.url, 2.0, now=0)  # slow once (cold start)
+    for _ in range(3):
+        balancer.started(B.url)
+    balancer.responded(B.url, 0.05, now=0)
+    assert balancer.choose((A, B), now=0.1) is B
+    assert balancer.choose((A, B), now=4 * IDLE_DECAY_S) is A
 
 
 def test_choose_uses_only_two_samples_among_many() -> None:
