@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import RS, eventually
+from emulated_cluster import RS, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -33,23 +33,34 @@ async def test_operator_create_renders_owned_rayservice_and_schedules(cluster, o
     assert status["replicas"] == "0/1"
 
 
-async def test_operator_child_ready_makes_model_ready_with_endpoint_and_time_to_ready(cluster, operator):
+async def test_operator_child_ready_makes_model_ready_with_endpoint_and_time_to_ready(
+    cluster, operator
+):
     await operator()
     await cluster.create_model("demo", SPEC)
     await eventually(lambda: cluster.phase("demo") == "Scheduling", what="phase Scheduling")
     await cluster.kuberay_serves("demo", cluster="demo-x1", pools={}, app_status="DEPLOYING")
-    await cluster.kuberay_serves("demo", cluster="demo-x1", pools={"cpu": 1}, app_status="DEPLOYING")
+    await cluster.kuberay_serves(
+        "demo", cluster="demo-x1", pools={"cpu": 1}, app_status="DEPLOYING"
+    )
     await eventually(lambda: cluster.phase("demo") == "Loading", what="phase Loading")
     await cluster.kuberay_serves("demo", cluster="demo-x1", pools={}, app_status="RUNNING")
     await eventually(lambda: cluster.phase("demo") == "Ready", what="phase Ready")
     status = cluster.model("demo")["status"]
     assert status["endpoint"] == "http://demo-serve-svc.default.svc:8000/v1"
     assert status["readyReplicas"] == 1
-    assert status["pools"][0] == {"name": "cpu", "accelerator": "cpu", "engine": "vllm",
-                                  "readyReplicas": 1, "desiredReplicas": 1}
+    assert status["pools"][0] == {
+        "name": "cpu",
+        "accelerator": "cpu",
+        "engine": "vllm",
+        "readyReplicas": 1,
+        "desiredReplicas": 1,
+    }
     times = status["timeToReady"]
     assert times["total"] is not None
-    assert times["total"] == pytest.approx(times["pending"] + times["scheduling"] + times["loading"], abs=0.01)
+    assert times["total"] == pytest.approx(
+        times["pending"] + times["scheduling"] + times["loading"], abs=0.01
+    )
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("True", "Serving")
 
@@ -58,10 +69,13 @@ async def test_operator_update_patches_child_in_place(cluster, operator):
     await operator()
     await cluster.create_model("demo", SPEC)
     await eventually(lambda: cluster.rayservice("demo"), what="RayService created")
-    await cluster.patch_model("demo", {"metadata": {"generation": 2},
-                                       "spec": {"serving": {"maxConcurrentRequests": 16}}})
-    await eventually(lambda: _serve_args(cluster.rayservice("demo"))["max_ongoing_requests"] == 16,
-                     what="RayService updated")
+    await cluster.patch_model(
+        "demo", {"metadata": {"generation": 2}, "spec": {"serving": {"maxConcurrentRequests": 16}}}
+    )
+    await eventually(
+        lambda: _serve_args(cluster.rayservice("demo"))["max_ongoing_requests"] == 16,
+        what="RayService updated",
+    )
     assert len(cluster.writes("/rayservices", "POST")) == 1
     assert cluster.writes("/rayservices/demo", "DELETE") == []
 
@@ -70,8 +84,10 @@ async def test_operator_delete_removes_child_and_releases_finalizer(cluster, ope
     await operator()
     await cluster.create_model("demo", SPEC)
     await eventually(lambda: cluster.rayservice("demo"), what="RayService created")
-    await eventually(lambda: "modelgrid.io/finalizer" in cluster.model("demo")["metadata"].get("finalizers", []),
-                     what="finalizer added")
+    await eventually(
+        lambda: "modelgrid.io/finalizer" in cluster.model("demo")["metadata"].get("finalizers", []),
+        what="finalizer added",
+    )
     await cluster.delete_model("demo")
     await eventually(lambda: cluster.rayservice("demo") is None, what="RayService deleted")
     await eventually(lambda: cluster.model("demo") is None, what="model gone")
@@ -82,11 +98,16 @@ async def test_operator_restart_duplicates_and_rewrites_nothing(cluster, operato
     await cluster.create_model("demo", SPEC)
     await eventually(lambda: cluster.phase("demo") == "Scheduling", what="phase Scheduling")
     await first.stop()
-    posts, patches = len(cluster.writes("/rayservices", "POST")), len(cluster.writes("/rayservices/demo", "PATCH"))
+    posts, patches = (
+        len(cluster.writes("/rayservices", "POST")),
+        len(cluster.writes("/rayservices/demo", "PATCH")),
+    )
     gets_before = len(cluster.writes("/rayservices/demo", "GET"))
     await operator()
-    await eventually(lambda: len(cluster.writes("/rayservices/demo", "GET")) >= gets_before + 3,
-                     what="the restarted operator to reconcile several times")
+    await eventually(
+        lambda: len(cluster.writes("/rayservices/demo", "GET")) >= gets_before + 3,
+        what="the restarted operator to reconcile several times",
+    )
     assert len(cluster.writes("/rayservices", "POST")) == posts == 1
     assert len(cluster.writes("/rayservices/demo", "PATCH")) == patches
 
@@ -106,15 +127,26 @@ async def test_operator_corrects_hand_edited_child(cluster, operator):
     rs = await eventually(lambda: cluster.rayservice("demo"), what="RayService created")
     original = rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     edited = [{**original[0], "maxReplicas": 9}]
-    await cluster.patch_rayservice("demo", {"spec": {"rayClusterConfig": {"workerGroupSpecs": edited}}})
+    await cluster.patch_rayservice(
+        "demo", {"spec": {"rayClusterConfig": {"workerGroupSpecs": edited}}}
+    )
     await eventually(
-        lambda: cluster.rayservice("demo")["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplicas"] == 2,
-        what="drift corrected")
+        lambda: (
+            cluster.rayservice("demo")["spec"]["rayClusterConfig"]["workerGroupSpecs"][0][
+                "maxReplicas"
+            ]
+            == 2
+        ),
+        what="drift corrected",
+    )
 
 
 async def test_operator_invalid_spec_fails_with_condition_and_touches_nothing(cluster, operator):
     await operator()
-    bad = {**SPEC, "pools": [{"name": "cpu", "accelerator": "cpu", "minReplicas": 3, "maxReplicas": 2}]}
+    bad = {
+        **SPEC,
+        "pools": [{"name": "cpu", "accelerator": "cpu", "minReplicas": 3, "maxReplicas": 2}],
+    }
     await cluster.create_model("bad", bad)
     await eventually(lambda: cluster.phase("bad") == "Failed", what="phase Failed")
     status = cluster.model("bad")["status"]
@@ -126,13 +158,19 @@ async def test_operator_invalid_spec_fails_with_condition_and_touches_nothing(cl
 
 
 async def test_operator_without_kuberay_reports_condition_and_keeps_running(cluster, operator):
-    cluster.kmock[cluster.kmock.resource("ray.io", "v1", "rayservices")] << 404 << b"404 page not found"
+    (
+        cluster.kmock[cluster.kmock.resource("ray.io", "v1", "rayservices")]
+        << 404
+        << b"404 page not found"
+    )
     await operator()
     await cluster.create_model("demo", SPEC)
 
     def applied_condition():
         status = (cluster.model("demo") or {}).get("status") or {}
-        return next((c for c in status.get("conditions", []) if c["type"] == "RayServiceApplied"), None)
+        return next(
+            (c for c in status.get("conditions", []) if c["type"] == "RayServiceApplied"), None
+        )
 
     condition = await eventually(applied_condition, what="RayServiceApplied condition")
     assert (condition["status"], condition["reason"]) == ("False", "KubeRayMissing")
@@ -144,7 +182,9 @@ async def test_operator_two_models_at_once_each_get_one_child(cluster, operator)
     await operator()
     await cluster.create_model("one", SPEC)
     await cluster.create_model("two", {**SPEC, "aliases": []})
-    await eventually(lambda: cluster.rayservice("one") and cluster.rayservice("two"), what="two RayServices")
+    await eventually(
+        lambda: cluster.rayservice("one") and cluster.rayservice("two"), what="two RayServices"
+    )
     assert len(cluster.writes("/rayservices", "POST")) == 2
     assert cluster.get(RS, "one")["metadata"]["labels"]["modelgrid.io/model"] == "one"
 
@@ -157,8 +197,14 @@ async def test_operator_posts_events_on_phase_transitions(cluster, operator):
     await eventually(lambda: cluster.phase("demo") == "Ready", what="phase Ready")
 
     def reasons():
-        return [r.data.get("reason") for r in cluster.writes("/events", "POST") if isinstance(r.data, dict)]
+        return [
+            r.data.get("reason")
+            for r in cluster.writes("/events", "POST")
+            if isinstance(r.data, dict)
+        ]
 
-    await eventually(lambda: {"RayServiceCreated", "Scheduling", "Ready"} <= set(reasons()),
-                     what="events for creation and each phase")
+    await eventually(
+        lambda: {"RayServiceCreated", "Scheduling", "Ready"} <= set(reasons()),
+        what="events for creation and each phase",
+    )
     assert reasons().count("Ready") == 1

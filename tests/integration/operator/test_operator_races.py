@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import NAMESPACE, RS, eventually
-
+from emulated_cluster import NAMESPACE, RS, eventually
 from modelgrid_operator.k8s import Client
 
 pytestmark = pytest.mark.integration
 
-SPEC = {"model": {"uri": "hf://org/demo-1b"},
-        "pools": [{"name": "cpu", "accelerator": "cpu"}],
-        "serving": {"maxConcurrentRequests": 8}}
+SPEC = {
+    "model": {"uri": "hf://org/demo-1b"},
+    "pools": [{"name": "cpu", "accelerator": "cpu"}],
+    "serving": {"maxConcurrentRequests": 8},
+}
 
 
 @dataclass
@@ -51,12 +52,17 @@ class GatedClient(Client):
 
 
 def _rayservices(cluster) -> list[str]:
-    return [name for (resource, _, name), obj in cluster.kmock.objects.items()
-            if resource.plural == "rayservices" and not obj.deleted]
+    return [
+        name
+        for (resource, _, name), obj in cluster.kmock.objects.items()
+        if resource.plural == "rayservices" and not obj.deleted
+    ]
 
 
 def _concurrency(cluster) -> int:
-    args = yaml.safe_load(cluster.rayservice("demo")["spec"]["serveConfigV2"])["applications"][0]["args"]
+    args = yaml.safe_load(cluster.rayservice("demo")["spec"]["serveConfigV2"])["applications"][0][
+        "args"
+    ]
     return args["max_ongoing_requests"]
 
 
@@ -65,11 +71,14 @@ async def test_race_update_during_reconcile_ends_with_latest_spec(cluster, opera
     await operator(refresh=60, client=gated)
     await cluster.create_model("demo", SPEC)
     assert await asyncio.to_thread(gated.reached.wait, 10)
-    await cluster.patch_model("demo", {"metadata": {"generation": 2},
-                                       "spec": {"serving": {"maxConcurrentRequests": 16}}})
+    await cluster.patch_model(
+        "demo", {"metadata": {"generation": 2}, "spec": {"serving": {"maxConcurrentRequests": 16}}}
+    )
     gated.gate.set()
-    await eventually(lambda: cluster.rayservice("demo") and _concurrency(cluster) == 16,
-                     what="RayService with the updated spec")
+    await eventually(
+        lambda: cluster.rayservice("demo") and _concurrency(cluster) == 16,
+        what="RayService with the updated spec",
+    )
     assert _rayservices(cluster) == ["demo"]
 
 
@@ -97,12 +106,16 @@ async def test_race_steady_state_writes_nothing(cluster, operator):
     await eventually(lambda: cluster.phase("demo") == "Scheduling", what="phase Scheduling")
     await cluster.kuberay_serves("demo", cluster="demo-x1", pools={"cpu": 1})
     await eventually(lambda: cluster.phase("demo") == "Ready", what="phase Ready")
-    await eventually(lambda: len(cluster.writes("/inferencemodels/demo/status", "PATCH")) >= 1, what="status")
+    await eventually(
+        lambda: len(cluster.writes("/inferencemodels/demo/status", "PATCH")) >= 1, what="status"
+    )
     status_writes = len(cluster.writes("/inferencemodels/demo/status", "PATCH"))
     child_writes = len(cluster.writes("/rayservices", "POST", "PATCH", "PUT", "DELETE"))
     reads = len(cluster.writes("/rayservices/demo", "GET"))
-    await eventually(lambda: len(cluster.writes("/rayservices/demo", "GET")) >= reads + 5,
-                     what="five more refreshes")
+    await eventually(
+        lambda: len(cluster.writes("/rayservices/demo", "GET")) >= reads + 5,
+        what="five more refreshes",
+    )
     assert len(cluster.writes("/inferencemodels/demo/status", "PATCH")) == status_writes
     assert len(cluster.writes("/rayservices", "POST", "PATCH", "PUT", "DELETE")) == child_writes
 
@@ -112,10 +125,21 @@ async def test_race_stale_pods_of_an_old_cluster_do_not_make_the_model_ready(clu
     await cluster.create_model("demo", SPEC)
     await eventually(lambda: cluster.phase("demo") == "Scheduling", what="phase Scheduling")
     await cluster.kuberay_serves("demo", cluster="old", pools={"cpu": 1}, app_status="DEPLOYING")
-    await cluster.patch_rayservice("demo", {"status": {"activeServiceStatus": {
-        "rayClusterName": "new", "applicationStatuses": {"demo": {"status": "RUNNING"}}}}})
+    await cluster.patch_rayservice(
+        "demo",
+        {
+            "status": {
+                "activeServiceStatus": {
+                    "rayClusterName": "new",
+                    "applicationStatuses": {"demo": {"status": "RUNNING"}},
+                }
+            }
+        },
+    )
     reads = len(cluster.writes("/rayservices/demo", "GET"))
-    await eventually(lambda: len(cluster.writes("/rayservices/demo", "GET")) >= reads + 3, what="refreshes")
+    await eventually(
+        lambda: len(cluster.writes("/rayservices/demo", "GET")) >= reads + 3, what="refreshes"
+    )
     assert cluster.phase("demo") == "Scheduling"
     assert cluster.model("demo")["status"]["replicas"] == "0/1"
     assert NAMESPACE == cluster.rayservice("demo")["metadata"]["namespace"]
@@ -137,5 +161,7 @@ async def test_race_stale_watch_event_never_moves_status_backwards(cluster, oper
     bus = cluster.kmock._buses[kmock.resource("modelgrid.io", "v1alpha1", "inferencemodels")]
     await bus.put({"type": "MODIFIED", "object": stale})
     reads = len(cluster.writes("/rayservices/demo", "GET"))
-    await eventually(lambda: len(cluster.writes("/rayservices/demo", "GET")) >= reads + 5, what="refreshes")
+    await eventually(
+        lambda: len(cluster.writes("/rayservices/demo", "GET")) >= reads + 5, what="refreshes"
+    )
     assert cluster.model("demo")["status"] == ready

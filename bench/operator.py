@@ -1,0 +1,761 @@
+"""Operator benchmark: the real kopf operator against kmock, timed and counted at the API.
+
+Measures, in one run:
+
+- **steady state**: a few models under a short refresh interval; once settled, the writes
+  (must be none) and reads their refreshes make;
+- **restart**: a new operator resuming those models: writes (must be none) and reads;
+- **sequential creates**: from an InferenceModel create call returning to its RayService
+  written (the emulator finished answering the POST), and to its status at phase Scheduling,
+  with the median timeline of one create's calls to show where the time goes;
+- **burst**: many models created at once, from the first create call to all RayServices
+  written and to all statuses at Scheduling;
+- **API calls per reconcile**: writes (POST/PATCH/PUT/DELETE to rayservices and
+  inferencemodels, ``/status`` included), Events, and reads (GET/LIST), per model.
+
+Times come from a hook in the emulator (when it finished answering a request), not from
+polling. The timed parts run the operator with a refresh interval of an hour, so its timer
+never fires during them. kmock runs in this process, on this event loop, sharing the GIL
+with the operator's thread: it has no network, storage, admission or validation, so absolute
+figures are a floor for a real API server. Exits 1 when a model never gets its RayService or
+status, when a RayService is created twice, or when the steady state or a restart writes.
+
+Run from the repository root (about 20 s on 2 cores)::
+
+    python bench/operator.py
+    python bench/operator.py --sequential 20 --burst 30    # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import attrs
+import kmock
+import kubernetes
+
+# The emulated cluster and the operator thread are the ones the integration tests use.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from emulated_cluster import (
+    IM,
+    NAMESPACE,
+    OperatorThread,
+    declare_resources,
+    operator_settings,
+    write_kubeconfig,
+)
+from modelgrid_operator import api
+from modelgrid_operator.handlers import OperatorConfig
+from modelgrid_operator.k8s import Client
+from modelgrid_operator.render.metadata import MODEL_LABEL
+from modelgrid_operator.render.rayservice import rayservice_name
+
+SPEC = {
+    "model": {"uri": "hf://org/demo-1b"},
+    "pools": [{"name": "cpu", "accelerator": "cpu"}],
+    "serving": {"maxConcurrentRequests": 8},
+}
+LONG_REFRESH = 3600.0
+MODELS_PATH = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{NAMESPACE}/{api.PLURAL}"
+WRITES = {kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE}
+READS = {kmock.action.FETCH, kmock.action.LIST}
+OWN_RESOURCES = {api.PLURAL, "rayservices"}
+TOUCHED = OWN_RESOURCES | {"pods", "events"}  # what a reconcile reads or writes
+
+
+class BenchFailed(RuntimeError):
+    """The operator did not do what the bench waited for, or did what it must not."""
+
+
+# -- the emulator, timed ----------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    """One request the emulator served: when it arrived and when it was answered."""
+
+    request: kmock.Request
+    start: float
+    end: float | None = None
+
+
+@attrs.define(eq=False)
+class TimedEmulator(kmock.KubernetesEmulator):
+    """kmock's Kubernetes emulator that notes when it answers each request, and answers a
+    create with 201 Created as the API server does.
+
+    kmock 0.8 answers creates with 200, for which the Kubernetes client's custom-object
+    ``create`` returns None instead of the object (it maps only 201 to a body).
+
+    kmock 0.8 also picks the reaction to a request by scanning every request recorded so far
+    (``request in view``), so each answer costs more than the last: after a few thousand
+    requests, tens of milliseconds. This emulator keeps only the requests still being answered
+    (the watches) in kmock's log, so an answer costs the same throughout the run; the full
+    log, with times, is :attr:`answers`.
+    """
+
+    answers: list[Answer] = attrs.field(factory=list, init=False)
+    answered: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    listeners: list[Callable[[Answer], None]] = attrs.field(factory=list, init=False)
+    _open: set[int] = attrs.field(factory=set, init=False)
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        answer = Answer(request, time.perf_counter())
+        self.answers.append(answer)
+        self._open.add(id(request))
+        self._requests[:] = [r for r in self._requests if id(r) in self._open]
+        try:
+            response = await super()._handle(request)
+            if (
+                request.action == kmock.action.CREATE
+                and response.status == 200
+                and not response.prepared
+            ):
+                response.set_status(201)
+            return response
+        finally:
+            answer.end = time.perf_counter()
+            self._open.discard(id(request))
+            for listener in self.listeners:
+                listener(answer)
+            self.answered.set()
+
+
+def is_operator(answer: Answer) -> bool:
+    """Sent by the operator (kopf or the Kubernetes client), not by the bench's own client."""
+    return not str(answer.request.headers.get("User-Agent", "")).startswith("kmock/")
+
+
+def is_machinery(request: kmock.Request) -> bool:
+    """kopf's own reads: API discovery and its list+watch of all InferenceModels."""
+    return (
+        request.action == kmock.action.WATCH
+        or plural(request) not in TOUCHED
+        or (request.action == kmock.action.LIST and plural(request) == api.PLURAL)
+    )
+
+
+def plural(request: kmock.Request) -> str:
+    return request.resource.plural if request.resource else ""
+
+
+def call_name(request: kmock.Request) -> str:
+    """``VERB resource[/subresource]``, e.g. ``PATCH inferencemodels/status``."""
+    verb = {
+        kmock.action.FETCH: "GET",
+        kmock.action.LIST: "LIST",
+        kmock.action.WATCH: "WATCH",
+        kmock.action.CREATE: "POST",
+        kmock.action.DELETE: "DELETE",
+    }.get(request.action, str(request.method.value))
+    resource = plural(request) or str(request.url.path)
+    return f"{verb} {resource}" + (f"/{request.subresource}" if request.subresource else "")
+
+
+def subject(request: kmock.Request) -> str | None:
+    """The object a request is about (the model, its RayService, an Event's object)."""
+    if request.name:
+        return request.name
+    data = request.data if isinstance(request.data, dict) else {}
+    if request.action == kmock.action.CREATE:
+        return (data.get("involvedObject") or data.get("metadata") or {}).get("name")
+    selector = request.params.get("labelSelector", "")
+    prefix = f"{MODEL_LABEL}="
+    return selector[len(prefix) :] if selector.startswith(prefix) else None
+
+
+@dataclass(frozen=True)
+class CallCounts:
+    """The operator's API calls in a window, by kind."""
+
+    writes: int
+    events: int
+    reads: int
+    by_call: Counter[str]
+
+    @classmethod
+    def of(cls, answers: Iterable[Answer]) -> CallCounts:
+        own = [a.request for a in answers if is_operator(a) and not is_machinery(a.request)]
+        return cls(
+            writes=sum(r.action in WRITES and plural(r) in OWN_RESOURCES for r in own),
+            events=sum(r.action in WRITES and plural(r) == "events" for r in own),
+            reads=sum(r.action in READS for r in own),
+            by_call=Counter(call_name(r) for r in own),
+        )
+
+
+def describe_writes(answers: Iterable[Answer]) -> str:
+    """The operator's writes, one a line, with their bodies (for a failure message)."""
+    return "".join(
+        f"\n  {call_name(a.request)} {subject(a.request)}: {json.dumps(a.request.data)[:400]}"
+        for a in answers
+        if is_operator(a) and a.request.action in WRITES
+    )
+
+
+@dataclass
+class Milestones:
+    """When each model first got its finalizer, its RayService, and each status phase.
+
+    Fed by the emulator as it answers, so waiting on a hundred models costs nothing.
+    """
+
+    finalized: dict[str, float] = field(default_factory=dict)
+    rayservice: dict[str, float] = field(default_factory=dict)
+    phase: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def note(self, answer: Answer) -> None:
+        r, end = answer.request, answer.end or answer.start
+        if r.action == kmock.action.CREATE and plural(r) == "rayservices":
+            self.rayservice.setdefault(subject(r) or "", end)
+        elif r.action == kmock.action.UPDATE and plural(r) == api.PLURAL and r.name:
+            if isinstance(r.data, list) and any(
+                op.get("path") == "/metadata/finalizers" for op in r.data
+            ):
+                self.finalized.setdefault(r.name, end)
+            phase = (r.data.get("status") or {}).get("phase") if isinstance(r.data, dict) else None
+            if phase:
+                self.phase.setdefault((r.name, phase), end)
+
+    def written(self, name: str) -> float | None:
+        return self.rayservice.get(rayservice_name(name))
+
+    def scheduled(self, name: str) -> float | None:
+        return self.phase.get((name, api.Phase.SCHEDULING.value))
+
+
+# -- waiting on the emulator ------------------------------------------------------------------
+
+
+async def wait_until(
+    emulator: TimedEmulator, check: Callable[[], Any], *, timeout: float, what: str
+) -> Any:
+    """Re-check ``check`` whenever the emulator answers a request; fail after ``timeout``."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        emulator.answered.clear()
+        if result := check():
+            return result
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise BenchFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+        try:
+            await asyncio.wait_for(emulator.answered.wait(), min(remaining, 0.05))
+        except TimeoutError:
+            pass
+
+
+async def settle(
+    emulator: TimedEmulator,
+    *,
+    quiet: float,
+    timeout: float = 30.0,
+    counts: Callable[[kmock.Request], bool] = lambda _: True,
+) -> None:
+    """Wait until the operator has answered no call that ``counts`` (watches never count)
+    for ``quiet`` seconds and has none in flight."""
+    last = time.perf_counter()
+
+    def counted(answer: Answer) -> bool:
+        return (
+            is_operator(answer)
+            and answer.request.action != kmock.action.WATCH
+            and counts(answer.request)
+        )
+
+    def note(answer: Answer) -> None:
+        nonlocal last
+        if counted(answer):
+            last = answer.end or last
+
+    emulator.listeners.append(note)
+    try:
+        deadline = last + timeout
+        while time.perf_counter() - last < quiet or any(
+            a.end is None and counted(a) for a in emulator.answers[-50:]
+        ):
+            if time.perf_counter() > deadline:
+                raise BenchFailed(f"the operator was still busy after {timeout:.0f}s")
+            await asyncio.sleep(0.01)
+    finally:
+        emulator.listeners.remove(note)
+
+
+async def wait_for_watch(emulator: TimedEmulator) -> None:
+    """Wait until kopf watches InferenceModels."""
+    since = len(emulator.answers)
+    await wait_until(
+        emulator,
+        lambda: any(
+            a.request.action == kmock.action.WATCH and plural(a.request) == api.PLURAL
+            for a in emulator.answers[since:]
+        ),
+        timeout=30,
+        what="the operator's watch",
+    )
+
+
+async def create_model(emulator: TimedEmulator, name: str) -> float:
+    """Create an InferenceModel over HTTP; returns when the call returned."""
+    body = {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "uid": f"uid-{name}",
+            "resourceVersion": "1",
+            "generation": 1,
+        },
+        "spec": SPEC,
+    }
+    async with emulator.post(MODELS_PATH, json=body) as response:
+        response.raise_for_status()
+        await response.read()
+    return time.perf_counter()
+
+
+def handled(emulator: TimedEmulator, name: str) -> bool:
+    """kopf has stored the spec as handled, and the status is at Scheduling."""
+    stored = emulator.objects[IM, NAMESPACE, name].raw
+    annotations = stored.get("metadata", {}).get("annotations") or {}
+    return (
+        f"{api.GROUP}/last-handled-configuration" in annotations
+        and (stored.get("status") or {}).get("phase") == api.Phase.SCHEDULING.value
+    )
+
+
+def model_reads(answers: Iterable[Answer]) -> Counter[str]:
+    """How often each model was read (one read opens every reconcile)."""
+    return Counter(
+        subject(a.request) or ""
+        for a in answers
+        if is_operator(a)
+        and a.request.action == kmock.action.FETCH
+        and plural(a.request) == api.PLURAL
+        and a.end is not None
+    )
+
+
+def check_one_rayservice_each(emulator: TimedEmulator, names: Sequence[str]) -> None:
+    posts = Counter(
+        subject(a.request)
+        for a in emulator.answers
+        if a.request.action == kmock.action.CREATE and plural(a.request) == "rayservices"
+    )
+    wrong = {n: posts[rayservice_name(n)] for n in names if posts[rayservice_name(n)] != 1}
+    if wrong:
+        raise BenchFailed(f"RayService POSTs per model should be 1: {wrong}")
+
+
+# -- the measurements -------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    what: str
+    value: str
+    note: str = ""
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile: p99 of 100 samples is the second largest."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def per_model_rows(label: str, counts: CallCounts, models: int) -> list[Row]:
+    calls = ", ".join(f"{name} {n / models:.2g}" for name, n in sorted(counts.by_call.items()))
+    return [
+        Row(
+            f"{label}: writes per model",
+            f"{counts.writes / models:.2f}",
+            "POST/PATCH/PUT/DELETE to rayservices and inferencemodels (+/status)",
+        ),
+        Row(f"{label}: Events per model", f"{counts.events / models:.2f}", "POST events"),
+        Row(
+            f"{label}: reads per model",
+            f"{counts.reads / models:.2f}",
+            "GET/LIST, without kopf's discovery and list+watch of all InferenceModels",
+        ),
+        Row(f"{label}: calls per model", calls, ""),
+    ]
+
+
+async def steady_state(
+    emulator: TimedEmulator,
+    start: Callable[[float], OperatorThread],
+    names: Sequence[str],
+    refresh: float,
+    intervals: int,
+) -> list[Row]:
+    """Settled models under a short refresh: the timer must read, never write."""
+    operator = start(refresh)
+    try:
+        await wait_for_watch(emulator)
+        for name in names:
+            await create_model(emulator, name)
+        await wait_until(
+            emulator,
+            lambda: all(handled(emulator, n) for n in names),
+            timeout=30,
+            what="the steady-state models handled, at Scheduling",
+        )
+        await settle(emulator, quiet=refresh * 2, counts=lambda r: r.action in WRITES)
+        first, started = len(emulator.answers), time.perf_counter()
+        await wait_until(
+            emulator,
+            lambda: min(model_reads(emulator.answers[first:])[n] for n in names) >= intervals,
+            timeout=60,
+            what=f"{intervals} refreshes of each steady-state model",
+        )
+        took = time.perf_counter() - started
+        counts = CallCounts.of(emulator.answers[first:])
+    finally:
+        await operator.stop()
+    if counts.writes + counts.events:
+        raise BenchFailed(f"the steady state wrote: {describe_writes(emulator.answers[first:])}")
+    refreshes, reads = refresh_reads(emulator.answers[first:], names)
+    return [
+        Row(
+            f"steady state: writes in >= {intervals} refreshes of each model",
+            str(counts.writes + counts.events),
+            f"{len(names)} settled models, refresh interval {refresh:g} s: "
+            f"{sum(model_reads(emulator.answers[first:]).values())} refreshes in {took:.1f} s",
+        ),
+        Row(
+            "steady state: reads per refresh",
+            f"{sum(reads.values()) / refreshes:.2f}",
+            ", ".join(f"{k} {v / refreshes:.2g}" for k, v in sorted(reads.items())),
+        ),
+    ]
+
+
+def refresh_reads(answers: Sequence[Answer], names: Sequence[str]) -> tuple[int, Counter[str]]:
+    """Whole refreshes in a window and their reads: each model's reads from its first model
+    GET (a refresh starts with it) to its last pod LIST (and ends with it)."""
+    opening, closing = f"GET {api.PLURAL}", "LIST pods"
+    refreshes, reads = 0, Counter[str]()
+    for name in names:
+        calls = [
+            call_name(a.request)
+            for a in calls_about(answers, name)
+            if a.request.action in READS and a.end is not None
+        ]
+        if opening in calls and closing in calls:
+            calls = calls[calls.index(opening) : len(calls) - calls[::-1].index(closing)]
+            refreshes += calls.count(opening)
+            reads.update(calls)
+    return refreshes, reads
+
+
+async def restart(emulator: TimedEmulator, first: int, names: Sequence[str]) -> list[Row]:
+    """A started operator resumes the models that exist: that must write nothing.
+
+    Args:
+        first: where in the emulator's log the operator was started.
+    """
+    await wait_until(
+        emulator,
+        lambda: all(model_reads(emulator.answers[first:])[n] for n in names),
+        timeout=30,
+        what="the models resumed",
+    )
+    await settle(emulator, quiet=0.3)
+    counts = CallCounts.of(emulator.answers[first:])
+    if counts.writes + counts.events:
+        raise BenchFailed(f"resuming wrote: {describe_writes(emulator.answers[first:])}")
+    return [
+        Row(
+            "restart: writes while resuming",
+            str(counts.writes + counts.events),
+            f"{len(names)} settled models",
+        ),
+        Row(
+            "restart: reads per model",
+            f"{counts.reads / len(names):.2f}",
+            ", ".join(f"{k} {v / len(names):.2g}" for k, v in sorted(counts.by_call.items())),
+        ),
+    ]
+
+
+async def sequential(
+    emulator: TimedEmulator, milestones: Milestones, count: int, warmup: int
+) -> list[Row]:
+    """Create models one at a time; time each to its RayService and to Scheduling."""
+    to_rayservice, to_scheduling, in_emulator = [], [], []
+    timelines: list[tuple[tuple[str, ...], list[float]]] = []
+    names = [f"seq-{i}" for i in range(warmup + count)]
+    first = len(emulator.answers)
+    for index, name in enumerate(names):
+        since = len(emulator.answers)
+        created = await create_model(emulator, name)
+        written = await wait_until(
+            emulator, lambda n=name: milestones.written(n), timeout=10, what=f"RayService {name}"
+        )
+        scheduled = await wait_until(
+            emulator,
+            lambda n=name: milestones.scheduled(n),
+            timeout=10,
+            what=f"{name} at Scheduling",
+        )
+        await settle(emulator, quiet=0.05)
+        if index < warmup:
+            first = len(emulator.answers)
+            continue
+        to_rayservice.append(written - created)
+        to_scheduling.append(scheduled - created)
+        mine = calls_about(emulator.answers[since:], name)
+        in_emulator.append(sum((a.end or a.start) - a.start for a in mine))
+        timelines.append(timeline([a for a in mine if plural(a.request) != "events"], created))
+    check_one_rayservice_each(emulator, names)
+    return [
+        Row(
+            "create -> RayService written, p50",
+            ms(percentile(to_rayservice, 50)),
+            f"{count} sequential creates after {warmup} untimed",
+        ),
+        Row(
+            "create -> RayService written, p99",
+            ms(percentile(to_rayservice, 99)),
+            f"max {ms(max(to_rayservice))}",
+        ),
+        Row("create -> status at Scheduling, p50", ms(percentile(to_scheduling, 50)), ""),
+        Row(
+            "create -> status at Scheduling, p99",
+            ms(percentile(to_scheduling, 99)),
+            f"max {ms(max(to_scheduling))}",
+        ),
+        Row(
+            "  of which the emulator answering, p50",
+            ms(statistics.median(in_emulator)),
+            "its answer times (wall) for the model's calls summed, Events included",
+        ),
+        *timeline_rows(timelines),
+        *per_model_rows("sequential", CallCounts.of(emulator.answers[first:]), count),
+    ]
+
+
+def calls_about(answers: Iterable[Answer], name: str) -> list[Answer]:
+    """The operator's calls about one model or its RayService, Events included."""
+    return [
+        a for a in answers if is_operator(a) and subject(a.request) in {name, rayservice_name(name)}
+    ]
+
+
+def timeline(answers: Sequence[Answer], created: float) -> tuple[tuple[str, ...], list[float]]:
+    """The calls about one model, in order (repeats numbered), and when each was answered."""
+    seen: Counter[str] = Counter()
+    labels, ends = [], []
+    for answer in answers:
+        name = call_name(answer.request)
+        seen[name] += 1
+        labels.append(f"{name} #{seen[name]}" if seen[name] > 1 else name)
+        ends.append((answer.end or answer.start) - created)
+    return tuple(labels), ends
+
+
+def timeline_rows(timelines: Sequence[tuple[tuple[str, ...], list[float]]]) -> list[Row]:
+    """The median time at which each call of the most common sequence was answered."""
+    common, n = Counter(labels for labels, _ in timelines).most_common(1)[0]
+    ends = [e for labels, e in timelines if labels == common]
+    return [
+        Row(
+            f"  {i + 1}. {label} answered",
+            ms(statistics.median(e[i] for e in ends)),
+            f"median, after the create returned ({n}/{len(timelines)} creates made "
+            f"these calls in this order; Events left out)"
+            if i == 0
+            else "",
+        )
+        for i, label in enumerate(common)
+    ]
+
+
+async def burst(emulator: TimedEmulator, milestones: Milestones, count: int) -> list[Row]:
+    """Create ``count`` models at once; time them to all RayServices and all Scheduling."""
+    names = [f"burst-{i}" for i in range(count)]
+    first, cpu = len(emulator.answers), time.process_time()
+    started = time.perf_counter()
+    returned = max(await asyncio.gather(*(create_model(emulator, n) for n in names)))
+    await wait_until(
+        emulator,
+        lambda: all(milestones.written(n) for n in names),
+        timeout=60,
+        what=f"{count} RayServices",
+    )
+    await wait_until(
+        emulator,
+        lambda: all(milestones.scheduled(n) for n in names),
+        timeout=60,
+        what=f"{count} models at Scheduling",
+    )
+    done, cpu = max(milestones.scheduled(n) or 0 for n in names), time.process_time() - cpu
+    await settle(emulator, quiet=0.15)
+    check_one_rayservice_each(emulator, names)
+    window = emulator.answers[first:]
+    written = [milestones.written(n) or 0 for n in names]
+    finalized = [milestones.finalized.get(n, 0) for n in names]
+    return [
+        Row(
+            f"burst of {count}: create calls returned",
+            ms(returned - started),
+            "all sent at once by the bench",
+        ),
+        Row(
+            f"burst of {count}: first create -> all finalizers added",
+            ms(max(finalized) - started),
+            "kopf's first step for each new object",
+        ),
+        Row(
+            f"burst of {count}: first create -> all RayServices written",
+            ms(max(written) - started),
+            f"the first after {ms(min(written) - started)}",
+        ),
+        Row(
+            f"burst of {count}: first create -> all at Scheduling",
+            ms(done - started),
+            f"{count / (done - started):.0f} models/s; process CPU {cpu:.1f} s "
+            f"({cpu / count * 1000:.0f} ms a model); the emulator's "
+            f"answer times (wall) sum to {answering(window):.1f} s",
+        ),
+        *wave_rows(window, names, started),
+        *per_model_rows(f"burst of {count}", CallCounts.of(window), count),
+    ]
+
+
+def answering(answers: Iterable[Answer]) -> float:
+    """Seconds the emulator spent answering (watches left out: they never end)."""
+    return sum(
+        a.end - a.start
+        for a in answers
+        if a.end is not None and a.request.action != kmock.action.WATCH
+    )
+
+
+def wave_rows(window: Sequence[Answer], names: Sequence[str], started: float) -> list[Row]:
+    """For each call of the usual sequence, when the first and the last model made it."""
+    timelines = [
+        timeline([a for a in calls_about(window, n) if plural(a.request) != "events"], started)
+        for n in names
+    ]
+    common, n = Counter(labels for labels, _ in timelines).most_common(1)[0]
+    ends = [e for labels, e in timelines if labels == common]
+    return [
+        Row(
+            f"  {i + 1}. {label}: first / last answered",
+            f"{ms(min(e[i] for e in ends))} / {ms(max(e[i] for e in ends))}",
+            f"after the first create ({n}/{len(names)} models made these calls in this "
+            f"order; Events left out)"
+            if i == 0
+            else "",
+        )
+        for i, label in enumerate(common)
+    ]
+
+
+# -- running it -------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    versions = ", ".join(f"{p} {version(p)}" for p in ("kopf", "kmock", "kubernetes", "aiohttp"))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPUs ({platform.machine()}), load average {load} at the end, "
+        f"Python {platform.python_version()}, {versions}"
+    )
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    print("| measurement | value | note |")
+    print("|---|---|---|")
+    for row in rows:
+        print(f"| {row.what} | {row.value} | {row.note} |")
+
+
+async def run(args: argparse.Namespace) -> list[Row]:
+    milestones = Milestones()
+    with tempfile.TemporaryDirectory(prefix="modelgrid-bench-") as tmp:
+        async with TimedEmulator() as emulator, kmock.Server(emulator) as server:
+            emulator.listeners.append(milestones.note)
+            declare_resources(emulator)
+            kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", str(server.url))
+            os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's login reads it
+            configuration = kubernetes.client.Configuration()
+            kubernetes.config.load_kube_config(
+                config_file=str(kubeconfig), client_configuration=configuration
+            )
+
+            def start(refresh: float) -> OperatorThread:
+                config = OperatorConfig(
+                    refresh_interval=refresh,
+                    client_factory=lambda: Client(kubernetes.client.ApiClient(configuration)),
+                )
+                return OperatorThread(config, operator_settings(events=True)).start()
+
+            steady = [f"steady-{i}" for i in range(args.steady_models)]
+            rows = await steady_state(
+                emulator, start, steady, args.steady_refresh, args.steady_intervals
+            )
+            first = len(emulator.answers)
+            operator = start(LONG_REFRESH)
+            try:
+                rows += await restart(emulator, first, steady)
+                rows += await sequential(emulator, milestones, args.sequential, args.warmup)
+                rows += await burst(emulator, milestones, args.burst)
+            finally:
+                await operator.stop()
+            return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sequential", type=int, default=100, help="timed creates (100)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed creates first (3)")
+    parser.add_argument("--burst", type=int, default=100, help="models created at once (100)")
+    parser.add_argument("--steady-models", type=int, default=10, help="(10)")
+    parser.add_argument("--steady-refresh", type=float, default=0.25, help="seconds (0.25)")
+    parser.add_argument("--steady-intervals", type=int, default=8, help="(8)")
+    args = parser.parse_args(argv)
+    # kmock refuses every Event after the first (it cannot honour generateName) and kopf warns
+    # about each; errors still show.
+    logging.basicConfig(level=logging.ERROR)
+    started, cpu = time.perf_counter(), time.process_time()
+    try:
+        rows = asyncio.run(run(args))
+    except BenchFailed as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(f"Machine: {machine()}")
+    print(
+        f"Bench took {time.perf_counter() - started:.1f} s wall, "
+        f"{time.process_time() - cpu:.1f} s CPU\n"
+    )
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
