@@ -86,7 +86,7 @@ class Client:
         """Create a RayService; a 409 (someone was faster) returns the existing one."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            return await asyncio.to_thread(
+            created = await asyncio.to_thread(
                 self._custom.create_namespaced_custom_object,
                 RAY_GROUP,
                 RAY_VERSION,
@@ -97,11 +97,16 @@ class Client:
         except ApiException as exc:
             if exc.status == 404:
                 raise KubeRayMissing(_KUBERAY_MISSING) from None
-            if exc.status == 409:
-                existing = await self.get_rayservice(namespace, name)
-                if existing is not None:
-                    return existing
-            raise
+            if exc.status != 409:
+                raise
+            created = None
+        # The client deserialises only a 201 (or a 409 gave us nothing): read what is stored.
+        stored = created or await self.get_rayservice(namespace, name)
+        if stored is None:
+            raise ApiException(
+                status=404, reason=f"RayService {namespace}/{name} vanished after create"
+            )
+        return stored
 
     async def patch_rayservice(
         self, namespace: str, name: str, patch: dict[str, Any]

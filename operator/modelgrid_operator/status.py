@@ -194,6 +194,15 @@ def _condition(
     )
 
 
+def _applied(observation: Observation) -> tuple[bool, api.Reason, str]:
+    """Whether the child matches the spec, and why not."""
+    if observation.apply_error is not None:
+        return False, *observation.apply_error
+    if observation.rayservice is None:
+        return False, api.Reason.WAITING_FOR_RAY_SERVICE, "the RayService does not exist yet"
+    return True, api.Reason.APPLIED, "RayService matches the spec"
+
+
 def _advance_times(
     previous: api.InferenceModelStatus, phase: api.Phase, since: datetime, now: datetime
 ) -> api.PhaseTimes:
@@ -260,11 +269,7 @@ def compute_status(
         _condition(
             prev.conditions,
             api.ConditionType.RAY_SERVICE_APPLIED,
-            observation.apply_error is None and observation.rayservice is not None,
-            observation.apply_error[0] if observation.apply_error else api.Reason.APPLIED,
-            observation.apply_error[1]
-            if observation.apply_error
-            else "RayService matches the spec",
+            *_applied(observation),
             generation=generation,
             now=now,
         ),

@@ -31,6 +31,9 @@ async def test_operator_create_renders_owned_rayservice_and_schedules(cluster, o
     status = cluster.model("demo")["status"]
     assert status["servedModelNames"] == ["demo", "gpt-4o-mini"]
     assert status["replicas"] == "0/1"
+    # The reconcile that created the child already reports on it (no detour through Pending).
+    first = cluster.writes("/inferencemodels/demo/status", "PATCH")[0].data["status"]
+    assert first["phase"] == "Scheduling"
 
 
 async def test_operator_child_ready_makes_model_ready_with_endpoint_and_time_to_ready(

@@ -109,3 +109,9 @@ def test_status_invalid_spec_is_failed():
         "SpecValid": "InvalidSpec",
     }
     assert s.observed_generation == 3
+
+
+def test_status_applied_condition_is_consistent_before_the_child_exists():
+    s = step(None, Observation(None), 0)
+    applied = next(c for c in s.conditions if c.type == "RayServiceApplied")
+    assert (applied.status, applied.reason) == ("False", "WaitingForRayService")
