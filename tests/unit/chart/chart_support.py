@@ -4,6 +4,8 @@ The fixtures are registered by ``conftest.py`` beside this file; tests import th
 
 helm comes from ``$MODELGRID_HELM`` or from the cache that ``.ci/tools.sh`` fills (the pinned
 wheel named there). Without either, the tests that need helm skip and say how to get it.
+The Prometheus Operator CRDs come from ``$MODELGRID_PROMETHEUS_CRDS`` or the same cache, which
+:func:`prometheus_crds` fills through ``.ci/tools.sh prometheus-crds`` when it is empty.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -50,6 +53,42 @@ def find_helm() -> Path | None:
     if cached.is_file() and (cached.parent / ".complete").is_file():
         return cached
     return None
+
+
+def cached_prometheus_crds() -> Path:
+    """Where ``.ci/tools.sh prometheus-crds`` puts the Prometheus Operator CRDs."""
+    script = TOOLS_SH.read_text()
+    sdist = re.search(r'^CRDS_SDIST="([^"]+)"', script, re.MULTILINE)
+    version = re.search(r'^CRDS_SDIST_VERSION="([^"]+)"', script, re.MULTILINE)
+    assert sdist and version, ".ci/tools.sh no longer names CRDS_SDIST and CRDS_SDIST_VERSION"
+    cache = Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
+    return cache / "tools" / f"{sdist[1]}-{version[1]}"
+
+
+def prometheus_crds() -> Path:
+    """The folder of the Prometheus Operator's ServiceMonitor and PodMonitor CRDs.
+
+    ``$MODELGRID_PROMETHEUS_CRDS`` names one; else the cache of ``.ci/tools.sh``, which this
+    fills (from the pinned PyPI package) when it is empty. It fails, never skips: the files are
+    a package download away on every machine that runs the tests.
+    """
+    named = os.environ.get("MODELGRID_PROMETHEUS_CRDS")
+    if named:
+        return Path(named)
+    cached = cached_prometheus_crds()
+    if not (cached / ".complete").is_file():
+        result = subprocess.run(
+            ["bash", str(TOOLS_SH), "prometheus-crds"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+            env={**os.environ, "PYTHON": os.environ.get("PYTHON") or sys.executable},
+        )
+        if result.returncode != 0:
+            pytest.fail(f".ci/tools.sh prometheus-crds failed:\n{result.stderr[-3000:]}")
+        assert Path(result.stdout.strip()) == cached, result.stdout
+    return cached
 
 
 @dataclass

@@ -1,28 +1,29 @@
 """ServiceMonitor, PodMonitor and Grafana dashboard ConfigMaps.
 
 The monitors exist only when switched on AND the cluster serves monitoring.coreos.com/v1.
-They are checked field by field here, and strictly against the Prometheus Operator's own CRD
-schemas where those files can be found: ``$MODELGRID_PROMETHEUS_CRDS`` or
-``../shared/prometheus-operator-crds/`` beside the repository (the files
-``monitoring.coreos.com_servicemonitors.yaml`` and ``..._podmonitors.yaml`` of the
-prometheus-operator release; no PyPI package ships them).
+They are checked field by field here, and strictly (an unknown field is an error, as with the
+API server's strict field validation) against the Prometheus Operator's own schemas for
+ServiceMonitor and PodMonitor. Those come pinned from PyPI through ``.ci/tools.sh
+prometheus-crds`` (see there), or from ``$MODELGRID_PROMETHEUS_CRDS``: a folder holding
+``monitoring.coreos.com_servicemonitors.{json,yaml}`` and ``..._podmonitors.{json,yaml}``, for
+instance a prometheus-operator release's CRD files.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
-from chart_support import DASHBOARDS, MONITORING_API, NAMESPACE, ROOT, values_args
+from chart_support import DASHBOARDS, MONITORING_API, NAMESPACE, prometheus_crds, values_args
 from fidelity_support import SUPPORTED_KUBERNETES
 from fidelity_support.admission import admit, crd_schema
 from fidelity_support.openapi import schema_errors
+from fidelity_support.structural import crd_violations
 from modelgrid_operator.render.metadata import MODEL_LABEL
 
 pytestmark = pytest.mark.unit
@@ -34,19 +35,22 @@ PROMETHEUS_DURATION = re.compile(
 )
 
 
-def _crds_folder() -> Path:
-    named = os.environ.get("MODELGRID_PROMETHEUS_CRDS")
-    return Path(named) if named else ROOT.parent / "shared" / "prometheus-operator-crds"
+@cache
+def _crd(plural: str) -> dict[str, Any]:
+    folder = prometheus_crds()
+    for suffix, load in ((".json", json.loads), (".yaml", yaml.safe_load)):
+        path = folder / f"monitoring.coreos.com_{plural}{suffix}"
+        if path.is_file():
+            return load(path.read_text())
+    pytest.fail(f"{folder} has no monitoring.coreos.com_{plural}.json or .yaml")
 
 
 def _crd_schema(plural: str) -> dict[str, Any]:
-    path = _crds_folder() / f"monitoring.coreos.com_{plural}.yaml"
-    if not path.is_file():
-        pytest.skip(
-            f"Prometheus Operator CRD not found: {path} is missing (set "
-            "MODELGRID_PROMETHEUS_CRDS to a folder holding it); fields were checked by hand"
-        )
-    return crd_schema(yaml.safe_load(path.read_text()), "v1")
+    return crd_schema(_crd(plural), "v1")
+
+
+def _copy(obj: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(obj))
 
 
 def _kinds(objects: list[dict[str, Any]]) -> list[str]:
@@ -119,11 +123,52 @@ def test_chart_monitors_pass_the_prometheus_operator_crd(rendered, kind, plural)
     assert admission.pruned == []
 
 
-def test_chart_prometheus_crd_check_catches_a_misspelling(rendered):
+@pytest.mark.parametrize("plural", ["servicemonitors", "podmonitors"])
+def test_chart_prometheus_crds_are_the_real_ones(plural):
+    crd = _crd(plural)
+    assert crd["metadata"]["name"] == f"{plural}.monitoring.coreos.com"
+    assert crd_violations(crd) == []  # a structural schema, as the API server requires
+    spec = _crd_schema(plural)["properties"]["spec"]
+    endpoints = "endpoints" if plural == "servicemonitors" else "podMetricsEndpoints"
+    assert {"selector", "namespaceSelector", endpoints} <= set(spec["properties"])
+    assert "selector" in spec["required"]
+    endpoint = spec["properties"][endpoints]["items"]
+    assert {"port", "path", "interval", "scrapeTimeout"} <= set(endpoint["properties"])
+    assert not endpoint.get("x-kubernetes-preserve-unknown-fields")
+
+
+def test_chart_prometheus_crd_check_catches_a_misspelled_endpoint_field(rendered):
     schema = _crd_schema("servicemonitors")
-    monitor = json.loads(json.dumps(rendered[MONITORING].one("ServiceMonitor")))
-    monitor["spec"]["endpoints"][0]["scrapeInterval"] = "30s"
-    assert schema_errors(monitor, schema, strict=True)
+    monitor = _copy(rendered[MONITORING].one("ServiceMonitor"))
+    monitor["spec"]["endpoints"][0]["scrapeInterval"] = "30s"  # the field is `interval`
+    assert schema_errors(monitor, schema, strict=True) == [
+        (
+            "spec.endpoints[0]",
+            "Additional properties are not allowed ('scrapeInterval' was unexpected)",
+        )
+    ]
+    # Without strict field validation the API server drops it without a word: why we are strict.
+    admission = admit(monitor, schema)
+    assert admission.accepted, admission.errors
+    assert admission.pruned == ["spec.endpoints[0].scrapeInterval"]
+
+
+def test_chart_prometheus_crd_check_catches_a_misspelled_spec_field(rendered):
+    schema = _crd_schema("servicemonitors")
+    monitor = _copy(rendered[MONITORING].one("ServiceMonitor"))
+    monitor["spec"]["namespaceSelectors"] = monitor["spec"].pop("namespaceSelector")
+    assert schema_errors(monitor, schema, strict=True) == [
+        ("spec", "Additional properties are not allowed ('namespaceSelectors' was unexpected)")
+    ]
+
+
+def test_chart_prometheus_crd_check_catches_a_bad_duration(rendered):
+    schema = _crd_schema("podmonitors")
+    monitor = _copy(rendered[MONITORING].one("PodMonitor"))
+    monitor["spec"]["podMetricsEndpoints"][0]["interval"] = "30 seconds"
+    (error,) = schema_errors(monitor, schema, strict=True)
+    assert error[0] == "spec.podMetricsEndpoints[0].interval"
+    assert not admit(monitor, schema).accepted
 
 
 def test_chart_has_no_dashboards_yet(helm):

