@@ -70,7 +70,7 @@ def pair(servers: Servers, tiny_model: Path) -> tuple[Server, Server, Gateway]:
 def test_backend_killed_mid_stream_ends_only_its_stream_with_an_error(
     pair: tuple[Server, Server, Gateway], servers: Servers, tiny_model: Path
 ) -> None:
-    d, e, gw = pair
+    d, _, gw = pair
     client = openai.OpenAI(base_url=gw.v1, api_key="unused", max_retries=0, timeout=120)
     first_chunk = {"solo-d": threading.Event(), "solo-e": threading.Event()}
     outcome: dict[str, Any] = {}

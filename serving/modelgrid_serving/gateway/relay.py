@@ -1,0 +1,242 @@
+"""One proxied request: pick a backend, retry connection failures, relay the answer.
+
+JSON answers are relayed in one piece; SSE answers chunk by chunk as they arrive, with the first
+event timed (TTFT) and usage read on the way. A client that disconnects cancels the request's
+task (:meth:`Relay.watch_disconnect`), which closes the upstream connection: the engine stops.
+Connection failures before any byte are retried on another backend; after the first byte
+nothing is retried, and a broken stream ends with one OpenAI error event and ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from ..errors import (
+    APIError,
+    EngineError,
+    Overloaded,
+    UpstreamUnavailable,
+    error_response,
+    from_engine_error,
+)
+from .asgi import Receive, Scope, Send, header, send_body, send_error
+from .proxy import HOP_BY_HOP, find_usage, model_renamer, rewrite_model
+from .routing import Backend
+
+if TYPE_CHECKING:
+    from .state import GatewayState
+
+logger = logging.getLogger(__name__)
+
+UPSTREAM_SUFFIX = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+"""Route label -> path under the backend's ``/v1``."""
+_DONE = b"data: [DONE]\n\n"
+
+
+class Relay:
+    """One proxied request after its checks: backend choice with retries, then the relay."""
+
+    __slots__ = (
+        "body",
+        "client_gone",
+        "done",
+        "events",
+        "extra",
+        "model",
+        "payload",
+        "route",
+        "scope",
+        "send",
+        "started",
+        "state",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        state: GatewayState,
+        scope: Scope,
+        send: Send,
+        route: str,
+        model: str,
+        body: bytes,
+        payload: dict[str, Any],
+        extra: list[tuple[bytes, bytes]],
+        started: float,
+    ) -> None:
+        self.state, self.scope, self.send, self.route, self.model = state, scope, send, route, model
+        self.body, self.payload, self.extra, self.started = body, payload, extra, started
+        self.client_gone = False
+        self.done = False
+        self.events = 0
+        self.usage: tuple[int, int] | None = None
+
+    async def watch_disconnect(self, receive: Receive, task: asyncio.Task[Any]) -> None:
+        """Cancel the request's task when its client disconnects (closing the upstream)."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not self.done:
+                    self.client_gone = True
+                    task.cancel()
+                return
+
+    async def run(self, backends: tuple[Backend, ...]) -> int:
+        """Send the request to one of ``backends`` and relay the answer; returns the status."""
+        state = self.state
+        session = state.session
+        assert session is not None
+        tried: list[str] = []
+        for _ in range(state.limits.retries + 1):
+            backend = state.balancer.choose(backends, now=time.monotonic(), exclude=tried)
+            if backend is None:
+                break
+            tried.append(backend.url)
+            state.balancer.started(backend.url)
+            in_flight = state.metrics.in_flight.labels(self.model, backend.pool)
+            in_flight.inc()
+            try:
+                sent = time.perf_counter()
+                try:
+                    resp = await session.post(
+                        backend.url + UPSTREAM_SUFFIX[self.route],
+                        data=self._body_for(backend),
+                        headers=self._headers_for(backend),
+                    )
+                except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                    if isinstance(exc, aiohttp.SocketTimeoutError):
+                        state.metrics.upstream_errors.labels(
+                            self.model, backend.pool, "timeout"
+                        ).inc()
+                        return await send_error(
+                            self.send,
+                            EngineError("The model's backend did not answer in time."),
+                            self.extra,
+                        )
+                    state.balancer.failed(backend.url, now=time.monotonic())
+                    state.metrics.upstream_errors.labels(self.model, backend.pool, "connect").inc()
+                    logger.warning("backend %s: %s; trying another", backend.url, exc)
+                    continue
+                state.balancer.responded(
+                    backend.url, time.perf_counter() - sent, now=time.monotonic()
+                )
+                try:
+                    return await self._relay(resp, backend)
+                finally:
+                    resp.close()  # a cancelled relay closes the connection: the backend stops
+            finally:
+                in_flight.dec()
+                state.balancer.finished(backend.url, now=time.monotonic())
+        if tried:
+            exc: APIError = UpstreamUnavailable(
+                f"No backend of the model '{self.model}' could be reached ({len(tried)} tried)."
+            )
+        else:
+            exc = Overloaded(
+                f"Every backend of the model '{self.model}' is at its in-flight limit."
+            )
+        return await send_error(self.send, exc, self.extra)
+
+    def _body_for(self, backend: Backend) -> bytes:
+        if backend.upstream_model and backend.upstream_model != self.payload["model"]:
+            return rewrite_model(self.body, self.payload, backend.upstream_model)
+        return self.body
+
+    def _headers_for(self, backend: Backend) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        request_id = header(self.scope, b"x-request-id")
+        if request_id:
+            headers["x-request-id"] = request_id.decode("latin-1")
+        if backend.api_key:
+            headers["authorization"] = f"Bearer {backend.api_key}"
+        return headers
+
+    async def _relay(self, resp: aiohttp.ClientResponse, backend: Backend) -> int:
+        headers = [
+            (k.lower(), v)
+            for k, v in resp.raw_headers
+            if k.lower() not in HOP_BY_HOP and not k.lower().startswith(b"x-ratelimit")
+        ]
+        headers.extend(self.extra)
+        streaming = resp.content_type == "text/event-stream"
+        if resp.status >= 400:
+            return await self._relay_error(resp, headers)
+        rename = None
+        requested = self.payload["model"]
+        if backend.upstream_model and backend.upstream_model != requested:
+            rename = model_renamer(backend.upstream_model, requested)
+        if not streaming:
+            data = await resp.read()
+            if rename is not None:
+                data = rename(data)
+            self.usage = find_usage(data)
+            await send_body(self.send, resp.status, data, headers)
+            return resp.status
+        send = self.send
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        first = True
+        tail = b""
+        try:
+            async for chunk in resp.content.iter_any():
+                tail = tail[-16:] + chunk[-16:] if len(chunk) < 16 else chunk[-16:]
+                if b"data:" in chunk:
+                    if first:
+                        first = False
+                        self.state.metrics.ttft.labels(self.model).observe(
+                            time.perf_counter() - self.started
+                        )
+                    self.events += chunk.count(b"data:")
+                    usage = find_usage(chunk)
+                    if usage is not None:
+                        self.usage = usage
+                    if rename is not None:
+                        chunk = rename(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if b"[DONE]" not in tail:
+                # A backend that frames by closing the connection (HTTP/1.0, as mlx_lm.server)
+                # ends a killed stream like a finished one: only the missing [DONE] tells.
+                raise aiohttp.ClientPayloadError("the stream ended without [DONE]")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "stream"
+            self.state.metrics.upstream_errors.labels(self.model, backend.pool, kind).inc()
+            logger.warning("backend %s broke a stream: %r", backend.url, exc)
+            failure = UpstreamUnavailable(
+                f"The backend of the model '{self.model}' failed mid-stream; the answer is incomplete."
+            )
+            event = b"data: " + json.dumps(error_response(failure).content()).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": event + _DONE, "more_body": False})
+            return 502
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.events = max(0, self.events - 1)  # the [DONE] event carries no token
+        return resp.status
+
+    async def _relay_error(
+        self, resp: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]]
+    ) -> int:
+        """Upstream errors keep their status; a body that is not OpenAI's shape is reshaped."""
+        data = await resp.read()
+        try:
+            parsed = json.loads(data)
+            shaped = isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
+        except ValueError:
+            parsed, shaped = None, False
+        if shaped:
+            await send_body(self.send, resp.status, data, headers)
+            return resp.status
+        message = parsed.get("error") if isinstance(parsed, dict) else None
+        if not isinstance(message, str):
+            message = data.decode("utf-8", "replace")[:500] or resp.reason or "backend error"
+        keep = [(k, v) for k, v in headers if k != b"content-type"]
+        return await self.send_error(
+            self.send, from_engine_error(message, status_code=resp.status), keep
+        )
