@@ -1,7 +1,9 @@
 """Ray Serve path vs bare vLLM, on the same tiny model and machine, in one run.
 
 Starts the modelgrid stack (``python -m modelgrid_serving.local``: embedded Ray, our Serve
-application, vLLM inside the replica) and vLLM's own OpenAI server
+application, vLLM inside the replica; measured both on its direct-ingress port, as
+``modelgrid up`` serves, and through the Serve proxy, the default path in a cluster) and vLLM's
+own OpenAI server
 (``python -m vllm.entrypoints.openai.api_server``) with the same engine arguments. Both stay up,
 but only one is loaded at a time: for each concurrency the two are measured in turn, several
 rounds, alternating which goes first, so background noise on the machine falls on both alike.
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -247,22 +250,31 @@ def measure(
     return out
 
 
-def table(ours: dict[int, Result], bare: dict[int, Result]) -> str:
-    lines = [
-        (
-            "| concurrency | modelgrid tok/s | bare vLLM tok/s | ratio "
-            "| TTFT p50 modelgrid / bare (ms) | TTFT p50 overhead (ms) "
-            "| TTFT p99 modelgrid / bare (ms) |"
-        ),
-        "|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c, a in ours.items():
-        b = bare[c]
-        lines.append(
-            f"| {c} | {a.tok_per_s:.0f} | {b.tok_per_s:.0f} | {a.tok_per_s / b.tok_per_s:.2f}x "
-            f"| {a.ttft_ms(0.5):.1f} / {b.ttft_ms(0.5):.1f} | {a.ttft_ms(0.5) - b.ttft_ms(0.5):+.1f} "
-            f"| {a.ttft_ms(0.99):.1f} / {b.ttft_ms(0.99):.1f} |"
-        )
+def table(results: dict[str, dict[int, Result]], baseline: str) -> str:
+    """One row per concurrency; each server's tok/s, ratio to the baseline and TTFT."""
+    names = [n for n in results if n != baseline]
+    head = ["concurrency", f"{baseline} tok/s"]
+    for n in names:
+        head += [f"{n} tok/s", f"{n} / {baseline}"]
+    head += [f"TTFT p50 {baseline} (ms)"]
+    for n in names:
+        head += [f"TTFT p50 {n} (ms)", f"TTFT p99 {n} (ms)"]
+    head += [f"TTFT p99 {baseline} (ms)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for c, base in results[baseline].items():
+        row = [str(c), f"{base.tok_per_s:.0f}"]
+        for n in names:
+            r = results[n][c]
+            row += [f"{r.tok_per_s:.0f}", f"{r.tok_per_s / base.tok_per_s:.2f}x"]
+        row += [f"{base.ttft_ms(0.5):.1f}"]
+        for n in names:
+            r = results[n][c]
+            row += [
+                f"{r.ttft_ms(0.5):.1f} ({r.ttft_ms(0.5) - base.ttft_ms(0.5):+.1f})",
+                f"{r.ttft_ms(0.99):.1f}",
+            ]
+        row += [f"{base.ttft_ms(0.99):.1f}"]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -274,6 +286,12 @@ def main() -> None:
         "--rounds", type=int, default=4, help="requests per level = rounds x concurrency"
     )
     parser.add_argument("--repeats", type=int, default=3, help="rounds per level and server")
+    parser.add_argument(
+        "--no-proxy",
+        dest="proxy",
+        action="store_false",
+        help="skip measuring the Serve proxy path of the modelgrid stack",
+    )
     parser.add_argument("--eager", action="store_true", help="both servers with --enforce-eager")
     parser.add_argument(
         "--model-dir", type=Path, help="tiny model dir (default: generated, cached)"
@@ -299,13 +317,18 @@ def main() -> None:
             urls[name] = f"http://127.0.0.1:{port}"
             ready = wait_ready(procs[name], urls[name], log)
             print(f"{name}: ready in {ready:.0f} s", flush=True)
+            if name == "modelgrid" and args.proxy:
+                # The same stack through the Serve proxy: the path a cluster uses by default.
+                match = re.search(r"Serve proxy at (http://\S+)", log.read_text(errors="replace"))
+                if match:
+                    urls["modelgrid via proxy"] = match.group(1)
         results = measure(urls, levels, args.tokens, args.rounds, args.repeats)
     finally:
         for proc in procs.values():
             stop(proc)
 
     print()
-    print(table(results["modelgrid"], results["bare vLLM"]))
+    print(table(results, "bare vLLM"))
     if args.json:
         args.json.write_text(
             json.dumps(

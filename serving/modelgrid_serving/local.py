@@ -33,17 +33,29 @@ _MIN_LOGICAL_CPUS = 8
 a 2-core laptop must still schedule them all (logical CPUs are not cores)."""
 
 
+_DIRECT_INGRESS_ENV = (
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT",
+    "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT",
+)
+
+
 class _Stop(Exception):
     """SIGINT or SIGTERM arrived."""
 
 
-def serve(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(
+    config: AppConfig, *, host: str = "127.0.0.1", port: int = 8000, direct: bool = True
+) -> None:
     """Serve ``config`` on ``host:port`` until Ctrl-C or SIGTERM. Blocks.
 
     Args:
         config: The application config (``modelgrid up`` collapses the pools into one local pool).
+            Local mode runs one replica: one engine is all one machine should run.
         host: The interface the OpenAI API listens on.
         port: Its port.
+        direct: The replica itself listens on ``port`` (Ray Serve's direct ingress) and the
+            Serve proxy on a spare port; False puts the proxy on ``port``, as in a cluster.
 
     Raises:
         SystemExit: with a one-line message when the model source is missing or the application
@@ -56,7 +68,10 @@ def serve(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8000) -> No
             source = resolve_model_source(config.model_source)
         except ModelSourceError as exc:
             raise SystemExit(f"modelgrid: {exc}") from None
-        config = config.model_copy(update={"model_source": source})
+        pools = tuple(
+            p.model_copy(update={"min_replicas": 1, "max_replicas": 1}) for p in config.pools
+        )
+        config = config.model_copy(update={"model_source": source, "pools": pools})
     _say(out, f"  model {config.model_name!r} from {source}")
 
     session = uuid.uuid4().hex[:12]
@@ -65,7 +80,9 @@ def serve(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8000) -> No
     try:
         with _stop_on_signals():
             try:
-                timings = _start(config, host=host, port=port, temp_dir=temp_dir, out=out)
+                timings, route = _start(
+                    config, host=host, port=port, direct=direct, temp_dir=temp_dir, out=out
+                )
             except _Stop:
                 _say(out, "stopping before ready")
                 return
@@ -79,7 +96,7 @@ def serve(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8000) -> No
             )
             _say(out, f"OpenAI API at {url}/v1")
             _say(out, "try:")
-            _say(out, curl_example(url, config.model_name))
+            _say(out, curl_example(url, config.model_name, route))
             _say(out, "Ctrl-C to stop")
             try:
                 while True:
@@ -88,24 +105,34 @@ def serve(config: AppConfig, *, host: str = "127.0.0.1", port: int = 8000) -> No
                 _say(out, "stopping")
     finally:
         _shutdown(session, temp_dir)
-        os.environ.pop(SESSION_ENV, None)
+        for name in (SESSION_ENV, *_DIRECT_INGRESS_ENV):
+            os.environ.pop(name, None)
 
 
-def curl_example(url: str, model: str) -> str:
-    """A copy-paste ``curl`` for a chat completion."""
-    body = json.dumps(
-        {
-            "model": model,
-            "messages": [{"role": "user", "content": "Say hello"}],
-            "max_tokens": 32,
-        }
-    )
-    return f"  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'"
+_WARM_UP_REQUESTS = {
+    "chat": (
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+    ),
+    "embeddings": ("/v1/embeddings", {"input": "hi"}),
+}
+
+
+def curl_example(url: str, model: str, route: str = "chat") -> str:
+    """A copy-paste ``curl`` for a chat completion (or an embedding, for embedding models)."""
+    if route == "embeddings":
+        path, fields = "/v1/embeddings", {"input": "Say hello"}
+    else:
+        path = "/v1/chat/completions"
+        fields = {"messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 32}
+    body = json.dumps({"model": model, **fields})
+    return f"  curl -s {url}{path} -H 'Content-Type: application/json' -d '{body}'"
 
 
 def _start(
-    config: AppConfig, *, host: str, port: int, temp_dir: str, out: TextIO
-) -> dict[str, float]:
+    config: AppConfig, *, host: str, port: int, direct: bool, temp_dir: str, out: TextIO
+) -> tuple[dict[str, float], str]:
+    """Start Ray, deploy, warm up. Returns the time of each phase and the route that answered."""
     import ray
     from ray import serve
 
@@ -115,6 +142,15 @@ def _start(
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("vllm").setLevel(logging.ERROR)  # its import-time notices, in this process
+    proxy_port = port
+    if direct:
+        # Direct ingress: requests reach the replica's own HTTP server, not through the Serve
+        # proxy actor (one process hop less per streamed chunk: ~3x the throughput at 32
+        # streams on two cores). Ray reads these at process start, hence the environment.
+        proxy_port = _free_port(host)
+        os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(port)
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(port + 1)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     _say(out, "load: starting Ray and the engine (this takes a minute on CPU)")
@@ -127,7 +163,9 @@ def _start(
         configure_logging=True,
     )
     _trap_signals()
-    serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
+    serve.start(
+        http_options={"host": host, "port": proxy_port}, logging_config={"log_level": "WARNING"}
+    )
     _trap_signals()
     try:
         serve.run(
@@ -142,30 +180,44 @@ def _start(
         ) from None
     timings["load"] = time.perf_counter() - t0
     _say(out, f"load: done in {timings['load']:.1f} s")
+    if direct:
+        _say(out, f"  Serve proxy at http://{_display_host(host)}:{proxy_port} (same routes)")
 
     t1 = time.perf_counter()
-    _warm_up(f"http://{_display_host(host)}:{port}", config.model_name)
+    route = _warm_up(f"http://{_display_host(host)}:{port}", config.model_name)
     timings["warm-up"] = time.perf_counter() - t1
     _say(out, f"warm-up: done in {timings['warm-up']:.2f} s")
-    return timings
+    return timings, route
 
 
-def _warm_up(url: str, model: str, *, deadline_s: float = 60.0) -> None:
-    """One real request through the HTTP path: the first one pays for lazy initialisation."""
+def _warm_up(url: str, model: str, *, deadline_s: float = 60.0) -> str:
+    """One real request through the HTTP path (the first one pays for lazy initialisation).
+
+    Returns:
+        The route that answered: "chat", or "embeddings" for an embedding model.
+    """
     import httpx
 
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     end = time.monotonic() + deadline_s
+    routes = list(_WARM_UP_REQUESTS)
     last: object = None
-    while time.monotonic() < end:
+    while routes and time.monotonic() < end:
+        path, fields = _WARM_UP_REQUESTS[routes[0]]
         try:
-            reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
-            if reply.status_code == 200:
-                return
-            last = f"HTTP {reply.status_code}: {reply.text[:200]}"
-        except httpx.HTTPError as exc:
+            reply = httpx.post(f"{url}{path}", json={"model": model, **fields}, timeout=30)
+        except httpx.HTTPError as exc:  # not listening yet: retry
             last = exc
-        time.sleep(0.2)
+            time.sleep(0.2)
+            continue
+        if reply.status_code == 200:
+            return routes[0]
+        last = f"HTTP {reply.status_code}: {reply.text[:200]}"
+        if reply.status_code == 400 and "unsupported_for_model" in reply.text:
+            routes.pop(0)  # an embedding model: try the next kind of request
+        elif reply.status_code < 500:
+            break  # a client error will not go away by retrying
+        else:
+            time.sleep(0.2)
     raise SystemExit(f"modelgrid: warm-up request failed: {last}")
 
 
@@ -267,6 +319,14 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         pass
 
 
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((_display_host(host), 0))
+        return int(s.getsockname()[1])
+
+
 def _display_host(host: str) -> str:
     return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
 
@@ -285,9 +345,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("config", type=Path, help="an AppConfig as JSON")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--via-proxy", action="store_true", help="serve through the Serve proxy, as in a cluster"
+    )
     args = parser.parse_args(argv)
     config = AppConfig.model_validate_json(args.config.read_text())
-    serve(config, host=args.host, port=args.port)
+    serve(config, host=args.host, port=args.port, direct=not args.via_proxy)
 
 
 if __name__ == "__main__":

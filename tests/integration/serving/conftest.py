@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ OPENAPI = SHARED / "openai-openapi" / "openapi.yaml"
 MODEL = "tiny"
 ALIAS = "tiny-chat"
 MAX_MODEL_LEN = 512
+EMBED_MODEL = "tiny-embed"
 START_DEADLINE_S = 300.0
 STOP_DEADLINE_S = 60.0
 _MARKER_ENV = "MODELGRID_TEST_STACK"
@@ -78,61 +81,157 @@ def _alive(pid: int) -> bool:
         return False
 
 
+CHAT_CONFIG: dict[str, Any] = {
+    "model_name": MODEL,
+    "aliases": [ALIAS],
+    "max_model_len": MAX_MODEL_LEN,
+    "dtype": "float32",
+    # Eager mode: no torch.compile, the engine is up in about half the time.
+    "engine_kwargs": {"enforce_eager": True},
+}
+EMBED_CONFIG: dict[str, Any] = {
+    "model_name": EMBED_MODEL,
+    "max_model_len": MAX_MODEL_LEN,
+    "dtype": "float32",
+    # The same tiny Llama, run by vLLM as an embedding model (last-token pooling).
+    "engine_kwargs": {"enforce_eager": True, "runner": "pooling", "convert": "embed"},
+}
+LOCAL_POOL = {
+    "name": "local",
+    "accelerator": "cpu",
+    "engine": "vllm",
+    "min_replicas": 1,
+    "max_replicas": 1,
+}
+
+
+@dataclass
+class _Running:
+    kind: str
+    proc: subprocess.Popen[bytes]
+    marker: str
+    log: Path
+    stack: Stack
+
+
+class Stacks:
+    """At most one stack runs at a time (two engines on two cores would starve each other).
+
+    Tests ask for a kind; a different kind stops the running stack first. Tests that use the
+    embedding stack are collected last (see ``pytest_collection_modifyitems``), so each kind
+    starts once per session.
+    """
+
+    def __init__(self, tiny_model: Path, work: Path) -> None:
+        self._tiny_model = tiny_model
+        self._work = work
+        self._running: _Running | None = None
+        self.problems: list[str] = []
+
+    def get(self, kind: str) -> Stack:
+        if self._running and self._running.kind == kind:
+            return self._running.stack
+        self.stop()
+        self._running = self._start(kind)
+        return self._running.stack
+
+    def stop(self) -> None:
+        running, self._running = self._running, None
+        if running is None:
+            return
+        leftovers = _stop(running.proc, running.marker)
+        if running.proc.returncode != 0:
+            self.problems.append(
+                f"{running.kind} stack exited with {running.proc.returncode}; see {running.log}"
+            )
+        if leftovers:
+            self.problems.append(f"{running.kind} stack left processes after SIGTERM: {leftovers}")
+
+    def _start(self, kind: str) -> _Running:
+        base = CHAT_CONFIG if kind == "chat" else EMBED_CONFIG
+        config = {**base, "model_source": str(self._tiny_model), "pools": [LOCAL_POOL]}
+        work = self._work / kind
+        work.mkdir(parents=True, exist_ok=True)
+        config_path = work / "app.json"
+        config_path.write_text(json.dumps(config))
+        port = _free_port()
+        marker = uuid.uuid4().hex
+        caches = cache_dir()
+        env = {
+            **os.environ,
+            _MARKER_ENV: marker,
+            "HF_HUB_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_CACHE_ROOT": str(caches / "vllm"),
+            "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
+        }
+        log_path = work / "stack.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "modelgrid_serving.local",
+                    str(config_path),
+                    "--port",
+                    str(port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(proc, url, log_path)
+        except BaseException:
+            _stop(proc, marker)
+            raise
+        stack = Stack(
+            url=url,
+            model=str(config["model_name"]),
+            alias=ALIAS,
+            max_model_len=MAX_MODEL_LEN,
+            log=log_path,
+            proxy_url=_proxy_url(log_path),
+        )
+        return _Running(kind, proc, marker, log_path, stack)
+
+
 @pytest.fixture(scope="session")
-def stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Start ``modelgrid_serving.local`` on the tiny model; stop it after the session."""
-    work = tmp_path_factory.mktemp("stack")
-    port = _free_port()
-    config = {
-        "model_name": MODEL,
-        "aliases": [ALIAS],
-        "model_source": str(tiny_model),
-        "max_model_len": MAX_MODEL_LEN,
-        "dtype": "float32",
-        # Eager mode: no torch.compile, the engine is up in about half the time.
-        "engine_kwargs": {"enforce_eager": True},
-        "pools": [
-            {
-                "name": "local",
-                "accelerator": "cpu",
-                "engine": "vllm",
-                "min_replicas": 1,
-                "max_replicas": 1,
-            }
-        ],
-    }
-    config_path = work / "app.json"
-    config_path.write_text(json.dumps(config))
-    marker = uuid.uuid4().hex
-    caches = cache_dir()
-    env = {
-        **os.environ,
-        _MARKER_ENV: marker,
-        "HF_HUB_OFFLINE": "1",
-        "VLLM_NO_USAGE_STATS": "1",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_CACHE_ROOT": str(caches / "vllm"),
-        "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
-    }
-    log_path = work / "stack.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelgrid_serving.local", str(config_path), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+def stacks(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
+    """The session's stacks; on teardown, fails if one crashed or left a process behind."""
+    manager = Stacks(tiny_model, tmp_path_factory.mktemp("stacks"))
     try:
-        _wait_ready(proc, url, log_path)
-        yield Stack(url=url, model=MODEL, alias=ALIAS, max_model_len=MAX_MODEL_LEN, log=log_path)
+        yield manager
     finally:
-        leftovers = _stop(proc, marker)
-        log.close()
-    assert proc.returncode == 0, f"the stack exited with {proc.returncode}; see {log_path}"
-    assert not leftovers, f"processes left after SIGTERM: {leftovers}"
+        manager.stop()
+    assert not manager.problems, "; ".join(manager.problems)
+
+
+@pytest.fixture
+def stack(stacks: Stacks) -> Stack:
+    """The chat stack: the tiny model as a generative model, with an alias."""
+    return stacks.get("chat")
+
+
+@pytest.fixture
+def embedding_stack(stacks: Stacks) -> Stack:
+    """The tiny model served as an embedding model."""
+    return stacks.get("embed")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the embedding stack run last, so the chat stack starts only once."""
+    items.sort(key=lambda item: "embedding_stack" in getattr(item, "fixturenames", ()))
+
+
+def _proxy_url(log_path: Path) -> str:
+    match = re.search(r"Serve proxy at (http://\S+)", log_path.read_text(errors="replace"))
+    assert match, f"no Serve proxy URL in {log_path}"
+    return match.group(1)
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
@@ -215,7 +314,7 @@ def _nullable_to_null(node: Any) -> Any:
     return converted
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def http(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.url, timeout=60) as client:
         yield client

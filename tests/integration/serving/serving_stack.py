@@ -16,3 +16,5 @@ class Stack:
     alias: str
     max_model_len: int
     log: Path
+    proxy_url: str
+    """The same application through the Serve proxy (the path a cluster uses)."""

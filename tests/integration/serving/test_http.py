@@ -233,3 +233,21 @@ async def test_32_parallel_streams_all_complete(stack: Stack, check_schema: Any)
             check_schema("CreateChatCompletionStreamResponse", chunk)
         assert chunks[-1]["usage"]["completion_tokens"] == 16
         assert len({c["id"] for c in chunks}) == 1
+
+
+# --- the cluster path: the same app through the Serve proxy ----------------------------------
+
+
+def test_proxy_path_serves_the_same_routes(stack: Stack, check_schema: Any) -> None:
+    with httpx.Client(base_url=stack.proxy_url, timeout=60) as proxy:
+        assert proxy.get("/health").json() == {"status": "ok"}
+        reply = proxy.post("/v1/chat/completions", json=chat_body(stack, max_tokens=3))
+        assert reply.status_code == 200
+        check_schema("CreateChatCompletionResponse", reply.json())
+        body = chat_body(stack, stream=True, stream_options={"include_usage": True})
+        with proxy.stream("POST", "/v1/chat/completions", json=body) as stream:
+            lines = [line for line in stream.iter_lines() if line]
+        assert lines[-1] == "data: [DONE]"
+        assert json.loads(lines[-2][6:])["usage"]["completion_tokens"] >= 1
+        assert_error(proxy.post("/v1/chat/completions", content=b"{"), 400, check_schema)
+        assert_error(proxy.get("/v1/completions"), 405, check_schema)

@@ -5,6 +5,7 @@ The tiny model emits garbage by design: assert on shapes, counts and schemas, ne
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -16,9 +17,12 @@ pytestmark = pytest.mark.integration
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 
-@pytest.fixture(scope="module")
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key="unused", max_retries=0, timeout=60)
+@pytest.fixture
+def client(stack: Stack) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=f"{stack.url}/v1", api_key="unused", max_retries=0, timeout=60
+    ) as sdk:
+        yield sdk
 
 
 @pytest.fixture
