@@ -12,7 +12,8 @@ own) it is measured as a third column:
 
 - non-streaming chat: latency p50/p99, and requests/s;
 - streaming chat (16 events): time to first event (TTFT) p50/p99;
-- ``GET /v1/models`` with 1,000 registered models: p50/p99.
+- ``GET /v1/models`` with 1,000 registered models: p50/p99;
+- the gateway's memory (RSS) holding 8,000 idle streams (each stream is two of its sockets).
 
 Every process shares this machine's cores with the load generator, so absolute figures are a
 floor of what a dedicated core does; the ratios are the point. Prints one table.
@@ -55,6 +56,9 @@ _CHUNK = (
 _BODY = json.dumps(
     {"model": "stub", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 16}
 ).encode()
+_HOLD_BODY = json.dumps(
+    {"model": "stub", "messages": [{"role": "user", "content": "hi"}], "stream": True, "hold": True}
+).encode()
 _STREAM_BODY = json.dumps(
     {
         "model": "stub",
@@ -78,6 +82,9 @@ def run_stub(port: int) -> None:
             return web.Response(body=_COMPLETION, content_type="application/json")
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
+        if b'"hold"' in body:  # an idle stream: one event, then nothing until the bench ends
+            await resp.write(_CHUNK)
+            await asyncio.sleep(3600)
         for _ in range(STREAM_EVENTS):
             await resp.write(_CHUNK)
         await resp.write(b"data: [DONE]\n\n")
@@ -144,6 +151,39 @@ async def measure(
     return samples, wall
 
 
+async def hold_streams(url: str, count: int, pid: int) -> tuple[float, float]:
+    """Open ``count`` streams that stay idle after their first event; the RSS (MiB) of process
+    ``pid`` before and with all of them open."""
+    import aiohttp
+
+    before = rss_mib(pid)
+    gate = asyncio.Semaphore(200)  # open them 200 at a time
+    responses = []
+    headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def open_one() -> None:
+            async with gate:
+                resp = await session.post(url, data=_HOLD_BODY, headers=headers)
+                while b"data:" not in await resp.content.readany():
+                    pass
+                responses.append(resp)
+
+        await asyncio.gather(*(open_one() for _ in range(count)))
+        await asyncio.sleep(1.0)
+        during = rss_mib(pid)
+        for resp in responses:
+            resp.close()
+    return before, during
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -199,7 +239,11 @@ def gateway_config(stub_url: str, *, extra_models: int) -> dict[str, object]:
         }
         for i in range(extra_models)
     ]
-    return {"models": models, "limits": {"health_interval_s": 0}}
+    # no in-flight bound that matters here: the bench measures overhead, not overload
+    return {
+        "models": models,
+        "limits": {"health_interval_s": 0, "max_in_flight_per_backend": 100000},
+    }
 
 
 # ---- stack candidates (--stacks): the least proxy each server/client pair can be -------------------
@@ -336,6 +380,13 @@ def main() -> None:
         help="vllm-router executable to compare with (default: on PATH; absent: skipped)",
     )
     parser.add_argument(
+        "--idle-streams",
+        type=int,
+        default=8000,
+        help="idle streams held open for the RSS figure (0: skip); each takes two of the "
+        "gateway's file descriptors, so 10,000 need a limit above 20,000",
+    )
+    parser.add_argument(
         "--stacks",
         action="store_true",
         help="compare server/client stacks (minimal proxies) instead",
@@ -350,6 +401,7 @@ def main() -> None:
         run_proto(args.proto[0], int(args.proto[1]), args.proto[2])
         return
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop what we started
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     stub_port, gw_port, gw_many_port = free_port(), free_port(), free_port()
     stub_url = f"http://127.0.0.1:{stub_port}"
@@ -378,6 +430,17 @@ def main() -> None:
         rows = run_matrix(targets, args)
         print_table(rows, list(targets))
         print_listing(f"http://127.0.0.1:{gw_many_port}/v1/models", args)
+        if args.idle_streams:
+            before, during = asyncio.run(
+                hold_streams(
+                    targets["gateway"] + "/v1/chat/completions", args.idle_streams, procs[1].pid
+                )
+            )
+            per = (during - before) * 1024 / args.idle_streams
+            print(
+                f"{args.idle_streams} idle streams through the gateway: RSS {before:.0f} -> {during:.0f} MiB, "
+                f"{per:.1f} KiB a stream (10,000 would add about {per * 10_000 / 1024:.0f} MiB)"
+            )
     finally:
         for proc in reversed(procs):
             stop(proc)

@@ -41,6 +41,7 @@ UPSTREAM_SUFFIX = {
 }
 """Route label -> path under the backend's ``/v1``."""
 _DONE = b"data: [DONE]\n\n"
+_DONE_EVENT = b"data: [DONE]"
 
 
 class Relay:
@@ -185,10 +186,12 @@ class Relay:
         send = self.send
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         first = True
-        tail = b""
+        tail = b""  # the end of the previous chunk: the [DONE] event may straddle two
+        saw_done = False
         try:
             async for chunk in resp.content.iter_any():
-                tail = tail[-16:] + chunk[-16:] if len(chunk) < 16 else chunk[-16:]
+                saw_done = saw_done or _DONE_EVENT in tail + chunk[:16] or _DONE_EVENT in chunk
+                tail = chunk[-16:]
                 if b"data:" in chunk:
                     if first:
                         first = False
@@ -202,7 +205,7 @@ class Relay:
                     if rename is not None:
                         chunk = rename(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if b"[DONE]" not in tail:
+            if not saw_done:
                 # A backend that frames by closing the connection (HTTP/1.0, as mlx_lm.server)
                 # ends a killed stream like a finished one: only the missing [DONE] tells.
                 raise aiohttp.ClientPayloadError("the stream ended without [DONE]")

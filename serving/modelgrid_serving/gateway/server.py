@@ -56,6 +56,9 @@ def serve(
         http="httptools" if has("httptools") else "h11",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # the gateway never reads the client address
+        server_header=False,
+        date_header=False,
         log_level="warning",
         timeout_graceful_shutdown=5,
     )

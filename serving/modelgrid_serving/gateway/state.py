@@ -27,6 +27,9 @@ from .sources import entries_from_inferencemodels, keys_from_secret, static_entr
 
 logger = logging.getLogger(__name__)
 
+PROBE_FAILURES_TO_DOWN = 2
+"""Failed health probes in a row that take a backend that was up out of the table."""
+
 
 @dataclass(slots=True)
 class ModelCounters:
@@ -182,10 +185,16 @@ class GatewayState:
 
     async def _probe_loop(self) -> None:
         """Probe every static backend's ``/health``; a failing one leaves the table until it
-        answers again (its model answers 503 when it has no other)."""
+        answers again (its model answers 503 when it has no other).
+
+        A backend that was up leaves after two failed probes in a row (one slow answer on a
+        busy machine is not an outage); one never seen up leaves at its first failure.
+        """
         assert self.session is not None
         interval = self.limits.health_interval_s
-        timeout = aiohttp.ClientTimeout(total=max(0.5, min(interval, 2.0)))
+        timeout = aiohttp.ClientTimeout(total=min(max(interval, 1.0), 5.0))
+        failures: dict[str, int] = {}
+        seen_up: set[str] = set()
 
         async def probe(url: str) -> bool:
             root = url.removesuffix("/v1")
@@ -198,7 +207,13 @@ class GatewayState:
         while True:
             urls = sorted({b.url for e in self._entries.get("static", []) for b in e.backends})
             results = await asyncio.gather(*(probe(u) for u in urls))
-            down = {u for u, ok in zip(urls, results, strict=True) if not ok}
+            for url, ok in zip(urls, results, strict=True):
+                failures[url] = 0 if ok else failures.get(url, 0) + 1
+                if ok:
+                    seen_up.add(url)
+            down = {
+                u for u in urls if failures[u] >= (PROBE_FAILURES_TO_DOWN if u in seen_up else 1)
+            }
             if down != self._down:
                 for url in down - self._down:
                     logger.warning("backend %s is down (health probe)", url)

@@ -273,7 +273,7 @@ def test_in_flight_bound_answers_503_at_once(servers: Servers, backends: Backend
         next(pieces)
         started = time.perf_counter()
         refused = httpx.post(gw.v1 + "/chat/completions", json={**CHAT, "model": "tiny-b"})
-        assert time.perf_counter() - started < 1.0
+        assert time.perf_counter() - started < 2.0  # the held stream lasts seconds: no queue
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "overloaded"
         assert refused.headers["retry-after"] == "1"
