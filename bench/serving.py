@@ -153,6 +153,17 @@ def wait_ready(
     sys.exit(f"server not ready in {deadline_s:.0f} s; see {log}")
 
 
+def proxy_url(log: Path, deadline_s: float = 60) -> str:
+    """The Serve proxy's URL, from the stack's output (the replica may answer before it prints)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        match = re.search(r"Serve proxy at (http://\S+)", log.read_text(errors="replace"))
+        if match:
+            return match.group(1)
+        time.sleep(0.2)
+    sys.exit(f"no Serve proxy URL in {log}")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the server's whole process group, then SIGKILL what is left."""
     try:
@@ -319,9 +330,7 @@ def main() -> None:
             print(f"{name}: ready in {ready:.0f} s", flush=True)
             if name == "modelgrid" and args.proxy:
                 # The same stack through the Serve proxy: the path a cluster uses by default.
-                match = re.search(r"Serve proxy at (http://\S+)", log.read_text(errors="replace"))
-                if match:
-                    urls["modelgrid via proxy"] = match.group(1)
+                urls["modelgrid via proxy"] = proxy_url(log)
         results = measure(urls, levels, args.tokens, args.rounds, args.repeats)
     finally:
         for proc in procs.values():
