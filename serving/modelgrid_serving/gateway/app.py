@@ -63,7 +63,7 @@ class Gateway:
         config: The static configuration (models, keys, limits).
         config_path: The file it came from; watched for changes (static models and keys).
         kubernetes: Also route to InferenceModels found by a Kubernetes watch.
-        namespace: Watch this namespace only (``None``: all); also where the keys Secret lives.
+        namespace: Watch this namespace only (``None``: all).
     """
 
     def __init__(

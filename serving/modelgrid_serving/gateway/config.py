@@ -73,10 +73,14 @@ class AuthConfig(_Config):
     keys: list[KeyConfig] = Field(default_factory=list, description="Keys inline.")
     secret_name: str | None = Field(
         default=None,
-        description="Kubernetes mode: a Secret in the gateway's namespace whose data key "
+        description="Kubernetes mode: a Secret (in `secret_namespace`) whose data key "
         "`secret_key` holds a KeysFile; watched.",
     )
     secret_key: str = "keys.yaml"
+    secret_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the keys Secret; default: the gateway's own (its pod's).",
+    )
 
 
 class LimitsConfig(_Config):

@@ -35,8 +35,8 @@ def serve(
         port: Port to listen on.
         kubernetes: Also route to the InferenceModels a Kubernetes watch finds (in-cluster
             credentials, else the kubeconfig).
-        namespace: Watch only this namespace (``None``: all namespaces); the keys Secret is
-            read from it (else from the pod's own namespace).
+        namespace: Watch only this namespace (``None``: all namespaces). The keys Secret is
+            read from ``auth.secret_namespace``, else the gateway pod's own namespace.
 
     Raises:
         pydantic.ValidationError: the config file is invalid.

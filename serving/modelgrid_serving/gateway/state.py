@@ -47,7 +47,7 @@ class GatewayState:
         config: The static configuration (models, keys, limits).
         config_path: The file it came from; watched for changes (static models and keys).
         kubernetes: Also route to InferenceModels found by a Kubernetes watch.
-        namespace: Watch this namespace only (``None``: all); also where the keys Secret lives.
+        namespace: Watch this namespace only (``None``: all).
     """
 
     def __init__(
@@ -151,7 +151,8 @@ class GatewayState:
         auth = self.config.auth
         secret = None
         if auth.secret_name:
-            secret = (self._namespace or current_namespace(), auth.secret_name)
+            # the gateway's own namespace, not the watched one: that is where its chart puts it
+            secret = (auth.secret_namespace or current_namespace(), auth.secret_name)
             self.pending_sources.add("secret")
         self.pending_sources.add("kubernetes")
 

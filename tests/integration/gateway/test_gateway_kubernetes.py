@@ -159,7 +159,7 @@ async def test_keys_come_from_a_watched_secret(
 ) -> None:
     kubeconfig, _, core = kube
     config = {
-        "auth": {"enabled": True, "secret_name": "gateway-keys"},
+        "auth": {"enabled": True, "secret_name": "gateway-keys", "secret_namespace": NAMESPACE},
         "limits": {"health_interval_s": 0},
     }
     url = await start_gateway(servers, kubeconfig, config)
