@@ -4,6 +4,7 @@
 - ``modelgrid render model.yaml``: print the Kubernetes objects the operator would apply.
 - ``modelgrid crd``: print the InferenceModel CRD generated from the typed API.
 - ``modelgrid operator``: run the kopf operator against the current cluster.
+- ``modelgrid gateway``: one OpenAI endpoint over every model (static file and/or cluster).
 - ``modelgrid dev tiny-model DIR``: generate the tiny test model (no download).
 
 Bad input exits non-zero with the file, the YAML path of the bad field and a one-line reason,
@@ -88,6 +89,19 @@ def _operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from modelgrid_serving.gateway import serve
+
+    serve(
+        Path(args.config) if args.config else None,
+        host=args.host,
+        port=args.port,
+        kubernetes=args.kubernetes,
+        namespaces=tuple(args.namespace or ()),
+    )
+    return 0
+
+
 def _tiny_model(args: argparse.Namespace) -> int:
     from modelgrid_serving.tiny_model import write_tiny_model
 
@@ -163,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the /healthz liveness endpoint (8080)",
     )
     operator.set_defaults(func=_operator)
+
+    gateway = sub.add_parser("gateway", help="serve one OpenAI endpoint over every model")
+    gateway.add_argument("--config", help="static YAML file: models, API keys, limits")
+    gateway.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    gateway.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
+    gateway.add_argument(
+        "--kubernetes", action="store_true", help="also route to the cluster's InferenceModels"
+    )
+    gateway.add_argument(
+        "--namespace", action="append", help="watch only this namespace (repeatable)"
+    )
+    gateway.set_defaults(func=_gateway)
 
     dev = sub.add_parser("dev", help="developer tools")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)

@@ -21,14 +21,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--kubernetes", action="store_true", help="watch InferenceModels")
-    parser.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
+    parser.add_argument(
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable; default: all)",
+    )
     opts = parser.parse_args(args)
     serve(
         opts.config,
         host=opts.host,
         port=opts.port,
         kubernetes=opts.kubernetes,
-        namespace=opts.namespace,
+        namespaces=tuple(opts.namespaces),
     )
 
 

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from .. import __version__
@@ -63,7 +63,7 @@ class Gateway:
         config: The static configuration (models, keys, limits).
         config_path: The file it came from; watched for changes (static models and keys).
         kubernetes: Also route to InferenceModels found by a Kubernetes watch.
-        namespace: Watch this namespace only (``None``: all).
+        namespaces: Watch these namespaces only (empty: all).
     """
 
     def __init__(
@@ -72,10 +72,10 @@ class Gateway:
         *,
         config_path: Path | None = None,
         kubernetes: bool = False,
-        namespace: str | None = None,
+        namespaces: Sequence[str] = (),
     ) -> None:
         self.state = GatewayState(
-            config, config_path=config_path, kubernetes=kubernetes, namespace=namespace
+            config, config_path=config_path, kubernetes=kubernetes, namespaces=namespaces
         )
         self._get_routes: dict[str, Handler] = {
             "/": self._info,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from .app import Gateway
@@ -12,11 +13,13 @@ from .config import load_config
 
 
 def build_gateway(
-    config_path: Path | None, *, kubernetes: bool = False, namespace: str | None = None
+    config_path: Path | None, *, kubernetes: bool = False, namespaces: Sequence[str] = ()
 ) -> Gateway:
     """The ASGI application for a config file (``None``: no static models, auth off)."""
     path = Path(config_path) if config_path is not None else None
-    return Gateway(load_config(path), config_path=path, kubernetes=kubernetes, namespace=namespace)
+    return Gateway(
+        load_config(path), config_path=path, kubernetes=kubernetes, namespaces=namespaces
+    )
 
 
 def serve(
@@ -25,7 +28,7 @@ def serve(
     host: str,
     port: int,
     kubernetes: bool,
-    namespace: str | None,
+    namespaces: Sequence[str] = (),
 ) -> None:
     """Serve the gateway on ``host:port`` until SIGINT or SIGTERM. Blocks.
 
@@ -35,7 +38,7 @@ def serve(
         port: Port to listen on.
         kubernetes: Also route to the InferenceModels a Kubernetes watch finds (in-cluster
             credentials, else the kubeconfig).
-        namespace: Watch only this namespace (``None``: all namespaces). The keys Secret is
+        namespaces: Watch only these namespaces (empty: all namespaces). The keys Secret is
             read from ``auth.secret_namespace``, else the gateway pod's own namespace.
 
     Raises:
@@ -46,7 +49,7 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = build_gateway(config_path, kubernetes=kubernetes, namespace=namespace)
+    app = build_gateway(config_path, kubernetes=kubernetes, namespaces=namespaces)
     has = importlib.util.find_spec
     uvicorn.run(
         app,

@@ -223,16 +223,15 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
 
 def kubernetes_watchers(
     *,
-    namespace: str | None,
-    on_models: Callable[[list[dict[str, Any]]], None],
+    namespaces: Mapping[str | None, Callable[[list[dict[str, Any]]], None]],
     secret: tuple[str, str] | None,
     on_secret: Callable[[list[dict[str, Any]]], None],
 ) -> list[Watcher]:
-    """Watchers of InferenceModels (one namespace, or all) and of the keys Secret.
+    """Watchers of InferenceModels (per namespace, or all) and of the keys Secret.
 
     Args:
-        namespace: Watch this namespace only; ``None``: every namespace.
-        on_models: Gets every InferenceModel (plain dicts) after each change.
+        namespaces: For each namespace to watch (``None``: every namespace), what gets that
+            namespace's InferenceModels (plain dicts) after each change.
         secret: ``(namespace, name)`` of the keys Secret, or ``None``.
         on_secret: Gets ``[secret]`` or ``[]`` after each change.
     """
@@ -245,12 +244,18 @@ def kubernetes_watchers(
     api = client.ApiClient()
     custom = client.CustomObjectsApi(api)
 
-    def list_models(**kw: Any) -> Any:
-        if namespace:
-            return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kw)
-        return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
+    def lister(namespace: str | None) -> Callable[..., Any]:
+        def list_models(**kw: Any) -> Any:
+            if namespace:
+                return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kw)
+            return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
 
-    watchers = [Watcher(list_models, on_models, name="inferencemodels")]
+        return list_models
+
+    watchers = [
+        Watcher(lister(ns), on_models, name=f"inferencemodels:{ns or '*'}")
+        for ns, on_models in namespaces.items()
+    ]
     if secret is not None:
         core = client.CoreV1Api(api)
         secret_ns, secret_name = secret

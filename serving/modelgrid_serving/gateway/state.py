@@ -7,6 +7,8 @@ threads hop to the event loop (``call_soon_threadsafe``) before touching anythin
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import asyncio
 import logging
 import time
@@ -47,7 +49,7 @@ class GatewayState:
         config: The static configuration (models, keys, limits).
         config_path: The file it came from; watched for changes (static models and keys).
         kubernetes: Also route to InferenceModels found by a Kubernetes watch.
-        namespace: Watch this namespace only (``None``: all).
+        namespaces: Watch these namespaces only (empty: all).
     """
 
     def __init__(
@@ -56,13 +58,13 @@ class GatewayState:
         *,
         config_path: Path | None = None,
         kubernetes: bool = False,
-        namespace: str | None = None,
+        namespaces: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.limits = config.limits
         self._config_path = config_path
         self._kubernetes = kubernetes
-        self._namespace = namespace
+        self._namespaces = tuple(namespaces)
         self.metrics = GatewayMetrics()
         self.balancer = Balancer(max_in_flight=config.limits.max_in_flight_per_backend)
         self.limiter = RateLimiter()
@@ -154,11 +156,19 @@ class GatewayState:
             # the gateway's own namespace, not the watched one: that is where its chart puts it
             secret = (auth.secret_namespace or current_namespace(), auth.secret_name)
             self.pending_sources.add("secret")
-        self.pending_sources.add("kubernetes")
 
-        def on_models(objs: list[dict[str, Any]]) -> None:
-            entries = entries_from_inferencemodels(objs)  # parse in the thread, swap in the loop
-            loop.call_soon_threadsafe(self.set_entries, "kubernetes", entries)
+        def on_models_of(source: str) -> Callable[[list[dict[str, Any]]], None]:
+            def on_models(objs: list[dict[str, Any]]) -> None:
+                entries = entries_from_inferencemodels(objs)  # parse in the thread, swap in loop
+                loop.call_soon_threadsafe(self.set_entries, source, entries)
+
+            return on_models
+
+        # One watch per namespace, each its own source, so one namespace's list never
+        # replaces another's.
+        namespaces: tuple[str | None, ...] = self._namespaces or (None,)
+        models = {f"kubernetes:{ns or '*'}": ns for ns in namespaces}
+        self.pending_sources.update(models)
 
         def on_secret(objs: list[dict[str, Any]]) -> None:
             try:
@@ -169,7 +179,9 @@ class GatewayState:
             loop.call_soon_threadsafe(self._set_keys, "secret", keys)
 
         self._watchers = kubernetes_watchers(
-            namespace=self._namespace, on_models=on_models, secret=secret, on_secret=on_secret
+            namespaces={ns: on_models_of(source) for source, ns in models.items()},
+            secret=secret,
+            on_secret=on_secret,
         )
         for watcher in self._watchers:
             watcher.start()

@@ -41,7 +41,7 @@ def test_load_spreads_over_the_backends_of_one_model(gateway: Gateway) -> None:
     after = {b["backend"]: b["requests"] for b in stats(gateway)["tiny"]["backends"]}
     served = {name: after[name] - before[name] for name in after}
     assert sum(served.values()) == 24
-    assert min(served.values()) >= 4, served  # both replicas took a real share
+    assert min(served.values()) >= 2, served  # both replicas took a share (latency-aware, not even)
 
 
 @pytest.fixture()

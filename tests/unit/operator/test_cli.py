@@ -72,3 +72,18 @@ def test_cli_render_unreadable_inputs(tmp_path, capsys, content, reason):
 def test_cli_render_missing_file(capsys):
     assert main(["render", "nope.yaml"]) == 2
     assert "nope.yaml: no such file" in capsys.readouterr().err
+
+
+def test_cli_gateway_passes_every_namespace(monkeypatch):
+    import modelgrid_serving.gateway as gateway
+
+    seen = {}
+    monkeypatch.setattr(gateway, "serve", lambda config, **kw: seen.update(kw, config=config))
+    assert main(["gateway", "--kubernetes", "--namespace", "a", "--namespace", "b"]) == 0
+    assert seen == {
+        "config": None,
+        "host": "127.0.0.1",
+        "port": 8080,
+        "kubernetes": True,
+        "namespaces": ("a", "b"),
+    }
