@@ -14,14 +14,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 from .. import __version__
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge, RouteNotFound
 from .asgi import JSON, Headers, Receive, Scope, Send, header, send_body, send_error
 from .auth import ANONYMOUS, KeyPolicy, authorize
-from .config import GatewayConfig
 from .metrics import CONTENT_TYPE
 from .proxy import estimate_prompt_tokens, parse_body
 from .relay import Relay
@@ -57,26 +55,14 @@ class _ClientGone(Exception):
 
 
 class Gateway:
-    """The ASGI application over a :class:`~.state.GatewayState`.
+    """The ASGI application over a :class:`~.state.GatewayState` (what the routes read).
 
     Args:
-        config: The static configuration (models, keys, limits).
-        config_path: The file it came from; watched for changes (static models and keys).
-        kubernetes: Also route to InferenceModels found by a Kubernetes watch.
-        namespaces: Watch these namespaces only (empty: all).
+        state: the routing table, keys, limits and the sources that keep them current.
     """
 
-    def __init__(
-        self,
-        config: GatewayConfig,
-        *,
-        config_path: Path | None = None,
-        kubernetes: bool = False,
-        namespaces: Sequence[str] = (),
-    ) -> None:
-        self.state = GatewayState(
-            config, config_path=config_path, kubernetes=kubernetes, namespaces=namespaces
-        )
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
         self._get_routes: dict[str, Handler] = {
             "/": self._info,
             "/health": self._health,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .app import Gateway
 from .config import load_config
+from .state import GatewayState
 
 
 def build_gateway(
@@ -18,7 +19,9 @@ def build_gateway(
     """The ASGI application for a config file (``None``: no static models, auth off)."""
     path = Path(config_path) if config_path is not None else None
     return Gateway(
-        load_config(path), config_path=path, kubernetes=kubernetes, namespaces=namespaces
+        GatewayState(
+            load_config(path), config_path=path, kubernetes=kubernetes, namespaces=namespaces
+        )
     )
 
 

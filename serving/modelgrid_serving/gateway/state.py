@@ -7,11 +7,10 @@ threads hop to the event loop (``call_soon_threadsafe``) before touching anythin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path

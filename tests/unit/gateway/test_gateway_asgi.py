@@ -10,6 +10,7 @@ import pytest
 from modelgrid_serving.gateway.app import Gateway
 from modelgrid_serving.gateway.auth import hash_key
 from modelgrid_serving.gateway.config import GatewayConfig
+from modelgrid_serving.gateway.state import GatewayState
 
 pytestmark = pytest.mark.unit
 
@@ -24,7 +25,7 @@ def make_gateway(**overrides: Any) -> Gateway:
         "limits": {"max_body_bytes": 64},
         **overrides,
     }
-    return Gateway(GatewayConfig.model_validate(config))
+    return Gateway(GatewayState(GatewayConfig.model_validate(config)))
 
 
 async def call(
