@@ -1,12 +1,12 @@
 """Ray Serve path vs bare vLLM, on the same tiny model and machine, in one run.
 
-Starts the modelgrid stack (``python -m modelgrid_serving.local``: embedded Ray, our Serve
+Starts, one at a time, the modelgrid stack (``python -m modelgrid_serving.local``: embedded Ray, our Serve
 application, vLLM inside the replica; measured both on its direct-ingress port, as
 ``modelgrid up`` serves, and through the Serve proxy, the default path in a cluster) and vLLM's
 own OpenAI server
-(``python -m vllm.entrypoints.openai.api_server``) with the same engine arguments. Both stay up,
-but only one is loaded at a time: for each concurrency the two are measured in turn, several
-rounds, alternating which goes first, so background noise on the machine falls on both alike.
+(``python -m vllm.entrypoints.openai.api_server``) with the same engine arguments. Only one
+server is up at a time (an idle engine still takes CPU); each pass starts, measures and stops
+both, and passes alternate which goes first, so background noise falls on both alike.
 Load: streamed chat completions with a fixed output length (``ignore_eos``); output tokens/s
 over the wall time (median of the rounds) and time to first token (p50/p99 over all requests).
 
@@ -296,7 +296,10 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=4, help="requests per level = rounds x concurrency"
     )
-    parser.add_argument("--repeats", type=int, default=3, help="rounds per level and server")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds per level and pass")
+    parser.add_argument(
+        "--passes", type=int, default=2, help="start-measure-stop passes per server (2)"
+    )
     parser.add_argument(
         "--no-proxy",
         dest="proxy",
@@ -318,23 +321,33 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelgrid-bench-"))
     print(f"model {model_dir}; logs in {work}; {os.cpu_count()} CPUs", flush=True)
 
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    urls: dict[str, str] = {}
-    try:
-        for name, start in (("modelgrid", start_modelgrid), ("bare vLLM", start_vllm)):
+    # One server at a time: an idle vLLM engine still takes CPU, and on a small machine two
+    # engines up at once measure each other. Passes alternate which server goes first.
+    starters = {"modelgrid": start_modelgrid, "bare vLLM": start_vllm}
+    per_pass: list[dict[str, dict[int, Result]]] = []
+    for number in range(args.passes):
+        order = list(starters) if number % 2 == 0 else list(reversed(starters))
+        results_of_pass: dict[str, dict[int, Result]] = {}
+        for name in order:
             port = free_port()
-            log = work / f"{name.replace(' ', '-')}.log"
-            procs[name] = start(model_dir, port, work, args.eager, log)
-            urls[name] = f"http://127.0.0.1:{port}"
-            ready = wait_ready(procs[name], urls[name], log)
-            print(f"{name}: ready in {ready:.0f} s", flush=True)
-            if name == "modelgrid" and args.proxy:
-                # The same stack through the Serve proxy: the path a cluster uses by default.
-                urls["modelgrid via proxy"] = proxy_url(log)
-        results = measure(urls, levels, args.tokens, args.rounds, args.repeats)
-    finally:
-        for proc in procs.values():
-            stop(proc)
+            log = work / f"{name.replace(' ', '-')}-{number}.log"
+            proc = starters[name](model_dir, port, work, args.eager, log)
+            try:
+                urls = {name: f"http://127.0.0.1:{port}"}
+                ready = wait_ready(proc, urls[name], log)
+                print(f"pass {number + 1}: {name} ready in {ready:.0f} s", flush=True)
+                if name == "modelgrid" and args.proxy:
+                    # The same stack through the Serve proxy: a cluster's default path.
+                    urls["modelgrid via proxy"] = proxy_url(log)
+                results_of_pass.update(
+                    measure(urls, levels, args.tokens, args.rounds, args.repeats)
+                )
+            finally:
+                stop(proc)
+        per_pass.append(results_of_pass)
+    results = {
+        name: {c: merge([p[name][c] for p in per_pass]) for c in levels} for name in per_pass[0]
+    }
 
     print()
     print(table(results, "bare vLLM"))

@@ -151,6 +151,9 @@ def _start(
         os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
         os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(port)
         os.environ["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(port + 1)
+    # Ray starts its workers at niceness 15, below its own daemons; here the worker is the
+    # engine, the one process that should win the CPU.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     _say(out, "load: starting Ray and the engine (this takes a minute on CPU)")

@@ -26,6 +26,8 @@ def _engine_env() -> list[dict[str, str]]:
     return [
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        # Ray starts workers at niceness 15, below its daemons; the worker is the engine here.
+        {"name": "RAY_worker_niceness", "value": "0"},
     ]
 
 
