@@ -1,28 +1,46 @@
-"""What the gateway adds: direct to a backend vs through the gateway, in one run.
+"""What a gateway adds: direct to a backend vs through modelgrid's gateway, LiteLLM's proxy and
+vllm-router, in one run, all in front of the same stub backend.
 
-    python bench/gateway.py [--requests 2000] [--rounds 2] [--concurrency 1 8 32]
-    python bench/gateway.py --stacks     # how the server and client stack was chosen
+    python bench/gateway_overhead.py [--requests 2000] [--rounds 2] [--concurrency 1 8 32]
+    python bench/gateway_overhead.py --stacks     # how the server and client stack was chosen
 
 Starts a fast OpenAI-compatible stub backend (it lives here, in bench/, never in the product),
-the gateway in front of it (``python -m modelgrid_serving.gateway``, as users run it) and an
-asyncio load generator with keep-alive connections. For each concurrency it measures, in
-alternating rounds (direct, gateway, direct, ...) so drift hits both alike; with
-``vllm-router`` on PATH (``pip install vllm-router``, a Rust router, best kept in a venv of its
-own) it is measured as a third column:
+modelgrid's gateway in front of it (``python -m modelgrid_serving.gateway``, as users run it),
+LiteLLM's proxy and vllm-router in front of the same stub when they are installed, and an
+asyncio load generator with keep-alive connections. LiteLLM and vllm-router come from PyPI and
+are best kept out of the project's environment, each in a venv of its own::
 
-- non-streaming chat: latency p50/p99, and requests/s;
-- streaming chat (16 events): time to first event (TTFT) p50/p99;
-- ``GET /v1/models`` with 1,000 registered models: p50/p99;
-- the gateway's memory (RSS) holding 8,000 idle streams (each stream is two of its sockets).
+    python -m venv $CACHE/bench-venvs/litellm
+    $CACHE/bench-venvs/litellm/bin/pip install 'litellm[proxy]'
+    python -m venv $CACHE/bench-venvs/vllm-router
+    $CACHE/bench-venvs/vllm-router/bin/pip install vllm-router
 
-Every process shares this machine's cores with the load generator, so absolute figures are a
-floor of what a dedicated core does; the ratios are the point. Prints one table.
+where ``$CACHE`` is ``$MODELGRID_CACHE`` or ``~/.cache/modelgrid``. The bench finds them there,
+or at ``$MODELGRID_BENCH_LITELLM`` / ``$MODELGRID_BENCH_VLLM_ROUTER`` (the executables), or on
+PATH, and says which one is missing. For each concurrency it measures, in alternating rounds
+(direct, gateway, litellm, vllm-router, direct, ...) so drift hits all alike:
+
+- non-streaming chat: latency p50/p99, requests/s, and requests per CPU-second of the server
+  process (its pid and children, from /proc via psutil): the requests/s one core sustains;
+- streaming chat (16 events): time to first event (TTFT) p50/p99, the same per-core figure;
+- the issue's goals: modelgrid's added p50 at most 1/5 of LiteLLM's and 1.5x vllm-router's;
+- ``GET /v1/models`` with 1,000 registered models: p50/p99 (goal: p99 <= 5 ms);
+- the RSS of one gateway process holding 10,000 idle streams (each stream is two of its
+  sockets), opened by several client processes, with the growth per stream. The soft
+  ``RLIMIT_NOFILE`` is raised to the hard limit in the bench and its children; when the hard
+  limit cannot hold that many, the bench holds as many as fit and says so.
+
+With ``--wait-load L`` (default 1.0) it first waits, polling every 30 s for up to 20 minutes,
+until the 1-minute load average is below L, and reports the load during the run. Every process
+shares this machine's cores with the load generator, so absolute figures are a floor of what a
+dedicated core does; the ratios are the point. Prints tables in Markdown.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -53,9 +71,17 @@ _CHUNK = (
     b'data: {"id":"cmpl-bench","object":"chat.completion.chunk","created":1,"model":"stub",'
     b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
 )
+_LAST_CHUNK = (
+    b'data: {"id":"cmpl-bench","object":"chat.completion.chunk","created":1,"model":"stub",'
+    b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+)
 _BODY = json.dumps(
     {"model": "stub", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 16}
 ).encode()
+API_KEY = "sk-bench-0123456789abcdef"
+"""Sent to every target: the gateway and LiteLLM check it (a real deployment has keys on),
+the stub and vllm-router ignore it."""
+HEADERS = {"content-type": "application/json", "authorization": f"Bearer {API_KEY}"}
 _HOLD_BODY = json.dumps(
     {"model": "stub", "messages": [{"role": "user", "content": "hi"}], "stream": True, "hold": True}
 ).encode()
@@ -85,8 +111,9 @@ def run_stub(port: int) -> None:
         if b'"hold"' in body:  # an idle stream: one event, then nothing until the bench ends
             await resp.write(_CHUNK)
             await asyncio.sleep(3600)
-        for _ in range(STREAM_EVENTS):
+        for _ in range(STREAM_EVENTS - 1):
             await resp.write(_CHUNK)
+        await resp.write(_LAST_CHUNK)  # a finish_reason, as real backends send (LiteLLM needs it)
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
@@ -104,32 +131,62 @@ def run_stub(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-# ---- load generation ------------------------------------------------------------------------------
+# ---- load generation ----------------------------------------------------------------------------
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and all their children, so far."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            family = [proc, *proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in family:
+            try:
+                t = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += t.user + t.system
+    return total
 
 
 async def measure(
-    url: str, *, body: bytes | None, concurrency: int, requests: int, first_event: bool
-) -> tuple[list[float], float]:
-    """Send ``requests`` requests over ``concurrency`` keep-alive connections.
+    url: str,
+    *,
+    body: bytes | None,
+    concurrency: int,
+    requests: int,
+    first_event: bool,
+    pids: list[int] = [],  # noqa: B006 - read only
+    max_seconds: float = 3600.0,
+) -> tuple[list[float], float, float]:
+    """Send ``requests`` requests over ``concurrency`` keep-alive connections (or fewer: each
+    connection stops sending after ``max_seconds``).
 
     Returns:
-        Per-request seconds (to the last byte, or to the first SSE event when ``first_event``)
-        and the wall time of the whole batch.
+        Per-request seconds (to the last byte, or to the first SSE event when ``first_event``),
+        the wall time of the whole batch, and the CPU seconds processes ``pids`` spent in it.
     """
     import aiohttp
 
     samples: list[float] = []
     connector = aiohttp.TCPConnector(limit=0)
-    headers = {"content-type": "application/json"}
+    headers = HEADERS
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one() -> float:
             start = time.perf_counter()
             if body is None:
-                async with session.get(url) as resp:
+                async with session.get(url, headers=HEADERS) as resp:
                     await resp.read()
                     return time.perf_counter() - start
             async with session.post(url, data=body, headers=headers) as resp:
+                if resp.status != 200:
+                    raise SystemExit(f"bench: {url} answered {resp.status}: {await resp.read()!r}")
                 if not first_event:
                     await resp.read()
                     return time.perf_counter() - start
@@ -141,26 +198,33 @@ async def measure(
 
         async def worker(n: int) -> None:
             for _ in range(n):
+                if time.perf_counter() > deadline:  # a slow target: fewer samples, same duration
+                    return
                 samples.append(await one())
 
         await asyncio.gather(*(one() for _ in range(concurrency)))  # warm the connections
         per_worker = max(1, requests // concurrency)
+        cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
+        deadline = started + max_seconds
         await asyncio.gather(*(worker(per_worker) for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    return samples, wall
+        cpu = cpu_seconds(pids) - cpu_before
+    return samples, wall, cpu
 
 
-async def hold_streams(url: str, count: int, pid: int) -> tuple[float, float]:
-    """Open ``count`` streams that stay idle after their first event; the RSS (MiB) of process
-    ``pid`` before and with all of them open."""
+async def hold_client(url: str, count: int) -> None:
+    """(A client process of its own.) Open ``count`` streams that stay idle after their first
+    event, print ``held N``, then keep them open until stdin closes."""
     import aiohttp
 
-    before = rss_mib(pid)
     gate = asyncio.Semaphore(200)  # open them 200 at a time
     responses = []
-    headers = {"content-type": "application/json"}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    headers = HEADERS
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=timeout
+    ) as session:
 
         async def open_one() -> None:
             async with gate:
@@ -169,12 +233,59 @@ async def hold_streams(url: str, count: int, pid: int) -> tuple[float, float]:
                     pass
                 responses.append(resp)
 
-        await asyncio.gather(*(open_one() for _ in range(count)))
-        await asyncio.sleep(1.0)
-        during = rss_mib(pid)
+        results = await asyncio.gather(*(open_one() for _ in range(count)), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        print(f"held {len(responses)} failed {len(failed)} {failed[:1]!r}", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         for resp in responses:
             resp.close()
-    return before, during
+
+
+def hold_streams(
+    url: str, count: int, pid: int, work: Path, per_client: int = 2500
+) -> list[tuple[int, float]]:
+    """Hold ``count`` idle streams through ``url`` from client processes of ``per_client``
+    streams each, started one after another; the RSS (MiB) of process ``pid`` before and after
+    each client's streams are open, as ``(streams open, MiB)``."""
+    points = [(0, rss_mib(pid))]
+    clients: list[subprocess.Popen[bytes]] = []
+    held = 0
+    try:
+        while held < count:
+            n = min(per_client, count - held)
+            argv = [sys.executable, __file__, "--hold-client", url, str(n)]
+            with (work / f"hold-{len(clients)}.log").open("wb") as err:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    preexec_fn=raise_nofile,
+                )
+            clients.append(proc)
+            assert proc.stdout is not None
+            line = proc.stdout.readline().decode().strip()  # "held N failed M ..."
+            parts = line.split()
+            if len(parts) < 4 or parts[0] != "held":
+                raise SystemExit(f"bench: a stream client failed: {line!r}; see {work}")
+            held += int(parts[1])
+            if int(parts[3]):
+                print(f"  (a client could not open {parts[3]} of its {n} streams: {line})")
+                points.append((held, rss_mib(pid)))
+                break
+            time.sleep(1.0)
+            points.append((held, rss_mib(pid)))
+    finally:
+        for proc in clients:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in clients:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+    return points
 
 
 def rss_mib(pid: int) -> float:
@@ -189,7 +300,16 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-# ---- processes ------------------------------------------------------------------------------------
+# ---- processes ----------------------------------------------------------------------------------
+
+
+def raise_nofile() -> None:
+    """Raise the soft limit on open files to the hard limit (here and in children: preexec_fn)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def free_port() -> int:
@@ -198,9 +318,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start(
+    argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            preexec_fn=raise_nofile,
+        )
 
 
 def wait_http(url: str, deadline_s: float = 60.0) -> None:
@@ -216,7 +345,7 @@ def wait_http(url: str, deadline_s: float = 60.0) -> None:
             pass
         if time.monotonic() > end:
             raise SystemExit(f"bench: {url} did not answer within {deadline_s}s")
-        time.sleep(0.1)
+        time.sleep(0.2)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -242,11 +371,93 @@ def gateway_config(stub_url: str, *, extra_models: int) -> dict[str, object]:
     # no in-flight bound that matters here: the bench measures overhead, not overload
     return {
         "models": models,
+        "auth": {
+            "enabled": True,
+            "keys": [{"name": "bench", "sha256": hashlib.sha256(API_KEY.encode()).hexdigest()}],
+        },
         "limits": {"health_interval_s": 0, "max_in_flight_per_backend": 100000},
     }
 
 
-# ---- stack candidates (--stacks): the least proxy each server/client pair can be -------------------
+def litellm_config(stub_url: str) -> dict[str, object]:
+    """One model routed to the stub as an OpenAI-compatible backend; a master key (LiteLLM
+    refuses to start without one; the gateway checks keys too), no database (so no virtual keys
+    or spend logs), no callbacks."""
+    return {
+        "model_list": [
+            {
+                "model_name": "stub",
+                "litellm_params": {
+                    "model": "openai/stub",
+                    "api_base": stub_url + "/v1",
+                    "api_key": "bench",
+                },
+            }
+        ],
+        "general_settings": {"master_key": API_KEY},
+        "litellm_settings": {"set_verbose": False, "json_logs": False},
+    }
+
+
+def litellm_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(
+        LITELLM_LOG="ERROR",  # as the gateway and vllm-router: warnings and errors only
+        LITELLM_LOCAL_MODEL_COST_MAP="True",  # no download of the price list at start
+        LITELLM_TELEMETRY="False",
+        DISABLE_ADMIN_UI="True",
+    )
+    return env
+
+
+BENCH_VENVS = (
+    Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid") / "bench-venvs"
+)
+
+
+def find_tool(env: str, venv: str, exe: str) -> str | None:
+    """``$env``, else ``<bench-venvs>/<venv>/bin/<exe>``, else ``exe`` on PATH."""
+    if os.environ.get(env):
+        return os.environ[env]
+    candidate = BENCH_VENVS / venv / "bin" / exe
+    if candidate.is_file():
+        return str(candidate)
+    return shutil.which(exe)
+
+
+def tool_version(exe: str, dist: str) -> str:
+    """The installed version of ``dist`` in the venv of ``exe`` (its ``python`` beside it)."""
+    python = Path(exe).parent / "python"
+    if not python.exists():
+        return "?"
+    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+    try:
+        out = subprocess.run([str(python), "-c", code], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return out.stdout.decode().strip() or "?"
+
+
+def wait_for_quiet(threshold: float, max_wait_s: float = 1200.0, poll_s: float = 30.0) -> None:
+    """Wait until the 1-minute load average is below ``threshold`` (or give up, saying so)."""
+    waited = 0.0
+    while True:
+        load = os.getloadavg()
+        if load[0] < threshold:
+            print(f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}: starting")
+            return
+        if waited >= max_wait_s:
+            print(
+                f"load average still {load[0]:.2f} after {waited:.0f} s: measuring anyway",
+                flush=True,
+            )
+            return
+        print(f"load average {load[0]:.2f} >= {threshold}: waiting {poll_s:.0f} s", flush=True)
+        time.sleep(poll_s)
+        waited += poll_s
+
+
+# ---- stack candidates (--stacks): the least proxy each server/client pair can be ----------------
 
 
 def run_proto(kind: str, port: int, upstream: str) -> None:
@@ -336,14 +547,16 @@ def run_stacks(
     stub_url: str, work: Path, procs: list[subprocess.Popen[bytes]], args: argparse.Namespace
 ) -> None:
     targets = {"direct": stub_url}
+    pids = {"direct": [procs[0].pid]}
     for kind in STACKS:
         port = free_port()
         argv = [sys.executable, __file__, "--proto", kind, str(port), stub_url]
         procs.append(start(argv, work / f"proto-{port}.log"))
         wait_http_post(f"http://127.0.0.1:{port}/v1/chat/completions")
         targets[kind] = f"http://127.0.0.1:{port}"
+        pids[kind] = [procs[-1].pid]
     print("stack candidates, non-streaming chat (minimal proxies, same stub)\n")
-    rows = run_matrix(targets, args, kinds=(("chat", _BODY, False),))
+    rows = run_matrix(targets, args, kinds=(("chat", _BODY, False),), pids=pids)
     print_table(rows, list(targets))
 
 
@@ -354,7 +567,7 @@ def wait_http_post(url: str, deadline_s: float = 60.0) -> None:
     while True:
         try:
             request = urllib.request.Request(
-                url, data=_BODY, headers={"content-type": "application/json"}
+                url, data=_BODY, headers=HEADERS
             )
             with urllib.request.urlopen(request, timeout=2) as resp:
                 if resp.status == 200:
@@ -366,7 +579,7 @@ def wait_http_post(url: str, deadline_s: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-# ---- the run ----------------------------------------------------------------------------------------
+# ---- the run ------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -375,16 +588,34 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=15.0,
+        help="a round of one target stops sending after this long (slow targets: fewer samples)",
+    )
+    parser.add_argument(
+        "--litellm",
+        default=find_tool("MODELGRID_BENCH_LITELLM", "litellm", "litellm"),
+        help="LiteLLM's proxy executable (default: $MODELGRID_BENCH_LITELLM, "
+        "<cache>/bench-venvs/litellm/bin/litellm, PATH; absent: skipped, and said so)",
+    )
+    parser.add_argument(
         "--vllm-router",
-        default=shutil.which("vllm-router"),
-        help="vllm-router executable to compare with (default: on PATH; absent: skipped)",
+        default=find_tool("MODELGRID_BENCH_VLLM_ROUTER", "vllm-router", "vllm-router"),
+        help="vllm-router executable (default: $MODELGRID_BENCH_VLLM_ROUTER, "
+        "<cache>/bench-venvs/vllm-router/bin/vllm-router, PATH; absent: skipped, and said so)",
     )
     parser.add_argument(
         "--idle-streams",
         type=int,
-        default=8000,
-        help="idle streams held open for the RSS figure (0: skip); each takes two of the "
-        "gateway's file descriptors, so 10,000 need a limit above 20,000",
+        default=10_000,
+        help="idle streams held open through one gateway process for the RSS figure (0: skip)",
+    )
+    parser.add_argument(
+        "--wait-load",
+        type=float,
+        default=1.0,
+        help="first wait (up to 20 min) until the 1-minute load average is below this (0: don't)",
     )
     parser.add_argument(
         "--stacks",
@@ -393,6 +624,7 @@ def main() -> None:
     )
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)  # internal: run the stub
     parser.add_argument("--proto", nargs=3, help=argparse.SUPPRESS)  # internal: a stack candidate
+    parser.add_argument("--hold-client", nargs=2, help=argparse.SUPPRESS)  # internal: idle streams
     args = parser.parse_args()
     if args.stub:
         run_stub(args.stub)
@@ -400,8 +632,28 @@ def main() -> None:
     if args.proto:
         run_proto(args.proto[0], int(args.proto[1]), args.proto[2])
         return
+    if args.hold_client:
+        asyncio.run(hold_client(args.hold_client[0], int(args.hold_client[1])))
+        return
 
+    raise_nofile()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop what we started
+    missing = []
+    if not args.litellm:
+        missing.append(
+            "LiteLLM's proxy: not found (set MODELGRID_BENCH_LITELLM, or pip install "
+            f"'litellm[proxy]' into {BENCH_VENVS / 'litellm'}); its column is left out"
+        )
+    if not args.vllm_router:
+        missing.append(
+            "vllm-router: not found (set MODELGRID_BENCH_VLLM_ROUTER, or pip install vllm-router "
+            f"into {BENCH_VENVS / 'vllm-router'}); its column is left out"
+        )
+    for line in missing:
+        print("MISSING " + line, flush=True)
+    if args.wait_load > 0:
+        wait_for_quiet(args.wait_load)
+    loads = [os.getloadavg()[0]]
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     stub_port, gw_port, gw_many_port = free_port(), free_port(), free_port()
     stub_url = f"http://127.0.0.1:{stub_port}"
@@ -411,13 +663,28 @@ def main() -> None:
         if args.stacks:
             run_stacks(stub_url, work, procs, args)
             return
+        pids = {"direct": [procs[0].pid]}
         for port, extra in ((gw_port, 0), (gw_many_port, 999)):
             config = work / f"gateway-{port}.yaml"
             config.write_text(yaml.safe_dump(gateway_config(stub_url, extra_models=extra)))
             argv = [sys.executable, "-m", "modelgrid_serving.gateway", "--config", str(config)]
             procs.append(start([*argv, "--port", str(port)], work / f"gateway-{port}.log"))
             wait_http(f"http://127.0.0.1:{port}/health")
+        pids["gateway"] = [procs[1].pid]
         targets = {"direct": stub_url, "gateway": f"http://127.0.0.1:{gw_port}"}
+        versions = []
+        if args.litellm:
+            port = free_port()
+            config = work / "litellm.yaml"
+            config.write_text(yaml.safe_dump(litellm_config(stub_url)))
+            argv = [args.litellm, "--config", str(config), "--host", "127.0.0.1"]
+            argv += ["--port", str(port), "--num_workers", "1"]
+            procs.append(start(argv, work / "litellm.log", env=litellm_env()))
+            wait_http(f"http://127.0.0.1:{port}/health/liveliness", deadline_s=180)
+            wait_http_post(f"http://127.0.0.1:{port}/v1/chat/completions")
+            targets["litellm"] = f"http://127.0.0.1:{port}"
+            pids["litellm"] = [procs[-1].pid]
+            versions.append(f"litellm {tool_version(args.litellm, 'litellm')}")
         if args.vllm_router:
             port = free_port()
             argv = [args.vllm_router, "--worker-urls", stub_url, "--port", str(port)]
@@ -425,25 +692,73 @@ def main() -> None:
             procs.append(start(argv, work / "vllm-router.log"))
             wait_http(f"http://127.0.0.1:{port}/health")
             targets["vllm-router"] = f"http://127.0.0.1:{port}"
-        print(f"cores: {os.cpu_count()} (stub, gateway and load generator share them)")
+            pids["vllm-router"] = [procs[-1].pid]
+            versions.append(f"vllm-router {tool_version(args.vllm_router, 'vllm-router')}")
+        print(f"cores: {os.cpu_count()} (stub, proxies and load generator share them)")
+        print(f"compared: {', '.join(versions) or 'modelgrid only'}")
         print(f"{args.rounds} alternating rounds x {args.requests} requests per cell\n")
-        rows = run_matrix(targets, args)
+        rows = run_matrix(targets, args, pids=pids, loads=loads)
         print_table(rows, list(targets))
-        print_listing(f"http://127.0.0.1:{gw_many_port}/v1/models", args)
+        print_goals(rows, list(targets))
+        loads.append(os.getloadavg()[0])
+        print_listing(f"http://127.0.0.1:{gw_many_port}/v1/models")
+        loads.append(os.getloadavg()[0])
         if args.idle_streams:
-            before, during = asyncio.run(
-                hold_streams(
-                    targets["gateway"] + "/v1/chat/completions", args.idle_streams, procs[1].pid
-                )
-            )
-            per = (during - before) * 1024 / args.idle_streams
-            print(
-                f"{args.idle_streams} idle streams through the gateway: RSS {before:.0f} -> {during:.0f} MiB, "
-                f"{per:.1f} KiB a stream (10,000 would add about {per * 10_000 / 1024:.0f} MiB)"
-            )
+            run_idle(stub_url, work, procs, args.idle_streams)
+            loads.append(os.getloadavg()[0])
+        print(
+            f"\n1-minute load average during the run: {min(loads):.2f} - {max(loads):.2f} "
+            f"(sampled before each cell; the bench's own processes are most of it)"
+        )
+        for line in missing:
+            print("MISSING " + line)
     finally:
         for proc in reversed(procs):
             stop(proc)
+
+
+def run_idle(stub_url: str, work: Path, procs: list[subprocess.Popen[bytes]], count: int) -> None:
+    """A fresh gateway holding ``count`` idle streams: its RSS and the growth per stream."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    fit = count if hard == resource.RLIM_INFINITY else (hard - 100) // 2
+    if fit < count:
+        print(
+            f"\nRLIMIT_NOFILE: the hard limit is {hard} open files a process and each stream is "
+            f"two of the gateway's sockets (client and upstream): one gateway process here can "
+            f"hold about {fit}, not {count}; holding {fit} (raise the hard limit to measure "
+            f"{count})"
+        )
+        count = fit
+    port = free_port()
+    config = work / "gateway-idle.yaml"
+    config.write_text(yaml.safe_dump(gateway_config(stub_url, extra_models=0)))
+    argv = [sys.executable, "-m", "modelgrid_serving.gateway", "--config", str(config)]
+    procs.append(start([*argv, "--port", str(port)], work / "gateway-idle.log"))
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/health")
+    wait_http_post(base + "/v1/chat/completions")  # one request: the upstream pool exists
+    pid = procs[-1].pid
+    limit = Path(f"/proc/{pid}/limits").read_text()
+    nofile = next((ln.split()[3:5] for ln in limit.splitlines() if "open files" in ln), ["?", "?"])
+    points = hold_streams(base + "/v1/chat/completions", count, pid, work)
+    held, during = points[-1]
+    before = points[0][1]
+    per = (during - before) * 1024 / max(1, held)
+    print(
+        f"\n{held} idle streams through one gateway process (open-files limit soft/hard "
+        f"{nofile[0]}/{nofile[1]}), opened by {len(points) - 1} client processes:"
+    )
+    print("  streams open -> gateway RSS: " + ", ".join(f"{n}: {m:.0f} MiB" for n, m in points))
+    print(
+        f"  RSS {before:.0f} -> {during:.0f} MiB: {per:.1f} KiB a stream"
+        + (
+            f" (10,000 would be about {before + per * 10_000 / 1024:.0f} MiB)"
+            if held != 10_000
+            else ""
+        )
+    )
 
 
 KINDS = (("chat", _BODY, False), ("stream TTFT", _STREAM_BODY, True))
@@ -453,25 +768,33 @@ def run_matrix(
     targets: dict[str, str],
     args: argparse.Namespace,
     kinds: tuple[tuple[str, bytes, bool], ...] = KINDS,
+    pids: dict[str, list[int]] | None = None,
+    loads: list[float] | None = None,
 ) -> list[dict[str, object]]:
     rows = []
     for kind, body, first in kinds:
         for concurrency in args.concurrency:
+            if loads is not None:
+                loads.append(os.getloadavg()[0])
             samples: dict[str, list[float]] = {name: [] for name in targets}
             walls: dict[str, float] = {name: 0.0 for name in targets}
+            cpus: dict[str, float] = {name: 0.0 for name in targets}
             for _ in range(args.rounds):
                 for name, base in targets.items():
-                    got, wall = asyncio.run(
+                    got, wall, cpu = asyncio.run(
                         measure(
                             base + "/v1/chat/completions",
                             body=body,
                             concurrency=concurrency,
                             requests=args.requests,
                             first_event=first,
+                            pids=(pids or {}).get(name, []),
+                            max_seconds=args.max_seconds,
                         )
                     )
                     samples[name] += got
                     walls[name] += wall
+                    cpus[name] += cpu
             rows.append(
                 {
                     "kind": kind,
@@ -482,17 +805,26 @@ def run_matrix(
                         for q, p in (("p50", 0.5), ("p99", 0.99))
                     },
                     **{f"{n}_rps": len(samples[n]) / walls[n] for n in targets},
+                    **{f"{n}_n": len(samples[n]) for n in targets},
+                    **{
+                        f"{n}_percore": len(samples[n]) / cpus[n] if cpus[n] > 0 else 0.0
+                        for n in targets
+                    },
                 }
             )
     return rows
 
 
 def print_table(rows: list[dict[str, object]], targets: list[str]) -> None:
-    """One line per measurement; each proxy's figure with what it adds over direct."""
+    """One line per measurement; each proxy's figure with what it adds over direct.
+
+    ``req/s`` is what the load generator got; ``per core`` is requests per CPU-second of the
+    server process (the stub for direct): the requests/s one core of it sustains.
+    """
     proxies = [t for t in targets if t != "direct"]
     cols = ["what", "c", "direct p50 / p99 ms", "direct req/s"]
     for name in proxies:
-        cols += [f"{name} p50 / p99 ms", f"{name} adds p50 / p99", f"{name} req/s"]
+        cols += [f"{name} p50 / p99 ms", f"{name} adds p50 / p99 ms", f"{name} req/s, per core"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "|".join(["---"] * len(cols)) + "|")
     for r in rows:
@@ -501,25 +833,64 @@ def print_table(rows: list[dict[str, object]], targets: list[str]) -> None:
             str(r["kind"]),
             str(r["c"]),
             f"{d50:.2f} / {d99:.2f}",
-            f"{float(r['direct_rps']):.0f}",
-        ]  # type: ignore[arg-type]
+            f"{float(r['direct_rps']):.0f}",  # type: ignore[arg-type]
+        ]
         for name in proxies:
             p50, p99 = float(r[f"{name}_p50"]), float(r[f"{name}_p99"])  # type: ignore[arg-type]
+            n = int(r[f"{name}_n"])  # type: ignore[call-overload]
+            most = max(int(r[f"{t}_n"]) for t in targets)  # type: ignore[call-overload]
             cells += [
-                f"{p50:.2f} / {p99:.2f}",
-                f"{p50 - d50:+.2f} / {p99 - d99:+.2f} ms (x{p50 / d50:.1f})",
-                f"{float(r[f'{name}_rps']):.0f}",  # type: ignore[arg-type]
+                f"{p50:.2f} / {p99:.2f}" + (f" (n={n})" if n < most else ""),
+                f"{p50 - d50:+.2f} / {p99 - d99:+.2f}",
+                f"{float(r[f'{name}_rps']):.0f}, "  # type: ignore[arg-type]
+                f"{float(r[f'{name}_percore']):.0f}",  # type: ignore[arg-type]
             ]
         print("| " + " | ".join(cells) + " |")
 
 
-def print_listing(url: str, args: argparse.Namespace) -> None:
-    samples, _ = asyncio.run(
+def print_goals(rows: list[dict[str, object]], targets: list[str]) -> None:
+    """modelgrid's added p50 against the issue's goals: at most 1/5 of LiteLLM's and at most 1.5x
+    vllm-router's."""
+    goals = [(n, lim) for n, lim in (("litellm", 0.2), ("vllm-router", 1.5)) if n in targets]
+    if not goals:
+        print("\ngoals: neither LiteLLM nor vllm-router was measured")
+        return
+    cols = ["what", "c", "gateway adds p50 ms"]
+    for name, lim in goals:
+        cols += [f"{name} adds p50 ms", f"gateway / {name} (goal <= {lim:g})"]
+    cols.append("per core: gateway / " + " / ".join(n for n, _ in goals))
+    print("\n| " + " | ".join(cols) + " |")
+    print("|" + "|".join(["---"] * len(cols)) + "|")
+    for r in rows:
+        d50 = float(r["direct_p50"])  # type: ignore[arg-type]
+        ours = float(r["gateway_p50"]) - d50  # type: ignore[arg-type]
+        cells = [str(r["kind"]), str(r["c"]), f"{ours:+.2f}"]
+        for name, lim in goals:
+            theirs = float(r[f"{name}_p50"]) - d50  # type: ignore[arg-type]
+            if theirs > 0:
+                ratio = ours / theirs
+                cells += [f"{theirs:+.2f}", f"{ratio:.2f}: {'met' if ratio <= lim else 'missed'}"]
+            else:  # within noise of direct: no ratio
+                verdict = "met" if ours <= 0 else "missed"
+                cells += [f"{theirs:+.2f}", f"- ({name} adds nothing measurable): {verdict}"]
+        cells.append(
+            " / ".join(
+                f"{float(r[f'{n}_percore']):.0f}"  # type: ignore[arg-type]
+                for n in ["gateway", *(n for n, _ in goals)]
+            )
+        )
+        print("| " + " | ".join(cells) + " |")
+
+
+def print_listing(url: str) -> None:
+    samples, _, _ = asyncio.run(
         measure(url, body=None, concurrency=1, requests=500, first_event=False)
     )
+    p50, p99 = percentile(samples, 0.5) * 1000, percentile(samples, 0.99) * 1000
     print(
-        f"\nGET /v1/models with 1,000 models (2,000 names): p50 {percentile(samples, 0.5) * 1000:.2f} ms, "
-        f"p99 {percentile(samples, 0.99) * 1000:.2f} ms (500 requests, one connection)"
+        f"\nGET /v1/models with 1,000 models (2,000 names): p50 {p50:.2f} ms, "
+        f"p99 {p99:.2f} ms (500 requests, one connection; goal p99 <= 5 ms: "
+        f"{'met' if p99 <= 5 else 'missed'})"
     )
 
 
