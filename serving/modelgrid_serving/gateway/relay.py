@@ -240,6 +240,6 @@ class Relay:
         if not isinstance(message, str):
             message = data.decode("utf-8", "replace")[:500] or resp.reason or "backend error"
         keep = [(k, v) for k, v in headers if k != b"content-type"]
-        return await self.send_error(
+        return await send_error(
             self.send, from_engine_error(message, status_code=resp.status), keep
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -29,9 +30,19 @@ def make_gateway(**overrides: Any) -> Gateway:
 
 
 async def call(
-    app: Gateway, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    app: Gateway,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    stay: bool = False,
 ) -> tuple[int, dict[str, str], bytes]:
-    """One request through the ASGI app; returns status, headers and body."""
+    """One request through the ASGI app; returns status, headers and body.
+
+    ``stay``: the client stays connected after sending its body (else it hangs up at once,
+    which a proxied request takes as a disconnect).
+    """
     scope = {
         "type": "http",
         "method": method,
@@ -42,6 +53,8 @@ async def call(
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
+        if not messages and stay:
+            await asyncio.Event().wait()
         return messages.pop(0) if messages else {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
@@ -154,3 +167,34 @@ async def test_ready_waits_for_pending_sources() -> None:
     assert (status, error_code(body)) == (503, "starting")
     app.state.set_entries("kubernetes", [])
     assert (await call(app, "GET", "/ready"))[0] == 200
+
+
+async def test_backend_error_that_is_not_openai_shaped_is_reshaped() -> None:
+    from aiohttp import web
+
+    async def broken(_: web.Request) -> web.Response:
+        return web.Response(status=500, text="engine exploded", content_type="text/plain")
+
+    backend = web.Application()
+    backend.router.add_post("/v1/chat/completions", broken)
+    runner = web.AppRunner(backend)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    app = make_gateway(
+        models=[{"name": "llama", "backends": [{"url": f"http://127.0.0.1:{port}/v1"}]}],
+        limits={"health_interval_s": 0},
+    )
+    await app.state.startup()
+    try:
+        body = json.dumps({"model": "llama", "messages": [{"role": "user", "content": "hi"}]})
+        status, headers, out = await call(
+            app, "POST", "/v1/chat/completions", body.encode(), stay=True
+        )
+    finally:
+        await app.state.shutdown()
+        await runner.cleanup()
+    assert status == 500
+    assert headers["content-type"].startswith("application/json")
+    assert "engine exploded" in json.loads(out)["error"]["message"]
