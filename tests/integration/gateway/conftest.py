@@ -5,15 +5,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 from gateway_support import (
-    OPENAPI,
     Backends,
     Gateway,
     Servers,
@@ -78,44 +75,3 @@ def gateway(session_servers: Servers, backends: Backends) -> Gateway:
         what="the gateway to list tiny, tiny-chat and tiny-b",
     )
     return gw
-
-
-@pytest.fixture(scope="session")
-def openai_spec() -> dict[str, Any]:
-    """OpenAI's published API description, read from the shared folder beside the repository."""
-    if not OPENAPI.is_file():
-        pytest.skip(f"OpenAI's API description not found at {OPENAPI}")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with OPENAPI.open() as f:
-        return yaml.load(f, Loader=loader)
-
-
-@pytest.fixture(scope="session")
-def check_schema(openai_spec: dict[str, Any]) -> Callable[[str, Any], None]:
-    """``check_schema(name, instance)``: validate against ``#/components/schemas/<name>``."""
-    from jsonschema import Draft202012Validator
-
-    components = _nullable_to_null(openai_spec["components"])
-
-    def check(name: str, instance: Any) -> None:
-        schema = {"$ref": f"#/components/schemas/{name}", "components": components}
-        errors = sorted(
-            Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.path)
-        )
-        assert not errors, f"{name}: " + "; ".join(
-            f"{'/'.join(map(str, e.path))}: {e.message[:200]}" for e in errors[:5]
-        )
-
-    return check
-
-
-def _nullable_to_null(node: Any) -> Any:
-    """Some fields are marked 3.0-style ``nullable: true``; spell it as ``anyOf [.., null]``."""
-    if isinstance(node, list):
-        return [_nullable_to_null(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    converted = {key: _nullable_to_null(value) for key, value in node.items() if key != "nullable"}
-    if node.get("nullable") is True:
-        return {"anyOf": [converted, {"type": "null"}]}
-    return converted

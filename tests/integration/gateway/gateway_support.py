@@ -23,8 +23,6 @@ import httpx
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-OPENAPI = REPO_ROOT / ".." / "shared" / "openai-openapi" / "openapi.yaml"
 START_DEADLINE_S = 90.0  # mlx starts in 1-3 s alone; two cores shared with other suites
 
 

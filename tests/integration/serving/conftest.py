@@ -28,9 +28,6 @@ import httpx
 import pytest
 from serving_stack import Stack
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SHARED = REPO_ROOT / ".." / "shared"
-OPENAPI = SHARED / "openai-openapi" / "openapi.yaml"
 MODEL = "tiny"
 ALIAS = "tiny-chat"
 MAX_MODEL_LEN = 512
@@ -267,51 +264,6 @@ def _stop(proc: subprocess.Popen[bytes], marker: str) -> list[int]:
         except ProcessLookupError:
             pass
     return left
-
-
-@pytest.fixture(scope="session")
-def openai_spec() -> dict[str, Any]:
-    """OpenAI's published API description, read from the shared folder beside the repository."""
-    if not OPENAPI.is_file():
-        pytest.skip(f"OpenAI's API description not found at {OPENAPI}")
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with OPENAPI.open() as f:
-        return yaml.load(f, Loader=loader)
-
-
-@pytest.fixture(scope="session")
-def check_schema(openai_spec: dict[str, Any]) -> Any:
-    """``check_schema(name, instance)``: validate against ``#/components/schemas/<name>``."""
-    from jsonschema import Draft202012Validator
-
-    validators: dict[str, Draft202012Validator] = {}
-
-    def check(name: str, instance: Any) -> None:
-        if name not in validators:
-            components = _nullable_to_null(openai_spec["components"])
-            schema = {"$ref": f"#/components/schemas/{name}", "components": components}
-            validators[name] = Draft202012Validator(schema)
-        errors = sorted(validators[name].iter_errors(instance), key=lambda e: list(e.path))
-        assert not errors, f"{name}: " + "; ".join(
-            f"{'/'.join(map(str, e.path))}: {e.message[:200]}" for e in errors[:5]
-        )
-
-    return check
-
-
-def _nullable_to_null(node: Any) -> Any:
-    """The description says OpenAPI 3.1 but still marks some fields 3.0-style with
-    ``nullable: true``; JSON Schema ignores that keyword, so spell it as ``anyOf [.., null]``."""
-    if isinstance(node, list):
-        return [_nullable_to_null(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    converted = {key: _nullable_to_null(value) for key, value in node.items() if key != "nullable"}
-    if node.get("nullable") is True:
-        return {"anyOf": [converted, {"type": "null"}]}
-    return converted
 
 
 @pytest.fixture
