@@ -1,4 +1,5 @@
-"""Fixtures every integration tier shares: OpenAI's published API description as a validator.
+"""Fixtures every integration tier shares: OpenAI's published API description as a validator,
+the tiny model, and the local stack (real Ray Serve + vLLM CPU, started once a session).
 
 The description is read from the shared folder beside the repository (it is not part of the
 project); without it, the schema checks skip and say where they looked.
@@ -6,12 +7,13 @@ project); without it, the schema checks skip and say where they looked.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from local_stack import Stack, Stacks, tiny_model_dir
 
 OPENAPI = Path(__file__).resolve().parents[2] / ".." / "shared" / "openai-openapi" / "openapi.yaml"
 
@@ -57,3 +59,40 @@ def _nullable_to_null(node: Any) -> Any:
     if node.get("nullable") is True:
         return {"anyOf": [converted, {"type": "null"}]}
     return converted
+
+
+# ---- the local stack (tests/local_stack.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The tiny model (generated once, cached between sessions)."""
+    return tiny_model_dir()
+
+
+@pytest.fixture(scope="session")
+def stacks(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
+    """The session's stacks; on teardown, fails if one crashed or left a process behind."""
+    manager = Stacks(tiny_model, tmp_path_factory.mktemp("stacks"))
+    try:
+        yield manager
+    finally:
+        manager.stop()
+    assert not manager.problems, "; ".join(manager.problems)
+
+
+@pytest.fixture
+def stack(stacks: Stacks) -> Stack:
+    """The chat stack: the tiny model as a generative model, with an alias."""
+    return stacks.get("chat")
+
+
+@pytest.fixture
+def embedding_stack(stacks: Stacks) -> Stack:
+    """The tiny model served as an embedding model."""
+    return stacks.get("embed")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the embedding stack run last, so the chat stack starts only once a session."""
+    items.sort(key=lambda item: "embedding_stack" in getattr(item, "fixturenames", ()))

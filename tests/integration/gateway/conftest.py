@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,19 +12,9 @@ from gateway_support import (
     Backends,
     Gateway,
     Servers,
-    cache_dir,
     static_config,
     wait_for,
 )
-
-
-@pytest.fixture(scope="session")
-def tiny_model() -> Path:
-    """The tiny model, generated once and cached under a hash of its generator's source."""
-    from modelgrid_serving import tiny_model as generator
-
-    digest = hashlib.sha256(inspect.getsource(generator).encode()).hexdigest()[:12]
-    return generator.write_tiny_model(cache_dir() / f"tiny-model-{digest}")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_stack import Stack
+from local_stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import openai
 import pytest
-from serving_stack import Stack
+from local_stack import Stack
 
 pytestmark = pytest.mark.integration
 

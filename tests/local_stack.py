@@ -1,0 +1,249 @@
+"""The local stack the integration tiers share: ``modelgrid_serving.local`` in a subprocess.
+
+Embedded Ray, the Serve application, real vLLM (CPU build) on the tiny model. Starting the
+engine takes 30-70 s on two cores, so a test session starts each kind of stack once (the
+fixtures are in ``tests/integration/conftest.py``) and runs one at a time. Every process a stack
+starts inherits a marker in its environment; stopping a stack SIGTERMs it and reports any marked
+process left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MODEL = "tiny"
+ALIAS = "tiny-chat"
+MAX_MODEL_LEN = 512
+EMBED_MODEL = "tiny-embed"
+START_DEADLINE_S = 300.0
+STOP_DEADLINE_S = 60.0
+_MARKER_ENV = "MODELGRID_TEST_STACK"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A running local stack."""
+
+    url: str
+    """Base URL, no trailing slash."""
+    model: str
+    alias: str
+    max_model_len: int
+    log: Path
+    proxy_url: str
+    """The same application through the Serve proxy (the path a cluster uses)."""
+
+
+def cache_dir() -> Path:
+    """Where generated models live between sessions (``MODELGRID_CACHE_DIR`` overrides)."""
+    default = Path.home() / ".cache" / "modelgrid"
+    return Path(os.environ.get("MODELGRID_CACHE_DIR", default))
+
+
+def tiny_model_dir() -> Path:
+    """The tiny model, generated once and cached under a hash of its generator's source."""
+    from modelgrid_serving import tiny_model as generator
+
+    digest = hashlib.sha256(inspect.getsource(generator).encode()).hexdigest()[:12]
+    return generator.write_tiny_model(cache_dir() / f"tiny-model-{digest}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _marked_pids(marker: str) -> list[int]:
+    needle = f"{_MARKER_ENV}={marker}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+CHAT_CONFIG: dict[str, Any] = {
+    "model_name": MODEL,
+    "aliases": [ALIAS],
+    "max_model_len": MAX_MODEL_LEN,
+    "dtype": "float32",
+    # Eager mode: no torch.compile, the engine is up in about half the time.
+    "engine_kwargs": {"enforce_eager": True},
+}
+EMBED_CONFIG: dict[str, Any] = {
+    "model_name": EMBED_MODEL,
+    "max_model_len": MAX_MODEL_LEN,
+    "dtype": "float32",
+    # The same tiny Llama, run by vLLM as an embedding model (last-token pooling).
+    "engine_kwargs": {"enforce_eager": True, "runner": "pooling", "convert": "embed"},
+}
+LOCAL_POOL = {
+    "name": "local",
+    "accelerator": "cpu",
+    "engine": "vllm",
+    "min_replicas": 1,
+    "max_replicas": 1,
+}
+
+
+@dataclass
+class _Running:
+    kind: str
+    proc: subprocess.Popen[bytes]
+    marker: str
+    log: Path
+    stack: Stack
+
+
+class Stacks:
+    """At most one stack runs at a time (two engines on two cores would starve each other).
+
+    Tests ask for a kind; a different kind stops the running stack first. Tests that use the
+    embedding stack are collected last (see ``pytest_collection_modifyitems``), so each kind
+    starts once per session.
+    """
+
+    def __init__(self, tiny_model: Path, work: Path) -> None:
+        self._tiny_model = tiny_model
+        self._work = work
+        self._running: _Running | None = None
+        self.problems: list[str] = []
+
+    def get(self, kind: str) -> Stack:
+        if self._running and self._running.kind == kind:
+            return self._running.stack
+        self.stop()
+        self._running = self._start(kind)
+        return self._running.stack
+
+    def stop(self) -> None:
+        running, self._running = self._running, None
+        if running is None:
+            return
+        leftovers = _stop(running.proc, running.marker)
+        if running.proc.returncode != 0:
+            self.problems.append(
+                f"{running.kind} stack exited with {running.proc.returncode}; see {running.log}"
+            )
+        if leftovers:
+            self.problems.append(f"{running.kind} stack left processes after SIGTERM: {leftovers}")
+
+    def _start(self, kind: str) -> _Running:
+        base = CHAT_CONFIG if kind == "chat" else EMBED_CONFIG
+        config = {**base, "model_source": str(self._tiny_model), "pools": [LOCAL_POOL]}
+        work = self._work / kind
+        work.mkdir(parents=True, exist_ok=True)
+        config_path = work / "app.json"
+        config_path.write_text(json.dumps(config))
+        port = _free_port()
+        marker = uuid.uuid4().hex
+        caches = cache_dir()
+        env = {
+            **os.environ,
+            _MARKER_ENV: marker,
+            "HF_HUB_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_CACHE_ROOT": str(caches / "vllm"),
+            "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
+        }
+        log_path = work / "stack.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "modelgrid_serving.local",
+                    str(config_path),
+                    "--port",
+                    str(port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(proc, url, log_path)
+        except BaseException:
+            _stop(proc, marker)
+            raise
+        stack = Stack(
+            url=url,
+            model=str(config["model_name"]),
+            alias=ALIAS,
+            max_model_len=MAX_MODEL_LEN,
+            log=log_path,
+            proxy_url=_proxy_url(log_path),
+        )
+        return _Running(kind, proc, marker, log_path, stack)
+
+
+def _proxy_url(log_path: Path) -> str:
+    match = re.search(r"Serve proxy at (http://\S+)", log_path.read_text(errors="replace"))
+    assert match, f"no Serve proxy URL in {log_path}"
+    return match.group(1)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_DEADLINE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            pytest.fail(f"the stack exited with {proc.returncode} before ready:\n{tail}")
+        if b"[modelgrid] ready:" in log_path.read_bytes():
+            return
+        time.sleep(0.5)
+    tail = log_path.read_text(errors="replace")[-3000:]
+    pytest.fail(f"the stack was not ready within {START_DEADLINE_S:.0f} s:\n{tail}")
+
+
+def _stop(proc: subprocess.Popen[bytes], marker: str) -> list[int]:
+    """SIGTERM the stack, wait, then end (and report) whatever still carries the marker."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    left = [p for p in _marked_pids(marker) if _alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = [p for p in left if _alive(p)]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
