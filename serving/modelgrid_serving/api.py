@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from . import __version__
+from . import __version__, devices
 from .config import AppConfig
 from .engines.base import Engine, EngineOutput
 from .errors import (
@@ -35,6 +35,7 @@ from .protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    GPUInfo,
     Health,
     ModelCard,
     ModelList,
@@ -58,7 +59,7 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
 
     Returns:
         A FastAPI app with ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``,
-        ``/v1/embeddings``, ``/health``, ``/metrics`` and ``/``.
+        ``/v1/embeddings``, ``/v1/gpu/info``, ``/health``, ``/metrics`` and ``/``.
     """
     names = ServedNames.build([(config.model_name, config.aliases)])
     app = FastAPI(title="modelgrid", version=__version__, docs_url=None, redoc_url=None)
@@ -94,6 +95,12 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/gpu/info", response_model=GPUInfo)
+    async def gpu_info() -> GPUInfo:
+        gpus = await asyncio.to_thread(devices.probe_gpus)
+        accelerator = config.pools[0].accelerator.value if config.pools else "cpu"
+        return GPUInfo(gpus=gpus, node=devices.node_name(), accelerator=accelerator)
 
     @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> ModelList:

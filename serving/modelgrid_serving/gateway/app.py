@@ -20,6 +20,7 @@ from .. import __version__
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge, RouteNotFound
 from .asgi import JSON, Headers, Receive, Scope, Send, header, send_body, send_error
 from .auth import ANONYMOUS, KeyPolicy, authorize
+from .gpu_info import gather_gpu_info
 from .metrics import CONTENT_TYPE
 from .proxy import estimate_prompt_tokens, parse_body
 from .relay import Relay
@@ -69,6 +70,7 @@ class Gateway:
             "/ready": self._ready,
             "/metrics": self._metrics,
             "/v1/stats": self._stats,
+            "/v1/gpu/info": self._gpu_info,
             "/v1/models": self._list_models,
             "/models": self._list_models,
         }
@@ -186,6 +188,14 @@ class Gateway:
     async def _stats(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
         self._policy(scope)
         return 200, json.dumps(self.state.stats()).encode(), JSON
+
+    async def _gpu_info(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
+        policy = self._policy(scope)
+        assert self.state.session is not None
+        body = await gather_gpu_info(
+            self.state.session, self.state.table, self.state.allowed_for(policy)
+        )
+        return 200, json.dumps(body).encode(), JSON
 
     # ---- the proxy --------------------------------------------------------------------------
 

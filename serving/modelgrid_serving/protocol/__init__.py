@@ -8,7 +8,7 @@ from .base import OpenAIBaseModel
 from .chat import ChatCompletionRequest, ChatMessage, Tool
 from .completions import CompletionRequest
 from .embeddings import EmbeddingRequest
-from .models import Health, ModelCard, ModelList, ServiceInfo
+from .models import GPUDevice, GPUInfo, Health, ModelCard, ModelList, ServiceInfo
 from .sampling import ResponseFormat, SamplingRequest, StreamOptions
 
 __all__ = [
@@ -16,6 +16,8 @@ __all__ = [
     "ChatMessage",
     "CompletionRequest",
     "EmbeddingRequest",
+    "GPUDevice",
+    "GPUInfo",
     "Health",
     "ModelCard",
     "ModelList",

@@ -1,4 +1,4 @@
-"""``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health`` and ``GET /``."""
+"""``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``, ``GET /`` and ``GET /v1/gpu/info``."""
 
 from __future__ import annotations
 
@@ -39,3 +39,26 @@ class ServiceInfo(BaseModel):
     models: list[str]
     engine: str
     engine_version: str | None = None
+
+
+class GPUDevice(BaseModel):
+    """One GPU as ``GET /v1/gpu/info`` reports it (the fields DeepInfer documents, plus vendor)."""
+
+    id: int = Field(description="Index on its node, as the container sees it.")
+    name: str
+    vendor: Literal["nvidia", "apple"]
+    total_memory_gb: float
+    free_memory_gb: float | None = Field(
+        default=None, description="None where the platform does not report it (Apple)."
+    )
+    compute_capability: str | None = None
+    driver_version: str | None = None
+    cuda_version: str | None = None
+
+
+class GPUInfo(BaseModel):
+    """``GET /v1/gpu/info`` of one replica: the GPUs it sees, and where it runs."""
+
+    gpus: list[GPUDevice]
+    node: str = Field(description="Host name of the replica (the pod name in Kubernetes).")
+    accelerator: str = Field(description="The pool's accelerator: nvidia, apple or cpu.")
