@@ -1,0 +1,180 @@
+"""The gateway in front of a real Ray Serve backend (vLLM CPU on the tiny model) and an MLX one.
+
+The Serve application is the shared local stack, reached through the Serve proxy (the path a
+cluster's gateway takes). The gateway serves it under its own name and alias (the backend's
+name for it is ``tiny``), next to a model on an mlx_lm.server: a merged listing of two models
+on two different engines, routing, streaming, keys and limits, and ``/v1/gpu/info`` answered by
+the Serve replica itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from gateway_support import Backends, Gateway, Servers, backend, free_port, wait_for
+from local_stack import Stacks
+from modelgrid_serving.gateway.auth import hash_key
+
+pytestmark = pytest.mark.integration
+
+KEY = "sk-serve-test-0001"
+NARROW_KEY = "sk-serve-test-0002"
+MESSAGES = [{"role": "user", "content": "say hello"}]
+
+
+@pytest.fixture(scope="module")
+def fronted(
+    stacks: Stacks, backends: Backends, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A keyed gateway: ``serve-tiny`` (alias ``serve-chat``) on Serve, ``mlx-tiny`` on MLX."""
+    stack = stacks.get("chat")
+    servers = Servers(tmp_path_factory.mktemp("gateway-serve"))
+    config = {
+        "models": [
+            {
+                "name": "serve-tiny",
+                "aliases": ["serve-chat"],
+                "backends": [{"url": stack.proxy_url + "/v1", "model": stack.model, "pool": "cpu"}],
+            },
+            {"name": "mlx-tiny", "backends": [backend(backends.a, backends.tiny, "apple")]},
+            {"name": "serve-gone", "backends": [{"url": f"http://127.0.0.1:{free_port()}/v1"}]},
+        ],
+        "auth": {
+            "enabled": True,
+            "keys": [
+                {"name": "all", "sha256": hash_key(KEY)},
+                {
+                    "name": "narrow",
+                    "sha256": hash_key(NARROW_KEY),
+                    "models": ["serve-chat"],
+                    "requests_per_minute": 2,
+                },
+            ],
+        },
+        "limits": {"health_interval_s": 0.5, "max_body_bytes": 65536},
+    }
+    try:
+        gateway = servers.gateway(config, name="gateway-serve")
+        wait_for(
+            lambda: len(_get(gateway, "/v1/models").json()["data"]) == 3,
+            timeout=30,
+            what="the gateway to list serve-tiny, serve-chat and mlx-tiny",
+        )
+        yield gateway
+    finally:
+        servers.stop_all()
+
+
+def _get(gateway: Gateway, path: str, key: str | None = KEY) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.get(gateway.url + path, headers=headers, timeout=30)
+
+
+def wire(obj: Any) -> dict[str, Any]:
+    """What came over the wire (the SDK's model without the fields it filled in itself)."""
+    return obj.model_dump(mode="json", exclude_unset=True)
+
+
+def sdk(gateway: Gateway, key: str = KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0, timeout=120)
+
+
+def test_listing_merges_models_of_two_engines(
+    fronted: Gateway, check_schema: Callable[[str, Any], None]
+) -> None:
+    listed = _get(fronted, "/v1/models").json()
+    check_schema("ListModelsResponse", listed)
+    assert sorted(m.id for m in sdk(fronted).models.list()) == [
+        "mlx-tiny",
+        "serve-chat",
+        "serve-tiny",
+    ]  # serve-gone: known, not ready
+
+
+@pytest.mark.parametrize("model", ["serve-tiny", "serve-chat", "mlx-tiny"])
+def test_chat_is_routed_by_name_and_alias(
+    fronted: Gateway, model: str, check_schema: Callable[[str, Any], None]
+) -> None:
+    reply = sdk(fronted).chat.completions.create(model=model, messages=MESSAGES, max_tokens=5)
+    if model.startswith("serve-"):  # our replica's body; mlx_lm.server's is relayed as it is
+        check_schema("CreateChatCompletionResponse", wire(reply))
+    assert reply.model == model  # the backend's name (tiny, or a path) is mapped back
+    assert reply.usage is not None and reply.usage.completion_tokens >= 1
+
+
+def test_stream_through_serve_arrives_chunk_by_chunk_with_usage(
+    fronted: Gateway, check_schema: Callable[[str, Any], None]
+) -> None:
+    stream = sdk(fronted).chat.completions.create(
+        model="serve-chat",
+        messages=MESSAGES,
+        max_tokens=12,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    for chunk in chunks:
+        check_schema("CreateChatCompletionStreamResponse", wire(chunk))
+        assert chunk.model == "serve-chat"
+    text_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(text_chunks) >= 2, "the answer came in one piece: something buffered it"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 12
+
+
+def test_completion_stream_through_serve(fronted: Gateway) -> None:
+    stream = sdk(fronted).completions.create(
+        model="serve-tiny", prompt="hello", max_tokens=6, stream=True
+    )
+    texts = [c.choices[0].text for c in stream if c.choices]
+    assert len(texts) >= 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_gpu_info_is_answered_by_the_serve_replica(fronted: Gateway) -> None:
+    answer = _get(fronted, "/v1/gpu/info").json()
+    lines = {line["model"]: line for line in answer["backends"]}
+    assert set(lines) == {"serve-tiny", "mlx-tiny"}  # serve-gone has no ready backend
+    serve = lines["serve-tiny"]
+    assert (serve["accelerator"], serve["gpus"]) == ("cpu", 0)  # this machine has no GPU
+    assert serve["node"]
+    assert lines["mlx-tiny"]["error"] == "HTTP 404"  # mlx_lm.server has no such route
+    assert answer["gpus"] == []
+
+
+def test_keys_allowlist_and_rate_limit_in_front_of_serve(fronted: Gateway) -> None:
+    assert _get(fronted, "/v1/models", key=None).status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        sdk(fronted, key="sk-wrong").chat.completions.create(
+            model="serve-tiny", messages=MESSAGES, max_tokens=2
+        )
+    narrow = sdk(fronted, key=NARROW_KEY)
+    assert sorted(m.id for m in narrow.models.list()) == ["serve-chat", "serve-tiny"]
+    with pytest.raises(openai.PermissionDeniedError):
+        narrow.chat.completions.create(model="mlx-tiny", messages=MESSAGES, max_tokens=2)
+    narrow.chat.completions.create(model="serve-tiny", messages=MESSAGES, max_tokens=2)
+    narrow.chat.completions.create(model="serve-tiny", messages=MESSAGES, max_tokens=2)
+    with pytest.raises(openai.RateLimitError) as refused:
+        narrow.chat.completions.create(model="serve-tiny", messages=MESSAGES, max_tokens=2)
+    headers = refused.value.response.headers
+    assert int(headers["retry-after"]) >= 1
+    assert headers["x-ratelimit-limit-requests"] == "2"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_unknown_unready_and_oversized_in_front_of_serve(fronted: Gateway) -> None:
+    auth = {"authorization": f"Bearer {KEY}"}
+    post = f"{fronted.v1}/chat/completions"
+    unknown = httpx.post(post, json={"model": "nope", "messages": MESSAGES}, headers=auth)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "model_not_found")
+    gone = httpx.post(post, json={"model": "serve-gone", "messages": MESSAGES}, headers=auth)
+    assert gone.status_code == 503 and int(gone.headers["retry-after"]) >= 1
+    big = json.dumps({"model": "serve-tiny", "messages": MESSAGES, "pad": "x" * 70000})
+    oversized = httpx.post(post, content=big, headers={**auth, "content-type": "application/json"})
+    assert oversized.status_code == 413 and oversized.json()["error"]["type"]
