@@ -352,6 +352,64 @@ def _engines_for(accelerator: Accelerator) -> tuple[Engine, ...]:
     }[accelerator]
 
 
+QUANTITY = r"^([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
+"""A byte size as Kubernetes writes memory quantities (``16Gi``, ``8000M``, ``17179869184``)."""
+
+
+class ModelArchitecture(_Object):
+    """The numbers that size a model's KV cache, as its ``config.json`` names them."""
+
+    num_layers: int = Field(
+        ge=1, le=100_000, description="Transformer layers (`num_hidden_layers` in config.json)."
+    )
+    num_key_value_heads: int = Field(
+        ge=1,
+        le=100_000,
+        description="Key/value heads per layer (`num_key_value_heads`; `num_attention_heads` for "
+        "models without grouped-query attention).",
+    )
+    head_dim: int = Field(
+        ge=1,
+        le=100_000,
+        description="Size of one attention head (`head_dim`, else `hidden_size / "
+        "num_attention_heads`).",
+    )
+
+
+class ModelMemory(_Object):
+    """Facts for the memory admission check, when the operator cannot read the model's files.
+
+    The operator estimates one replica's memory as weights + KV cache and refuses a pool whose
+    nodes cannot hold it. Fields given here win over what it reads from the model's config.json.
+    """
+
+    parameters: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000_000_000,
+        description="Parameter count, e.g. `8030261248`. Weights = parameters x bytes per "
+        "parameter of engineArgs.dtype (2 for `auto`). Ignored when weightsSize is set.",
+    )
+    weights_size: str | None = Field(
+        default=None,
+        pattern=QUANTITY,
+        max_length=32,
+        description="Memory the weights take once loaded, as a quantity (`16Gi`); for quantized "
+        "models, their file size. Wins over parameters.",
+    )
+    architecture: ModelArchitecture | None = Field(
+        default=None, description="Layer and head numbers that size the KV cache."
+    )
+    concurrent_sequences: int = Field(
+        default=1,
+        ge=1,
+        le=100_000,
+        description="Full-length sequences (engineArgs.maxModelLen tokens each) whose KV cache "
+        "must fit at once. Default 1: the condition vLLM itself checks when it starts; set it to "
+        "serving.maxConcurrentRequests for a worst-case guarantee.",
+    )
+
+
 class InferenceModelSpec(_Object):
     """What to serve, under which names, on which nodes."""
 
@@ -380,6 +438,12 @@ class InferenceModelSpec(_Object):
     )
     serving: ServingLimits = Field(
         default_factory=ServingLimits, description="Per-replica admission limits."
+    )
+    memory: ModelMemory = Field(
+        default_factory=ModelMemory,
+        description="Facts for the memory admission check (weights + KV cache against the "
+        "selected nodes' memory); needed only when the operator cannot read the model's "
+        "config.json.",
     )
 
     rules: ClassVar[tuple[Rule, ...]] = (
@@ -469,6 +533,9 @@ class ConditionType(StrEnum):
     """The spec passed the operator's validation."""
     RAY_SERVICE_APPLIED = "RayServiceApplied"
     """The child RayService matches the spec."""
+    MEMORY_ADMITTED = "MemoryAdmitted"
+    """Every pool's replica fits in the memory of a node it may run on (or no estimate could be
+    made, which admits the pool and says so)."""
 
 
 class Reason(StrEnum):
@@ -485,6 +552,10 @@ class Reason(StrEnum):
     SERVING = "Serving"
     REPLICAS_MISSING = "ReplicasMissing"
     DEPLOY_FAILED = "DeployFailed"
+    INSUFFICIENT_MEMORY = "InsufficientMemory"
+    FITS = "Fits"
+    NO_ESTIMATE = "NoEstimate"
+    NO_CAPACITY = "NoCapacity"
 
 
 class Condition(_Object):
@@ -508,6 +579,11 @@ class PoolStatus(_Object):
     engine: Engine = Field(description="Engine the pool runs.")
     ready_replicas: int = Field(default=0, description="Worker pods ready to serve.")
     desired_replicas: int = Field(default=0, description="Worker pods wanted now.")
+    endpoint: str | None = Field(
+        default=None,
+        description="In-cluster base URL of the pool's Serve application (no trailing slash; "
+        "OpenAI routes are `<endpoint>/v1/...`). Unset while the pool is not rendered.",
+    )
 
 
 class PhaseTimes(_Object):
@@ -531,14 +607,16 @@ class InferenceModelStatus(_Object):
     phase_since: str | None = Field(default=None, description="When the phase began (RFC 3339).")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Standard conditions: Ready, SpecValid, RayServiceApplied.",
+        description="Standard conditions: Ready, SpecValid, RayServiceApplied, MemoryAdmitted.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(
         default=None, description="The spec generation the status describes."
     )
     endpoint: str | None = Field(
-        default=None, description="In-cluster URL of the OpenAI API, ending in /v1."
+        default=None,
+        description="In-cluster URL of the OpenAI API, ending in /v1: the first rendered "
+        "pool's (each pool's own is in pools[].endpoint).",
     )
     served_model_names: list[str] = Field(
         default_factory=list, description="Every name the model answers to."

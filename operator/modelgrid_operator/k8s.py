@@ -1,4 +1,5 @@
-"""The operator's few Kubernetes calls: read, create, patch and delete a RayService, list pods.
+"""The operator's few Kubernetes calls: read, create, patch and delete a RayService, list pods
+and nodes.
 
 Everything that talks to the API server is here, so handlers stay about diffing and status,
 and tests can count exactly which calls a reconcile made. The official client is synchronous;
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ from modelgrid_operator import api
 from modelgrid_operator.render.metadata import MODEL_LABEL
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
+logger = logging.getLogger(__name__)
 
 
 class KubeRayMissing(RuntimeError):
@@ -155,6 +158,19 @@ class Client:
             for p in items
             if (p.get("metadata", {}).get("labels") or {}).get(MODEL_LABEL) == model
         ]
+
+    async def list_nodes(self) -> list[dict[str, Any]] | None:
+        """Every Node (labels and allocatable resources, for the memory admission check), or
+        None when they cannot be read (e.g. RBAC without ``list nodes``): then nothing is refused.
+        """
+        try:
+            result = await asyncio.to_thread(self._core.list_node, _preload_content=False)
+        except ApiException as exc:
+            logger.warning(
+                "cannot list nodes (%s %s): memory admission is off", exc.status, exc.reason
+            )
+            return None
+        return list(_json(result).get("items") or [])
 
 
 _KUBERAY_MISSING = (

@@ -7,6 +7,8 @@ differs: a second reconcile of an unchanged world makes read calls only.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,9 +17,11 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelgrid_operator import api
+from modelgrid_operator.admission import ModelFacts, admit
 from modelgrid_operator.drift import drift_patch
 from modelgrid_operator.k8s import Client, KubeRayMissing
-from modelgrid_operator.render import owner_of, render_rayservice, serve_endpoint
+from modelgrid_operator.model_info import read_model_facts
+from modelgrid_operator.render import owner_of, pool_endpoint, render_rayservice
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.status import Observation, compute_status, invalid_status
 from modelgrid_operator.validation import InvalidModel, parse_model
@@ -83,8 +87,22 @@ def _outcome(
     )
 
 
+FactsReader = Callable[[api.ModelSource], ModelFacts | None]
+"""Reads what a model's files say about its size (see :mod:`modelgrid_operator.model_info`)."""
+
+
+def read_local_facts(source: api.ModelSource) -> ModelFacts | None:
+    """Facts from a model directory the operator can see; no network."""
+    return read_model_facts(source, hub=False)
+
+
 async def reconcile(
-    body: dict[str, Any], *, client: Client, settings: RenderSettings, now: datetime
+    body: dict[str, Any],
+    *,
+    client: Client,
+    settings: RenderSettings,
+    now: datetime,
+    read_facts: FactsReader = read_local_facts,
 ) -> Outcome:
     """Bring the model's RayService in line with its spec and compute its status.
 
@@ -93,6 +111,7 @@ async def reconcile(
         client: API access.
         settings: render settings.
         now: the current time (for status transitions and time-to-ready).
+        read_facts: what the memory admission knows of the model's size beyond its spec.
     """
     # The body may come from an old watch event (timers keep the last one seen): work from the
     # object as stored now, so a stale event can never move the spec or the status backwards.
@@ -118,30 +137,51 @@ async def reconcile(
         status = invalid_status(previous, str(exc), generation=generation, now=now)
         return _outcome(previous, status, "")
 
-    desired = render_rayservice(model, settings=settings, owner=owner_of(body))
+    facts = await asyncio.to_thread(read_facts, model.spec.model)
+    admissions = admit(model, facts, await client.list_nodes(), settings)
+    admitted = [a.pool for a in admissions if a.admitted]
     action = ""
     try:
         live = await client.get_rayservice(model.namespace, model.name)
-        if live is None:
+        if not admitted:  # no pool fits anywhere: no pods that could only crash-loop
+            if live is not None and await client.delete_rayservice(model.namespace, model.name):
+                action = "deleted"
+            live = None
+        elif live is None:
+            desired = render_rayservice(
+                model, settings=settings, owner=owner_of(body), pools=admitted
+            )
             live = await client.create_rayservice(desired)
             action = "created"
-        elif (patch := drift_patch(live, desired)) is not None:
-            live = await client.patch_rayservice(model.namespace, model.name, patch)
-            action = "patched"
-        pods = await client.list_model_pods(model.namespace, model.name)
-        observation = Observation(rayservice=live, pods=pods)
+        else:
+            desired = render_rayservice(
+                model, settings=settings, owner=owner_of(body), pools=admitted
+            )
+            if (patch := drift_patch(live, desired)) is not None:
+                live = await client.patch_rayservice(model.namespace, model.name, patch)
+                action = "patched"
+        pods = await client.list_model_pods(model.namespace, model.name) if live else []
+        observation = Observation(rayservice=live, pods=pods, admissions=admissions)
     except KubeRayMissing as exc:
-        observation = Observation(None, apply_error=(api.Reason.KUBERAY_MISSING, str(exc)))
+        observation = Observation(
+            None, apply_error=(api.Reason.KUBERAY_MISSING, str(exc)), admissions=admissions
+        )
     except ApiException as exc:  # e.g. the API server or a webhook refused the RayService
         message = f"writing RayService {model.name} failed: {exc.status} {exc.reason}"
-        observation = Observation(None, apply_error=(api.Reason.APPLY_FAILED, message))
+        observation = Observation(
+            None, apply_error=(api.Reason.APPLY_FAILED, message), admissions=admissions
+        )
 
     status = compute_status(
         model,
         observation,
         previous=previous,
         generation=generation,
-        endpoint=serve_endpoint(model, settings),
+        endpoints={
+            p.name: pool_endpoint(model, p, settings)
+            for p in model.spec.pools
+            if p.name in admitted
+        },
         now=now,
         created=_created(body),
     )

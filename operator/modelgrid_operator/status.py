@@ -20,11 +20,14 @@ the operator writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from modelgrid_operator import api
+from modelgrid_operator.admission import Admission
+from modelgrid_operator.render.rayservice import application_name
 
 _TO_BUCKET = {
     api.Phase.PENDING: "pending",
@@ -51,11 +54,19 @@ class Observation:
         rayservice: the child RayService as read, or None when it does not exist.
         pods: worker pods labelled with the model's name.
         apply_error: why the child could not be written, when it could not: (reason, message).
+        admissions: the memory admission decision of each pool (empty: every pool admitted,
+            nothing said).
     """
 
     rayservice: dict[str, Any] | None
     pods: list[dict[str, Any]] = field(default_factory=list)
     apply_error: tuple[api.Reason, str] | None = None
+    admissions: tuple[Admission, ...] = ()
+
+    @property
+    def refused(self) -> list[Admission]:
+        """The pools the memory admission refused."""
+        return [a for a in self.admissions if not a.admitted]
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,14 @@ def _pod_ready(pod: dict[str, Any]) -> bool:
     return False
 
 
-def pool_statuses(spec: api.InferenceModelSpec, observation: Observation) -> list[api.PoolStatus]:
-    """Ready and desired worker pods per pool, counting only the serving Ray cluster's pods."""
+def pool_statuses(
+    spec: api.InferenceModelSpec,
+    observation: Observation,
+    endpoints: Mapping[str, str] | None = None,
+) -> list[api.PoolStatus]:
+    """Ready and desired worker pods per pool, counting only the serving Ray cluster's pods,
+    and the endpoint of each rendered pool once the RayService exists."""
+    endpoints = endpoints or {}
     rs_status = (observation.rayservice or {}).get("status") or {}
     cluster = (rs_status.get("activeServiceStatus") or {}).get("rayClusterName") or (
         rs_status.get("pendingServiceStatus") or {}
@@ -94,23 +111,31 @@ def pool_statuses(spec: api.InferenceModelSpec, observation: Observation) -> lis
             )
         ]
         low, _ = pool.replica_bounds
+        refused = any(a.pool == pool.name and not a.admitted for a in observation.admissions)
         result.append(
             api.PoolStatus(
                 name=pool.name,
                 accelerator=pool.accelerator,
                 engine=spec.engine_for(pool),
                 ready_replicas=sum(_pod_ready(p) for p in pods),
-                desired_replicas=max(low, len(pods)),
+                desired_replicas=0 if refused else max(low, len(pods)),
+                endpoint=endpoints.get(pool.name) if observation.rayservice is not None else None,
             )
         )
     return result
 
 
-def _application(model: api.InferenceModel, rs_status: dict[str, Any]) -> dict[str, Any]:
-    apps = (rs_status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
-    if model.name not in apps:
-        apps = (rs_status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}
-    return apps.get(model.name) or {}
+def _applications(
+    model: api.InferenceModel, rs_status: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Each pool's Serve application status (active cluster first, else the pending one)."""
+    active = (rs_status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+    pending = (rs_status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}
+    apps = {}
+    for pool in model.spec.pools:
+        name = application_name(model, pool)
+        apps[pool.name] = active.get(name) or pending.get(name) or {}
+    return apps
 
 
 def judge(
@@ -120,33 +145,76 @@ def judge(
     *,
     was_ready: bool,
 ) -> Verdict:
-    """The phase the observation shows."""
+    """The phase the observation shows.
+
+    Pools refused by the memory admission make the model Failed when none is left, else keep
+    Ready false with reason InsufficientMemory (phase Degraded while the other pools serve).
+    """
     if observation.apply_error is not None:
         reason, message = observation.apply_error
         return Verdict(api.Phase.PENDING, reason, message)
+    refused = observation.refused
+    if refused and len(refused) == len(model.spec.pools):
+        return Verdict(
+            api.Phase.FAILED,
+            api.Reason.INSUFFICIENT_MEMORY,
+            "; ".join(a.message for a in refused),
+        )
     if observation.rayservice is None:
         return Verdict(
             api.Phase.PENDING,
             api.Reason.WAITING_FOR_RAY_SERVICE,
             "waiting for the RayService to be created",
         )
-    rs_status = observation.rayservice.get("status") or {}
-    app = _application(model, rs_status)
-    app_state = app.get("status", "")
-    if app_state == "DEPLOY_FAILED":
+    names = {a.pool for a in refused}
+    verdict = _judge_serving(
+        model, observation.rayservice, [p for p in pools if p.name not in names], was_ready
+    )
+    if not refused or verdict.phase is api.Phase.FAILED:
+        return verdict
+    phase = api.Phase.DEGRADED if verdict.phase is api.Phase.READY else verdict.phase
+    return Verdict(
+        phase,
+        api.Reason.INSUFFICIENT_MEMORY,
+        "; ".join([*(a.message for a in refused), f"other pools: {verdict.message}"]),
+    )
+
+
+def _judge_serving(
+    model: api.InferenceModel,
+    rayservice: dict[str, Any],
+    pools: list[api.PoolStatus],
+    was_ready: bool,
+) -> Verdict:
+    """The phase of the rendered pools: each is one Serve application."""
+    several = len(model.spec.pools) > 1
+    all_apps = _applications(model, rayservice.get("status") or {})
+    apps = {p.name: all_apps[p.name] for p in pools}
+
+    def said(name: str, default: str) -> str:
+        message = apps[name].get("message") or default
+        return f"pool {name}: {message}" if several else message
+
+    failed = [n for n, app in apps.items() if app.get("status") == "DEPLOY_FAILED"]
+    if failed and len(failed) == len(apps):
         return Verdict(
             api.Phase.FAILED,
             api.Reason.DEPLOY_FAILED,
-            app.get("message") or "the Serve application failed to deploy",
+            "; ".join(said(n, "the Serve application failed to deploy") for n in failed),
         )
     minimum = {p.name: p.replica_bounds[0] for p in model.spec.pools}
     short = [p for p in pools if p.ready_replicas < minimum[p.name]]
-    if app_state == "RUNNING" and not short:
+    waiting = [n for n, app in apps.items() if app.get("status") != "RUNNING"]
+    if not waiting and not short:
         return Verdict(
             api.Phase.READY, api.Reason.SERVING, f"serving {', '.join(model.served_names)}"
         )
     missing = ", ".join(f"{p.name} {p.ready_replicas}/{p.desired_replicas}" for p in short)
-    if was_ready:
+    not_running = "; ".join(
+        said(n, f"the Serve application is {apps[n].get('status') or 'not running'}")
+        for n in waiting
+    )
+    if was_ready or failed:  # failed is partial here: the other pools still serve
         if short:
             return Verdict(
                 api.Phase.DEGRADED,
@@ -155,18 +223,35 @@ def judge(
             )
         return Verdict(
             api.Phase.DEGRADED,
-            api.Reason.REPLICAS_MISSING,
-            app.get("message") or f"the Serve application is {app_state or 'not running'}",
+            api.Reason.DEPLOY_FAILED if failed else api.Reason.REPLICAS_MISSING,
+            not_running,
         )
     if short:
         return Verdict(
             api.Phase.SCHEDULING, api.Reason.SCHEDULING_PODS, f"waiting for worker pods: {missing}"
         )
+    loading = [n for n in waiting if apps[n].get("message")]
     return Verdict(
         api.Phase.LOADING,
         api.Reason.LOADING_MODEL,
-        app.get("message") or "loading the model and starting the Serve application",
+        "; ".join(said(n, "") for n in loading)
+        or "loading the model and starting the Serve application",
     )
+
+
+def _admitted(observation: Observation) -> tuple[bool, api.Reason, str]:
+    """The MemoryAdmitted condition: False when a pool is refused, else why pools were let in."""
+    if not observation.admissions:
+        return True, api.Reason.NO_ESTIMATE, "memory admission not run"
+    refused = observation.refused
+    if refused:
+        return False, api.Reason.INSUFFICIENT_MEMORY, "; ".join(a.message for a in refused)
+    reasons = {a.reason for a in observation.admissions}
+    reason = next(
+        (r for r in (api.Reason.NO_ESTIMATE, api.Reason.NO_CAPACITY) if r in reasons),
+        api.Reason.FITS,
+    )
+    return True, reason, "; ".join(a.message for a in observation.admissions)
 
 
 def _condition(
@@ -225,7 +310,7 @@ def compute_status(
     *,
     previous: api.InferenceModelStatus | None,
     generation: int | None,
-    endpoint: str,
+    endpoints: Mapping[str, str],
     now: datetime,
     created: datetime | None = None,
 ) -> api.InferenceModelStatus:
@@ -236,13 +321,14 @@ def compute_status(
         observation: what was seen of its children.
         previous: the status currently stored, or None on the first reconcile.
         generation: ``metadata.generation`` of the model.
-        endpoint: the in-cluster URL to publish.
+        endpoints: base URL of each rendered pool's application, in spec order; the first,
+            with ``/v1``, is the model's endpoint.
         now: the current time.
         created: when the model was created (the start of Pending); defaults to ``now``.
     """
     prev = previous or api.InferenceModelStatus(phase_since=format_time(created or now))
     since = parse_time(prev.phase_since) if prev.phase_since else (created or now)
-    pools = pool_statuses(model.spec, observation)
+    pools = pool_statuses(model.spec, observation, endpoints)
     verdict = judge(model, observation, pools, was_ready=prev.time_to_ready.total is not None)
     changed = verdict.phase != prev.phase
     ready = sum(p.ready_replicas for p in pools)
@@ -273,13 +359,21 @@ def compute_status(
             generation=generation,
             now=now,
         ),
+        _condition(
+            prev.conditions,
+            api.ConditionType.MEMORY_ADMITTED,
+            *_admitted(observation),
+            generation=generation,
+            now=now,
+        ),
     ]
+    first = next(iter(endpoints.values()), None)
     return api.InferenceModelStatus(
         phase=verdict.phase,
         phase_since=format_time(now) if changed else prev.phase_since,
         conditions=conditions,
         observed_generation=generation,
-        endpoint=endpoint if observation.rayservice is not None else None,
+        endpoint=f"{first}/v1" if first and observation.rayservice is not None else None,
         served_model_names=model.served_names,
         ready_replicas=ready,
         replicas=f"{ready}/{desired}",

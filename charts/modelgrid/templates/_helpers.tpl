@@ -143,6 +143,10 @@ namespace when watchNamespaces is set, else into the ClusterRole with the cluste
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+# Memory admission reads node labels and allocatable memory on each reconcile (no watch).
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [list]
 {{- end }}
 
 {{/* Only when watching given namespaces: kopf lists and watches namespaces to find them. */}}

@@ -71,11 +71,15 @@ def _common(model: api.InferenceModel, model_source: str) -> dict:
     }
 
 
-def to_app_config(model: api.InferenceModel, settings: RenderSettings) -> AppConfig:
-    """The Serve application config for the cluster: one deployment per pool."""
+def to_app_config(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> AppConfig:
+    """The Serve application config of one pool in the cluster.
+
+    Each pool is its own Serve application (one pool per AppConfig), so a pool that fails to
+    deploy or is refused leaves the others serving, and the gateway can weigh pools apart.
+    """
     return AppConfig(
         **_common(model, model_path_in_pod(model.spec.model, settings)),
-        pools=tuple(_pool_config(model.spec, pool, settings) for pool in model.spec.pools),
+        pools=(_pool_config(model.spec, pool, settings),),
     )
 
 

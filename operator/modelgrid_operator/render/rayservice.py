@@ -1,14 +1,17 @@
 """InferenceModel -> KubeRay RayService (ray.io/v1).
 
-One RayService per model: a head group and one worker group per pool. Each worker advertises
-its pool's custom Ray resource once, and each pool's Serve deployment asks for one unit per
-replica, so replicas land on their own pool's nodes, one per worker pod. The Serve config is
+One RayService per model: a head group and one worker group per pool. Each pool is its own Serve
+application (``<model>-<pool>`` at ``/pools/<pool>`` when there are several pools; the model's
+name at ``/`` when there is one), so pools deploy, fail and are measured apart. Each worker
+advertises its pool's custom Ray resource once, and each pool's Serve deployment asks for one
+unit per replica, so replicas land on their own pool's nodes, one per worker pod. The Serve config is
 built as data and dumped to YAML (KubeRay takes ``serveConfigV2`` as a string).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 import yaml
@@ -28,27 +31,58 @@ def rayservice_name(model_name: str) -> str:
     return model_name
 
 
-def serve_endpoint(model: api.InferenceModel, settings: RenderSettings) -> str:
-    """In-cluster base URL of the model's OpenAI API (KubeRay's ``<name>-serve-svc``)."""
-    return (
+def application_name(model: api.InferenceModel, pool: api.Pool) -> str:
+    """The Serve application of a pool: the model's name alone, ``<model>-<pool>`` for several."""
+    return model.name if len(model.spec.pools) == 1 else f"{model.name}-{pool.name}"
+
+
+def route_prefix(model: api.InferenceModel, pool: api.Pool) -> str:
+    """Where a pool's application answers: ``/`` alone, ``/pools/<pool>`` for several pools."""
+    return "/" if len(model.spec.pools) == 1 else f"/pools/{pool.name}"
+
+
+def pool_endpoint(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> str:
+    """In-cluster base URL of a pool's application (KubeRay's ``<name>-serve-svc`` + the route
+    prefix, no trailing slash): its OpenAI routes are ``<endpoint>/v1/...``."""
+    service = (
         f"http://{rayservice_name(model.name)}-serve-svc.{model.namespace}.svc:"
-        f"{settings.serve_port}/v1"
+        f"{settings.serve_port}"
     )
+    return service + route_prefix(model, pool).rstrip("/")
 
 
-def serve_config(model: api.InferenceModel, settings: RenderSettings) -> dict[str, Any]:
-    """The Serve config (``serveConfigV2``) as data: one application for the model."""
-    app = to_app_config(model, settings)
+def serve_endpoint(
+    model: api.InferenceModel, settings: RenderSettings, pools: Collection[str] | None = None
+) -> str:
+    """The model's OpenAI base URL (ending in ``/v1``): its first rendered pool's, so a client
+    that goes direct reaches a working application.
+
+    Args:
+        model: the model.
+        settings: cluster conventions.
+        pools: names of the pools that are rendered (default: all).
+    """
+    rendered = [p for p in model.spec.pools if pools is None or p.name in pools]
+    first = rendered[0] if rendered else model.spec.pools[0]
+    return pool_endpoint(model, first, settings) + "/v1"
+
+
+def serve_config(
+    model: api.InferenceModel, settings: RenderSettings, pools: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The Serve config (``serveConfigV2``) as data: one application per rendered pool."""
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": "0.0.0.0", "port": settings.serve_port},
         "applications": [
             {
-                "name": model.name,
-                "route_prefix": "/",
+                "name": application_name(model, pool),
+                "route_prefix": route_prefix(model, pool),
                 "import_path": IMPORT_PATH,
-                "args": app.model_dump(mode="json"),
+                "args": to_app_config(model, pool, settings).model_dump(mode="json"),
             }
+            for pool in model.spec.pools
+            if pools is None or pool.name in pools
         ],
     }
 
@@ -72,7 +106,11 @@ def _worker_group(
 
 
 def render_rayservice(
-    model: api.InferenceModel, *, settings: RenderSettings, owner: Owner | None = None
+    model: api.InferenceModel,
+    *,
+    settings: RenderSettings,
+    owner: Owner | None = None,
+    pools: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Render the RayService that serves ``model``.
 
@@ -81,11 +119,15 @@ def render_rayservice(
         settings: images and cluster conventions.
         owner: the model's name and uid; when given, the RayService is owned by the model so
             Kubernetes deletes it with the model.
+        pools: names of the pools to render (default: all). A pool left out (refused by the
+            memory admission) gets neither a worker group nor an application; application names
+            and route prefixes still follow the spec's pool count, so they never move.
 
     Returns:
         The RayService as a plain dict, ready to apply.
     """
-    autoscaling = any(p.replica_bounds[0] != p.replica_bounds[1] for p in model.spec.pools)
+    rendered = [p for p in model.spec.pools if pools is None or p.name in pools]
+    autoscaling = any(p.replica_bounds[0] != p.replica_bounds[1] for p in rendered)
     cluster: dict[str, Any] = {
         "rayVersion": settings.ray_version,
         "enableInTreeAutoscaling": autoscaling,
@@ -93,7 +135,7 @@ def render_rayservice(
             "rayStartParams": {"dashboard-host": "0.0.0.0"},
             "template": head_pod(model, settings),
         },
-        "workerGroupSpecs": [_worker_group(model, p, settings) for p in model.spec.pools],
+        "workerGroupSpecs": [_worker_group(model, p, settings) for p in rendered],
     }
     if autoscaling:
         cluster["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 120}
@@ -102,7 +144,7 @@ def render_rayservice(
         "kind": "RayService",
         "metadata": dict(child_metadata(model, rayservice_name(model.name), owner)),
         "spec": {
-            "serveConfigV2": yaml.safe_dump(serve_config(model, settings), sort_keys=False),
+            "serveConfigV2": yaml.safe_dump(serve_config(model, settings, pools), sort_keys=False),
             "rayClusterConfig": cluster,
         },
     }

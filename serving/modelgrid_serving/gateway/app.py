@@ -20,6 +20,7 @@ from .. import __version__
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge, RouteNotFound
 from .asgi import JSON, Headers, Receive, Scope, Send, header, send_body, send_error
 from .auth import ANONYMOUS, KeyPolicy, authorize
+from .console import Console
 from .gpu_info import gather_gpu_info
 from .metrics import CONTENT_TYPE
 from .proxy import estimate_prompt_tokens, parse_body
@@ -74,6 +75,8 @@ class Gateway:
             "/v1/models": self._list_models,
             "/models": self._list_models,
         }
+        self.console = Console(state, self._policy)
+        self._get_routes.update(self.console.routes())
 
     # ---- ASGI -----------------------------------------------------------------------------
 
@@ -255,6 +258,14 @@ class Gateway:
         counters.completion_tokens += completion
         self.state.metrics.tokens.labels(model, "prompt").inc(prompt)
         self.state.metrics.tokens.labels(model, "completion").inc(completion)
+        self.console.live.record(
+            model,
+            now=time.monotonic(),
+            status=status,
+            duration_s=time.perf_counter() - started,
+            ttft_s=call.ttft_s,
+            completion_tokens=completion,
+        )
         self.state.limiter.charge(policy, prompt + completion, now=time.monotonic())
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:

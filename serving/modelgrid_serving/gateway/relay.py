@@ -60,6 +60,7 @@ class Relay:
         "send",
         "started",
         "state",
+        "ttft_s",
         "usage",
     )
 
@@ -81,6 +82,8 @@ class Relay:
         self.done = False
         self.events = 0
         self.usage: tuple[int, int] | None = None
+        self.ttft_s: float | None = None
+        """Seconds from the request to the first streamed event (streams only)."""
 
     async def watch_disconnect(self, receive: Receive, task: asyncio.Task[Any]) -> None:
         """Cancel the request's task when its client disconnects (closing the upstream)."""
@@ -195,9 +198,8 @@ class Relay:
                 if b"data:" in chunk:
                     if first:
                         first = False
-                        self.state.metrics.ttft.labels(self.model).observe(
-                            time.perf_counter() - self.started
-                        )
+                        self.ttft_s = time.perf_counter() - self.started
+                        self.state.metrics.ttft.labels(self.model).observe(self.ttft_s)
                     self.events += chunk.count(b"data:")
                     usage = find_usage(chunk)
                     if usage is not None:

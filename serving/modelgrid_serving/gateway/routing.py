@@ -47,6 +47,31 @@ class PoolInfo:
 
 
 @dataclass(frozen=True)
+class ConditionInfo:
+    """One condition of an InferenceModel's status, as the console shows it."""
+
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceStatus:
+    """What an InferenceModel's status says beyond routing: shown by the console, never routed on."""
+
+    resource: str
+    """``namespace/name`` of the InferenceModel."""
+    phase: str = "Pending"
+    phase_since: str | None = None
+    conditions: tuple[ConditionInfo, ...] = ()
+    time_to_ready: tuple[tuple[str, float], ...] = ()
+    """Seconds per phase on the way to the first Ready, in phase order."""
+    ready_after_s: float | None = None
+    """Seconds from creation to the first Ready; ``None`` until then."""
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One model as one source sees it."""
 
@@ -56,6 +81,8 @@ class ModelEntry:
     pools: tuple[PoolInfo, ...] = ()
     source: str = "static"
     created: int = 0
+    statuses: tuple[ResourceStatus, ...] = ()
+    """The InferenceModels' statuses (none for static models)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +164,7 @@ def build_table(
             pools=(*prior.pools, *entry.pools),
             source=f"{prior.source},{entry.source}",
             created=min(prior.created, entry.created) if prior.created else entry.created,
+            statuses=(*prior.statuses, *entry.statuses),
         )
 
     owners: dict[str, str] = {}

@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from .config import GatewayConfig, KeyConfig, load_keys
-from .routing import Backend, ModelEntry, PoolInfo
+from .routing import Backend, ConditionInfo, ModelEntry, PoolInfo, ResourceStatus
 
 logger = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "modelgrid.io", "v1alpha1", "inferencemodels"
 SERVING_PHASES = frozenset({"Ready", "Degraded"})
 """Phases in which the model's endpoint answers (Degraded: some pool is short of replicas)."""
+TIMELINE_PHASES = ("pending", "scheduling", "loading")
+"""``status.timeToReady`` keys in the order a rollout passes them."""
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -59,6 +61,7 @@ class PoolStatusView(TypedDict, total=False):
     engine: str
     readyReplicas: int
     desiredReplicas: int
+    endpoint: str
 
 
 class StatusView(TypedDict, total=False):
@@ -69,6 +72,9 @@ class StatusView(TypedDict, total=False):
     servedModelNames: list[str]
     readyReplicas: int
     pools: list[PoolStatusView]
+    phaseSince: str
+    conditions: list[dict[str, Any]]
+    timeToReady: dict[str, float | None]
 
 
 class InferenceModelView(TypedDict, total=False):
@@ -82,8 +88,10 @@ class InferenceModelView(TypedDict, total=False):
 def entry_from_inferencemodel(obj: InferenceModelView) -> ModelEntry:
     """One InferenceModel as a routing entry.
 
-    The served names come from the status (what the operator deployed), else from the spec; the
-    backend is the status endpoint, ready when the phase serves and a replica is ready. A model
+    The served names come from the status (what the operator deployed), else from the spec.
+    Each pool with an endpoint is one backend labelled with the pool's name (so the balancer and
+    the metrics see pools), ready when the phase serves and that pool has a ready replica; an
+    operator that reports no pool endpoints gives one backend, the model's endpoint. A model
     without an endpoint yet is still an entry: it is known, so it answers 503, not 404.
     """
     meta = obj.get("metadata") or {}
@@ -102,12 +110,7 @@ def entry_from_inferencemodel(obj: InferenceModelView) -> ModelEntry:
         )
         for p in status.get("pools") or []
     )
-    endpoint = status.get("endpoint")
-    ready = status.get("phase") in SERVING_PHASES and int(status.get("readyReplicas") or 0) > 0
-    pool_label = "+".join(p.name for p in pools) or "default"
-    backends = (
-        (Backend(url=endpoint.rstrip("/"), pool=pool_label, ready=ready),) if endpoint else ()
-    )
+    backends = _backends(status, pools)
     return ModelEntry(
         name=names[0],
         aliases=tuple(n for n in names[1:] if n != names[0]),
@@ -115,7 +118,51 @@ def entry_from_inferencemodel(obj: InferenceModelView) -> ModelEntry:
         pools=pools,
         source=f"kubernetes:{meta.get('namespace', '')}/{meta.get('name', '')}",
         created=_created(meta.get("creationTimestamp")),
+        statuses=(_resource_status(meta, status),),
     )
+
+
+def _resource_status(meta: Mapping[str, Any], status: StatusView) -> ResourceStatus:
+    """The parts of the status the console shows (phase, conditions, time to ready)."""
+    times = status.get("timeToReady") or {}
+    total = times.get("total")
+    return ResourceStatus(
+        resource=f"{meta.get('namespace', '')}/{meta.get('name', '')}",
+        phase=status.get("phase") or "Pending",
+        phase_since=status.get("phaseSince"),
+        conditions=tuple(
+            ConditionInfo(
+                type=str(c.get("type", "")),
+                status=str(c.get("status", "Unknown")),
+                reason=str(c.get("reason", "")),
+                message=str(c.get("message", "")),
+            )
+            for c in status.get("conditions") or []
+        ),
+        time_to_ready=tuple((p, float(times.get(p) or 0.0)) for p in TIMELINE_PHASES),
+        ready_after_s=float(total) if total is not None else None,
+    )
+
+
+def _backends(status: StatusView, pools: tuple[PoolInfo, ...]) -> tuple[Backend, ...]:
+    serving = status.get("phase") in SERVING_PHASES
+    per_pool = [
+        Backend(
+            url=p["endpoint"].rstrip("/") + "/v1",
+            pool=p.get("name") or "default",
+            ready=serving and int(p.get("readyReplicas") or 0) > 0,
+        )
+        for p in status.get("pools") or []
+        if p.get("endpoint")
+    ]
+    if per_pool:
+        return tuple(per_pool)
+    endpoint = status.get("endpoint")
+    if not endpoint:
+        return ()
+    ready = serving and int(status.get("readyReplicas") or 0) > 0
+    label = "+".join(p.name for p in pools) or "default"
+    return (Backend(url=endpoint.rstrip("/"), pool=label, ready=ready),)
 
 
 def entries_from_inferencemodels(objs: Iterable[InferenceModelView]) -> list[ModelEntry]:

@@ -58,6 +58,7 @@ async def test_operator_child_ready_makes_model_ready_with_endpoint_and_time_to_
         "engine": "vllm",
         "readyReplicas": 1,
         "desiredReplicas": 1,
+        "endpoint": "http://demo-serve-svc.default.svc:8000",
     }
     times = status["timeToReady"]
     assert times["total"] is not None

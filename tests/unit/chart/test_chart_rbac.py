@@ -18,7 +18,11 @@ from chart_support import NAMESPACE, ROOT, Rendered
 pytestmark = pytest.mark.unit
 
 KIND_RBAC = ROOT / "e2e" / "kind" / "manifests" / "rbac.yaml"
-CLUSTER_SCOPED = {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces")}
+CLUSTER_SCOPED = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("", "namespaces"),
+    ("", "nodes"),
+}
 NAMESPACE_SCAN = {("", "namespaces"): {"list", "watch"}}
 """kopf lists and watches namespaces only when given namespaces (to follow them); cluster-wide
 it does not (kopf/_core/reactor/observation.py)."""

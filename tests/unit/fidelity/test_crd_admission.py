@@ -231,7 +231,7 @@ def test_admission_status_the_operator_writes_is_stored_unpruned(rendered):
     child = render_rayservice(model, settings=RenderSettings()) if rendered else None
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     status = compute_status(model, Observation(rayservice=child), previous=None, generation=2,
-                            endpoint="http://demo-serve-svc.ml.svc:8000/v1", now=now)
+                            endpoints={"gpu": "http://demo-serve-svc.ml.svc:8000"}, now=now)
     for written in (status, invalid_status(status, "bad spec", generation=3, now=now)):
         document = {**model_doc(), "status": _status_as_written(written)}
         result = admit(document, SCHEMA)

@@ -74,6 +74,8 @@ def _client_calls() -> dict[tuple[str, str], set[str]]:
         calls.setdefault((k8s.RAY_GROUP, k8s.RAY_PLURAL), set()).add(verb)
     for verb, resource in re.findall(r"self\._core\.(\w+?)_namespaced_(\w+)", source):
         calls.setdefault(("", resource + "s"), set()).add(verb)
+    for verb, resource in re.findall(r"self\._core\.(\w+?)_(node)\b", source):
+        calls.setdefault(("", resource + "s"), set()).add(verb)  # cluster-scoped: list_node
     return calls
 
 

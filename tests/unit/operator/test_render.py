@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 from factories import make_model, pool
-from modelgrid_operator.render import render_rayservice, serve_endpoint, to_local_app_config
+from modelgrid_operator.render import (
+    pool_endpoint,
+    render_rayservice,
+    serve_endpoint,
+    to_local_app_config,
+)
 from modelgrid_operator.settings import RenderSettings, from_env
 from modelgrid_operator.validation import load_models
 
@@ -23,8 +28,12 @@ def _groups(rs: dict) -> dict[str, dict]:
     return {g["groupName"]: g for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
 
 
+def _apps(rs: dict) -> list[dict]:
+    return yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"]
+
+
 def _app(rs: dict) -> dict:
-    return yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"][0]
+    return _apps(rs)[0]
 
 
 def test_render_every_example_has_one_group_per_pool():
@@ -71,8 +80,7 @@ def test_render_mixed_pools_pin_replicas_by_custom_resource():
     model = make_model(pools=[pool("gpu", "nvidia", maxReplicas=4), pool("mac", "apple")])
     rs = render_rayservice(model, settings=SETTINGS)
     groups = _groups(rs)
-    app = _app(rs)
-    pools = {p["name"]: p for p in app["args"]["pools"]}
+    pools = {p["name"]: p for app in _apps(rs) for p in app["args"]["pools"]}
     for name in ("gpu", "mac"):
         resources = json.loads(json.loads(groups[name]["rayStartParams"]["resources"]))
         assert resources == {pools[name]["ray_resource"]: 1}
@@ -80,6 +88,43 @@ def test_render_mixed_pools_pin_replicas_by_custom_resource():
     assert pools["mac"]["mlx_server_url"] == f"http://127.0.0.1:{SETTINGS.mlx_port}"
     assert rs["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is True
     assert (groups["gpu"]["minReplicas"], groups["gpu"]["maxReplicas"]) == (1, 4)
+
+
+def test_render_one_pool_is_one_application_at_root_named_after_the_model():
+    model = make_model()
+    (app,) = _apps(render_rayservice(model, settings=SETTINGS))
+    assert (app["name"], app["route_prefix"]) == ("demo", "/")
+    assert [p["name"] for p in app["args"]["pools"]] == ["gpu"]
+    assert pool_endpoint(model, model.spec.pools[0], SETTINGS) == (
+        "http://demo-serve-svc.ml.svc:8000"
+    )
+    assert serve_endpoint(model, SETTINGS) == "http://demo-serve-svc.ml.svc:8000/v1"
+
+
+def test_render_each_pool_of_several_is_its_own_application_under_pools_prefix():
+    model = make_model(pools=[pool("gpu", "nvidia"), pool("mac", "apple")])
+    apps = _apps(render_rayservice(model, settings=SETTINGS))
+    assert [(a["name"], a["route_prefix"]) for a in apps] == [
+        ("demo-gpu", "/pools/gpu"),
+        ("demo-mac", "/pools/mac"),
+    ]
+    for app, name in zip(apps, ("gpu", "mac"), strict=True):
+        assert app["import_path"] == "modelgrid_serving.app:build_app"
+        assert [p["name"] for p in app["args"]["pools"]] == [name]  # build_app's one-pool rule
+        assert app["args"]["model_name"] == "demo"
+    assert [pool_endpoint(model, p, SETTINGS) for p in model.spec.pools] == [
+        "http://demo-serve-svc.ml.svc:8000/pools/gpu",
+        "http://demo-serve-svc.ml.svc:8000/pools/mac",
+    ]
+    assert serve_endpoint(model, SETTINGS) == "http://demo-serve-svc.ml.svc:8000/pools/gpu/v1"
+
+
+def test_render_left_out_pool_has_no_group_and_no_application_and_names_stay():
+    model = make_model(pools=[pool("gpu", "nvidia"), pool("mac", "apple")])
+    rs = render_rayservice(model, settings=SETTINGS, pools=["mac"])
+    assert list(_groups(rs)) == ["mac"]
+    assert [(a["name"], a["route_prefix"]) for a in _apps(rs)] == [("demo-mac", "/pools/mac")]
+    assert serve_endpoint(model, SETTINGS, pools=["mac"]).endswith("/pools/mac/v1")
 
 
 def test_render_serve_config_deploys_modelgrid_app_with_names():

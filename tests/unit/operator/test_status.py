@@ -17,15 +17,17 @@ MODEL = make_model(
 )
 
 
-def rayservice(app_status: str | None = None, cluster: str = "demo-a", message: str = "") -> dict:
+def rayservice(
+    app_status: str | None = None, cluster: str = "demo-a", message: str = "", **per_pool: str
+) -> dict:
+    """A RayService whose two applications (one per pool) are in ``app_status``, or per pool."""
     status = {}
-    if app_status:
-        status = {
-            "activeServiceStatus": {
-                "rayClusterName": cluster,
-                "applicationStatuses": {"demo": {"status": app_status, "message": message}},
-            }
+    if app_status or per_pool:
+        apps = {
+            f"demo-{name}": {"status": per_pool.get(name, app_status), "message": message}
+            for name in ("gpu", "mac")
         }
+        status = {"activeServiceStatus": {"rayClusterName": cluster, "applicationStatuses": apps}}
     return {"metadata": {"name": "demo"}, "status": status}
 
 
@@ -46,7 +48,7 @@ def step(previous, observation, seconds):
         observation,
         previous=previous,
         generation=1,
-        endpoint="http://x/v1",
+        endpoints={"gpu": "http://x/pools/gpu", "mac": "http://x/pools/mac"},
         now=T0 + timedelta(seconds=seconds),
         created=T0,
     )
@@ -62,7 +64,8 @@ def test_status_walks_phases_and_adds_time_to_ready():
     s = step(s, Observation(rayservice("RUNNING"), pods(gpu=2, mac=1)), 92)
     assert s.phase is api.Phase.READY
     assert s.time_to_ready == api.PhaseTimes(pending=2, scheduling=30, loading=60, total=92)
-    assert (s.ready_replicas, s.replicas, s.endpoint) == (3, "3/3", "http://x/v1")
+    assert (s.ready_replicas, s.replicas, s.endpoint) == (3, "3/3", "http://x/pools/gpu/v1")
+    assert [p.endpoint for p in s.pools] == ["http://x/pools/gpu", "http://x/pools/mac"]
 
 
 def test_status_unchanged_world_gives_identical_status():
@@ -87,9 +90,8 @@ def test_status_counts_only_pods_of_the_serving_cluster():
 def test_status_deploy_failed_is_failed_with_message():
     s = step(None, Observation(rayservice("DEPLOY_FAILED", message="CUDA out of memory")), 1)
     assert s.phase is api.Phase.FAILED
-    assert (
-        s.conditions[0].reason == "DeployFailed" and s.conditions[0].message == "CUDA out of memory"
-    )
+    assert s.conditions[0].reason == "DeployFailed"
+    assert s.conditions[0].message == ("pool gpu: CUDA out of memory; pool mac: CUDA out of memory")
 
 
 def test_status_condition_transition_time_moves_only_on_change():

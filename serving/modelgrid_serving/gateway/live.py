@@ -1,0 +1,125 @@
+"""Live figures per model for the console: rates and percentiles over the last requests.
+
+Prometheus histograms answer "what were the percentiles" only to a Prometheus that scrapes and
+diffs them; the console needs the answer from the gateway alone, with no Prometheus installed.
+So each relayed request leaves one small sample here when it ends, and the figures are computed
+server-side over a sliding window when ``/v1/console`` is read (once a second or two per open
+page, a few thousand samples at most: cheap). Rates use a short window (they should move when
+traffic stops), percentiles a longer one (they need samples). Memory is bounded per model.
+The clock is passed in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+RATE_WINDOW_S = 10.0
+"""Requests/s, errors/s and tokens/s are averaged over this many seconds."""
+PERCENTILE_WINDOW_S = 60.0
+"""TTFT and latency percentiles are taken over the requests that ended this recently."""
+MAX_SAMPLES = 10_000
+"""Per model; past it the oldest samples go first (percentiles then cover less than a minute)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One relayed request, as it ended."""
+
+    at: float
+    """Monotonic time it ended."""
+    status: int
+    duration_s: float
+    ttft_s: float | None
+    """Time to the first streamed event; ``None`` for answers in one piece."""
+    completion_tokens: int
+
+
+@dataclass(slots=True)
+class _Totals:
+    requests: int = 0
+    errors: int = 0
+
+
+def is_error(status: int) -> bool:
+    """A failure on the serving side (5xx). 4xx are the client's; 499 is a client that left."""
+    return status >= 500
+
+
+def percentile(sorted_values: list[float], q: int) -> float | None:
+    """Nearest-rank percentile ``q`` (0-100) of already sorted values; ``None`` when empty."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-len(sorted_values) * q // 100))  # integer ceil
+    return sorted_values[rank - 1]
+
+
+class LiveFigures:
+    """Per-model samples of the last requests, and the figures the console shows."""
+
+    def __init__(
+        self,
+        *,
+        rate_window_s: float = RATE_WINDOW_S,
+        percentile_window_s: float = PERCENTILE_WINDOW_S,
+        max_samples: int = MAX_SAMPLES,
+    ) -> None:
+        self.rate_window_s = rate_window_s
+        self.percentile_window_s = max(percentile_window_s, rate_window_s)
+        self._max = max_samples
+        self._samples: dict[str, deque[Sample]] = {}
+        self._totals: dict[str, _Totals] = {}
+
+    def record(
+        self,
+        model: str,
+        *,
+        now: float,
+        status: int,
+        duration_s: float,
+        ttft_s: float | None,
+        completion_tokens: int,
+    ) -> None:
+        """Note one relayed request of ``model`` that ended at ``now``."""
+        samples = self._samples.get(model)
+        if samples is None:
+            samples = self._samples[model] = deque(maxlen=self._max)
+            self._totals[model] = _Totals()
+        samples.append(Sample(now, status, duration_s, ttft_s, completion_tokens))
+        totals = self._totals[model]
+        totals.requests += 1
+        totals.errors += is_error(status)
+        self._prune(samples, now)
+
+    def _prune(self, samples: deque[Sample], now: float) -> None:
+        horizon = now - self.percentile_window_s
+        while samples and samples[0].at < horizon:
+            samples.popleft()
+
+    def figures(self, model: str, *, now: float) -> dict[str, Any]:
+        """What the console shows of ``model``: rates over the short window, percentiles (ms)
+        over the long one, totals since the gateway started."""
+        samples = self._samples.get(model, deque())
+        self._prune(samples, now)
+        recent = [s for s in samples if s.at >= now - self.rate_window_s]
+        durations = sorted(s.duration_s for s in samples)
+        ttfts = sorted(s.ttft_s for s in samples if s.ttft_s is not None)
+        totals = self._totals.get(model, _Totals())
+
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 1)
+
+        return {
+            "requests_per_s": round(len(recent) / self.rate_window_s, 2),
+            "errors_per_s": round(sum(is_error(s.status) for s in recent) / self.rate_window_s, 2),
+            "tokens_per_s": round(sum(s.completion_tokens for s in recent) / self.rate_window_s, 1),
+            "ttft_ms": {"p50": ms(percentile(ttfts, 50)), "p95": ms(percentile(ttfts, 95))},
+            "latency_ms": {
+                "p50": ms(percentile(durations, 50)),
+                "p95": ms(percentile(durations, 95)),
+            },
+            "samples": len(samples),
+            "requests_total": totals.requests,
+            "errors_total": totals.errors,
+        }
