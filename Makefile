@@ -3,7 +3,7 @@
 MODEL ?= examples/cpu-tiny.yaml
 PYTEST_ARGS ?=
 
-.PHONY: up test test-unit crd
+.PHONY: up test test-unit crd dashboards
 
 ## Install and serve MODEL on http://127.0.0.1:8000 (Ctrl-C stops it)
 up:
@@ -20,3 +20,7 @@ test-unit:
 ## Regenerate crds/ from the typed API
 crd:
 	venv=$$(.ci/venv.sh) && "$$venv/bin/modelgrid" crd > crds/modelgrid.io_inferencemodels.yaml
+
+## Regenerate the Grafana dashboards of the chart (built in code: operator/modelgrid_operator/dashboards.py)
+dashboards:
+	venv=$$(.ci/venv.sh) && "$$venv/bin/modelgrid" dashboards charts/modelgrid/dashboards

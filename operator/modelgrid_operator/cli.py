@@ -3,6 +3,7 @@
 - ``modelgrid up model.yaml``: serve an InferenceModel on this machine (embedded Ray + engine).
 - ``modelgrid render model.yaml``: print the Kubernetes objects the operator would apply.
 - ``modelgrid crd``: print the InferenceModel CRD generated from the typed API.
+- ``modelgrid dashboards DIR``: write the Grafana dashboards (JSON built in code) into DIR.
 - ``modelgrid operator``: run the kopf operator against the current cluster.
 - ``modelgrid gateway``: one OpenAI endpoint over every model (static file and/or cluster).
 - ``modelgrid dev tiny-model DIR``: generate the tiny test model (no download).
@@ -68,15 +69,34 @@ def _crd(_: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboards(args: argparse.Namespace) -> int:
+    try:
+        from modelgrid_operator.dashboards import write_dashboards
+    except ImportError as exc:  # a development tool: say what to install
+        raise SystemExit(
+            f"modelgrid: dashboards need grafana-foundation-sdk ({exc}); "
+            "install the dev extra: pip install 'modelgrid[dev]'"
+        ) from None
+    for path in write_dashboards(Path(args.dir)):
+        print(path)
+    return 0
+
+
 def _operator(args: argparse.Namespace) -> int:
     import asyncio
 
     import kopf
 
     from modelgrid_operator.handlers import OperatorConfig, build_registry
+    from modelgrid_operator.metrics import OperatorMetrics, serve_metrics
     from modelgrid_operator.settings import from_env
 
-    registry = build_registry(OperatorConfig(render=from_env(), refresh_interval=args.refresh))
+    metrics = OperatorMetrics()
+    if args.metrics_port:
+        serve_metrics(metrics, args.metrics_port)
+    registry = build_registry(
+        OperatorConfig(render=from_env(), refresh_interval=args.refresh, metrics=metrics)
+    )
     asyncio.run(
         kopf.operator(
             registry=registry,
@@ -160,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     crd = sub.add_parser("crd", help="print the InferenceModel CRD")
     crd.set_defaults(func=_crd)
 
+    dashboards = sub.add_parser("dashboards", help="write the Grafana dashboards as JSON")
+    dashboards.add_argument("dir", help="output directory (the chart's: charts/modelgrid/dashboards)")
+    dashboards.set_defaults(func=_dashboards)
+
     operator = sub.add_parser("operator", help="run the operator against the current cluster")
     operator.add_argument(
         "--namespace", action="append", help="watch only this namespace (repeatable); default: all"
@@ -175,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=8080,
         help="port of the /healthz liveness endpoint (8080)",
+    )
+    operator.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8081,
+        help="port of the Prometheus /metrics endpoint (8081); 0 turns it off",
     )
     operator.set_defaults(func=_operator)
 

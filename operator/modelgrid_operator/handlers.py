@@ -8,6 +8,7 @@ one, so a test can run the operator with its own settings and nothing leaks betw
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ import kopf
 
 from modelgrid_operator import api
 from modelgrid_operator.k8s import Client
+from modelgrid_operator.metrics import OperatorMetrics
 from modelgrid_operator.reconcile import ModelGone, Outcome, reconcile
 from modelgrid_operator.render.rayservice import rayservice_name
 from modelgrid_operator.settings import RenderSettings
@@ -34,12 +36,14 @@ class OperatorConfig:
         refresh_interval: seconds between status refreshes (and drift checks) of each model.
         client_factory: makes the API client once the operator starts.
         clock: the current time; tests may pin it.
+        metrics: where reconciles and model status are counted (``--metrics-port`` serves it).
     """
 
     render: RenderSettings = field(default_factory=RenderSettings)
     refresh_interval: float = 10.0
     client_factory: Callable[[], Client] = Client.from_environment
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -87,6 +91,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     async def run(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
+        started = time.perf_counter()
         try:
             outcome = await reconcile(
                 dict(body), client=clients["api"], settings=config.render, now=config.clock()
@@ -94,7 +99,16 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         except ModelGone:
             logger.debug("deleted while being reconciled; nothing to do")
             return
+        except Exception as exc:
+            config.metrics.failed(body, exc, seconds=time.perf_counter() - started)
+            raise
         _report(outcome, body, patch, logger)
+        config.metrics.reconciled(
+            body,
+            action=outcome.action,
+            status=outcome.status if outcome.status is not None else body.get("status") or {},
+            seconds=time.perf_counter() - started,
+        )
 
     @kopf.on.resume(*RESOURCE, registry=registry)
     @kopf.on.create(*RESOURCE, registry=registry)
@@ -116,6 +130,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.delete(*RESOURCE, registry=registry)
     async def delete(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
         """Delete the RayService now rather than wait for garbage collection."""
+        config.metrics.forget(body)
         namespace = body["metadata"].get("namespace") or "default"
         name = rayservice_name(body["metadata"]["name"])
         if await clients["api"].delete_rayservice(namespace, name):

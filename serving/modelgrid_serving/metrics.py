@@ -1,72 +1,359 @@
-"""Prometheus metrics of one replica, all named ``modelgrid_*``.
+"""modelgrid's one metric vocabulary, and the metrics of one replica.
 
-Measured where the replica answers HTTP, so they include our own overhead and mean the same for
-every engine. "Queued" means accepted but no token yet (waiting in the engine's scheduler or
-prefilling); "running" means producing tokens.
+Every family that the gateway, the Serve replicas (any engine) and the operator export is
+declared once here (:data:`FAMILIES`): name, type, help, labels, buckets. The three exporters
+build their registries from these declarations, the dashboards query these names, and
+``docs/metrics.md`` is generated from them (a unit test fails when it differs).
+
+Why ``modelgrid_gateway_*`` and ``modelgrid_replica_*`` rather than one name with a
+``component`` label: a request through the gateway is measured twice, once at the gateway and
+once at its replica. Under one name, ``sum(rate(modelgrid_requests_total[5m]))`` would count it
+twice and a latency quantile would mix two different measurements; Prometheus' rule is that a
+sum over every label of a family must mean something. So the quantities both measure share a
+*stem* (``requests_total``, ``time_to_first_token_seconds``...) and one declaration (same help,
+labels and buckets, see :func:`_request_families`), and the component is part of the name. The
+gap between the two histograms of a stem is the gateway's overhead.
+
+Replica measurements are taken where the replica answers HTTP, so they include our own overhead
+and mean the same for every engine. "Queued" means accepted but no token yet (waiting in the
+engine's scheduler or prefilling); "running" means producing tokens. What only the engine knows
+(vLLM's KV-cache use, preemptions) is read from the engine's own metrics when scraped and
+exported under our names (:class:`EngineStats`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-_ITL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120,
+)  # fmt: skip
+"""Seconds, for request duration and time to first token: 1 ms (a cached token on a GPU) to
+two minutes (a long generation)."""
+ITL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+"""Seconds between two streamed chunks."""
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+Kind = Literal["counter", "gauge", "histogram"]
+Component = Literal["gateway", "replica", "operator"]
 
 
-@dataclass
+@dataclass(frozen=True)
+class Family:
+    """One metric family as exported: the single place its name, help and labels are written."""
+
+    component: Component
+    stem: str
+    """The name after ``modelgrid_<component>_``, as exported: counters end in ``_total``."""
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    """Histograms only: the family is a histogram exactly when it has buckets."""
+
+    @property
+    def kind(self) -> Kind:
+        """Counter (``*_total``), histogram (has buckets) or gauge, as the name says."""
+        if self.stem.endswith("_total"):
+            return "counter"
+        return "histogram" if self.buckets else "gauge"
+
+    @property
+    def name(self) -> str:
+        """The exported name (counters with their ``_total``)."""
+        return f"modelgrid_{self.component}_{self.stem}"
+
+    def create(self, registry: CollectorRegistry) -> Counter | Gauge | Histogram:
+        """The prometheus_client object of this family, registered in ``registry``."""
+        if self.kind == "counter":
+            return Counter(self.name.removesuffix("_total"), self.help, self.labels, registry=registry)
+        if self.kind == "gauge":
+            return Gauge(self.name, self.help, self.labels, registry=registry)
+        return Histogram(self.name, self.help, self.labels, buckets=self.buckets, registry=registry)
+
+
+def _request_families(component: Component, where: str) -> tuple[Family, ...]:
+    """What both the gateway and the replicas measure of every request: one declaration."""
+    return (
+        Family(
+            component,
+            "requests_total",
+            f"Requests answered {where}, by model, pool, route (chat, completions, embeddings) "
+            "and HTTP status.",
+            ("model", "pool", "route", "status"),
+        ),
+        Family(
+            component,
+            "request_duration_seconds",
+            f"End-to-end latency {where}: from the request to its last byte.",
+            ("model", "pool", "route"),
+            LATENCY_BUCKETS,
+        ),
+        Family(
+            component,
+            "time_to_first_token_seconds",
+            f"Time to first token {where}: from the request to the first streamed chunk.",
+            ("model", "pool"),
+            LATENCY_BUCKETS,
+        ),
+        Family(
+            component,
+            "prompt_tokens_total",
+            f"Prompt tokens of the requests answered {where} (the engine's usage report; the "
+            "gateway estimates when a backend reports none).",
+            ("model", "pool"),
+        ),
+        Family(
+            component,
+            "generation_tokens_total",
+            f"Generated tokens of the requests answered {where} (the engine's usage report; the "
+            "gateway estimates when a backend reports none).",
+            ("model", "pool"),
+        ),
+    )
+
+
+GATEWAY = (
+    *_request_families("gateway", "at the gateway"),
+    Family(
+        "gateway",
+        "requests_in_flight",
+        "Requests being relayed to a backend now.",
+        ("model", "pool"),
+    ),
+    Family(
+        "gateway",
+        "upstream_errors_total",
+        "Backend failures: connect (retried on another backend), stream (broken mid-response), "
+        "timeout.",
+        ("model", "pool", "kind"),
+    ),
+    Family(
+        "gateway",
+        "rejected_total",
+        "Requests refused before any backend; reason is the OpenAI error code.",
+        ("reason",),
+    ),
+    Family(
+        "gateway",
+        "rate_limited_total",
+        "Requests refused with 429, by key name (never the key) and limit (requests, tokens).",
+        ("key", "limit"),
+    ),
+    Family(
+        "gateway",
+        "backends_ready",
+        "Backends of a model that the gateway routes to now.",
+        ("model",),
+    ),
+)
+
+REPLICA = (
+    *_request_families("replica", "at the replica"),
+    Family(
+        "replica",
+        "inter_token_latency_seconds",
+        "Time between two streamed chunks of one response.",
+        ("model", "pool"),
+        ITL_BUCKETS,
+    ),
+    Family(
+        "replica",
+        "requests_running",
+        "Requests producing tokens now.",
+        ("model", "pool"),
+    ),
+    Family(
+        "replica",
+        "requests_queued",
+        "Requests accepted that have no token yet (scheduler queue or prefill).",
+        ("model", "pool"),
+    ),
+    Family(
+        "replica",
+        "kv_cache_usage_ratio",
+        "Share of the engine's KV cache in use, 0 to 1 (engines that report it: vLLM).",
+        ("model", "pool"),
+    ),
+    Family(
+        "replica",
+        "preemptions_total",
+        "Requests the engine preempted for lack of KV cache (engines that report it: vLLM).",
+        ("model", "pool"),
+    ),
+)
+
+OPERATOR = (
+    Family(
+        "operator",
+        "reconciles_total",
+        "Reconciles of an InferenceModel by result: created, patched (the RayService was "
+        "written), unchanged, invalid (bad spec), apply_failed, error (an exception; retried).",
+        ("namespace", "model", "result"),
+    ),
+    Family(
+        "operator",
+        "reconcile_errors_total",
+        "Reconciles that failed, by reason: a condition reason (InvalidSpec, KubeRayMissing, "
+        "ApplyFailed) or the exception's type.",
+        ("namespace", "model", "reason"),
+    ),
+    Family(
+        "operator",
+        "reconcile_duration_seconds",
+        "Time one reconcile took (reads, render, writes).",
+        (),
+        RECONCILE_BUCKETS,
+    ),
+    Family(
+        "operator",
+        "models",
+        "InferenceModels by phase: 1 for the phase a model is in, 0 for the others.",
+        ("namespace", "model", "phase"),
+    ),
+    Family(
+        "operator",
+        "replicas_ready",
+        "Ready replicas (worker pods) per pool.",
+        ("namespace", "model", "pool", "accelerator", "engine"),
+    ),
+    Family(
+        "operator",
+        "replicas_desired",
+        "Wanted replicas (worker pods) per pool.",
+        ("namespace", "model", "pool", "accelerator", "engine"),
+    ),
+    Family(
+        "operator",
+        "time_to_ready_seconds",
+        "The model's cold start: seconds in each phase (pending, scheduling, loading) until its "
+        "first Ready, and their total.",
+        ("namespace", "model", "phase"),
+    ),
+)
+
+FAMILIES: tuple[Family, ...] = (*GATEWAY, *REPLICA, *OPERATOR)
+"""Every family modelgrid exports."""
+
+
+def build_families(
+    families: Iterable[Family], registry: CollectorRegistry
+) -> dict[str, Counter | Gauge | Histogram]:
+    """Register ``families`` in ``registry``; returns them by stem."""
+    return {f.stem: f.create(registry) for f in families}
+
+
+def markdown_table(families: Iterable[Family] = FAMILIES) -> str:
+    """The docs table of ``families``: name, type, labels, meaning."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for f in families:
+        labels = ", ".join(f"`{label}`" for label in f.labels) or "-"
+        rows.append(f"| `{f.name}` | {f.kind} | {labels} | {f.help} |")
+    return "\n".join(rows) + "\n"
+
+
+# ---- the replica's metrics --------------------------------------------------------------------
+
+_REPLICA = {f.stem: f for f in REPLICA}
+
+
+@dataclass(frozen=True)
+class EngineMetric:
+    """How one engine-native metric maps onto one of ours."""
+
+    source: str
+    """The engine's sample name, e.g. ``vllm:kv_cache_usage_perc``."""
+    stem: str
+    """The replica family it becomes (``kv_cache_usage_ratio``)."""
+
+
+VLLM_STATS = (
+    EngineMetric("vllm:kv_cache_usage_perc", "kv_cache_usage_ratio"),
+    EngineMetric("vllm:num_preemptions_total", "preemptions_total"),
+)
+"""vLLM's own families (registered in the replica process' default registry by vLLM's
+Prometheus stat logger) and the modelgrid names they are exported under. vLLM's
+``kv_cache_usage_perc`` is a fraction from 0 to 1 despite its name."""
+
+
+class EngineStats(Collector):
+    """Exports engine-native numbers under modelgrid names, read at scrape time (nothing on the
+    request path). Several engine cores of one replica are summed (preemptions) or averaged
+    (KV-cache use)."""
+
+    def __init__(
+        self,
+        mapping: Iterable[EngineMetric],
+        *,
+        model: str,
+        pool: str,
+        source: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._mapping = tuple(mapping)
+        self._labels = [model, pool]
+        self._source = source.restricted_registry(
+            [m.source for m in self._mapping] + [m.source.removesuffix("_total") for m in self._mapping]
+        )
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        values: dict[str, list[float]] = {}
+        for family in self._source.collect():
+            for sample in family.samples:
+                values.setdefault(sample.name, []).append(sample.value)
+        for m in self._mapping:
+            found = values.get(m.source)
+            if not found:
+                continue  # the engine does not report it (yet)
+            ours = _REPLICA[m.stem]
+            if ours.kind == "counter":
+                counter = CounterMetricFamily(
+                    ours.name.removesuffix("_total"), ours.help, labels=ours.labels
+                )
+                counter.add_metric(self._labels, sum(found))
+                yield counter
+            else:
+                gauge = GaugeMetricFamily(ours.name, ours.help, labels=ours.labels)
+                gauge.add_metric(self._labels, sum(found) / len(found))
+                yield gauge
+
+    def describe(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        return []  # no describe-time collection: the engine may not have started yet
+
+
 class Metrics:
-    """The metric families of one replica, in their own registry."""
+    """The metric families of one replica, in their own registry.
 
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    Args:
+        pool: The pool this replica belongs to (the ``pool`` label of every sample); "-" when
+            unknown.
+    """
 
-    def __post_init__(self) -> None:
-        r = self.registry
-        self.requests = Counter(
-            "modelgrid_requests",
-            "Requests answered, by route and status code.",
-            ["model", "route", "status"],
-            registry=r,
-        )
-        self.request_duration = Histogram(
-            "modelgrid_request_duration_seconds",
-            "Time from request to last byte.",
-            ["model", "route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "modelgrid_time_to_first_token_seconds",
-            "Time from request to first streamed token.",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.itl = Histogram(
-            "modelgrid_inter_token_latency_seconds",
-            "Time between streamed chunks.",
-            ["model"],
-            buckets=_ITL_BUCKETS,
-            registry=r,
-        )
-        self.prompt_tokens = Counter(
-            "modelgrid_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r
-        )
-        self.generation_tokens = Counter(
-            "modelgrid_generation_tokens", "Tokens generated.", ["model"], registry=r
-        )
-        self.running = Gauge(
-            "modelgrid_requests_running", "Requests producing tokens now.", ["model"], registry=r
-        )
-        self.queued = Gauge(
-            "modelgrid_requests_queued",
-            "Requests accepted that have no token yet.",
-            ["model"],
-            registry=r,
-        )
+    def __init__(self, pool: str = "-") -> None:
+        self.pool = pool
+        self.registry = CollectorRegistry()
+        f = build_families((f for f in REPLICA if f.stem not in _ENGINE_STEMS), self.registry)
+        self.requests = f["requests_total"]
+        self.request_duration = f["request_duration_seconds"]
+        self.ttft = f["time_to_first_token_seconds"]
+        self.itl = f["inter_token_latency_seconds"]
+        self.prompt_tokens = f["prompt_tokens_total"]
+        self.generation_tokens = f["generation_tokens_total"]
+        self.running = f["requests_running"]
+        self.queued = f["requests_queued"]
+        self._children: dict[str, _ModelChildren] = {}
+
+    def watch_engine(self, mapping: Iterable[EngineMetric], *, model: str) -> None:
+        """Also export the engine's own numbers named in ``mapping`` (read at each scrape)."""
+        self.registry.register(EngineStats(mapping, model=model, pool=self.pool))
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
@@ -74,45 +361,67 @@ class Metrics:
 
     def track(self, model: str, route: str) -> RequestTracker:
         """Start tracking one request."""
-        return RequestTracker(self, model, route)
+        children = self._children.get(model)
+        if children is None:
+            children = self._children[model] = _ModelChildren(self, model)
+        return RequestTracker(self, children, model, route)
+
+
+_ENGINE_STEMS = frozenset(m.stem for m in VLLM_STATS)
+
+
+class _ModelChildren:
+    """The labelled children of one model, looked up once (not on every token)."""
+
+    __slots__ = ("generation", "itl", "prompt", "queued", "running", "ttft")
+
+    def __init__(self, m: Metrics, model: str) -> None:
+        self.queued = m.queued.labels(model, m.pool)
+        self.running = m.running.labels(model, m.pool)
+        self.ttft = m.ttft.labels(model, m.pool)
+        self.itl = m.itl.labels(model, m.pool)
+        self.prompt = m.prompt_tokens.labels(model, m.pool)
+        self.generation = m.generation_tokens.labels(model, m.pool)
 
 
 class RequestTracker:
     """Follows one request from arrival to its last byte; moves it from queued to running."""
 
-    __slots__ = ("_last", "_m", "_model", "_route", "_start", "_state")
+    __slots__ = ("_c", "_last", "_m", "_model", "_route", "_start", "_state")
 
-    def __init__(self, metrics: Metrics, model: str, route: str) -> None:
-        self._m, self._model, self._route = metrics, model, route
+    def __init__(self, metrics: Metrics, children: _ModelChildren, model: str, route: str) -> None:
+        self._m, self._c, self._model, self._route = metrics, children, model, route
         self._start = self._last = time.perf_counter()
         self._state = "queued"
-        metrics.queued.labels(model).inc()
+        children.queued.inc()
 
     def token(self) -> None:
         """A chunk with tokens went out."""
         now = time.perf_counter()
         if self._state == "queued":
-            self._m.queued.labels(self._model).dec()
-            self._m.running.labels(self._model).inc()
-            self._m.ttft.labels(self._model).observe(now - self._start)
+            self._c.queued.dec()
+            self._c.running.inc()
+            self._c.ttft.observe(now - self._start)
             self._state = "running"
         else:
-            self._m.itl.labels(self._model).observe(now - self._last)
+            self._c.itl.observe(now - self._last)
         self._last = now
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> None:
         """Token counts the engine reported."""
-        self._m.prompt_tokens.labels(self._model).inc(prompt_tokens)
-        self._m.generation_tokens.labels(self._model).inc(completion_tokens)
+        self._c.prompt.inc(prompt_tokens)
+        self._c.generation.inc(completion_tokens)
 
     def done(self, status: int) -> None:
         """The request ended (any way). Idempotent."""
         if self._state == "done":
             return
-        gauge = self._m.queued if self._state == "queued" else self._m.running
-        gauge.labels(self._model).dec()
+        gauge = self._c.queued if self._state == "queued" else self._c.running
+        gauge.dec()
         self._state = "done"
-        self._m.requests.labels(self._model, self._route, str(status)).inc()
-        self._m.request_duration.labels(self._model, self._route).observe(
+        m = self._m
+        m.requests.labels(self._model, m.pool, self._route, str(status)).inc()
+        m.request_duration.labels(self._model, m.pool, self._route).observe(
             time.perf_counter() - self._start
         )
+

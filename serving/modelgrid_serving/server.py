@@ -18,7 +18,7 @@ from ray.serve.llm import LLMConfig, LLMServer
 from .api import build_api
 from .config import AppConfig
 from .engines.vllm import VLLMEngine
-from .metrics import Metrics
+from .metrics import VLLM_STATS, Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,9 @@ class VLLMServer(LLMServer):
 
     async def __init__(self, llm_config: LLMConfig, *, app_config: dict[str, Any]) -> None:
         self._app_config = AppConfig.model_validate(app_config)
-        self._metrics = Metrics()
+        # One pool per application (app.py): its name labels every sample of this replica.
+        self._metrics = Metrics(pool=self._app_config.pools[0].name)
+        self._metrics.watch_engine(VLLM_STATS, model=self._app_config.model_name)
         self._created = int(time.time())
         await super().__init__(llm_config)
         port = self._app_config.metrics_port

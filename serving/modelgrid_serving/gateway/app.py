@@ -215,19 +215,19 @@ class Gateway:
             authorize(policy, self.state.allowed_for(policy), model)
             rl_headers = self.state.limiter.admit(policy, now=time.monotonic())
         except _ClientGone:
-            self.state.metrics.requests.labels(model, route_label, "499").inc()
+            self.state.metrics.refused(model, route_label, 499)
             return
         except APIError as exc:
             if exc.status_code == 429:
                 self.state.metrics.rate_limited.labels(policy.name, exc.type).inc()
             self.state.metrics.rejected.labels(exc.code or exc.type).inc()
             status = await send_error(send, exc)
-            self.state.metrics.requests.labels(model, route_label, str(status)).inc()
+            self.state.metrics.refused(model, route_label, status)
             return
         except Exception as exc:  # our bug: a 500 in OpenAI's shape, logged
             logger.exception("%s checks failed", route_label)
             await send_error(send, exc)
-            self.state.metrics.requests.labels(model, route_label, "500").inc()
+            self.state.metrics.refused(model, route_label, 500)
             return
 
         extra = [(k.encode(), v.encode()) for k, v in rl_headers.items()]
@@ -245,10 +245,6 @@ class Gateway:
         finally:
             call.done = True
             watcher.cancel()
-        self.state.metrics.requests.labels(model, route_label, str(status)).inc()
-        self.state.metrics.duration.labels(model, route_label).observe(
-            time.perf_counter() - started
-        )
         counters = self.state.counters.get(model)
         if counters is None:
             counters = self.state.counters[model] = ModelCounters()
@@ -256,8 +252,9 @@ class Gateway:
         prompt, completion = call.usage or (estimate_prompt_tokens(body), call.events)
         counters.prompt_tokens += prompt
         counters.completion_tokens += completion
-        self.state.metrics.tokens.labels(model, "prompt").inc(prompt)
-        self.state.metrics.tokens.labels(model, "completion").inc(completion)
+        self.state.metrics.answered(
+            model, call.pool, route_label, status, time.perf_counter() - started, prompt, completion
+        )
         self.console.live.record(
             model,
             now=time.monotonic(),

@@ -26,6 +26,7 @@ from ..errors import (
     from_engine_error,
 )
 from .asgi import Receive, Scope, Send, header, send_body, send_error
+from .metrics import NO_POOL
 from .proxy import HOP_BY_HOP, find_usage, model_renamer, rewrite_model
 from .routing import Backend
 
@@ -55,6 +56,7 @@ class Relay:
         "extra",
         "model",
         "payload",
+        "pool",
         "route",
         "scope",
         "send",
@@ -81,6 +83,8 @@ class Relay:
         self.client_gone = False
         self.done = False
         self.events = 0
+        self.pool = NO_POOL
+        """The pool of the backend that took the request (the last one tried)."""
         self.usage: tuple[int, int] | None = None
         self.ttft_s: float | None = None
         """Seconds from the request to the first streamed event (streams only)."""
@@ -106,6 +110,7 @@ class Relay:
             if backend is None:
                 break
             tried.append(backend.url)
+            self.pool = backend.pool
             state.balancer.started(backend.url)
             in_flight = state.metrics.in_flight.labels(self.model, backend.pool)
             in_flight.inc()
@@ -199,7 +204,8 @@ class Relay:
                     if first:
                         first = False
                         self.ttft_s = time.perf_counter() - self.started
-                        self.state.metrics.ttft.labels(self.model).observe(self.ttft_s)
+                        ttft = self.state.metrics.ttft.labels(self.model, backend.pool)
+                        ttft.observe(self.ttft_s)
                     self.events += chunk.count(b"data:")
                     usage = find_usage(chunk)
                     if usage is not None:

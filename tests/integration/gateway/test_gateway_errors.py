@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,12 +125,16 @@ def test_health_ready_info_metrics_stats(gateway: Gateway) -> None:
     for family in (
         "modelgrid_gateway_requests_total",
         "modelgrid_gateway_request_duration_seconds",
-        "modelgrid_gateway_in_flight_requests",
-        "modelgrid_gateway_tokens_total",
+        "modelgrid_gateway_requests_in_flight",
+        "modelgrid_gateway_prompt_tokens_total",
+        "modelgrid_gateway_generation_tokens_total",
         "modelgrid_gateway_backends_ready",
     ):
         assert family in metrics
-    assert 'modelgrid_gateway_requests_total{model="tiny",route="chat",status="200"}' in metrics
+    assert re.search(
+        r'modelgrid_gateway_requests_total\{model="tiny",pool="[ab]",route="chat",status="200"\}',
+        metrics,
+    )
     stats = {m["id"]: m for m in httpx.get(gateway.v1 + "/stats").json()["models"]}
     assert stats["tiny"]["ready"] and not stats["ghost"]["ready"]
     assert stats["tiny"]["requests"] >= 1 and stats["tiny"]["tokens"]["completion"] >= 1

@@ -140,7 +140,8 @@ def test_client_disconnect_cancels_the_upstream_request(
     wait_for(lambda: stats(gw)["solo-e"]["in_flight"] == 0, timeout=3, what="in-flight to drop")
     metrics = httpx.get(gw.url + "/metrics").text
     assert (
-        'modelgrid_gateway_requests_total{model="solo-e",route="chat",status="499"} 1.0' in metrics
+        'modelgrid_gateway_requests_total{model="solo-e",pool="e",route="chat",status="499"} 1.0'
+        in metrics
     )
     assert chat(gw, "solo-e").status_code == 200  # the backend is free for the next request
 

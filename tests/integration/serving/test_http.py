@@ -57,22 +57,24 @@ def test_metrics_count_requests_and_tokens(http: httpx.Client, stack: Stack) -> 
     assert reply.status_code == 200
     text = http.get("/metrics").text
     for name in (
-        "modelgrid_requests_total",
-        "modelgrid_time_to_first_token_seconds_bucket",
-        "modelgrid_inter_token_latency_seconds_bucket",
-        "modelgrid_prompt_tokens_total",
-        "modelgrid_generation_tokens_total",
-        "modelgrid_requests_running",
-        "modelgrid_requests_queued",
+        "modelgrid_replica_requests_total",
+        "modelgrid_replica_time_to_first_token_seconds_bucket",
+        "modelgrid_replica_inter_token_latency_seconds_bucket",
+        "modelgrid_replica_prompt_tokens_total",
+        "modelgrid_replica_generation_tokens_total",
+        "modelgrid_replica_requests_running",
+        "modelgrid_replica_requests_queued",
+        "modelgrid_replica_kv_cache_usage_ratio",  # vLLM's own number, under our name
     ):
         assert f"\n{name}" in text, name
     samples = dict(
         line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
     )
-    assert float(samples[f'modelgrid_generation_tokens_total{{model="{stack.model}"}}']) >= 4
-    assert (
-        float(samples[f'modelgrid_time_to_first_token_seconds_count{{model="{stack.model}"}}']) >= 1
-    )
+    labels = f'{{model="{stack.model}",pool="local"}}'
+    assert float(samples[f"modelgrid_replica_generation_tokens_total{labels}"]) >= 4
+    assert float(samples[f"modelgrid_replica_time_to_first_token_seconds_count{labels}"]) >= 1
+    assert 0 <= float(samples[f"modelgrid_replica_kv_cache_usage_ratio{labels}"]) <= 1
+    assert "vllm:" not in text  # engine metrics are mapped, not passed through
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -225,11 +225,14 @@ class ChartCopy:
 
 
 def copy_chart(helm: Helm, where: Path, dashboards: dict[str, Any]) -> ChartCopy:
-    """The chart, plus NOTES.txt as an object and the given dashboards (name -> JSON)."""
+    """The chart, plus NOTES.txt as an object, with the given dashboards (name -> JSON) instead
+    of its own."""
     path = where / "modelgrid"
     shutil.copytree(CHART, path)
     shutil.copy(CHART / "templates" / "NOTES.txt", path / "notes-under-test.txt")
     (path / "templates" / "zz-notes.yaml").write_text(NOTES_AS_OBJECT)
+    for shipped in (path / "dashboards").glob("*.json"):
+        shipped.unlink()  # only the given dashboards
     for name, dashboard in dashboards.items():
         (path / "dashboards" / name).write_text(json.dumps(dashboard, indent=2))
     return ChartCopy(helm, path)
@@ -239,7 +242,7 @@ DASHBOARDS = {
     "overview.json": {"title": "modelgrid overview", "uid": "modelgrid-overview", "panels": []},
     "Per_Model.json": {"title": "modelgrid model", "uid": "modelgrid-model", "panels": []},
 }
-"""Stand-ins for the generated dashboards (issue 8, item 3), to exercise their ConfigMaps."""
+"""Stand-ins for the generated dashboards: names that exercise the ConfigMap naming."""
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,14 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from chart_support import DASHBOARDS, MONITORING_API, NAMESPACE, prometheus_crds, values_args
+from chart_support import (
+    CHART,
+    DASHBOARDS,
+    MONITORING_API,
+    NAMESPACE,
+    prometheus_crds,
+    values_args,
+)
 from fidelity_support import SUPPORTED_KUBERNETES
 from fidelity_support.admission import admit, crd_schema
 from fidelity_support.openapi import schema_errors
@@ -58,7 +65,7 @@ def _kinds(objects: list[dict[str, Any]]) -> list[str]:
 
 
 def test_chart_monitors_only_when_asked_and_served(helm, rendered):
-    assert _kinds(rendered[MONITORING].objects) == ["PodMonitor", "ServiceMonitor"]
+    assert _kinds(rendered[MONITORING].objects) == ["PodMonitor", "PodMonitor", "ServiceMonitor"]
     assert _kinds(rendered["default"].objects) == []  # the API is there, the switch is off
     without_api = helm.template(*values_args(MONITORING))
     assert without_api.returncode == 0, without_api.stderr
@@ -82,7 +89,7 @@ def test_chart_servicemonitor_scrapes_the_gateway_service(rendered):
 
 
 def test_chart_podmonitor_scrapes_every_model_pod(rendered):
-    monitor = rendered[MONITORING].one("PodMonitor")
+    monitor = rendered[MONITORING].one("PodMonitor", "model")
     spec = monitor["spec"]
     assert set(spec) == {"selector", "namespaceSelector", "podMetricsEndpoints"}
     assert spec["selector"] == {"matchExpressions": [{"key": MODEL_LABEL, "operator": "Exists"}]}
@@ -94,6 +101,32 @@ def test_chart_podmonitor_scrapes_every_model_pod(rendered):
         "interval": "30s",
         "scrapeTimeout": "10s",
     }
+
+
+def test_chart_operator_podmonitor_scrapes_the_operator_metrics_port(rendered):
+    objects = rendered[MONITORING]
+    monitor = objects.one("PodMonitor", "operator")
+    deployment = objects.one("Deployment", "operator")
+    pod = deployment["spec"]["template"]
+    spec = monitor["spec"]
+    assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert endpoint == {"port": "metrics", "path": "/metrics", "interval": "30s",
+                        "scrapeTimeout": "10s"}
+    (container,) = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert f"--metrics-port={ports['metrics']}" in container["command"]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_chart_operator_podmonitor_needs_the_operator(helm):
+    result = helm.template(
+        *values_args(MONITORING), "--api-versions", MONITORING_API, "--set", "operator.enabled=false"
+    )
+    assert result.returncode == 0, result.stderr
+    kinds = _kinds([o for o in yaml.safe_load_all(result.stdout) if o])
+    assert kinds == ["PodMonitor", "ServiceMonitor"]
 
 
 def test_chart_podmonitor_follows_the_watched_namespaces(helm):
@@ -112,11 +145,16 @@ def test_chart_podmonitor_follows_the_watched_namespaces(helm):
 
 
 @pytest.mark.parametrize(
-    ("kind", "plural"), [("ServiceMonitor", "servicemonitors"), ("PodMonitor", "podmonitors")]
+    ("kind", "plural", "component"),
+    [
+        ("ServiceMonitor", "servicemonitors", "gateway"),
+        ("PodMonitor", "podmonitors", "model"),
+        ("PodMonitor", "podmonitors", "operator"),
+    ],
 )
-def test_chart_monitors_pass_the_prometheus_operator_crd(rendered, kind, plural):
+def test_chart_monitors_pass_the_prometheus_operator_crd(rendered, kind, plural, component):
     schema = _crd_schema(plural)
-    monitor = rendered[MONITORING].one(kind)
+    monitor = rendered[MONITORING].one(kind, component)
     assert schema_errors(monitor, schema, strict=True) == []
     admission = admit(monitor, schema)
     assert admission.accepted, admission.errors
@@ -164,17 +202,26 @@ def test_chart_prometheus_crd_check_catches_a_misspelled_spec_field(rendered):
 
 def test_chart_prometheus_crd_check_catches_a_bad_duration(rendered):
     schema = _crd_schema("podmonitors")
-    monitor = _copy(rendered[MONITORING].one("PodMonitor"))
+    monitor = _copy(rendered[MONITORING].one("PodMonitor", "model"))
     monitor["spec"]["podMetricsEndpoints"][0]["interval"] = "30 seconds"
     (error,) = schema_errors(monitor, schema, strict=True)
     assert error[0] == "spec.podMetricsEndpoints[0].interval"
     assert not admit(monitor, schema).accepted
 
 
-def test_chart_has_no_dashboards_yet(helm):
-    result = helm.template("--set", "dashboards.enabled=true")
-    assert result.returncode == 0, result.stderr
-    assert "grafana_dashboard" not in result.stdout
+def test_chart_ships_the_generated_dashboards(rendered):
+    maps = {
+        m["metadata"]["name"]: m
+        for m in rendered[MONITORING].by_kind["ConfigMap"]
+        if m["metadata"]["labels"].get("app.kubernetes.io/component") == "dashboards"
+    }
+    files = sorted((CHART / "dashboards").glob("*.json"))
+    assert sorted(maps) == [f"mg-modelgrid-dashboard-{f.stem}" for f in files]
+    assert len(files) == 2
+    for path in files:
+        config_map = maps[f"mg-modelgrid-dashboard-{path.stem}"]
+        assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert json.loads(config_map["data"][path.name]) == json.loads(path.read_text())
 
 
 def test_chart_dashboards_become_labelled_configmaps(chart_copy):

@@ -115,7 +115,7 @@ def engine() -> ScriptedEngine:
 
 @pytest.fixture
 def metrics() -> Metrics:
-    return Metrics()
+    return Metrics(pool="local")
 
 
 @pytest.fixture
@@ -166,23 +166,23 @@ def test_stream_keeps_usage_when_asked(client: TestClient) -> None:
 def test_metrics_count_stream_tokens(client: TestClient, metrics: Metrics) -> None:
     client.post("/v1/chat/completions", json={"model": "tiny", "stream": True, **CHAT})
     registry = metrics.registry
-    assert registry.get_sample_value("modelgrid_generation_tokens_total", {"model": "tiny"}) == 2
+    assert registry.get_sample_value("modelgrid_replica_generation_tokens_total", {"model": "tiny", "pool": "local"}) == 2
     assert (
-        registry.get_sample_value("modelgrid_time_to_first_token_seconds_count", {"model": "tiny"})
+        registry.get_sample_value("modelgrid_replica_time_to_first_token_seconds_count", {"model": "tiny", "pool": "local"})
         == 1
     )
     assert (
-        registry.get_sample_value("modelgrid_inter_token_latency_seconds_count", {"model": "tiny"})
+        registry.get_sample_value("modelgrid_replica_inter_token_latency_seconds_count", {"model": "tiny", "pool": "local"})
         == 1
     )
     assert (
         registry.get_sample_value(
-            "modelgrid_requests_total", {"model": "tiny", "route": "chat", "status": "200"}
+            "modelgrid_replica_requests_total", {"model": "tiny", "pool": "local", "route": "chat", "status": "200"}
         )
         == 1
     )
-    assert registry.get_sample_value("modelgrid_requests_running", {"model": "tiny"}) == 0
-    assert registry.get_sample_value("modelgrid_requests_queued", {"model": "tiny"}) == 0
+    assert registry.get_sample_value("modelgrid_replica_requests_running", {"model": "tiny", "pool": "local"}) == 0
+    assert registry.get_sample_value("modelgrid_replica_requests_queued", {"model": "tiny", "pool": "local"}) == 0
 
 
 def test_engine_refusal_is_answered_in_openai_shape(
@@ -194,7 +194,7 @@ def test_engine_refusal_is_answered_in_openai_shape(
     assert reply.json()["error"]["code"] == "context_length_exceeded"
     assert (
         metrics.registry.get_sample_value(
-            "modelgrid_requests_total", {"model": "tiny", "route": "chat", "status": "400"}
+            "modelgrid_replica_requests_total", {"model": "tiny", "pool": "local", "route": "chat", "status": "400"}
         )
         == 1
     )
