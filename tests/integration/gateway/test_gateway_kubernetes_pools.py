@@ -111,3 +111,37 @@ async def test_two_pool_model_is_two_backends_and_survives_losing_one(
         for _ in range(4):
             assert (await http.post("/v1/chat/completions", json=CHAT)).status_code == 200
         assert (await _pool_requests(http))["gpu"][1] == before + 4
+
+
+async def test_external_mlx_endpoint_registered_as_a_pool_joins_the_cluster_model(
+    kube: tuple[Path, Any, Any],  # noqa: F811 - the fixture imported above
+    servers: Servers,
+    tiny_model: Path,
+) -> None:
+    """An Apple machine outside the cluster (its mlx_lm.server) serves the same name as a
+    cluster InferenceModel: a static backend with the same served name pools with it."""
+    kubeconfig, custom, _ = kube
+    gpu, mac = servers.mlx(tiny_model, name="k8s-gpu"), servers.mlx(tiny_model, name="ext-mac")
+    await asyncio.to_thread(gpu.wait_ready)
+    await asyncio.to_thread(mac.wait_ready)
+    static = {
+        "models": [{"name": SERVED, "backends": [{"url": mac.url + "/v1", "pool": "mac-studio"}]}],
+        "limits": {"health_interval_s": 0.5},
+    }
+    url = await start_gateway(servers, kubeconfig, static)
+    status = two_pool_status(gpu.url, mac.url)
+    status["pools"] = status["pools"][:1]  # the cluster model has the gpu pool only
+    body = inference_model("llama", **status)
+    await asyncio.to_thread(
+        custom.create_namespaced_custom_object, GROUP, VERSION, NAMESPACE, PLURAL, body
+    )
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+
+        async def both_known() -> bool:
+            return set(await _pool_requests(http)) == {"gpu", "mac-studio"}
+
+        await eventually(both_known, timeout=30, what="static and cluster backends merged")
+        for _ in range(16):
+            assert (await http.post("/v1/chat/completions", json=CHAT)).status_code == 200
+        spread = await _pool_requests(http)
+        assert all(ready and count > 0 for ready, count in spread.values()), spread
