@@ -17,13 +17,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 from .. import __version__
-from ..errors import APIError, MethodNotAllowed, PayloadTooLarge, RouteNotFound
+from ..errors import APIError, MethodNotAllowed, PayloadTooLarge, RouteNotFound, Unauthorized
 from .asgi import JSON, Headers, Receive, Scope, Send, header, send_body, send_error
 from .auth import ANONYMOUS, KeyPolicy, authorize
 from .console import Console
 from .gpu_info import gather_gpu_info
 from .metrics import CONTENT_TYPE
 from .proxy import estimate_prompt_tokens, parse_body
+from .peers import USAGE_PATH
 from .relay import Relay
 from .routing import filter_listing
 from .state import GatewayState, ModelCounters
@@ -72,6 +73,7 @@ class Gateway:
             "/metrics": self._metrics,
             "/v1/stats": self._stats,
             "/v1/gpu/info": self._gpu_info,
+            USAGE_PATH: self._peer_usage,
             "/v1/models": self._list_models,
             "/models": self._list_models,
         }
@@ -199,6 +201,14 @@ class Gateway:
             self.state.session, self.state.table, self.state.allowed_for(policy)
         )
         return 200, json.dumps(body).encode(), JSON
+
+    async def _peer_usage(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
+        peers = self.state.peers
+        if peers is None:
+            raise RouteNotFound(f"No route GET {USAGE_PATH}: no peers are configured.")
+        if not peers.authorized(header(scope, b"authorization")):
+            raise Unauthorized("Peer usage needs the gateways' shared peer secret.")
+        return 200, json.dumps(peers.usage_body()).encode(), JSON
 
     # ---- the proxy --------------------------------------------------------------------------
 

@@ -83,6 +83,35 @@ class AuthConfig(_Config):
     )
 
 
+class PeersConfig(_Config):
+    """Other gateway processes that share the per-key limits with this one (see peers.py)."""
+
+    urls: list[str] = Field(
+        default_factory=list, description="Base URLs of peer gateways (static setups)."
+    )
+    dns: str | None = Field(
+        default=None,
+        pattern=r"^[^:/\s]+:[0-9]{1,5}$",
+        description="HOST:PORT; every address HOST resolves to is a peer (a headless Service "
+        "over the gateway pods). This process finds and skips itself.",
+    )
+    interval_s: float = Field(
+        default=0.5, gt=0, le=60, description="How often peers' usage is read."
+    )
+
+    @field_validator("urls")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"peer url {url!r} must start with http:// or https://")
+        return [url.rstrip("/") for url in urls]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.urls or self.dns)
+
+
 class LimitsConfig(_Config):
     """Bounds that keep one client or one backend from hurting the others."""
 
@@ -99,6 +128,10 @@ class LimitsConfig(_Config):
     )
     health_interval_s: float = Field(
         default=2.0, ge=0, description="Static backends' /health probe period; 0: off."
+    )
+    peers: PeersConfig = Field(
+        default_factory=PeersConfig,
+        description="Gateways that share the per-key limits (replicas behind one Service).",
     )
 
 

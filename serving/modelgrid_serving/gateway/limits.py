@@ -5,6 +5,11 @@ needs one request-token and a token bucket above zero; it is charged its real to
 it ends (usage reported by the backend, else an estimate), so a long answer pushes the bucket
 below zero and the next request waits. Refusals say when to retry (``Retry-After``) and every
 answer carries OpenAI's ``x-ratelimit-*`` headers. Pure: the clock is passed in.
+
+Several gateway processes share a key's allowance (see :mod:`.peers`): each counts what it
+consumed itself (:attr:`RateLimiter.consumed`, running totals) and takes what its peers
+consumed out of its own buckets (:meth:`RateLimiter.absorb`), so the limit holds for the key
+across replicas, give or take one sync interval.
 """
 
 from __future__ import annotations
@@ -58,13 +63,41 @@ class RateLimiter:
     def __init__(self) -> None:
         self._requests: dict[str, Bucket] = {}
         self._tokens: dict[str, Bucket] = {}
+        self._owed_requests: dict[str, float] = {}
+        self._owed_tokens: dict[str, float] = {}
+        self.consumed: dict[str, list[int]] = {}
+        """key name -> [requests, tokens] this process admitted and charged since it started
+        (keys with limits only): what its peers read."""
 
-    def _bucket(self, table: dict[str, Bucket], name: str, capacity: int, now: float) -> Bucket:
+    def _bucket(
+        self,
+        table: dict[str, Bucket],
+        owed: dict[str, float],
+        name: str,
+        capacity: int,
+        now: float,
+    ) -> Bucket:
         bucket = table.get(name)
         if bucket is None or bucket.capacity != capacity:  # new key, or its limit changed
             bucket = table[name] = Bucket(capacity, float(capacity), now)
         bucket.refill(now)
+        if owed:
+            bucket.level -= owed.pop(name, 0.0)
         return bucket
+
+    def absorb(self, name: str, requests: int, tokens: int) -> None:
+        """Take what peers consumed for key ``name`` out of its buckets (at their next use)."""
+        if requests > 0:
+            self._owed_requests[name] = self._owed_requests.get(name, 0.0) + requests
+        if tokens > 0:
+            self._owed_tokens[name] = self._owed_tokens.get(name, 0.0) + tokens
+
+    def _count(self, name: str, requests: int, tokens: int) -> None:
+        totals = self.consumed.get(name)
+        if totals is None:
+            totals = self.consumed[name] = [0, 0]
+        totals[0] += requests
+        totals[1] += tokens
 
     def admit(self, policy: KeyPolicy, *, now: float) -> dict[str, str]:
         """Take one request from the key's allowance.
@@ -78,9 +111,13 @@ class RateLimiter:
         headers: dict[str, str] = {}
         requests = tokens = None
         if policy.requests_per_minute:
-            requests = self._bucket(self._requests, policy.name, policy.requests_per_minute, now)
+            requests = self._bucket(
+                self._requests, self._owed_requests, policy.name, policy.requests_per_minute, now
+            )
         if policy.tokens_per_minute:
-            tokens = self._bucket(self._tokens, policy.name, policy.tokens_per_minute, now)
+            tokens = self._bucket(
+                self._tokens, self._owed_tokens, policy.name, policy.tokens_per_minute, now
+            )
         if requests is not None and requests.level < 1:
             wait = requests.seconds_until(1)
             raise RateLimited(
@@ -99,14 +136,18 @@ class RateLimiter:
             )
         if requests is not None:
             requests.level -= 1
+            self._count(policy.name, 1, 0)
         headers.update(_headers(requests, tokens))
         return headers
 
     def charge(self, policy: KeyPolicy, tokens: int, *, now: float) -> None:
         """Charge ``tokens`` (prompt + completion) to the key once its request ended."""
         if policy.tokens_per_minute and tokens > 0:
-            bucket = self._bucket(self._tokens, policy.name, policy.tokens_per_minute, now)
+            bucket = self._bucket(
+                self._tokens, self._owed_tokens, policy.name, policy.tokens_per_minute, now
+            )
             bucket.level -= tokens
+            self._count(policy.name, 0, tokens)
 
 
 def _headers(requests: Bucket | None, tokens: Bucket | None) -> dict[str, str]:

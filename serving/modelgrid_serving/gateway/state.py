@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .auth import KeyPolicy, KeyRing
 from .balancer import Balancer
 from .config import GatewayConfig, KeyConfig, load_config, load_keys
 from .limits import RateLimiter
+from .peers import PEER_SECRET_ENV, PeerSync
 from .metrics import GatewayMetrics
 from .routing import ModelEntry, RoutingTable, allowed_models, build_table
 from .sources import entries_from_inferencemodels, keys_from_secret, static_entries
@@ -67,6 +69,12 @@ class GatewayState:
         self.metrics = GatewayMetrics()
         self.balancer = Balancer(max_in_flight=config.limits.max_in_flight_per_backend)
         self.limiter = RateLimiter()
+        peers = config.limits.peers
+        self.peers = (
+            PeerSync(self.limiter, peers, os.environ.get(PEER_SECRET_ENV) or None)
+            if peers.enabled
+            else None
+        )
         self.keys = KeyRing((), enabled=config.auth.enabled)
         self.table = RoutingTable()
         self.counters: dict[str, ModelCounters] = {}
@@ -130,6 +138,11 @@ class GatewayState:
 
     async def startup(self) -> None:
         """Open the client pool, start the sources, the health probe and the file watch."""
+        if self.peers is not None and self.keys.enabled and self.peers.secret is None:
+            raise ValueError(
+                f"limits.peers: set {PEER_SECRET_ENV} (the same secret on every gateway) "
+                "when auth is on; usage counts per key are not for everyone to read"
+            )
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=10),
             timeout=aiohttp.ClientTimeout(
@@ -139,6 +152,8 @@ class GatewayState:
             ),
         )
         loop = asyncio.get_running_loop()
+        if self.peers is not None:
+            self._tasks.append(asyncio.create_task(self.peers.run(self.session)))
         if self._kubernetes:
             self._start_kubernetes(loop)
         if self.limits.health_interval_s > 0:

@@ -1,0 +1,130 @@
+"""Per-key limits shared by every gateway process: each reads what the others consumed.
+
+Behind a Service, one client's keep-alive connection sticks to one gateway replica, so
+dividing a key's limit by the replica count would starve it; without sharing, N replicas would
+grant N times the limit. Instead each process serves its running totals per key
+(``GET /internal/usage``) and polls its peers' every ``interval_s``; the growth since the last
+poll is taken out of its own buckets (:meth:`~.limits.RateLimiter.absorb`). The limit then
+holds across replicas, overshooting by at most what the key can spend in one interval. No
+store to run: peers are listed in the config or found by DNS (a headless Service's name
+resolves to every ready gateway pod).
+
+Totals are per process instance (a random id), so a restarted peer starts a new series instead
+of looking like negative use, and the first answer of a peer only sets its baseline: what it
+consumed before we met it has refilled or will be seen as it grows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+from typing import Any
+
+import aiohttp
+
+from .config import PeersConfig
+from .limits import RateLimiter
+
+logger = logging.getLogger(__name__)
+
+USAGE_PATH = "/internal/usage"
+PEER_SECRET_ENV = "MODELGRID_GATEWAY_PEER_SECRET"
+"""The shared secret peers send as ``Authorization: Bearer`` (usage counts are not public)."""
+
+
+class PeerSync:
+    """Polls the peers' usage and charges it to the local limiter.
+
+    Args:
+        limiter: This process's buckets.
+        config: Where the peers are and how often to poll.
+        secret: Sent to peers, and required from them by :meth:`usage_body`'s caller.
+    """
+
+    def __init__(self, limiter: RateLimiter, config: PeersConfig, secret: str | None) -> None:
+        self.limiter = limiter
+        self.config = config
+        self.secret = secret
+        self.instance = secrets.token_hex(8)
+        self._seen: dict[str, dict[str, list[int]]] = {}
+
+    def usage_body(self) -> dict[str, Any]:
+        """What ``GET /internal/usage`` answers: this instance and its running totals."""
+        return {"instance": self.instance, "keys": self.limiter.consumed}
+
+    def authorized(self, authorization: bytes | None) -> bool:
+        """Whether a usage request carries the peer secret (any request, when there is none)."""
+        if self.secret is None:
+            return True
+        expected = f"Bearer {self.secret}".encode()
+        return authorization is not None and secrets.compare_digest(authorization, expected)
+
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        """Poll forever (cancel to stop); a peer that does not answer is skipped this round."""
+        while True:
+            try:
+                urls = await self.peer_urls()
+                answers = await asyncio.gather(
+                    *(self._fetch(session, url) for url in urls), return_exceptions=True
+                )
+                heard: set[str] = set()
+                for url, answer in zip(urls, answers, strict=True):
+                    if isinstance(answer, BaseException):
+                        logger.debug("peer %s: %r", url, answer)
+                    elif (instance := self.merge(answer)) is not None:
+                        heard.add(instance)
+                # Forget peers that did not answer (gone, or restarted under a new id): one
+                # that comes back starts from a new baseline.
+                self._seen = {i: totals for i, totals in self._seen.items() if i in heard}
+            except Exception:  # noqa: BLE001 - keep syncing; limits stay local meanwhile
+                logger.exception("peer sync failed")
+            await asyncio.sleep(self.config.interval_s)
+
+    async def peer_urls(self) -> list[str]:
+        """The configured URLs, plus ``http://ADDRESS:PORT`` for each address of ``dns``."""
+        urls = list(self.config.urls)
+        if self.config.dns:
+            host, _, port = self.config.dns.rpartition(":")
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+            except OSError as exc:  # no ready peer yet, or DNS down: local limits meanwhile
+                logger.debug("peers %s: %s", self.config.dns, exc)
+                infos = []
+            for address in sorted({info[4][0] for info in infos}):
+                shown = f"[{address}]" if ":" in address else address
+                urls.append(f"http://{shown}:{port}")
+        return urls
+
+    def merge(self, answer: Any) -> str | None:
+        """Charge the growth of one peer's totals since its previous answer.
+
+        Returns:
+            The peer's instance id; None for our own answer or one that is not a gateway's.
+        """
+        if not isinstance(answer, dict):
+            return None
+        instance, keys = answer.get("instance"), answer.get("keys")
+        if not isinstance(instance, str) or instance == self.instance or not isinstance(keys, dict):
+            return None  # ourselves (DNS lists every pod), or not a gateway
+        previous = self._seen.get(instance)
+        current = {
+            name: [int(totals[0]), int(totals[1])]
+            for name, totals in keys.items()
+            if isinstance(totals, list) and len(totals) == 2
+        }
+        self._seen[instance] = current
+        if previous is not None:  # at first contact the totals are a baseline, not news
+            for name, (requests, tokens) in current.items():
+                before = previous.get(name, [0, 0])
+                self.limiter.absorb(name, requests - before[0], tokens - before[1])
+        return instance
+
+    async def _fetch(self, session: aiohttp.ClientSession, url: str) -> Any:
+        headers = {"authorization": f"Bearer {self.secret}"} if self.secret else None
+        timeout = aiohttp.ClientTimeout(total=max(self.config.interval_s, 0.5))
+        async with session.get(url + USAGE_PATH, headers=headers, timeout=timeout) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)

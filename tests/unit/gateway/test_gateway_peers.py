@@ -1,0 +1,141 @@
+"""Per-key limits shared between gateway processes: running totals, absorbing peers' use."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+from aiohttp import web
+from modelgrid_serving.errors import RateLimited
+from modelgrid_serving.gateway.app import Gateway
+from modelgrid_serving.gateway.auth import KeyPolicy
+from modelgrid_serving.gateway.config import GatewayConfig, PeersConfig
+from modelgrid_serving.gateway.limits import RateLimiter
+from modelgrid_serving.gateway.peers import PEER_SECRET_ENV, USAGE_PATH, PeerSync
+from modelgrid_serving.gateway.state import GatewayState
+from pydantic import ValidationError
+from test_gateway_asgi import call
+
+pytestmark = pytest.mark.unit
+
+POLICY = KeyPolicy(name="team", requests_per_minute=4, tokens_per_minute=1000)
+
+
+def test_limiter_counts_what_it_admits_and_charges() -> None:
+    limiter = RateLimiter()
+    limiter.admit(POLICY, now=0)
+    limiter.admit(POLICY, now=0)
+    limiter.charge(POLICY, 120, now=0)
+    limiter.admit(KeyPolicy(name="free"), now=0)  # no limits: nothing to share
+    assert limiter.consumed == {"team": [2, 120]}
+
+
+def test_absorbed_use_counts_against_the_local_buckets() -> None:
+    limiter = RateLimiter()
+    limiter.admit(POLICY, now=0)
+    limiter.absorb("team", 3, 0)  # a peer admitted three
+    with pytest.raises(RateLimited):
+        limiter.admit(POLICY, now=0)
+    fresh = RateLimiter()  # owed before this process ever saw the key
+    fresh.absorb("team", 0, 1000)
+    with pytest.raises(RateLimited) as caught:
+        fresh.admit(POLICY, now=0)
+    assert caught.value.type == "tokens"
+    assert fresh.consumed == {}  # what peers used is not re-shared as our own
+
+
+def test_merge_takes_growth_only_after_a_baseline_and_skips_itself() -> None:
+    limiter = RateLimiter()
+    sync = PeerSync(limiter, PeersConfig(urls=["http://peer:1"]), None)
+    assert sync.merge({"instance": "p1", "keys": {"team": [10, 500]}}) == "p1"
+    limiter.admit(POLICY, now=0)  # the baseline took nothing
+    assert sync.merge({"instance": "p1", "keys": {"team": [12, 500]}}) == "p1"
+    limiter.admit(POLICY, now=0)
+    with pytest.raises(RateLimited):  # 1 + 2 absorbed + 1 = 4: the next is refused
+        limiter.admit(POLICY, now=0)
+    assert sync.merge({"instance": sync.instance, "keys": {"team": [99, 0]}}) is None
+    assert sync.merge(["not", "a", "gateway"]) is None
+
+
+async def test_peer_urls_from_dns_and_config() -> None:
+    config = PeersConfig(urls=["http://10.0.0.9:8080/"], dns="localhost:8080")
+    urls = await PeerSync(RateLimiter(), config, None).peer_urls()
+    assert urls[0] == "http://10.0.0.9:8080"
+    assert "http://127.0.0.1:8080" in urls[1:]
+    missing = PeersConfig(dns="no-such-host.invalid:8080")
+    assert await PeerSync(RateLimiter(), missing, None).peer_urls() == []
+
+
+def test_peers_config_refuses_bad_addresses() -> None:
+    for bad in ({"dns": "peers"}, {"urls": ["peer:8080"]}, {"interval_s": 0}):
+        with pytest.raises(ValidationError):
+            PeersConfig.model_validate(bad)
+
+
+async def test_two_processes_share_one_allowance_over_http(monkeypatch) -> None:
+    """Two gateway states poll each other's real /internal/usage through aiohttp."""
+    monkeypatch.setenv(PEER_SECRET_ENV, "s3cret")
+    runners, states = [], []
+    try:
+        ports = []
+        for _ in range(2):
+            runner = web.ServerRunner(web.Server(lambda r: web.Response()))
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            ports.append(runner.addresses[0][1])
+            await runner.cleanup()  # only to reserve a free port number
+        for mine, theirs in ((ports[0], ports[1]), (ports[1], ports[0])):
+            config = GatewayConfig.model_validate(
+                {"limits": {"peers": {"urls": [f"http://127.0.0.1:{theirs}"], "interval_s": 0.05}}}
+            )
+            state = GatewayState(config)
+            states.append(state)
+            app = Gateway(state)
+
+            async def handle(request: web.BaseRequest, app: Gateway = app) -> web.Response:
+                headers = {"authorization": request.headers.get("authorization", "")}
+                status, _, body = await call(app, "GET", request.path, headers=headers)
+                return web.Response(status=status, body=body)
+
+            runner = web.ServerRunner(web.Server(handle))
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", mine).start()
+            runners.append(runner)
+        for state in states:
+            await state.startup()
+        a, b = states
+        a.limiter.admit(POLICY, now=0)  # before B's first poll: part of A's baseline
+        await asyncio.sleep(0.3)
+        a.limiter.admit(POLICY, now=0)
+        a.limiter.admit(POLICY, now=0)
+        await asyncio.sleep(0.3)
+        b.limiter.admit(POLICY, now=0)
+        b.limiter.admit(POLICY, now=0)  # 2 seen from A + 2 here: the allowance is spent
+        with pytest.raises(RateLimited):
+            b.limiter.admit(POLICY, now=0)
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{ports[0]}{USAGE_PATH}"
+            async with session.get(url) as resp:
+                assert resp.status == 401
+            async with session.get(url, headers={"authorization": "Bearer s3cret"}) as resp:
+                answer = json.loads(await resp.read())
+        assert answer["keys"] == {"team": [3, 0]}
+    finally:
+        for state in states:
+            await state.shutdown()
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def test_usage_route_is_absent_without_peers_and_auth_needs_a_secret(monkeypatch) -> None:
+    status, _, _ = await call(Gateway(GatewayState(GatewayConfig())), "GET", USAGE_PATH)
+    assert status == 404
+    monkeypatch.delenv(PEER_SECRET_ENV, raising=False)
+    keyed = GatewayConfig.model_validate(
+        {"auth": {"enabled": True}, "limits": {"peers": {"urls": ["http://127.0.0.1:9"]}}}
+    )
+    with pytest.raises(ValueError, match=PEER_SECRET_ENV):
+        await GatewayState(keyed).startup()
