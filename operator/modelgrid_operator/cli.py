@@ -84,18 +84,28 @@ def _dashboards(args: argparse.Namespace) -> int:
 
 def _operator(args: argparse.Namespace) -> int:
     import asyncio
+    from functools import partial
 
     import kopf
 
     from modelgrid_operator.handlers import OperatorConfig, build_registry
     from modelgrid_operator.metrics import OperatorMetrics, serve_metrics
+    from modelgrid_operator.model_info import read_model_facts
+    from modelgrid_operator.reconcile import read_local_facts
     from modelgrid_operator.settings import from_env
 
     metrics = OperatorMetrics()
     if args.metrics_port:
         serve_metrics(metrics, args.metrics_port)
     registry = build_registry(
-        OperatorConfig(render=from_env(), refresh_interval=args.refresh, metrics=metrics)
+        OperatorConfig(
+            render=from_env(),
+            refresh_interval=args.refresh,
+            metrics=metrics,
+            read_facts=partial(read_model_facts, hub=True)
+            if args.hub_metadata
+            else read_local_facts,
+        )
     )
     asyncio.run(
         kopf.operator(
@@ -187,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     operator = sub.add_parser("operator", help="run the operator against the current cluster")
     operator.add_argument(
         "--namespace", action="append", help="watch only this namespace (repeatable); default: all"
+    )
+    operator.add_argument(
+        "--hub-metadata",
+        action="store_true",
+        help="read config.json and weight sizes of Hugging Face models from the Hub for the "
+        "memory admission (needs network; default: spec fields and local paths only)",
     )
     operator.add_argument(
         "--refresh",

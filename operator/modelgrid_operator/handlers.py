@@ -19,7 +19,13 @@ import kopf
 from modelgrid_operator import api
 from modelgrid_operator.k8s import Client
 from modelgrid_operator.metrics import OperatorMetrics
-from modelgrid_operator.reconcile import ModelGone, Outcome, reconcile
+from modelgrid_operator.reconcile import (
+    FactsReader,
+    ModelGone,
+    Outcome,
+    read_local_facts,
+    reconcile,
+)
 from modelgrid_operator.render.rayservice import rayservice_name
 from modelgrid_operator.settings import RenderSettings
 
@@ -37,6 +43,8 @@ class OperatorConfig:
         client_factory: makes the API client once the operator starts.
         clock: the current time; tests may pin it.
         metrics: where reconciles and model status are counted (``--metrics-port`` serves it).
+        read_facts: what the memory admission reads of a model's size beyond its spec (a model
+            directory it can see; ``--hub-metadata`` adds the Hugging Face Hub).
     """
 
     render: RenderSettings = field(default_factory=RenderSettings)
@@ -44,6 +52,7 @@ class OperatorConfig:
     client_factory: Callable[[], Client] = Client.from_environment
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    read_facts: FactsReader = read_local_facts
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -94,7 +103,11 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         started = time.perf_counter()
         try:
             outcome = await reconcile(
-                dict(body), client=clients["api"], settings=config.render, now=config.clock()
+                dict(body),
+                client=clients["api"],
+                settings=config.render,
+                now=config.clock(),
+                read_facts=config.read_facts,
             )
         except ModelGone:
             logger.debug("deleted while being reconciled; nothing to do")
