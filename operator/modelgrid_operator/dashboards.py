@@ -58,9 +58,7 @@ class _Board:
             .refresh("30s")
             .timezone("browser")
             .with_variable(
-                dashboard.DatasourceVariable(DATASOURCE_VAR)
-                .label("Data source")
-                .type("prometheus")
+                dashboard.DatasourceVariable(DATASOURCE_VAR).label("Data source").type("prometheus")
             )
         )
 
@@ -125,8 +123,10 @@ def _quantiles(metric: str, by: str, selector: str = "") -> list[tuple[str, str]
     legend = " ".join("{{" + label.strip() + "}}" for label in by.split(",") if label.strip())
     return [
         (
-            f"histogram_quantile({q}, sum by ({keep}) "
-            f"(rate({m(metric, '_bucket')}{selector}[{RATE}])))",
+            (
+                f"histogram_quantile({q}, sum by ({keep}) "
+                f"(rate({m(metric, '_bucket')}{selector}[{RATE}])))"
+            ),
             f"p{int(q * 100)} {legend}".strip(),
         )
         for q in _QUANTILES
@@ -157,12 +157,14 @@ def overview() -> dict[str, Any]:
     b.panel(
         "timeseries",
         "Error ratio by model",
-        "Share of gateway answers with a 4xx or 5xx status (model \"-\": refused before a model "
+        'Share of gateway answers with a 4xx or 5xx status (model "-": refused before a model '
         "was known).",
         [
             (
-                f"{_rate('modelgrid_gateway_requests_total', 'model', errors)}"
-                f" / {_rate('modelgrid_gateway_requests_total', 'model')}",
+                (
+                    f"{_rate('modelgrid_gateway_requests_total', 'model', errors)}"
+                    f" / {_rate('modelgrid_gateway_requests_total', 'model')}"
+                ),
                 "{{model}}",
             )
         ],
@@ -210,13 +212,17 @@ def overview() -> dict[str, Any]:
         "The same requests timed at the gateway and at their replica; the gap is the gateway.",
         [
             (
-                f"histogram_quantile(0.5, sum by (le) (rate("
-                f"{m('modelgrid_gateway_time_to_first_token_seconds', '_bucket')}[{RATE}])))",
+                (
+                    f"histogram_quantile(0.5, sum by (le) (rate("
+                    f"{m('modelgrid_gateway_time_to_first_token_seconds', '_bucket')}[{RATE}])))"
+                ),
                 "gateway",
             ),
             (
-                f"histogram_quantile(0.5, sum by (le) (rate("
-                f"{m('modelgrid_replica_time_to_first_token_seconds', '_bucket')}[{RATE}])))",
+                (
+                    f"histogram_quantile(0.5, sum by (le) (rate("
+                    f"{m('modelgrid_replica_time_to_first_token_seconds', '_bucket')}[{RATE}])))"
+                ),
                 "replica",
             ),
         ],
@@ -237,26 +243,38 @@ def overview() -> dict[str, Any]:
         "Running and queued requests by pool",
         "Replicas: running = producing tokens; queued = accepted, no token yet.",
         [
-            (f"sum by (model, pool) ({m('modelgrid_replica_requests_running')})",
-             "running {{model}}/{{pool}}"),
-            (f"sum by (model, pool) ({m('modelgrid_replica_requests_queued')})",
-             "queued {{model}}/{{pool}}"),
+            (
+                f"sum by (model, pool) ({m('modelgrid_replica_requests_running')})",
+                "running {{model}}/{{pool}}",
+            ),
+            (
+                f"sum by (model, pool) ({m('modelgrid_replica_requests_queued')})",
+                "queued {{model}}/{{pool}}",
+            ),
         ],
     )
     b.panel(
         "timeseries",
         "KV-cache use by pool",
         "Largest KV-cache use of a replica in the pool (engines that report it: vLLM).",
-        [(f"max by (model, pool) ({m('modelgrid_replica_kv_cache_usage_ratio')})",
-          "{{model}}/{{pool}}")],
+        [
+            (
+                f"max by (model, pool) ({m('modelgrid_replica_kv_cache_usage_ratio')})",
+                "{{model}}/{{pool}}",
+            )
+        ],
         unit="percentunit",
     )
     b.panel(
         "timeseries",
         "In flight at the gateway by pool",
         "Requests the gateway is relaying now.",
-        [(f"sum by (model, pool) ({m('modelgrid_gateway_requests_in_flight')})",
-          "{{model}}/{{pool}}")],
+        [
+            (
+                f"sum by (model, pool) ({m('modelgrid_gateway_requests_in_flight')})",
+                "{{model}}/{{pool}}",
+            )
+        ],
     )
     b.row("Replicas and cold starts")
     b.panel(
@@ -264,10 +282,14 @@ def overview() -> dict[str, Any]:
         "Ready replicas by pool and accelerator",
         "Worker pods ready to serve (solid) against those wanted, per pool.",
         [
-            (f"sum by (model, pool, accelerator) ({m('modelgrid_operator_replicas_ready')})",
-             "ready {{model}}/{{pool}} ({{accelerator}})"),
-            (f"sum by (model, pool, accelerator) ({m('modelgrid_operator_replicas_desired')})",
-             "desired {{model}}/{{pool}} ({{accelerator}})"),
+            (
+                f"sum by (model, pool, accelerator) ({m('modelgrid_operator_replicas_ready')})",
+                "ready {{model}}/{{pool}} ({{accelerator}})",
+            ),
+            (
+                f"sum by (model, pool, accelerator) ({m('modelgrid_operator_replicas_desired')})",
+                "desired {{model}}/{{pool}} ({{accelerator}})",
+            ),
         ],
     )
     b.panel(
@@ -288,8 +310,15 @@ def overview() -> dict[str, Any]:
         "bargauge",
         "Cold start: time to ready by phase",
         "Seconds each model spent pending, scheduling and loading before its first Ready.",
-        [(f"max by (model, phase) ({m('modelgrid_operator_time_to_ready_seconds')}"
-          '{phase!="total"})', "{{model}} {{phase}}")],
+        [
+            (
+                (
+                    f"max by (model, phase) ({m('modelgrid_operator_time_to_ready_seconds')}"
+                    '{phase!="total"})'
+                ),
+                "{{model}} {{phase}}",
+            )
+        ],
         unit="s",
     )
     b.panel(
@@ -303,8 +332,12 @@ def overview() -> dict[str, Any]:
         "timeseries",
         "Operator reconcile errors by reason",
         "Failed reconciles in each rate window, by condition reason or exception type.",
-        [(f"sum by (reason) (increase({m('modelgrid_operator_reconcile_errors_total')}[{RATE}]))",
-          "{{reason}}")],
+        [
+            (
+                f"sum by (reason) (increase({m('modelgrid_operator_reconcile_errors_total')}[{RATE}]))",
+                "{{reason}}",
+            )
+        ],
     )
     b.panel(
         "timeseries",
@@ -339,10 +372,14 @@ def model_drilldown() -> dict[str, Any]:
         "Errors/s by route and status",
         "4xx and 5xx answers, at the gateway and at the replicas.",
         [
-            (_rate("modelgrid_gateway_requests_total", "route, status", errors),
-             "gateway {{route}} {{status}}"),
-            (_rate("modelgrid_replica_requests_total", "route, status", errors),
-             "replica {{route}} {{status}}"),
+            (
+                _rate("modelgrid_gateway_requests_total", "route, status", errors),
+                "gateway {{route}} {{status}}",
+            ),
+            (
+                _rate("modelgrid_replica_requests_total", "route, status", errors),
+                "replica {{route}} {{status}}",
+            ),
         ],
         unit="reqps",
     )
@@ -382,8 +419,7 @@ def model_drilldown() -> dict[str, Any]:
         "Prompt and generated tokens counted by the replicas.",
         [
             (_rate("modelgrid_replica_prompt_tokens_total", "pool", sel), "prompt {{pool}}"),
-            (_rate("modelgrid_replica_generation_tokens_total", "pool", sel),
-             "generated {{pool}}"),
+            (_rate("modelgrid_replica_generation_tokens_total", "pool", sel), "generated {{pool}}"),
         ],
     )
     b.panel(
@@ -391,8 +427,7 @@ def model_drilldown() -> dict[str, Any]:
         "Running and queued by pool",
         "Running = producing tokens; queued = accepted, no token yet.",
         [
-            (f"sum by (pool) ({m('modelgrid_replica_requests_running')}{sel})",
-             "running {{pool}}"),
+            (f"sum by (pool) ({m('modelgrid_replica_requests_running')}{sel})", "running {{pool}}"),
             (f"sum by (pool) ({m('modelgrid_replica_requests_queued')}{sel})", "queued {{pool}}"),
         ],
     )
@@ -415,18 +450,21 @@ def model_drilldown() -> dict[str, Any]:
         "Replicas by pool",
         "Ready and wanted worker pods per pool (accelerator in brackets).",
         [
-            (f"sum by (pool, accelerator) ({m('modelgrid_operator_replicas_ready')}{sel})",
-             "ready {{pool}} ({{accelerator}})"),
-            (f"sum by (pool, accelerator) ({m('modelgrid_operator_replicas_desired')}{sel})",
-             "desired {{pool}} ({{accelerator}})"),
+            (
+                f"sum by (pool, accelerator) ({m('modelgrid_operator_replicas_ready')}{sel})",
+                "ready {{pool}} ({{accelerator}})",
+            ),
+            (
+                f"sum by (pool, accelerator) ({m('modelgrid_operator_replicas_desired')}{sel})",
+                "desired {{pool}} ({{accelerator}})",
+            ),
         ],
     )
     b.panel(
         "bargauge",
         "Time to ready by phase",
         "Seconds in each phase before the first Ready, and the total.",
-        [(f"max by (phase) ({m('modelgrid_operator_time_to_ready_seconds')}{sel})",
-          "{{phase}}")],
+        [(f"max by (phase) ({m('modelgrid_operator_time_to_ready_seconds')}{sel})", "{{phase}}")],
         unit="s",
         width=6,
     )

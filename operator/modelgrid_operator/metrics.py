@@ -31,9 +31,7 @@ def model_label(body: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _conditions(status: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    return {
-        str(c.get("type")): c for c in status.get("conditions") or () if isinstance(c, Mapping)
-    }
+    return {str(c.get("type")): c for c in status.get("conditions") or () if isinstance(c, Mapping)}
 
 
 class OperatorMetrics:

@@ -28,8 +28,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -75,7 +81,9 @@ class Family:
     def create(self, registry: CollectorRegistry) -> Counter | Gauge | Histogram:
         """The prometheus_client object of this family, registered in ``registry``."""
         if self.kind == "counter":
-            return Counter(self.name.removesuffix("_total"), self.help, self.labels, registry=registry)
+            return Counter(
+                self.name.removesuffix("_total"), self.help, self.labels, registry=registry
+            )
         if self.kind == "gauge":
             return Gauge(self.name, self.help, self.labels, registry=registry)
         return Histogram(self.name, self.help, self.labels, buckets=self.buckets, registry=registry)
@@ -301,7 +309,8 @@ class EngineStats(Collector):
         self._mapping = tuple(mapping)
         self._labels = [model, pool]
         self._source = source.restricted_registry(
-            [m.source for m in self._mapping] + [m.source.removesuffix("_total") for m in self._mapping]
+            [m.source for m in self._mapping]
+            + [m.source.removesuffix("_total") for m in self._mapping]
         )
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
@@ -424,4 +433,3 @@ class RequestTracker:
         m.request_duration.labels(self._model, m.pool, self._route).observe(
             time.perf_counter() - self._start
         )
-

@@ -112,8 +112,12 @@ def test_chart_operator_podmonitor_scrapes_the_operator_metrics_port(rendered):
     assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (endpoint,) = spec["podMetricsEndpoints"]
-    assert endpoint == {"port": "metrics", "path": "/metrics", "interval": "30s",
-                        "scrapeTimeout": "10s"}
+    assert endpoint == {
+        "port": "metrics",
+        "path": "/metrics",
+        "interval": "30s",
+        "scrapeTimeout": "10s",
+    }
     (container,) = pod["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert f"--metrics-port={ports['metrics']}" in container["command"]
@@ -122,7 +126,11 @@ def test_chart_operator_podmonitor_scrapes_the_operator_metrics_port(rendered):
 
 def test_chart_operator_podmonitor_needs_the_operator(helm):
     result = helm.template(
-        *values_args(MONITORING), "--api-versions", MONITORING_API, "--set", "operator.enabled=false"
+        *values_args(MONITORING),
+        "--api-versions",
+        MONITORING_API,
+        "--set",
+        "operator.enabled=false",
     )
     assert result.returncode == 0, result.stderr
     kinds = _kinds([o for o in yaml.safe_load_all(result.stdout) if o])

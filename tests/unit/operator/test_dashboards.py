@@ -96,8 +96,17 @@ def test_dashboards_model_drilldown_is_about_the_chosen_model() -> None:
 
 def test_dashboards_overview_covers_what_the_issue_asks() -> None:
     titles = " ".join(p["title"] for p in _panels(_dashboards()["modelgrid-overview.json"]))
-    for word in ("Requests/s", "Error", "Time to first token", "Inter-token", "Tokens/s",
-                 "queued", "replicas by pool and accelerator", "Cold start", "reconcile"):
+    for word in (
+        "Requests/s",
+        "Error",
+        "Time to first token",
+        "Inter-token",
+        "Tokens/s",
+        "queued",
+        "replicas by pool and accelerator",
+        "Cold start",
+        "reconcile",
+    ):
         assert word.lower() in titles.lower(), word
 
 

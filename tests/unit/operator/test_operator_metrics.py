@@ -23,8 +23,13 @@ def _status(phase: str = "Ready", **extra: Any) -> dict[str, Any]:
             {"type": "RayServiceApplied", "status": "True", "reason": "Applied"},
         ],
         "pools": [
-            {"name": "gpu", "accelerator": "nvidia", "engine": "vllm",
-             "readyReplicas": 2, "desiredReplicas": 3},
+            {
+                "name": "gpu",
+                "accelerator": "nvidia",
+                "engine": "vllm",
+                "readyReplicas": 2,
+                "desiredReplicas": 3,
+            },
         ],
         "timeToReady": {"pending": 1.5, "scheduling": 20.0, "loading": 40.0, "total": 61.5},
         **extra,
@@ -55,15 +60,19 @@ def test_operator_metrics_reconcile_records_result_phase_replicas_and_time_to_re
     assert _value(m, "modelgrid_operator_replicas_desired", **pool) == 3
     assert _value(m, "modelgrid_operator_time_to_ready_seconds", **ns, phase="scheduling") == 20
     assert _value(m, "modelgrid_operator_time_to_ready_seconds", **ns, phase="total") == 61.5
-    assert m.registry.get_sample_value(
-        "modelgrid_operator_reconcile_errors_total", {**ns, "reason": "InvalidSpec"}
-    ) is None
+    assert (
+        m.registry.get_sample_value(
+            "modelgrid_operator_reconcile_errors_total", {**ns, "reason": "InvalidSpec"}
+        )
+        is None
+    )
 
 
 def test_operator_metrics_time_to_ready_total_waits_for_ready() -> None:
     m = OperatorMetrics()
-    status = _status("Scheduling", timeToReady={"pending": 2.0, "scheduling": 0.0,
-                                                 "loading": 0.0, "total": None})
+    status = _status(
+        "Scheduling", timeToReady={"pending": 2.0, "scheduling": 0.0, "loading": 0.0, "total": None}
+    )
     m.reconciled(BODY, action="", status=status, seconds=0.0)
     ns = {"namespace": "team-a", "model": "l3"}
     assert _value(m, "modelgrid_operator_time_to_ready_seconds", **ns, phase="pending") == 2
@@ -124,7 +133,10 @@ def test_operator_metrics_served_over_http() -> None:
     finally:
         server.shutdown()
         server.server_close()
-    assert 'modelgrid_operator_reconciles_total{model="l3",namespace="team-a",result="created"}' in text
+    assert (
+        'modelgrid_operator_reconciles_total{model="l3",namespace="team-a",result="created"}'
+        in text
+    )
 
 
 def test_operator_metrics_port_flag() -> None:

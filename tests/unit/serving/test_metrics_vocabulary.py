@@ -63,7 +63,11 @@ def test_metric_request_families_are_one_declaration_for_gateway_and_replica() -
 
 def test_metric_model_label_is_everywhere_a_model_is_meant() -> None:
     for family in FAMILIES:
-        if family.stem not in {"rejected_total", "rate_limited_total", "reconcile_duration_seconds"}:
+        if family.stem not in {
+            "rejected_total",
+            "rate_limited_total",
+            "reconcile_duration_seconds",
+        }:
             assert "model" in family.labels, family.name
 
 
