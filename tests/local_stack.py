@@ -1,8 +1,9 @@
 """The local stack the integration tiers share: ``modelgrid_serving.local`` in a subprocess.
 
-Embedded Ray, the Serve application, real vLLM (CPU build) on the tiny model. Starting the
-engine takes 30-70 s on two cores, so a test session starts each kind of stack once (the
-fixtures are in ``tests/integration/conftest.py``) and runs one at a time. Every process a stack
+Embedded Ray, the Serve application and a real engine on the tiny model: vLLM (CPU build), or
+MLX (``mlx[cpu]``, an mlx-lm server that local mode starts as the replica's sidecar). Starting
+vLLM takes 30-70 s on two cores (MLX a few seconds), so a test session starts each kind of stack
+once (the fixtures are in ``tests/integration/conftest.py``) and runs one at a time. Every process a stack
 starts inherits a marker in its environment; stopping a stack SIGTERMs it and reports any marked
 process left.
 """
@@ -47,6 +48,8 @@ class Stack:
     log: Path
     proxy_url: str
     """The same application through the Serve proxy (the path a cluster uses)."""
+    engine: str = "vllm"
+    """The engine behind the replica: "vllm" or "mlx"."""
 
 
 def cache_dir() -> Path:
@@ -104,6 +107,11 @@ EMBED_CONFIG: dict[str, Any] = {
     # The same tiny Llama, run by vLLM as an embedding model (last-token pooling).
     "engine_kwargs": {"enforce_eager": True, "runner": "pooling", "convert": "embed"},
 }
+MLX_CONFIG: dict[str, Any] = {
+    "model_name": MODEL,
+    "aliases": [ALIAS],
+    "max_model_len": MAX_MODEL_LEN,
+}
 LOCAL_POOL = {
     "name": "local",
     "accelerator": "cpu",
@@ -111,6 +119,14 @@ LOCAL_POOL = {
     "min_replicas": 1,
     "max_replicas": 1,
 }
+APPLE_POOL = {**LOCAL_POOL, "accelerator": "apple", "engine": "mlx"}
+"""Local mode starts the pool's mlx-lm server itself (no ``mlx_server_url``)."""
+KINDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "chat": (CHAT_CONFIG, LOCAL_POOL),
+    "embed": (EMBED_CONFIG, LOCAL_POOL),
+    "mlx": (MLX_CONFIG, APPLE_POOL),
+}
+"""Each kind of stack: its AppConfig (less source and pools) and its one pool."""
 
 
 @dataclass
@@ -125,9 +141,9 @@ class _Running:
 class Stacks:
     """At most one stack runs at a time (two engines on two cores would starve each other).
 
-    Tests ask for a kind; a different kind stops the running stack first. Tests that use the
-    embedding stack are collected last (see ``pytest_collection_modifyitems``), so each kind
-    starts once per session.
+    Tests ask for a kind ("chat" and "embed" run vLLM, "mlx" runs MLX); a different kind stops
+    the running stack first. Tests are ordered by the kind they use (see
+    ``pytest_collection_modifyitems``), so each kind starts once per session.
     """
 
     def __init__(self, tiny_model: Path, work: Path) -> None:
@@ -156,8 +172,8 @@ class Stacks:
             self.problems.append(f"{running.kind} stack left processes after SIGTERM: {leftovers}")
 
     def _start(self, kind: str) -> _Running:
-        base = CHAT_CONFIG if kind == "chat" else EMBED_CONFIG
-        config = {**base, "model_source": str(self._tiny_model), "pools": [LOCAL_POOL]}
+        base, pool = KINDS[kind]
+        config = {**base, "model_source": str(self._tiny_model), "pools": [pool]}
         work = self._work / kind
         work.mkdir(parents=True, exist_ok=True)
         config_path = work / "app.json"
@@ -204,6 +220,7 @@ class Stacks:
             max_model_len=MAX_MODEL_LEN,
             log=log_path,
             proxy_url=_proxy_url(log_path),
+            engine=str(pool["engine"]),
         )
         return _Running(kind, proc, marker, log_path, stack)
 

@@ -40,7 +40,10 @@ def deployment_options(config: AppConfig, pool: PoolConfig) -> dict[str, Any]:
 
 
 def build_app(args: dict[str, Any]) -> Any:
-    """Build the Serve application for one InferenceModel.
+    """Build the Serve application of one pool of an InferenceModel.
+
+    An InferenceModel with N pools becomes N applications, each given an AppConfig that holds
+    exactly its pool (the operator renders them; ``modelgrid up`` deploys them likewise).
 
     Args:
         args: An :class:`AppConfig` as a dict (the ``args`` of the Serve config).
@@ -51,18 +54,22 @@ def build_app(args: dict[str, Any]) -> Any:
     Raises:
         pydantic.ValidationError: ``args`` is not a valid AppConfig.
         ModelSourceError: the model source is a local path that does not exist.
-        NotImplementedError: more than one pool, or an MLX pool (not built yet).
+        ValueError: not exactly one pool, or an MLX pool without ``mlx_server_url``.
     """
     config = AppConfig.model_validate(args)
     if len(config.pools) != 1:
-        raise NotImplementedError(
-            f"{config.model_name}: {len(config.pools)} pools; one pool per application for now"
+        raise ValueError(
+            f"{config.model_name}: {len(config.pools)} pools in one application; each pool is "
+            "its own application (one AppConfig per pool)"
         )
     pool = config.pools[0]
-    if pool.engine != EngineKind.VLLM:
-        raise NotImplementedError(f"{config.model_name}: engine {pool.engine} is not available yet")
     config = config.model_copy(update={"model_source": resolve_model_source(config.model_source)})
+    if pool.engine == EngineKind.MLX:
+        return _build_mlx(config, pool)
+    return _build_vllm(config, pool)
 
+
+def _build_vllm(config: AppConfig, pool: PoolConfig) -> Any:
     from ray import serve
 
     from .engines.vllm import to_llm_config
@@ -79,3 +86,23 @@ def build_app(args: dict[str, Any]) -> Any:
     options.update(ours, ray_actor_options=actor, name=deployment_name(config, pool))
     deployment = serve.deployment(VLLMServer, **options)
     return deployment.bind(llm_config, app_config=config.model_dump(mode="json"))
+
+
+MLX_REPLICA_CPUS = 0.5
+"""An MLX replica only relays HTTP; the MLX server beside it does the work."""
+
+
+def _build_mlx(config: AppConfig, pool: PoolConfig) -> Any:
+    if not pool.mlx_server_url:
+        raise ValueError(
+            f"{config.model_name}: pool {pool.name} runs MLX but has no mlx_server_url "
+            "(the MLX server beside its replicas)"
+        )
+    from ray import serve
+
+    from .mlx_server import MLXServer
+
+    options = deployment_options(config, pool)
+    options["ray_actor_options"] = {"num_cpus": MLX_REPLICA_CPUS, **options["ray_actor_options"]}
+    deployment = serve.deployment(MLXServer, name=deployment_name(config, pool), **options)
+    return deployment.bind(app_config=config.model_dump(mode="json"))

@@ -88,3 +88,20 @@ class AppConfig(_Frozen):
     def served_names(self) -> tuple[str, ...]:
         """The name and every alias, in the order a listing shows them."""
         return (self.model_name, *self.aliases)
+
+
+def split_pools(config: AppConfig) -> tuple[AppConfig, ...]:
+    """One AppConfig per pool, each holding exactly that pool: one Serve application each."""
+    return tuple(config.model_copy(update={"pools": (pool,)}) for pool in config.pools)
+
+
+def application_name(model_name: str, pool: str, n_pools: int) -> str:
+    """The Serve application of a pool: the model's name alone, or ``<model>-<pool>`` when the
+    model has several pools."""
+    return model_name if n_pools == 1 else f"{model_name}-{pool}"
+
+
+def route_prefix(pool: str, n_pools: int) -> str:
+    """Where a pool's application answers: ``/``, or ``/pools/<pool>`` when the model has
+    several pools (OpenAI routes then at ``/pools/<pool>/v1/...``)."""
+    return "/" if n_pools == 1 else f"/pools/{pool}"

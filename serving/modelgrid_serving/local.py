@@ -1,7 +1,8 @@
-"""Local mode (``modelgrid up``): the same Serve application on an embedded Ray, no Kubernetes.
+"""Local mode (``modelgrid up``): the same Serve applications on an embedded Ray, no Kubernetes.
 
-Phases, each timed and printed: resolve model -> load (Ray starts, the replica starts the engine)
--> warm-up (one real request through the HTTP path) -> ready. Ctrl-C or SIGTERM stops Serve and
+Phases, each timed and printed: resolve model -> load (MLX servers of Apple pools start, Ray
+starts, each pool's replica starts its engine) -> warm-up (one real request through the HTTP
+path, per pool) -> ready. Ctrl-C or SIGTERM stops Serve and
 Ray; every process this run started carries a marker in its environment, and whatever survives
 the orderly shutdown is ended by that marker, so nothing strays.
 """
@@ -17,12 +18,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .config import AppConfig
+from . import mlx_sidecar
+from .config import AppConfig, EngineKind, application_name, route_prefix, split_pools
 from .sources import ModelSourceError, resolve_model_source
 
 SESSION_ENV = "MODELGRID_LOCAL_SESSION"
@@ -37,7 +40,23 @@ _DIRECT_INGRESS_ENV = (
     "RAY_SERVE_ENABLE_DIRECT_INGRESS",
     "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT",
     "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S",
 )
+
+
+@dataclass(frozen=True)
+class PoolEndpoint:
+    """Where one pool of the model answers on this machine (OpenAI routes at ``<url>/v1/...``)."""
+
+    pool: str
+    engine: str
+    url: str
+    """Base URL, no trailing slash."""
+
+
+Front = Callable[[AppConfig, Sequence[PoolEndpoint], str, int], AbstractContextManager[object]]
+"""Serves the model's name on ``host:port`` over its pools (a gateway), for as long as the
+context lasts: ``front(config, endpoints, host, port)``. Used when the model has several pools."""
 
 
 class _Stop(Exception):
@@ -45,17 +64,28 @@ class _Stop(Exception):
 
 
 def serve(
-    config: AppConfig, *, host: str = "127.0.0.1", port: int = 8000, direct: bool = True
+    config: AppConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    direct: bool = True,
+    front: Front | None = None,
 ) -> None:
     """Serve ``config`` on ``host:port`` until Ctrl-C or SIGTERM. Blocks.
 
+    One Serve application per pool, as in a cluster. One pool answers at ``host:port``. Several
+    pools answer at ``/pools/<pool>`` through the Serve proxy, on ``port`` or, when ``front`` is
+    given, on a spare port while ``front`` serves the model's name on ``port``. An MLX pool gets
+    an mlx-lm server started here as its sidecar.
+
     Args:
-        config: The application config (``modelgrid up`` collapses the pools into one local pool).
-            Local mode runs one replica: one engine is all one machine should run.
+        config: The application config; each pool runs one replica on this machine (one engine
+            per pool is all one machine should run).
         host: The interface the OpenAI API listens on.
         port: Its port.
-        direct: The replica itself listens on ``port`` (Ray Serve's direct ingress) and the
-            Serve proxy on a spare port; False puts the proxy on ``port``, as in a cluster.
+        direct: With one pool, the replica itself listens on ``port`` (Ray Serve's direct
+            ingress) and the Serve proxy on a spare port; False puts the proxy on ``port``.
+        front: What serves the model's name over several pools (see :data:`Front`).
 
     Raises:
         SystemExit: with a one-line message when the model source is missing or the application
@@ -77,34 +107,48 @@ def serve(
     session = uuid.uuid4().hex[:12]
     temp_dir = tempfile.mkdtemp(prefix=f"modelgrid-{session}-")
     os.environ[SESSION_ENV] = session
+    sidecars: list[mlx_sidecar.Sidecar] = []
+    several = len(config.pools) > 1
     try:
         with _stop_on_signals():
             try:
-                timings, route = _start(
-                    config, host=host, port=port, direct=direct, temp_dir=temp_dir, out=out
+                timings, endpoints, route = _start(
+                    config,
+                    host=host,
+                    port=port,
+                    direct=direct and not several,
+                    proxy_on_port=not (several and front),
+                    temp_dir=temp_dir,
+                    sidecars=sidecars,
+                    out=out,
                 )
             except _Stop:
                 _say(out, "stopping before ready")
                 return
-            total = time.perf_counter() - started
-            url = f"http://{_display_host(host)}:{port}"
-            _say(
-                out,
-                f"ready: {config.model_name} in {total:.1f} s ("
-                + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
-                + ")",
-            )
-            _say(out, f"OpenAI API at {url}/v1")
-            _say(out, "try:")
-            _say(out, curl_example(url, config.model_name, route))
-            _say(out, "Ctrl-C to stop")
-            try:
-                while True:
-                    time.sleep(3600)
-            except _Stop:
-                _say(out, "stopping")
+            for endpoint in endpoints:
+                _say(out, f"pool {endpoint.pool} ({endpoint.engine}) at {endpoint.url}")
+            with front(config, endpoints, host, port) if several and front else nullcontext():
+                url = f"http://{_display_host(host)}:{port}"
+                if several and not front:
+                    url = endpoints[0].url  # no single URL over the pools: show the first
+                total = time.perf_counter() - started
+                _say(
+                    out,
+                    f"ready: {config.model_name} in {total:.1f} s ("
+                    + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+                    + ")",
+                )
+                _say(out, f"OpenAI API at {url}/v1")
+                _say(out, "try:")
+                _say(out, curl_example(url, config.model_name, route))
+                _say(out, "Ctrl-C to stop")
+                try:
+                    while True:
+                        time.sleep(3600)
+                except _Stop:
+                    _say(out, "stopping")
     finally:
-        _shutdown(session, temp_dir)
+        _shutdown(session, temp_dir, sidecars)
         for name in (SESSION_ENV, *_DIRECT_INGRESS_ENV):
             os.environ.pop(name, None)
 
@@ -130,9 +174,21 @@ def curl_example(url: str, model: str, route: str = "chat") -> str:
 
 
 def _start(
-    config: AppConfig, *, host: str, port: int, direct: bool, temp_dir: str, out: TextIO
-) -> tuple[dict[str, float], str]:
-    """Start Ray, deploy, warm up. Returns the time of each phase and the route that answered."""
+    config: AppConfig,
+    *,
+    host: str,
+    port: int,
+    direct: bool,
+    proxy_on_port: bool,
+    temp_dir: str,
+    sidecars: list[mlx_sidecar.Sidecar],
+    out: TextIO,
+) -> tuple[dict[str, float], list[PoolEndpoint], str]:
+    """Start the MLX sidecars, Ray, one application per pool; warm up.
+
+    Returns:
+        The time of each phase, where each pool answers, and the route that answered.
+    """
     import ray
     from ray import serve
 
@@ -142,7 +198,8 @@ def _start(
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("vllm").setLevel(logging.ERROR)  # its import-time notices, in this process
-    proxy_port = port
+    display = _display_host(host)
+    proxy_port = port if proxy_on_port else _free_port(host)
     if direct:
         # Direct ingress: requests reach the replica's own HTTP server, not through the Serve
         # proxy actor (one process hop less per streamed chunk: ~3x the throughput at 32
@@ -151,11 +208,15 @@ def _start(
         os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
         os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(port)
         os.environ["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(port + 1)
+        # A replica keeps answering for this long after it is told to stop, for load balancers
+        # to notice (30 s by default); here no balancer watches, and Ctrl-C should be quick.
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"
     # Ray starts its workers at niceness 15, below its own daemons; here the worker is the
     # engine, the one process that should win the CPU.
     os.environ.setdefault("RAY_worker_niceness", "0")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    apps = _with_sidecars(split_pools(config), Path(temp_dir), sidecars, out)
     _say(out, "load: starting Ray and the engine (this takes a minute on CPU)")
     ray.init(
         num_cpus=max(_MIN_LOGICAL_CPUS, os.cpu_count() or 1),
@@ -170,27 +231,54 @@ def _start(
         http_options={"host": host, "port": proxy_port}, logging_config={"log_level": "WARNING"}
     )
     _trap_signals()
-    try:
-        serve.run(
-            build_app(config.model_dump(mode="json")), name=config.model_name, route_prefix="/"
-        )
-    except _Stop:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any deploy failure ends the run with one line
-        raise SystemExit(
-            f"modelgrid: {config.model_name} failed to start: "
-            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
-        ) from None
+    endpoints = []
+    for app in apps:
+        pool = app.pools[0]
+        name = application_name(config.model_name, pool.name, len(apps))
+        prefix = route_prefix(pool.name, len(apps))
+        try:
+            serve.run(build_app(app.model_dump(mode="json")), name=name, route_prefix=prefix)
+        except _Stop:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any deploy failure ends the run with one line
+            raise SystemExit(
+                f"modelgrid: {config.model_name} (pool {pool.name}) failed to start: "
+                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
+            ) from None
+        base = f"http://{display}:{port if direct else proxy_port}"
+        endpoints.append(PoolEndpoint(pool.name, pool.engine.value, base + prefix.rstrip("/")))
     timings["load"] = time.perf_counter() - t0
     _say(out, f"load: done in {timings['load']:.1f} s")
     if direct:
-        _say(out, f"  Serve proxy at http://{_display_host(host)}:{proxy_port} (same routes)")
+        _say(out, f"  Serve proxy at http://{display}:{proxy_port} (same routes)")
 
     t1 = time.perf_counter()
-    route = _warm_up(f"http://{_display_host(host)}:{port}", config.model_name)
+    routes = [_warm_up(endpoint.url, config.model_name) for endpoint in endpoints]
     timings["warm-up"] = time.perf_counter() - t1
     _say(out, f"warm-up: done in {timings['warm-up']:.2f} s")
-    return timings, route
+    return timings, endpoints, routes[0]
+
+
+def _with_sidecars(
+    apps: tuple[AppConfig, ...], work: Path, sidecars: list[mlx_sidecar.Sidecar], out: TextIO
+) -> list[AppConfig]:
+    """Start an MLX server for each MLX pool that names none; point the pool at it."""
+    ready = []
+    for app in apps:
+        pool = app.pools[0]
+        if pool.engine == EngineKind.MLX and not pool.mlx_server_url:
+            _say(out, f"load: starting the MLX server of pool {pool.name}")
+            try:
+                sidecar = mlx_sidecar.start(
+                    app.model_source, port=_free_port("127.0.0.1"), work=work / pool.name
+                )
+            except mlx_sidecar.SidecarError as exc:
+                raise SystemExit(f"modelgrid: pool {pool.name}: {exc}") from None
+            sidecars.append(sidecar)
+            pool = pool.model_copy(update={"mlx_server_url": sidecar.url})
+            app = app.model_copy(update={"pools": (pool,)})
+        ready.append(app)
+    return ready
 
 
 def _warm_up(url: str, model: str, *, deadline_s: float = 60.0) -> str:
@@ -256,8 +344,9 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _shutdown(session: str, temp_dir: str) -> None:
-    """Stop Serve, then Ray, then end whatever still carries the marker; never raise.
+def _shutdown(session: str, temp_dir: str, sidecars: Sequence[mlx_sidecar.Sidecar] = ()) -> None:
+    """Stop Serve, then Ray, then the MLX servers, then end whatever still carries the marker;
+    never raise.
 
     Ctrl-C in a terminal signals the whole process group, Ray's own processes included: an
     actor may die of it and Ray re-raises its KeyboardInterrupt here. Each step therefore runs
@@ -272,6 +361,8 @@ def _shutdown(session: str, temp_dir: str) -> None:
                 step()
             except BaseException as exc:  # noqa: BLE001 - the next steps must still run
                 print(f"modelgrid: shutdown: {type(exc).__name__}: {exc}", file=sys.stderr)
+    for sidecar in sidecars:
+        sidecar.stop()
     _end_marked_processes(session)
     shutil.rmtree(temp_dir, ignore_errors=True)
 

@@ -1,5 +1,6 @@
 """Fixtures every integration tier shares: OpenAI's published API description as a validator,
-the tiny model, and the local stack (real Ray Serve + vLLM CPU, started once a session).
+the tiny model, and the local stacks (real Ray Serve + vLLM CPU or MLX CPU, each kind started
+once a session).
 
 The description is read from the shared folder beside the repository (it is not part of the
 project); without it, the schema checks skip and say where they looked.
@@ -93,6 +94,22 @@ def embedding_stack(stacks: Stacks) -> Stack:
     return stacks.get("embed")
 
 
+@pytest.fixture
+def mlx_stack(stacks: Stacks) -> Stack:
+    """The chat stack's model, name and alias on the MLX engine (an Apple pool run on CPU)."""
+    return stacks.get("mlx")
+
+
+def stack_order(item: pytest.Item) -> int:
+    """Which stack a test needs, as a sort key: MLX first (seconds to start), then the vLLM
+    chat stack, then the embedding stack; so each kind starts once a session."""
+    fixtures = getattr(item, "fixturenames", ())
+    callspec = getattr(item, "callspec", None)
+    if "mlx_stack" in fixtures or (callspec and callspec.params.get("engine") == "mlx"):
+        return 0
+    return 2 if "embedding_stack" in fixtures else 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests on the embedding stack run last, so the chat stack starts only once a session."""
-    items.sort(key=lambda item: "embedding_stack" in getattr(item, "fixturenames", ()))
+    """Order tests by the stack they use (a stable sort: file order otherwise)."""
+    items.sort(key=stack_order)

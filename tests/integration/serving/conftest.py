@@ -1,4 +1,9 @@
-"""Fixtures of the serving tests (the shared stack is in ``tests/integration/conftest.py``)."""
+"""Fixtures of the serving tests (the shared stacks are in ``tests/integration/conftest.py``).
+
+Here ``stack`` is parametrized over the engines: one OpenAI test suite runs against vLLM and
+against MLX, through the same Serve replica code. Where MLX behaves differently, the test
+asserts the difference (see ``serving_support.refused_by_mlx``) and docs/serving.md lists it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,21 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from local_stack import Stack
+from local_stack import Stack, Stacks
+
+ENGINES = ("vllm", "mlx")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The engine of the stack under test."""
+    return str(request.param)
+
+
+@pytest.fixture
+def stack(engine: str, stacks: Stacks) -> Stack:
+    """The chat stack on ``engine``: the tiny model, its name and an alias."""
+    return stacks.get("chat" if engine == "vllm" else "mlx")
 
 
 @pytest.fixture
