@@ -113,12 +113,12 @@ function modelCard(m) {
     poolTable(m.pools, m.backends),
     m.resources.map(resourceView),
     h('dl', { cls: 'figures' },
-      figure('requests/s', num(live.requests_per_s)),
-      figure('errors/s (total)', `${num(live.errors_per_s)} (${live.errors_total})`),
-      figure('tokens/s', num(live.tokens_per_s)),
-      figure('TTFT p50 / p95', percentiles(live.ttft_ms)),
-      figure('latency p50 / p95', percentiles(live.latency_ms)),
-      figure('in flight', m.in_flight)));
+      figure('requests', 'requests/s (total)', `${num(live.requests_per_s)} (${live.requests_total})`),
+      figure('errors', 'errors/s (total)', `${num(live.errors_per_s)} (${live.errors_total})`),
+      figure('tokens', 'tokens/s', num(live.tokens_per_s)),
+      figure('ttft', 'TTFT p50 / p95', percentiles(live.ttft_ms)),
+      figure('latency', 'latency p50 / p95', percentiles(live.latency_ms)),
+      figure('in-flight', 'in flight', m.in_flight)));
 }
 
 function sourceLabel(source) {
@@ -157,7 +157,7 @@ function resourceView(r) {
       r.problems.map((c) => h('li', null, `${c.type} (${c.reason}): ${c.message}`))) : null);
 }
 
-const figure = (label, value) => h('div', null, h('dt', null, label), h('dd', null, value));
+const figure = (key, label, value) => h('div', { 'data-figure': key }, h('dt', null, label), h('dd', null, value));
 const num = (n) => (n === null || n === undefined ? '—'
   : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
 const ms = (v) => (v === null || v === undefined ? '—' : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(0)} ms`);
