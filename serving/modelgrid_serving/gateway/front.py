@@ -1,0 +1,115 @@
+"""The gateway in front of ``modelgrid up``'s pools: one model name spread over every pool.
+
+With several pools, ``modelgrid up`` serves each pool's application at ``/pools/<pool>`` behind
+the Serve proxy on a spare port. This puts the gateway on the main port, as a child process with
+a static file that lists every pool as a backend of the model's name (pool name as the pool
+label), so one name is spread by live load over the pools exactly as in a cluster, and a pool that
+stops answering leaves the route after its health probes fail. A child process, not a thread:
+the gateway runs its own event loop and uvloop, and stops with one signal.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from ..config import AppConfig
+
+START_DEADLINE_S = 60.0
+STOP_GRACE_S = 5.0
+HEALTH_INTERVAL_S = 2.0
+
+
+class PoolURL(Protocol):
+    """Where one pool answers (``local.PoolEndpoint``)."""
+
+    @property
+    def pool(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+
+def front_config(config: AppConfig, endpoints: Sequence[PoolURL]) -> dict[str, Any]:
+    """The gateway's static file: the model's name and aliases, one backend per pool."""
+    return {
+        "models": [
+            {
+                "name": config.model_name,
+                "aliases": list(config.aliases),
+                "backends": [{"url": f"{e.url.rstrip('/')}/v1", "pool": e.pool} for e in endpoints],
+            }
+        ],
+        "limits": {"health_interval_s": HEALTH_INTERVAL_S},
+    }
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own local URL
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextmanager
+def gateway_front(
+    config: AppConfig, endpoints: Sequence[PoolURL], host: str, port: int
+) -> Iterator[str]:
+    """Run the gateway on ``host:port`` over ``endpoints`` while the context lasts.
+
+    Yields:
+        The gateway's base URL.
+
+    Raises:
+        SystemExit: the gateway did not come up (the message ends with its log).
+    """
+    work = Path(tempfile.mkdtemp(prefix="modelgrid-front-"))
+    path = work / "gateway.yaml"
+    path.write_text(yaml.safe_dump(front_config(config, endpoints), sort_keys=False))
+    log = work / "gateway.log"
+    argv = [sys.executable, "-m", "modelgrid_serving.gateway", "--config", str(path)]
+    argv += ["--host", host, "--port", str(port)]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{port}"
+    try:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while not _answers(f"{url}/ready"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-1500:]
+                raise SystemExit(
+                    f"modelgrid: the gateway in front of the pools did not start:\n{tail}"
+                )
+            time.sleep(0.2)
+        yield url
+    finally:
+        _stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=STOP_GRACE_S)
+    except ProcessLookupError:
+        pass
