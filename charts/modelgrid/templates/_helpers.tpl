@@ -85,6 +85,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- default .root.Values.image.pullPolicy .image.pullPolicy }}
 {{- end }}
 
+{{/* The headless Service whose DNS name lists every gateway pod (peers sharing key limits). */}}
+{{- define "modelgrid.gateway.peersService" -}}
+{{ include "modelgrid.gateway.fullname" . }}-peers
+{{- end }}
+
+{{/* The Secret holding the gateways' shared peer secret (they read each other's usage). */}}
+{{- define "modelgrid.gateway.peerSecret" -}}
+{{ include "modelgrid.gateway.fullname" . }}-peer
+{{- end }}
+
 {{/* The Secret that holds the gateway's API keys. */}}
 {{- define "modelgrid.gateway.apiKeysSecret" -}}
 {{- default (printf "%s-api-keys" (include "modelgrid.gateway.fullname" .)) .Values.gateway.apiKeys.existingSecret }}
@@ -106,7 +116,12 @@ API-keys Secret, which the gateway watches; gateway.config is merged over it.
 {{- $_ := set $auth "secret_name" (include "modelgrid.gateway.apiKeysSecret" .) }}
 {{- $_ := set $auth "secret_key" $keys.secretKey }}
 {{- end }}
-{{- toYaml (mergeOverwrite (dict "auth" $auth) (deepCopy .Values.gateway.config)) }}
+{{- $base := dict "auth" $auth }}
+{{- if .Values.gateway.sharedLimits }}
+{{- $dns := printf "%s.%s.svc:%v" (include "modelgrid.gateway.peersService" .) .Release.Namespace .Values.gateway.port }}
+{{- $_ := set $base "limits" (dict "peers" (dict "dns" $dns)) }}
+{{- end }}
+{{- toYaml (mergeOverwrite $base (deepCopy .Values.gateway.config)) }}
 {{- end }}
 
 {{/*

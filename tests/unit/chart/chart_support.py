@@ -149,6 +149,13 @@ class Rendered:
             out.setdefault(obj["kind"], []).append(obj)
         return out
 
+    def keys_secret(self) -> dict[str, Any]:
+        """The chart-made API-keys Secret (the other one is the gateways' peer secret)."""
+        (secret,) = [
+            o for o in self.by_kind.get("Secret", []) if not o["metadata"]["name"].endswith("-peer")
+        ]
+        return secret
+
     def one(self, kind: str, component: str | None = None) -> dict[str, Any]:
         """The single object of a kind (and component label), or fail."""
         found = [

@@ -38,7 +38,7 @@ def test_chart_gateway_config_file_loads(rendered, name, tmp_path):
 
 @pytest.mark.parametrize("name", ["default", "namespaced-values"])
 def test_chart_keys_secret_loads(rendered, name):
-    secret = rendered[name].one("Secret")
+    secret = rendered[name].keys_secret()
     entry = _config(rendered[name])["auth"]["secret_key"]
     keys = gateway_config.load_keys(base64.b64decode(secret["data"][entry]).decode())
     assert keys and all(k.name for k in keys)

@@ -75,7 +75,7 @@ def test_chart_monitors_only_when_asked_and_served(helm, rendered):
 def test_chart_servicemonitor_scrapes_the_gateway_service(rendered):
     objects = rendered[MONITORING]
     monitor = objects.one("ServiceMonitor")
-    service = objects.one("Service")
+    service = objects.one("Service", "gateway")
     spec = monitor["spec"]
     assert set(spec) == {"selector", "namespaceSelector", "endpoints"}
     assert spec["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()

@@ -122,7 +122,7 @@ def test_chart_gateway_reads_models_and_its_keys_only(rendered):
             "apiGroups": [""],
             "resources": ["secrets"],
             "verbs": ["list", "watch"],
-            "resourceNames": [objects.one("Secret")["metadata"]["name"]],
+            "resourceNames": [objects.keys_secret()["metadata"]["name"]],
         }
     ]
     assert bound_to(objects, keys_role, account)

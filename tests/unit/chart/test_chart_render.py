@@ -68,6 +68,8 @@ def test_chart_default_objects(rendered):
             "ConfigMap",
             "Deployment",
             "Service",
+            "Service",  # headless: the replicas find each other to share key limits
+            "Secret",  # their peer secret
         ]
     )
 
@@ -232,16 +234,17 @@ def test_chart_gateway_command_line(rendered):
 
 
 def test_chart_gateway_config_points_at_the_keys_secret(rendered):
-    secret = rendered["default"].one("Secret")
+    secret = rendered["default"].keys_secret()
     assert _gateway_config(rendered["default"]) == {
         "auth": {
             "enabled": True,
             "secret_name": secret["metadata"]["name"],
             "secret_key": "keys.yaml",
-        }
+        },
+        "limits": {"peers": {"dns": f"mg-modelgrid-gateway-peers.{NAMESPACE}.svc:8080"}},
     }
     merged = _gateway_config(rendered["namespaced-values"])
-    assert merged["limits"] == {"read_timeout_s": 900}  # gateway.config, merged over auth
+    assert merged["limits"]["read_timeout_s"] == 900  # gateway.config, merged over auth
     assert merged["auth"]["secret_name"] == "mg-modelgrid-gateway-api-keys"
 
 
@@ -262,7 +265,9 @@ def test_chart_gateway_without_keys(helm):
         "no-keys", result.stdout, [o for o in yaml.safe_load_all(result.stdout) if o]
     )
     assert not [o for o in objects.objects if o["kind"] in {"Secret", "Role", "RoleBinding"}]
-    assert _gateway_config(objects) == {"auth": {"enabled": False}}
+    assert _gateway_config(objects)["auth"] == {"enabled": False}
+    gateway = objects.one("Deployment", "gateway")
+    assert "env" not in gateway["spec"]["template"]["spec"]["containers"][0]  # no peer secret
 
 
 def test_chart_only_crds_when_both_components_are_off(helm):
@@ -283,7 +288,7 @@ def test_chart_ingress_with_tls(rendered):
     (rule,) = ingress["spec"]["rules"]
     assert rule["host"] == "llm.example.com"
     backend = rule["http"]["paths"][0]["backend"]["service"]
-    service = rendered["ingress-tls-values"].one("Service")
+    service = rendered["ingress-tls-values"].one("Service", "gateway")
     assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
     assert "Ingress" not in rendered["default"].by_kind
@@ -313,7 +318,10 @@ def test_chart_hpa_and_pdb(rendered):
 
 def test_chart_api_keys_from_an_existing_secret(rendered):
     objects = rendered["existing-secret-values"]
-    assert "Secret" not in objects.by_kind  # the user's Secret, not ours
+    # the user's keys Secret, not ours: only the gateways' peer secret is made
+    assert [s["metadata"]["name"] for s in objects.by_kind["Secret"]] == [
+        "mg-modelgrid-gateway-peer"
+    ]
     assert _gateway_config(objects)["auth"] == {
         "enabled": True,
         "secret_name": "llm-api-keys",
@@ -331,7 +339,7 @@ def test_chart_api_keys_from_an_existing_secret(rendered):
 
 
 def test_chart_made_secret_holds_the_given_key_hashes(rendered):
-    secret = rendered["namespaced-values"].one("Secret")
+    secret = rendered["namespaced-values"].keys_secret()
     assert set(secret["data"]) == {"keys.yaml"}  # hashes only, no key in clear
     keys = _keys_file(secret, "keys.yaml")["keys"]
     assert [k["name"] for k in keys] == ["team-a", "team-b"]
@@ -340,8 +348,31 @@ def test_chart_made_secret_holds_the_given_key_hashes(rendered):
 
 
 def test_chart_made_secret_generates_a_key(rendered):
-    secret = rendered["default"].one("Secret")
+    secret = rendered["default"].keys_secret()
     key = base64.b64decode(secret["data"]["api-key"]).decode()
     assert key.startswith("sk-mg-") and len(key) == 46
     (entry,) = _keys_file(secret, "keys.yaml")["keys"]
     assert entry == {"name": "admin", "sha256": hashlib.sha256(key.encode()).hexdigest()}
+
+
+def test_chart_gateway_replicas_share_key_limits(rendered, helm):
+    objects = rendered["default"]
+    (peers,) = [s for s in objects.by_kind["Service"] if s["spec"].get("clusterIP") == "None"]
+    gateway = objects.one("Deployment", "gateway")
+    pod_labels = gateway["spec"]["template"]["metadata"]["labels"]
+    assert peers["spec"]["selector"].items() <= pod_labels.items()
+    (port,) = peers["spec"]["ports"]
+    dns = _gateway_config(objects)["limits"]["peers"]["dns"]
+    assert dns == f"{peers['metadata']['name']}.{NAMESPACE}.svc:{port['port']}"
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    assert port["port"] == container["ports"][0]["containerPort"]
+    (env,) = [e for e in container["env"] if e["name"] == "MODELGRID_GATEWAY_PEER_SECRET"]
+    ref = env["valueFrom"]["secretKeyRef"]
+    (secret,) = [s for s in objects.by_kind["Secret"] if s["metadata"]["name"] == ref["name"]]
+    assert len(base64.b64decode(secret["data"][ref["key"]])) == 40
+
+    result = helm.template("--set", "gateway.sharedLimits=false")
+    assert result.returncode == 0, result.stderr
+    alone = Rendered("alone", result.stdout, [o for o in yaml.safe_load_all(result.stdout) if o])
+    assert "limits" not in _gateway_config(alone)
+    assert len(alone.by_kind["Service"]) == 1 and len(alone.by_kind["Secret"]) == 1
