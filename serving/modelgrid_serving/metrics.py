@@ -141,8 +141,8 @@ GATEWAY = (
     Family(
         "gateway",
         "upstream_errors_total",
-        "Backend failures: connect (retried on another backend), stream (broken mid-response), "
-        "timeout.",
+        "Backend failures: connect (retried on another backend), unavailable (answered 503 "
+        "before any byte; retried on another backend), stream (broken mid-response), timeout.",
         ("model", "pool", "kind"),
     ),
     Family(

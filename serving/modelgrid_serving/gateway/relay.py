@@ -105,7 +105,8 @@ class Relay:
         session = state.session
         assert session is not None
         tried: list[str] = []
-        for _ in range(state.limits.retries + 1):
+        attempts = state.limits.retries + 1
+        for attempt in range(attempts):
             backend = state.balancer.choose(backends, now=time.monotonic(), exclude=tried)
             if backend is None:
                 break
@@ -135,6 +136,17 @@ class Relay:
                     state.balancer.failed(backend.url, now=time.monotonic())
                     state.metrics.upstream_errors.labels(self.model, backend.pool, "connect").inc()
                     logger.warning("backend %s: %s; trying another", backend.url, exc)
+                    continue
+                if resp.status == 503 and attempt + 1 < attempts and len(tried) < len(backends):
+                    # The backend cannot take requests now (its engine is gone or not ready) and
+                    # has not processed this one: eject it like a refused connection and try
+                    # another. Its fast 503s would otherwise look like a fast backend.
+                    resp.close()
+                    state.balancer.failed(backend.url, now=time.monotonic())
+                    state.metrics.upstream_errors.labels(
+                        self.model, backend.pool, "unavailable"
+                    ).inc()
+                    logger.warning("backend %s answered 503; trying another", backend.url)
                     continue
                 state.balancer.responded(
                     backend.url, time.perf_counter() - sent, now=time.monotonic()
