@@ -191,9 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     crd.set_defaults(func=_crd)
 
     dashboards = sub.add_parser("dashboards", help="write the Grafana dashboards as JSON")
-    dashboards.add_argument(
-        "dir", help="output directory (the chart's: charts/modelgrid/dashboards)"
-    )
+    dashboards.add_argument("dir", help="output directory, e.g. charts/modelgrid/dashboards")
     dashboards.set_defaults(func=_dashboards)
 
     operator = sub.add_parser("operator", help="run the operator against the current cluster")

@@ -119,7 +119,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         config.metrics.reconciled(
             body,
             action=outcome.action,
-            status=outcome.status if outcome.status is not None else body.get("status") or {},
+            status=outcome.status,
             seconds=time.perf_counter() - started,
         )
 

@@ -48,17 +48,26 @@ class OperatorMetrics:
         self.desired = f["replicas_desired"]
         self.time_to_ready = f["time_to_ready_seconds"]
         self._pools: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+        self._statuses: dict[tuple[str, str], Mapping[str, Any]] = {}
 
     def reconciled(
         self,
         body: Mapping[str, Any],
         *,
         action: str,
-        status: Mapping[str, Any],
+        status: Mapping[str, Any] | None,
         seconds: float,
     ) -> None:
-        """One reconcile ended with ``status`` (the one written, or the one kept)."""
+        """One reconcile ended with ``status`` written, or None: the stored one still holds.
+
+        The stored status is the one this process last saw written, else the body's (after a
+        restart); a status in a body may be older than the last one written.
+        """
         namespace, model = model_label(body)
+        key = (namespace, model)
+        if status is None:
+            status = self._statuses.get(key) or body.get("status") or {}
+        self._statuses[key] = status
         conditions = _conditions(status)
         valid = conditions.get(api.ConditionType.SPEC_VALID.value, {})
         applied = conditions.get(api.ConditionType.RAY_SERVICE_APPLIED.value, {})
@@ -84,6 +93,7 @@ class OperatorMetrics:
     def forget(self, body: Mapping[str, Any]) -> None:
         """The model is deleted: its gauges go (its counters stay, as counters do)."""
         namespace, model = model_label(body)
+        self._statuses.pop((namespace, model), None)
         for phase in api.Phase:
             self._remove(self.models, namespace, model, phase.value)
         for phase in _TIME_TO_READY_PHASES:

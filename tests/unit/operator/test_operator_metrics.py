@@ -143,3 +143,27 @@ def test_operator_metrics_port_flag() -> None:
     parser = build_parser()
     assert parser.parse_args(["operator"]).metrics_port == 8081
     assert parser.parse_args(["operator", "--metrics-port", "0"]).metrics_port == 0
+
+
+def test_operator_metrics_unchanged_status_keeps_the_last_one_written() -> None:
+    m = OperatorMetrics()
+    m.reconciled(BODY, action="created", status=_status(), seconds=0.0)
+    stale = {**BODY, "status": {}}  # a body from an older event: no status yet
+    m.reconciled(stale, action="", status=None, seconds=0.0)
+    pool = {
+        "namespace": "team-a",
+        "model": "l3",
+        "pool": "gpu",
+        "accelerator": "nvidia",
+        "engine": "vllm",
+    }
+    assert _value(m, "modelgrid_operator_replicas_ready", **pool) == 2
+    ns = {"namespace": "team-a", "model": "l3"}
+    assert _value(m, "modelgrid_operator_reconciles_total", **ns, result="unchanged") == 1
+
+
+def test_operator_metrics_after_a_restart_read_the_stored_status() -> None:
+    m = OperatorMetrics()
+    m.reconciled({**BODY, "status": _status()}, action="", status=None, seconds=0.0)
+    ns = {"namespace": "team-a", "model": "l3"}
+    assert _value(m, "modelgrid_operator_models", **ns, phase="Ready") == 1

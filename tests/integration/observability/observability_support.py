@@ -1,0 +1,220 @@
+"""Helpers of the Prometheus test: processes we start (Prometheus, a gateway), Prometheus' HTTP
+API, and the PromQL of the chart's dashboards with their variables substituted.
+
+Prometheus is the Debian package's binary (``prometheus`` on PATH; ``.ci/run`` installs it),
+run with a private data directory and a 1 s scrape interval, and stopped at teardown. The
+gateway is started as users start it, ``python -m modelgrid_serving.gateway --config FILE``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+DASHBOARDS = ROOT / "charts" / "modelgrid" / "dashboards"
+START_DEADLINE_S = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def process(
+    argv: list[str], log: Path, ready_url: str, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """Run ``argv`` in its own process group until the block ends; wait for ``ready_url``."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"{argv[0]} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            return _ok(ready_url)
+
+        wait_for(ready, timeout=START_DEADLINE_S, what=ready_url)
+        yield
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def prometheus_binary() -> str:
+    """The Debian package's ``prometheus``; fails (never skips) without it: CI installs it."""
+    found = shutil.which("prometheus")
+    if found is None:
+        pytest.fail(
+            "prometheus is not installed (Debian package `prometheus`; .ci/run installs it)"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    """A running Prometheus: its HTTP API."""
+
+    url: str
+
+    def get(self, path: str, **params: Any) -> Any:
+        reply = httpx.get(self.url + path, params=params, timeout=10)
+        body = reply.json()
+        if body.get("status") != "success":
+            raise PromQLError(f"{path} {params}: {reply.status_code} {body.get('error')}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query now; the vector's samples (scalars and strings as one sample)."""
+        data = self.get("/api/v1/query", query=expr)
+        if data["resultType"] in ("scalar", "string"):
+            return [{"metric": {}, "value": data["result"]}]
+        return list(data["result"])
+
+    def targets_up(self) -> dict[str, str]:
+        """Scrape job -> health of its target."""
+        active = self.get("/api/v1/targets")["activeTargets"]
+        return {t["labels"]["job"]: t["health"] for t in active}
+
+
+class PromQLError(AssertionError):
+    """Prometheus refused a query (it does not parse, or failed to evaluate)."""
+
+
+@contextmanager
+def prometheus(work: Path, jobs: dict[str, str]) -> Iterator[Prometheus]:
+    """Prometheus scraping ``jobs`` (name -> ``http://host:port``, path /metrics) every second."""
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": name,
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": [url.split("://", 1)[1]]}],
+            }
+            for name, url in jobs.items()
+        ],
+    }
+    config_path = work / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    argv = [
+        prometheus_binary(),
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={work / 'prometheus-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with process(argv, work / "prometheus.log", url + "/-/ready"):
+        yield Prometheus(url)
+
+
+@contextmanager
+def gateway(work: Path, config: dict[str, Any]) -> Iterator[str]:
+    """A gateway with a static config; yields its root URL."""
+    path = work / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "modelgrid_serving.gateway",
+        "--config",
+        str(path),
+        "--port",
+        str(port),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with process(argv, work / "gateway.log", url + "/health"):
+        yield url
+
+
+# ---- the dashboards' PromQL -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    """One PromQL expression of one panel."""
+
+    dashboard: str
+    panel: str
+    ref_id: str
+    expr: str
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """The dashboards the chart ships, by file name."""
+    found = {p.name: json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))}
+    assert found, f"no dashboards in {DASHBOARDS}"
+    return found
+
+
+def panel_queries(dashboard_file: str, dashboard: dict[str, Any]) -> list[Query]:
+    """Every target expression of every panel (rows' nested panels included)."""
+    panels = []
+    for panel in dashboard["panels"]:
+        panels.append(panel)
+        panels.extend(panel.get("panels", []))
+    return [
+        Query(dashboard_file, panel["title"], target["refId"], target["expr"])
+        for panel in panels
+        for target in panel.get("targets", [])
+    ]
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    """Grafana's variables as Grafana would fill them (``$name`` and ``${name}``)."""
+    for name in sorted(values, key=len, reverse=True):  # $__rate_interval before $__rate...
+        expr = expr.replace("${" + name + "}", values[name]).replace("$" + name, values[name])
+    assert "$" not in expr, f"unsubstituted variable in {expr!r}"
+    return expr
+
+
+def has_number(samples: list[dict[str, Any]]) -> bool:
+    """Whether a result holds at least one finite value."""
+    return any(math.isfinite(float(s["value"][1])) for s in samples)
