@@ -121,12 +121,15 @@ LOCAL_POOL = {
 }
 APPLE_POOL = {**LOCAL_POOL, "accelerator": "apple", "engine": "mlx"}
 """Local mode starts the pool's mlx-lm server itself (no ``mlx_server_url``)."""
-KINDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "chat": (CHAT_CONFIG, LOCAL_POOL),
-    "embed": (EMBED_CONFIG, LOCAL_POOL),
-    "mlx": (MLX_CONFIG, APPLE_POOL),
+MLX_POOLS = ("mac-a", "mac-b")
+KINDS: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
+    "chat": (CHAT_CONFIG, [LOCAL_POOL]),
+    "embed": (EMBED_CONFIG, [LOCAL_POOL]),
+    "mlx": (MLX_CONFIG, [APPLE_POOL]),
+    # Several pools: one Serve application each, at /pools/<pool> (two light MLX pools).
+    "mlx-pools": (MLX_CONFIG, [{**APPLE_POOL, "name": name} for name in MLX_POOLS]),
 }
-"""Each kind of stack: its AppConfig (less source and pools) and its one pool."""
+"""Each kind of stack: its AppConfig (less source and pools) and its pools."""
 
 
 @dataclass
@@ -172,8 +175,8 @@ class Stacks:
             self.problems.append(f"{running.kind} stack left processes after SIGTERM: {leftovers}")
 
     def _start(self, kind: str) -> _Running:
-        base, pool = KINDS[kind]
-        config = {**base, "model_source": str(self._tiny_model), "pools": [pool]}
+        base, pools = KINDS[kind]
+        config = {**base, "model_source": str(self._tiny_model), "pools": pools}
         work = self._work / kind
         work.mkdir(parents=True, exist_ok=True)
         config_path = work / "app.json"
@@ -219,16 +222,17 @@ class Stacks:
             alias=ALIAS,
             max_model_len=MAX_MODEL_LEN,
             log=log_path,
-            proxy_url=_proxy_url(log_path),
-            engine=str(pool["engine"]),
+            proxy_url=_proxy_url(log_path, url),
+            engine=str(pools[0]["engine"]),
         )
         return _Running(kind, proc, marker, log_path, stack)
 
 
-def _proxy_url(log_path: Path) -> str:
+def _proxy_url(log_path: Path, url: str) -> str:
+    """The Serve proxy's URL; ``url`` itself when the stack serves through the proxy (several
+    pools do)."""
     match = re.search(r"Serve proxy at (http://\S+)", log_path.read_text(errors="replace"))
-    assert match, f"no Serve proxy URL in {log_path}"
-    return match.group(1)
+    return match.group(1) if match else url
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:

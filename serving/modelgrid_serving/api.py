@@ -102,10 +102,14 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
         accelerator = config.pools[0].accelerator.value if config.pools else "cpu"
         return GPUInfo(gpus=gpus, node=devices.node_name(), accelerator=accelerator)
 
+    # Without /v1 too, as several local OpenAI-compatible servers answer: clients given a
+    # bare base URL (``http://host:port``) reach the same routes.
+    @app.get("/models", response_model=ModelList)
     @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> ModelList:
         return ModelList(data=[card(name) for name in names.names()])
 
+    @app.get("/models/{model:path}", response_model=ModelCard)
     @app.get("/v1/models/{model:path}", response_model=ModelCard)
     async def get_model(model: str) -> ModelCard:
         return card(model)
@@ -144,10 +148,12 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    @app.post("/chat/completions")
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         return await generate(request, "chat", ChatCompletionRequest, engine.chat)
 
+    @app.post("/completions")
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         return await generate(request, "completions", CompletionRequest, engine.completions)

@@ -100,14 +100,22 @@ def mlx_stack(stacks: Stacks) -> Stack:
     return stacks.get("mlx")
 
 
+@pytest.fixture
+def mlx_pools_stack(stacks: Stacks) -> Stack:
+    """One model in two MLX pools: two Serve applications, at ``/pools/mac-a`` and ``/pools/mac-b``."""
+    return stacks.get("mlx-pools")
+
+
 def stack_order(item: pytest.Item) -> int:
-    """Which stack a test needs, as a sort key: MLX first (seconds to start), then the vLLM
-    chat stack, then the embedding stack; so each kind starts once a session."""
+    """Which stack a test needs, as a sort key: the MLX ones first (seconds to start), then the
+    vLLM chat stack, then the embedding stack; so each kind starts once a session."""
     fixtures = getattr(item, "fixturenames", ())
     callspec = getattr(item, "callspec", None)
-    if "mlx_stack" in fixtures or (callspec and callspec.params.get("engine") == "mlx"):
+    if "mlx_pools_stack" in fixtures:
         return 0
-    return 2 if "embedding_stack" in fixtures else 1
+    if "mlx_stack" in fixtures or (callspec and callspec.params.get("engine") == "mlx"):
+        return 1
+    return 3 if "embedding_stack" in fixtures else 2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

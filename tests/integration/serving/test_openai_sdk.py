@@ -66,6 +66,14 @@ def test_models_retrieve_unknown_is_404(client: openai.OpenAI) -> None:
     assert info.value.code == "model_not_found"
 
 
+def test_routes_answer_without_v1(stack: Stack) -> None:
+    """A client given the bare URL (as some local servers document it) reaches the same API."""
+    with openai.OpenAI(base_url=stack.url, api_key="unused", max_retries=0, timeout=60) as bare:
+        assert [m.id for m in bare.models.list().data] == [stack.model, stack.alias]
+        reply = bare.chat.completions.create(model=stack.alias, messages=MESSAGES, max_tokens=2)
+        assert reply.model == stack.alias and reply.choices[0].message.role == "assistant"
+
+
 # --- chat -------------------------------------------------------------------------------------
 
 

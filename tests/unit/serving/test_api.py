@@ -237,6 +237,14 @@ def test_models_list_names_and_aliases(client: TestClient) -> None:
     assert [(m["id"], m["root"]) for m in data] == [("tiny", None), ("tiny-chat", "tiny")]
 
 
+def test_routes_answer_without_v1_too(client: TestClient, engine: ScriptedEngine) -> None:
+    assert client.get("/models").json() == client.get("/v1/models").json()
+    assert client.get("/models/tiny-chat").json()["root"] == "tiny"
+    assert client.post("/chat/completions", json={"model": "tiny", **CHAT}).status_code == 200
+    assert client.post("/completions", json={"model": "tiny", "prompt": "x"}).status_code == 200
+    assert [b["model"] for b in engine.bodies] == ["tiny", "tiny"]
+
+
 def test_root_and_health(client: TestClient) -> None:
     assert client.get("/").json()["models"] == ["tiny", "tiny-chat"]
     assert client.get("/health").json() == {"status": "ok"}
