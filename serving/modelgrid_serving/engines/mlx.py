@@ -54,7 +54,13 @@ class TokenizerCounter:
     def __init__(self, model_dir: str) -> None:
         from transformers import AutoTokenizer
 
-        self._tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(
+                f"the MLX replica needs the model's tokenizer at {model_dir} (the same path as "
+                f"its MLX server; it counts prompt tokens against the context): {exc}"
+            ) from exc
         ids = {self._tokenizer.eos_token_id}
         for name in ("config.json", "generation_config.json"):
             ids.update(_as_ids(_read_json(Path(model_dir) / name).get("eos_token_id")))
