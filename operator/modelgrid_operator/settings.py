@@ -51,6 +51,11 @@ class RenderSettings(BaseModel):
     )
     mlx_port: int = Field(default=8081, description="Port of the MLX sidecar inside the pod.")
     serve_port: int = Field(default=8000, description="Port of the Serve HTTP proxy.")
+    metrics_port: int = Field(
+        default=8090,
+        description="Port of each Serve replica's Prometheus metrics in its worker pod (port "
+        "name `metrics`, what the chart's PodMonitor scrapes).",
+    )
     model_cache_path: str = Field(
         default="/models", description="Where model volumes are mounted inside pods."
     )

@@ -80,34 +80,35 @@ def to_app_config(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
     return AppConfig(
         **_common(model, model_path_in_pod(model.spec.model, settings)),
         pools=(_pool_config(model.spec, pool, settings),),
+        metrics_port=settings.metrics_port,
     )
 
 
 def to_local_app_config(
     model: api.InferenceModel, *, builtin_root: str, pool: str | None = None
 ) -> AppConfig:
-    """The Serve application config for ``modelgrid up``: one pool, one replica, this machine.
+    """The Serve application config for ``modelgrid up``: one replica per pool, this machine.
 
     Args:
         model: the InferenceModel, as the cluster would get it.
         builtin_root: the directory that holds generated built-in models on this machine.
-        pool: which pool's accelerator and engine to run; default the first pool.
+        pool: run only this pool; default every pool (each its own application, as in a
+            cluster; an Apple pool runs MLX on this machine's CPU).
 
     Raises:
         ValueError: when ``pool`` names no pool of the model, or the source is a PVC
             (which exists only inside a cluster).
     """
     pools = {p.name: p for p in model.spec.pools}
-    chosen = pools.get(pool) if pool else model.spec.pools[0]
-    if chosen is None:
+    if pool is not None and pool not in pools:
         raise ValueError(f"no pool named {pool!r}; the model has {', '.join(pools)}")
+    chosen = [pools[pool]] if pool is not None else list(model.spec.pools)
     source = model.spec.model
     if source.kind is api.SourceKind.PVC:
         raise ValueError(
             f"spec.model.uri: {source.uri} is a PersistentVolumeClaim, which exists only in a "
             "cluster; point uri at a local path or a Hugging Face id to run locally"
         )
-    engine = model.spec.engine_for(chosen)
     path = (
         f"{builtin_root}/{source.location}"
         if source.kind is api.SourceKind.BUILTIN
@@ -115,16 +116,17 @@ def to_local_app_config(
     )
     return AppConfig(
         **_common(model, path),
-        pools=(
+        pools=tuple(
             PoolConfig(
-                name=chosen.name,
-                accelerator=ServingAccelerator(chosen.accelerator.value),
-                engine=EngineKind(engine.value),
+                name=p.name,
+                accelerator=ServingAccelerator(p.accelerator.value),
+                engine=EngineKind(model.spec.engine_for(p).value),
                 min_replicas=1,
                 max_replicas=1,
                 gpus_per_replica=model.spec.engine_args.gpus_per_replica
-                if chosen.accelerator is api.Accelerator.NVIDIA
+                if p.accelerator is api.Accelerator.NVIDIA
                 else 0,
-            ),
+            )
+            for p in chosen
         ),
     )

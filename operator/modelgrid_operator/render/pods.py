@@ -137,6 +137,12 @@ def head_pod(model: api.InferenceModel, settings: RenderSettings) -> Pod:
     }
 
 
+def _metrics_ports(settings: RenderSettings) -> list[dict[str, Any]]:
+    """The replica's own metrics endpoint (``AppConfig.metrics_port``), named for the chart's
+    PodMonitor. One replica per worker pod (the pool's Ray resource), so one port suffices."""
+    return [{"name": "metrics", "containerPort": settings.metrics_port}]
+
+
 def _vllm_worker(
     model: api.InferenceModel, pool: api.Pool, settings: RenderSettings, *, gpus: int
 ) -> Pod:
@@ -162,6 +168,7 @@ def _vllm_worker(
                     ),
                     "env": [*_engine_env(), *env],
                     "volumeMounts": mounts,
+                    "ports": _metrics_ports(settings),
                 }
             ],
             "volumes": volumes,
@@ -191,6 +198,7 @@ def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
                     "image": settings.apple_image,
                     "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
                     "env": _engine_env(),
+                    "ports": _metrics_ports(settings),
                 },
                 {
                     "name": "mlx-server",
