@@ -30,13 +30,15 @@ def artifacts() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Playwright's sync API, for one module at a time: while it runs, its event loop is the
+    thread's running loop, and async tests (pytest-asyncio) cannot start theirs."""
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Headless Debian chromium; Playwright never downloads a browser of its own here."""
     executable = os.environ.get("MODELGRID_CHROMIUM") or shutil.which("chromium")

@@ -27,7 +27,7 @@ function h(tag, attrs, ...children) {
     if (v === null || v === undefined || v === false) continue;
     el.setAttribute(k === 'cls' ? 'class' : k, v === true ? '' : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
   }
   return el;
@@ -152,7 +152,7 @@ function resourceView(r) {
     h('p', { cls: 'meta' }, `${r.resource}: ${r.phase}${since}`),
     t.total === null ? h('p', { cls: 'legend' }, 'not Ready yet')
       : [bar, h('div', { cls: 'legend' }, `ready after ${seconds(t.total)}: `,
-        PHASES.map((p) => `${p} ${seconds(t[p])}`).join(' · '))],
+        PHASES.map((p, i) => [i ? ' · ' : '', h('i', { cls: `swatch seg-${p}` }), `${p} ${seconds(t[p])}`]))],
     r.problems.length ? h('ul', { cls: 'problems' },
       r.problems.map((c) => h('li', null, `${c.type} (${c.reason}): ${c.message}`))) : null);
 }
