@@ -123,11 +123,15 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
         body = await _read_json(request)
         requested = body.get("model")
         body["model"] = canonical = names.resolve(requested)
-        parsed = schema.model_validate(body)
+        tracker = metrics.track(canonical, route)  # refusals of a known model count too
+        try:
+            parsed = schema.model_validate(body)
+        except Exception as exc:
+            tracker.done(error_response(exc).status_code)
+            raise
         client_wants_usage = parsed.wants_usage_in_stream()
         if parsed.stream:  # always count tokens; drop the usage chunk if the client did not ask
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        tracker = metrics.track(canonical, route)
         try:
             output = await call(body)
         except BaseException as exc:
@@ -162,9 +166,9 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
     async def embeddings(request: Request) -> Response:
         body = await _read_json(request)
         body["model"] = canonical = names.resolve(body.get("model"))
-        EmbeddingRequest.model_validate(body)
         tracker = metrics.track(canonical, "embeddings")
         try:
+            EmbeddingRequest.model_validate(body)
             output = await engine.embeddings(body)
         except BaseException as exc:
             tracker.done(error_response(exc).status_code)

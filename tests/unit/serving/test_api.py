@@ -200,6 +200,17 @@ def test_engine_refusal_is_answered_in_openai_shape(
     )
 
 
+def test_metrics_count_a_refused_request_of_a_known_model(
+    client: TestClient, metrics: Metrics
+) -> None:
+    body = {"model": "tiny-chat", "max_tokens": -1, **CHAT}
+    assert client.post("/v1/chat/completions", json=body).status_code == 400
+    refused = {"model": "tiny", "pool": "local", "route": "chat", "status": "400"}
+    value = metrics.registry.get_sample_value
+    assert value("modelgrid_replica_requests_total", refused) == 1
+    assert value("modelgrid_replica_requests_queued", {"model": "tiny", "pool": "local"}) == 0
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "code"),
     [
