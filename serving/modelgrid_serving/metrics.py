@@ -291,6 +291,8 @@ VLLM_STATS = (
 """vLLM's own families (registered in the replica process' default registry by vLLM's
 Prometheus stat logger) and the modelgrid names they are exported under. vLLM's
 ``kv_cache_usage_perc`` is a fraction from 0 to 1 despite its name."""
+_ENGINE_STEMS = frozenset(m.stem for m in VLLM_STATS)
+"""Replica families that only engine stats fill (:class:`EngineStats`)."""
 
 
 class EngineStats(Collector):
@@ -374,9 +376,6 @@ class Metrics:
         if children is None:
             children = self._children[model] = _ModelChildren(self, model)
         return RequestTracker(self, children, model, route)
-
-
-_ENGINE_STEMS = frozenset(m.stem for m in VLLM_STATS)
 
 
 class _ModelChildren:
