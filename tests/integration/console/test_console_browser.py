@@ -112,6 +112,24 @@ def test_playground_streams_a_reply_shows_usage_and_working_snippets(
     shoot(tab, artifacts, "playground-1280")
 
 
+def test_stop_cancels_a_streaming_reply(
+    console_stack: ConsoleStack, open_tab: Callable[..., Tab]
+) -> None:
+    tab = open_tab(console_stack.open.url + "/ui/#playground")
+    page = tab.page
+    expect(page.locator('#model option[value="tiny"]')).to_have_count(1, timeout=15_000)
+    page.fill("#max-tokens", "1800")  # seconds of streaming on the tiny model
+    page.fill("#prompt", "Go on and on")
+    page.click("#send")
+    reply = page.locator("#transcript .msg-assistant").last
+    expect(reply).not_to_have_text("", timeout=30_000)
+    page.click("#stop")
+    expect(page.locator("#chat-error")).to_have_text("Stopped.")
+    expect(page.locator("#send")).to_be_enabled()
+    expect(page.locator("#stop")).to_be_disabled()
+    assert "completion tokens" not in page.locator("#usage").inner_text()  # no usage: cut short
+
+
 def test_a_stopped_backend_shows_its_model_unavailable_within_seconds(
     console_stack: ConsoleStack, open_tab: Callable[..., Tab], artifacts: Path
 ) -> None:

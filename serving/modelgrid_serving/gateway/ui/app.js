@@ -304,7 +304,7 @@ function renderSnippets() {
     '  -H "Content-Type: application/json" \\',
     `  -d '${json.replaceAll("'", "'\\''")}'`,
   ].join('\n');
-  const py = (v) => JSON.stringify(v); // strings, numbers and dicts of strings: valid Python
+  const py = (v) => JSON.stringify(v); // JSON strings and numbers are Python literals too
   $('python').textContent = [
     'import os',
     '',
@@ -314,7 +314,7 @@ function renderSnippets() {
     'stream = client.chat.completions.create(',
     `    model=${py(body.model)},`,
     '    messages=[',
-    ...body.messages.map((m) => `        ${py(m)},`),
+    ...body.messages.map((m) => `        {"role": ${py(m.role)}, "content": ${py(m.content)}},`),
     '    ],',
     `    temperature=${py(body.temperature)},`,
     `    max_tokens=${py(body.max_tokens)},`,
