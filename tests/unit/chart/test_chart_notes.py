@@ -91,6 +91,11 @@ def test_chart_notes_warn_when_monitoring_has_no_api(chart_copy):
     assert warning not in served
 
 
+def test_chart_notes_warn_when_only_the_operator_monitor_has_no_api(chart_copy):
+    notes = chart_copy.notes("--set", "monitoring.operatorMonitor.enabled=true")
+    assert "no monitoring.coreos.com/v1 API" in notes
+
+
 def test_chart_notes_use_the_first_watched_namespace(chart_copy):
     notes = chart_copy.notes(*values_args("namespaced-values"))
     assert "kubectl apply -n team-a -f - <<'EOF'" in notes
