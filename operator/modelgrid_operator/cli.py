@@ -140,6 +140,7 @@ def _tiny_model(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from modelgrid_serving.gateway.front import gateway_front
     from modelgrid_serving.local import serve
     from modelgrid_serving.tiny_model import write_tiny_model
 
@@ -163,7 +164,7 @@ def _up(args: argparse.Namespace) -> int:
         raise SystemExit(f"modelgrid: {args.file}: {exc}") from None
     if model.spec.model.kind is api.SourceKind.BUILTIN:
         write_tiny_model(builtin_root / model.spec.model.location)
-    serve(config, host=args.host, port=args.port)
+    serve(config, host=args.host, port=args.port, front=gateway_front)
     return 0
 
 
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     up.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     up.add_argument("--model", help="which InferenceModel of the file, when it holds several")
-    up.add_argument("--pool", help="which pool's accelerator and engine to use (the first)")
+    up.add_argument("--pool", help="serve only this pool (default: every pool, a gateway in front)")
     up.set_defaults(func=_up)
 
     render = sub.add_parser("render", help="print the Kubernetes objects for an InferenceModel")

@@ -205,6 +205,18 @@ def test_local_app_config_collapses_to_one_replica_of_the_chosen_pool():
     ]
 
 
+def test_local_app_config_serves_every_pool_by_default_one_replica_each():
+    model = make_model(
+        model={"uri": "builtin://tiny-llama"},
+        pools=[pool("cpu", "cpu", minReplicas=2), pool("mac", "apple")],
+    )
+    config = to_local_app_config(model, builtin_root="/cache/models")
+    assert [(p.name, p.engine.value, p.min_replicas, p.max_replicas) for p in config.pools] == [
+        ("cpu", "vllm", 1, 1),
+        ("mac", "mlx", 1, 1),
+    ]
+
+
 def test_local_app_config_refuses_pvc_and_unknown_pool():
     with pytest.raises(ValueError, match="exists only in a cluster"):
         to_local_app_config(make_model(model={"uri": "pvc://c/m"}), builtin_root="/x")

@@ -1,0 +1,86 @@
+"""The mixed-pools stack: ``modelgrid up examples/mixed-tiny.yaml`` in a subprocess (vLLM CPU and
+MLX CPU pools, the gateway in front), and what the tests need to know of it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from local_stack import _MARKER_ENV, _free_port, _marked_pids, _stop, cache_dir
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "examples" / "mixed-tiny.yaml"
+START_DEADLINE_S = 420.0
+MODEL = "tiny-chat"
+"""The served name in examples/mixed-tiny.yaml."""
+POOL_LINE = re.compile(r"\[modelgrid\] pool (\S+) \((\w+)\) at (\S+)")
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """A running mixed stack."""
+
+    url: str
+    """The gateway in front: the model's name over both pools."""
+    model: str
+    pools: dict[str, tuple[str, str]]
+    """pool -> (engine, base URL of its Serve application)."""
+    mlx_pid: int
+    """The MLX pool's mlx-lm server (the pool's engine)."""
+    log: Path
+
+
+def _mlx_server(marker: str) -> int:
+    for pid in _marked_pids(marker):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"mlx_lm" in argv and b"server" in argv:
+            return pid
+    raise AssertionError("no mlx-lm server among the stack's processes")
+
+
+@contextmanager
+def mixed_stack(work: Path) -> Iterator[Mixed]:
+    """Run ``modelgrid up examples/mixed-tiny.yaml`` until the context ends; fail if it leaves
+    a process behind."""
+    port, marker = _free_port(), uuid.uuid4().hex
+    caches = cache_dir()
+    env = {
+        **os.environ,
+        _MARKER_ENV: marker,
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(caches / "vllm"),
+        "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
+    }
+    log = work / "up.log"
+    argv = [sys.executable, "-m", "modelgrid_operator.cli", "up", str(EXAMPLE), "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while b"[modelgrid] ready:" not in log.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"modelgrid up did not get ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        text = log.read_text()
+        pools = {m[0]: (m[1], m[2]) for m in POOL_LINE.findall(text)}
+        yield Mixed(f"http://127.0.0.1:{port}", MODEL, pools, _mlx_server(marker), log)
+    finally:
+        leftovers = _stop(proc, marker)
+    assert not leftovers, f"modelgrid up left processes after SIGTERM: {leftovers}"
