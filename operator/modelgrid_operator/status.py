@@ -8,8 +8,9 @@ Pending  no RayService yet (or KubeRay is missing)
 Scheduling  worker pods are not all ready yet
 Loading  pods are up; the Serve application is deploying (weights load, warm-up)
 Ready    the application runs and every pool has its minimum of ready replicas
-Degraded was Ready, now a pool lacks replicas or the application is unhealthy
-Failed   the spec is invalid or the application failed to deploy
+Degraded was Ready, now a pool lacks replicas or an application is unhealthy; or some pools
+         serve while another failed to deploy or was refused by the memory admission
+Failed   the spec is invalid, every application failed to deploy, or every pool was refused
 ======== ==========================================================================
 
 ``timeToReady`` adds the seconds of each phase until the first Ready, the cold-start budget
