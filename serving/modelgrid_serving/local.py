@@ -127,26 +127,26 @@ def serve(
                 return
             for endpoint in endpoints:
                 _say(out, f"pool {endpoint.pool} ({endpoint.engine}) at {endpoint.url}")
-            with front(config, endpoints, host, port) if several and front else nullcontext():
-                url = f"http://{_display_host(host)}:{port}"
-                if several and not front:
-                    url = endpoints[0].url  # no single URL over the pools: show the first
-                total = time.perf_counter() - started
-                _say(
-                    out,
-                    f"ready: {config.model_name} in {total:.1f} s ("
-                    + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
-                    + ")",
-                )
-                _say(out, f"OpenAI API at {url}/v1")
-                _say(out, "try:")
-                _say(out, curl_example(url, config.model_name, route))
-                _say(out, "Ctrl-C to stop")
-                try:
+            url = f"http://{_display_host(host)}:{port}"
+            if several and not front:
+                url = endpoints[0].url  # no single URL over the pools: show the first
+            try:  # a signal may come while the front starts, too
+                with front(config, endpoints, host, port) if several and front else nullcontext():
+                    total = time.perf_counter() - started
+                    _say(
+                        out,
+                        f"ready: {config.model_name} in {total:.1f} s ("
+                        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+                        + ")",
+                    )
+                    _say(out, f"OpenAI API at {url}/v1")
+                    _say(out, "try:")
+                    _say(out, curl_example(url, config.model_name, route))
+                    _say(out, "Ctrl-C to stop")
                     while True:
                         time.sleep(3600)
-                except _Stop:
-                    _say(out, "stopping")
+            except _Stop:
+                _say(out, "stopping")
     finally:
         _shutdown(session, temp_dir, sidecars)
         for name in (SESSION_ENV, *_DIRECT_INGRESS_ENV):
