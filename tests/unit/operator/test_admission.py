@@ -233,3 +233,35 @@ def test_admission_every_pool_refused_is_failed_with_the_numbers():
     assert status.phase is api.Phase.FAILED
     assert (ready.status, ready.reason) == ("False", "InsufficientMemory")
     assert "needs 17.0 GiB" in ready.message and "mini has 16.0 GiB" in ready.message
+
+
+def test_admission_hub_metadata_reads_config_and_safetensors_counts_and_remembers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The Hub path with the hub replaced by a double (these machines reach no hub)."""
+    import huggingface_hub
+    from modelgrid_operator import model_info
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(LLAMA_8B))
+    calls: list[str] = []
+
+    def download(repo: str, filename: str, revision: str | None = None) -> str:
+        calls.append(f"{repo}/{filename}@{revision}")
+        return str(config)
+
+    class Metadata:
+        parameter_count = {"BF16": 8_000_000_000, "U8": 30_261_248}
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(huggingface_hub, "get_safetensors_metadata", lambda *a, **k: Metadata())
+    monkeypatch.setattr(model_info, "_hub_cache", {})
+    source = api.ModelSource(uri="hf://meta/llama", revision="main")
+    facts = read_model_facts(source, hub=True, now=0.0)
+    assert facts is not None and facts.architecture == FACTS.architecture
+    assert facts.weights_bytes == 8_000_000_000 * 2 + 30_261_248
+    assert facts.parameters == 8_030_261_248
+    assert read_model_facts(source, hub=True, now=60.0) == facts  # remembered
+    assert calls == ["meta/llama/config.json@main"]
+    read_model_facts(source, hub=True, now=model_info.HUB_RETRY_S + 1)
+    assert len(calls) == 2  # asked again once the answer is old
