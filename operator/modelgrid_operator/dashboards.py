@@ -8,9 +8,9 @@ MLX replicas, the gateway and the operator together:
 - **Model**: the same for one model (the ``model`` variable), split by pool.
 
 grafana-foundation-sdk is a development dependency (the ``dev`` extra): only generating the
-JSON needs it. ``modelgrid dashboards DIR`` (``make dashboards``) writes them as JSON into the chart's
-``dashboards/`` folder, which ships them as ConfigMaps for the Grafana sidecar; a unit test
-fails when the files there are stale. Queries name metrics through :func:`m`, which refuses a
+JSON needs it. ``modelgrid dashboards DIR`` (``make dashboards``) writes them as JSON into the
+chart's ``dashboards/`` folder, which ships them as ConfigMaps for the Grafana sidecar; a unit
+test fails when the files there are stale. Queries name metrics through :func:`m`, which refuses a
 name the vocabulary does not declare, so a typo fails at build time; a real Prometheus test
 (tests/integration/observability) evaluates every query against what the code exports.
 """
