@@ -334,7 +334,10 @@ def overview() -> dict[str, Any]:
         "Failed reconciles in each rate window, by condition reason or exception type.",
         [
             (
-                f"sum by (reason) (increase({m('modelgrid_operator_reconcile_errors_total')}[{RATE}]))",
+                (
+                    f"sum by (reason) "
+                    f"(increase({m('modelgrid_operator_reconcile_errors_total')}[{RATE}]))"
+                ),
                 "{{reason}}",
             )
         ],

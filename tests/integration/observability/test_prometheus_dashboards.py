@@ -237,7 +237,8 @@ async def test_every_dashboard_query_returns_data_from_a_real_prometheus(
                 await asyncio.to_thread(
                     wait_for,
                     lambda: prom.query(
-                        f'modelgrid_operator_time_to_ready_seconds{{phase="total",model="{stack.model}"}}'
+                        "modelgrid_operator_time_to_ready_seconds"
+                        f'{{phase="total",model="{stack.model}"}}'
                     ),
                     timeout=30,
                     what="the operator's time to ready in Prometheus",
