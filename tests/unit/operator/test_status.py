@@ -117,3 +117,18 @@ def test_status_applied_condition_is_consistent_before_the_child_exists():
     s = step(None, Observation(None), 0)
     applied = next(c for c in s.conditions if c.type == "RayServiceApplied")
     assert (applied.status, applied.reason) == ("False", "WaitingForRayService")
+
+
+def test_status_one_pool_failed_to_deploy_other_serving_is_degraded_not_failed():
+    s = step(
+        None,
+        Observation(
+            rayservice(gpu="RUNNING", mac="DEPLOY_FAILED", message="no Metal"), pods(gpu=2, mac=1)
+        ),
+        1,
+    )
+    assert s.phase is api.Phase.DEGRADED
+    assert (s.conditions[0].reason, s.conditions[0].message) == (
+        "DeployFailed",
+        "pool mac: no Metal",
+    )
