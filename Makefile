@@ -17,9 +17,10 @@ test:
 test-unit:
 	venv=$$(.ci/venv.sh) && "$$venv/bin/python" -m pytest -m unit $(PYTEST_ARGS)
 
-## Regenerate crds/ from the typed API
+## Regenerate crds/ and the chart's copy from the typed API
 crd:
 	venv=$$(.ci/venv.sh) && "$$venv/bin/modelgrid" crd > crds/modelgrid.io_inferencemodels.yaml
+	cp crds/modelgrid.io_inferencemodels.yaml charts/modelgrid/crds/
 
 ## Regenerate the Grafana dashboards of the chart (built in code: operator/modelgrid_operator/dashboards.py)
 dashboards:

@@ -197,7 +197,10 @@ def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
                     "name": "ray-worker",
                     "image": settings.apple_image,
                     "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
-                    "env": _engine_env(),
+                    # The replica reads the model's tokenizer (prompt length against the
+                    # context, chat template) from the same path as the sidecar.
+                    "env": [*_engine_env(), *env],
+                    "volumeMounts": mounts,
                     "ports": _metrics_ports(settings),
                 },
                 {
@@ -208,9 +211,17 @@ def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
                     "resources": _resources(pool.resources),
                     "env": [*_engine_env(), *env],
                     "volumeMounts": mounts,
+                    # mlx-lm's /health turns 503 when its generation thread has died while
+                    # the port stays open: probe HTTP, and restart the sidecar on it.
                     "readinessProbe": {
-                        "tcpSocket": {"port": settings.mlx_port},
+                        "httpGet": {"path": "/health", "port": settings.mlx_port},
                         "periodSeconds": 5,
+                    },
+                    "livenessProbe": {
+                        "httpGet": {"path": "/health", "port": settings.mlx_port},
+                        "initialDelaySeconds": 60,
+                        "periodSeconds": 10,
+                        "failureThreshold": 3,
                     },
                 },
             ],

@@ -76,6 +76,27 @@ def test_render_apple_pool_has_mlx_sidecar_and_selects_apple_nodes():
     assert "nvidia.com/gpu" not in json.dumps(spec)
 
 
+@pytest.mark.parametrize("uri", ["pvc://models/qwen", "builtin://tiny-llama", "hf://Qwen/Qwen3-0.6B"])
+def test_render_apple_replica_sees_the_model_where_its_app_config_says(uri):
+    """The MLX replica reads the tokenizer at the app's ``model_source``, as the sidecar does."""
+    model = make_model(engine="mlx", model={"uri": uri}, pools=[pool("mac", "apple")])
+    rs = render_rayservice(model, settings=SETTINGS)
+    (app,) = _apps(rs)
+    source = app["args"]["model_source"]
+    spec = _groups(rs)["mac"]["template"]["spec"]
+    for container in spec["containers"]:
+        mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+        if source.startswith("/"):
+            assert any(source.startswith(m.rstrip("/") + "/") or source == m for m in mounts), (
+                container["name"],
+                source,
+                mounts,
+            )
+    sidecar = spec["containers"][1]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert sidecar[probe]["httpGet"] == {"path": "/health", "port": SETTINGS.mlx_port}
+
+
 def test_render_mixed_pools_pin_replicas_by_custom_resource():
     model = make_model(pools=[pool("gpu", "nvidia", maxReplicas=4), pool("mac", "apple")])
     rs = render_rayservice(model, settings=SETTINGS)
