@@ -36,7 +36,8 @@ _MIN_LOGICAL_CPUS = 8
 a 2-core laptop must still schedule them all (logical CPUs are not cores)."""
 
 
-_DIRECT_INGRESS_ENV = (
+_RAY_SERVE_ENV = (
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED",
     "RAY_SERVE_ENABLE_DIRECT_INGRESS",
     "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT",
     "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT",
@@ -149,7 +150,7 @@ def serve(
                 _say(out, "stopping")
     finally:
         _shutdown(session, temp_dir, sidecars)
-        for name in (SESSION_ENV, *_DIRECT_INGRESS_ENV):
+        for name in (SESSION_ENV, *_RAY_SERVE_ENV):
             os.environ.pop(name, None)
 
 
@@ -200,6 +201,12 @@ def _start(
     logging.getLogger("vllm").setLevel(logging.ERROR)  # its import-time notices, in this process
     display = _display_host(host)
     proxy_port = port if proxy_on_port else _free_port(host)
+    # Ray Serve's throughput mode: user code and the router run on the replica's own event loop
+    # (no thread hop per streamed chunk), access logs are buffered, the GC is frozen after
+    # start. Measured against the default on this path: bench/RESULTS.md (Serving); set it to 0
+    # in the environment to compare.
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "0"  # the mode would turn it on; see below
     if direct:
         # Direct ingress: requests reach the replica's own HTTP server, not through the Serve
         # proxy actor (one process hop less per streamed chunk: ~3x the throughput at 32
