@@ -164,7 +164,8 @@ def _up(args: argparse.Namespace) -> int:
         raise SystemExit(f"modelgrid: {args.file}: {exc}") from None
     if model.spec.model.kind is api.SourceKind.BUILTIN:
         write_tiny_model(builtin_root / model.spec.model.location)
-    serve(config, host=args.host, port=args.port, front=gateway_front)
+    console_port = None if args.console_port == 0 else args.console_port or args.port + 1
+    serve(config, host=args.host, port=args.port, front=gateway_front, console_port=console_port)
     return 0
 
 
@@ -182,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     up.add_argument("--model", help="which InferenceModel of the file, when it holds several")
     up.add_argument("--pool", help="serve only this pool (default: every pool, a gateway in front)")
+    up.add_argument(
+        "--console-port",
+        type=int,
+        help="with one pool, the web console (the gateway in front of it) listens here "
+        "(default: --port + 1; 0: none). With several pools it is on --port.",
+    )
     up.set_defaults(func=_up)
 
     render = sub.add_parser("render", help="print the Kubernetes objects for an InferenceModel")

@@ -71,6 +71,7 @@ def serve(
     port: int = 8000,
     direct: bool = True,
     front: Front | None = None,
+    console_port: int | None = None,
 ) -> None:
     """Serve ``config`` on ``host:port`` until Ctrl-C or SIGTERM. Blocks.
 
@@ -87,6 +88,9 @@ def serve(
         direct: With one pool, the replica itself listens on ``port`` (Ray Serve's direct
             ingress) and the Serve proxy on a spare port; False puts the proxy on ``port``.
         front: What serves the model's name over several pools (see :data:`Front`).
+        console_port: With one pool and a ``front``, also run the front on this port: its web
+            console (``/ui/``) and its OpenAI API over the same replica. None: no console with
+            one pool (with several, the front on ``port`` serves it).
 
     Raises:
         SystemExit: with a one-line message when the model source is missing or the application
@@ -131,8 +135,19 @@ def serve(
             url = f"http://{_display_host(host)}:{port}"
             if several and not front:
                 url = endpoints[0].url  # no single URL over the pools: show the first
+            front_port = port if several else console_port
+            if not several and front and front_port and not _port_free(host, front_port):
+                _say(out, f"web console: port {front_port} is taken; none (see --console-port)")
+                front_port = None
             try:  # a signal may come while the front starts, too
-                with front(config, endpoints, host, port) if several and front else nullcontext():
+                with (
+                    front(config, endpoints, host, front_port)
+                    if front and front_port
+                    else nullcontext()
+                ):
+                    if front and front_port:
+                        console = f"http://{_display_host(host)}:{front_port}/ui/"
+                        _say(out, f"web console at {console}")
                     total = time.perf_counter() - started
                     _say(
                         out,
@@ -418,6 +433,17 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _free_port(host: str) -> int:

@@ -87,3 +87,25 @@ def test_cli_gateway_passes_every_namespace(monkeypatch):
         "kubernetes": True,
         "namespaces": ("a", "b"),
     }
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), 8001),
+        (("--port", "9000"), 9001),
+        (("--console-port", "7000"), 7000),
+        (("--console-port", "0"), None),
+    ],
+)
+def test_cli_up_puts_the_console_beside_the_api(monkeypatch, args, expected):
+    """One pool: the web console (a gateway in front of the replica) on --port + 1 by default."""
+    import modelgrid_serving.local as local
+
+    seen = {}
+    monkeypatch.setattr(local, "serve", lambda config, **kw: seen.update(kw, config=config))
+    path = ROOT / "examples" / "mlx-tiny.yaml"
+    monkeypatch.setattr("modelgrid_serving.tiny_model.write_tiny_model", lambda d: d)
+    assert main(["up", str(path), *args]) == 0
+    assert seen["console_port"] == expected
+    assert len(seen["config"].pools) == 1
