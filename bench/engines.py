@@ -20,43 +20,17 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-MODEL = "tiny"
+from serving import MODEL, Result, engine_env, free_port, run_level  # bench/serving.py
+
 ENGINES = ("vllm", "mlx")
-
-
-@dataclass
-class Result:
-    """One concurrency level of one engine."""
-
-    concurrency: int
-    requests: int
-    output_tokens: int
-    wall_s: float
-    ttft_s: list[float]
-
-    @property
-    def tok_per_s(self) -> float:
-        return self.output_tokens / self.wall_s
-
-    def ttft_ms(self, q: float) -> float:
-        ordered = sorted(self.ttft_s)
-        return 1000 * ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def app_config(engine: str, model_dir: Path) -> dict[str, object]:
@@ -79,20 +53,11 @@ def app_config(engine: str, model_dir: Path) -> dict[str, object]:
 def start(engine: str, model_dir: Path, port: int, work: Path) -> subprocess.Popen[bytes]:
     path = work / f"{engine}.json"
     path.write_text(json.dumps(app_config(engine, model_dir)))
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "VLLM_NO_USAGE_STATS": "1",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_CACHE_ROOT": str(work / "vllm-cache"),
-        "TORCHINDUCTOR_CACHE_DIR": str(work / "inductor-cache"),
-    }
     return subprocess.Popen(
         [sys.executable, "-m", "modelgrid_serving.local", str(path), "--port", str(port)],
         stdout=(work / f"{engine}.log").open("wb"),
         stderr=subprocess.STDOUT,
-        env=env,
+        env=engine_env(work),
         start_new_session=True,
     )
 
@@ -125,47 +90,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
-
-
-async def one_request(client: httpx.AsyncClient, i: int, tokens: int) -> tuple[float, int]:
-    body = {
-        "model": MODEL,
-        "stream": True,
-        "max_tokens": tokens,
-        "ignore_eos": True,
-        "temperature": 0.8,
-        "stream_options": {"include_usage": True},
-        "messages": [{"role": "user", "content": f"count to ten, request {i}"}],
-    }
-    t0 = time.perf_counter()
-    ttft = None
-    usage = 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as reply:
-        reply.raise_for_status()
-        async for line in reply.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            if ttft is None and '"content"' in line:
-                ttft = time.perf_counter() - t0
-            if '"usage"' in line and '"choices":[]' in line:
-                usage = json.loads(line[6:])["usage"]["completion_tokens"]
-    return (ttft if ttft is not None else time.perf_counter() - t0), usage
-
-
-async def run_level(url: str, concurrency: int, requests: int, tokens: int) -> Result:
-    limits = httpx.Limits(max_connections=concurrency + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
-        pending = list(range(requests))
-        results: list[tuple[float, int]] = []
-
-        async def worker() -> None:
-            while pending:
-                results.append(await one_request(client, pending.pop(), tokens))
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
-    return Result(concurrency, requests, sum(u for _, u in results), wall, [t for t, _ in results])
 
 
 def table(results: dict[str, dict[int, Result]]) -> str:
@@ -209,11 +133,13 @@ def main() -> None:
         proc = start(engine, model_dir, port, work)
         try:
             print(f"{engine}: ready in {wait_ready(proc, url):.0f} s", flush=True)
-            asyncio.run(run_level(url, 4, 8, args.tokens))  # warm-up
+            asyncio.run(run_level(url, 4, 8, args.tokens, seed=False))  # warm-up
             results[engine] = {}
             for c in levels:
                 load = os.getloadavg()[0]
-                r = asyncio.run(run_level(url, c, max(c * args.rounds, 16), args.tokens))
+                r = asyncio.run(
+                    run_level(url, c, max(c * args.rounds, 16), args.tokens, seed=False)
+                )
                 results[engine][c] = r
                 print(
                     f"  {engine:<5} c={c:<3} {r.tok_per_s:8.0f} tok/s  TTFT p50 "

@@ -181,17 +181,24 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-async def one_request(client: httpx.AsyncClient, i: int, tokens: int) -> tuple[float, int]:
-    body = {
+async def one_request(
+    client: httpx.AsyncClient, i: int, tokens: int, *, seed: bool = True
+) -> tuple[float, int]:
+    """One streamed chat completion of ``tokens`` tokens; returns (TTFT seconds, tokens).
+
+    ``seed``: send ``seed: i`` (mlx-lm's server serves a seeded request alone, outside its
+    batch, so the engines comparison sends none)."""
+    body: dict[str, object] = {
         "model": MODEL,
         "stream": True,
         "max_tokens": tokens,
         "ignore_eos": True,
         "temperature": 0.8,
-        "seed": i,
         "stream_options": {"include_usage": True},
         "messages": [{"role": "user", "content": f"count to ten, request {i}"}],
     }
+    if seed:
+        body["seed"] = i
     t0 = time.perf_counter()
     ttft = None
     usage = 0
@@ -207,7 +214,9 @@ async def one_request(client: httpx.AsyncClient, i: int, tokens: int) -> tuple[f
     return (ttft if ttft is not None else time.perf_counter() - t0), usage
 
 
-async def run_level(url: str, concurrency: int, requests: int, tokens: int) -> Result:
+async def run_level(
+    url: str, concurrency: int, requests: int, tokens: int, *, seed: bool = True
+) -> Result:
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -218,7 +227,7 @@ async def run_level(url: str, concurrency: int, requests: int, tokens: int) -> R
         async def worker() -> None:
             while not queue.empty():
                 i = queue.get_nowait()
-                results.append(await one_request(client, i, tokens))
+                results.append(await one_request(client, i, tokens, seed=seed))
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))

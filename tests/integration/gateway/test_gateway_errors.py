@@ -61,10 +61,11 @@ def test_unknown_model_is_404_model_not_found(
     assert error_of(resp, check_schema)["code"] == "model_not_found"
     resp = httpx.get(gateway.v1 + "/models/gpt-9")
     assert resp.status_code == 404
-    with pytest.raises(openai.NotFoundError):
-        openai.OpenAI(base_url=gateway.v1, api_key="x", max_retries=0).chat.completions.create(
-            model="gpt-9", messages=CHAT["messages"]
-        )
+    with (
+        openai.OpenAI(base_url=gateway.v1, api_key="x", max_retries=0) as client,
+        pytest.raises(openai.NotFoundError),
+    ):
+        client.chat.completions.create(model="gpt-9", messages=CHAT["messages"])
 
 
 def test_known_model_without_ready_backend_is_503_with_retry_after(
@@ -186,14 +187,14 @@ def test_missing_or_wrong_key_is_401(
         assert error_of(resp, check_schema)["code"] == "invalid_api_key"
         assert httpx.get(gw.v1 + "/models", headers=headers).status_code == 401
     assert httpx.get(gw.url + "/health").status_code == 200  # probes need no key
-    with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=gw.v1, api_key="sk-wrong", max_retries=0).models.list()
-    assert (
-        openai.OpenAI(base_url=gw.v1, api_key=ALICE)
-        .chat.completions.create(model="tiny", messages=CHAT["messages"], max_tokens=2)
-        .model
-        == "tiny"
-    )
+    with (
+        openai.OpenAI(base_url=gw.v1, api_key="sk-wrong", max_retries=0) as wrong,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        wrong.models.list()
+    with openai.OpenAI(base_url=gw.v1, api_key=ALICE) as alice:
+        reply = alice.chat.completions.create(model="tiny", messages=CHAT["messages"], max_tokens=2)
+    assert reply.model == "tiny"
 
 
 def test_allowlist_is_403_and_filters_the_listing(
@@ -210,10 +211,11 @@ def test_allowlist_is_403_and_filters_the_listing(
         gw.v1 + "/chat/completions", json={**CHAT, "model": "tiny-b"}, headers=bearer(BOB)
     )
     assert ok.status_code == 200
-    with pytest.raises(openai.PermissionDeniedError):
-        openai.OpenAI(base_url=gw.v1, api_key=BOB, max_retries=0).chat.completions.create(
-            model="tiny-chat", messages=CHAT["messages"]
-        )
+    with (
+        openai.OpenAI(base_url=gw.v1, api_key=BOB, max_retries=0) as bob,
+        pytest.raises(openai.PermissionDeniedError),
+    ):
+        bob.chat.completions.create(model="tiny-chat", messages=CHAT["messages"])
 
 
 def test_requests_per_minute_is_429_with_openai_headers(
@@ -232,10 +234,11 @@ def test_requests_per_minute_is_429_with_openai_headers(
     assert refused.headers["x-ratelimit-reset-requests"].endswith("s")
     error = error_of(refused, check_schema)
     assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
-    with pytest.raises(openai.RateLimitError):
-        openai.OpenAI(base_url=gw.v1, api_key=CAROL, max_retries=0).chat.completions.create(
-            model="tiny", messages=CHAT["messages"]
-        )
+    with (
+        openai.OpenAI(base_url=gw.v1, api_key=CAROL, max_retries=0) as carol,
+        pytest.raises(openai.RateLimitError),
+    ):
+        carol.chat.completions.create(model="tiny", messages=CHAT["messages"])
     # other keys are not affected
     assert (
         httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=bearer(ALICE)).status_code == 200

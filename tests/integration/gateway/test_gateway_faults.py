@@ -102,6 +102,7 @@ def test_backend_killed_mid_stream_ends_only_its_stream_with_an_error(
     d.stop(signal.SIGKILL)
     for t in threads:
         t.join(120)
+    client.close()
     assert isinstance(outcome["solo-d"], openai.APIError), outcome
     assert "failed mid-stream" in str(outcome["solo-d"])
     assert outcome["solo-d-chunks"] < LONG

@@ -81,15 +81,23 @@ def wire(obj: Any) -> dict[str, Any]:
 
 
 def sdk(gateway: Gateway, key: str = KEY) -> openai.OpenAI:
+    """A client of the gateway (close it: ``with sdk(...) as client``)."""
     return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0, timeout=120)
 
 
+@pytest.fixture(scope="module")
+def client(fronted: Gateway) -> Iterator[openai.OpenAI]:
+    """The SDK with the key that may use every model."""
+    with sdk(fronted) as client:
+        yield client
+
+
 def test_listing_merges_models_of_two_engines(
-    fronted: Gateway, check_schema: Callable[[str, Any], None]
+    fronted: Gateway, client: openai.OpenAI, check_schema: Callable[[str, Any], None]
 ) -> None:
     listed = _get(fronted, "/v1/models").json()
     check_schema("ListModelsResponse", listed)
-    assert sorted(m.id for m in sdk(fronted).models.list()) == [
+    assert sorted(m.id for m in client.models.list()) == [
         "mlx-tiny",
         "serve-chat",
         "serve-tiny",
@@ -98,9 +106,9 @@ def test_listing_merges_models_of_two_engines(
 
 @pytest.mark.parametrize("model", ["serve-tiny", "serve-chat", "mlx-tiny"])
 def test_chat_is_routed_by_name_and_alias(
-    fronted: Gateway, model: str, check_schema: Callable[[str, Any], None]
+    client: openai.OpenAI, model: str, check_schema: Callable[[str, Any], None]
 ) -> None:
-    reply = sdk(fronted).chat.completions.create(model=model, messages=MESSAGES, max_tokens=5)
+    reply = client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=5)
     if model.startswith("serve-"):  # our replica's body; mlx_lm.server's is relayed as it is
         check_schema("CreateChatCompletionResponse", wire(reply))
     assert reply.model == model  # the backend's name (tiny, or a path) is mapped back
@@ -108,9 +116,9 @@ def test_chat_is_routed_by_name_and_alias(
 
 
 def test_stream_through_serve_arrives_chunk_by_chunk_with_usage(
-    fronted: Gateway, check_schema: Callable[[str, Any], None]
+    client: openai.OpenAI, check_schema: Callable[[str, Any], None]
 ) -> None:
-    stream = sdk(fronted).chat.completions.create(
+    stream = client.chat.completions.create(
         model="serve-chat",
         messages=MESSAGES,
         max_tokens=12,
@@ -129,8 +137,8 @@ def test_stream_through_serve_arrives_chunk_by_chunk_with_usage(
     assert chunks[-1].usage.completion_tokens == 12
 
 
-def test_completion_stream_through_serve(fronted: Gateway) -> None:
-    stream = sdk(fronted).completions.create(
+def test_completion_stream_through_serve(client: openai.OpenAI) -> None:
+    stream = client.completions.create(
         model="serve-tiny", prompt="hello", max_tokens=6, stream=True
     )
     texts = [c.choices[0].text for c in stream if c.choices]
@@ -150,18 +158,16 @@ def test_gpu_info_is_answered_by_the_serve_replica(fronted: Gateway) -> None:
 
 def test_keys_allowlist_and_rate_limit_in_front_of_serve(fronted: Gateway) -> None:
     assert _get(fronted, "/v1/models", key=None).status_code == 401
-    with pytest.raises(openai.AuthenticationError):
-        sdk(fronted, key="sk-wrong").chat.completions.create(
-            model="serve-tiny", messages=MESSAGES, max_tokens=2
-        )
-    narrow = sdk(fronted, key=NARROW_KEY)
-    assert sorted(m.id for m in narrow.models.list()) == ["serve-chat", "serve-tiny"]
-    with pytest.raises(openai.PermissionDeniedError):
-        narrow.chat.completions.create(model="mlx-tiny", messages=MESSAGES, max_tokens=2)
-    narrow.chat.completions.create(model="serve-tiny", messages=MESSAGES, max_tokens=2)
-    narrow.chat.completions.create(model="serve-tiny", messages=MESSAGES, max_tokens=2)
-    with pytest.raises(openai.RateLimitError) as refused:
+    with sdk(fronted, key="sk-wrong") as wrong, pytest.raises(openai.AuthenticationError):
+        wrong.chat.completions.create(model="serve-tiny", messages=MESSAGES, max_tokens=2)
+    with sdk(fronted, key=NARROW_KEY) as narrow:
+        assert sorted(m.id for m in narrow.models.list()) == ["serve-chat", "serve-tiny"]
+        with pytest.raises(openai.PermissionDeniedError):
+            narrow.chat.completions.create(model="mlx-tiny", messages=MESSAGES, max_tokens=2)
         narrow.chat.completions.create(model="serve-tiny", messages=MESSAGES, max_tokens=2)
+        narrow.chat.completions.create(model="serve-tiny", messages=MESSAGES, max_tokens=2)
+        with pytest.raises(openai.RateLimitError) as refused:
+            narrow.chat.completions.create(model="serve-tiny", messages=MESSAGES, max_tokens=2)
     headers = refused.value.response.headers
     assert int(headers["retry-after"]) >= 1
     assert headers["x-ratelimit-limit-requests"] == "2"

@@ -48,22 +48,23 @@ def _ready_pools(mixed: Mixed) -> set[str]:
 
 
 def _client(mixed: Mixed) -> openai.OpenAI:
+    """A client of the gateway (close it: ``with _client(mixed) as client``)."""
     return openai.OpenAI(base_url=f"{mixed.url}/v1", api_key="unused", max_retries=0, timeout=60)
 
 
 def _burst(mixed: Mixed, n: int = REQUESTS) -> dict[str, int]:
     """``n`` chat completions, ``CONCURRENCY`` at a time; requests per pool during the burst."""
-    client = _client(mixed)
+    with _client(mixed) as client:
 
-    def one(_: int) -> str:
-        reply = client.chat.completions.create(
-            model=mixed.model, messages=[{"role": "user", "content": "hi"}], max_tokens=16
-        )
-        return reply.choices[0].finish_reason
+        def one(_: int) -> str:
+            reply = client.chat.completions.create(
+                model=mixed.model, messages=[{"role": "user", "content": "hi"}], max_tokens=16
+            )
+            return reply.choices[0].finish_reason
 
-    before = _per_pool(mixed)
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        reasons = list(pool.map(one, range(n)))
+        before = _per_pool(mixed)
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            reasons = list(pool.map(one, range(n)))
     after = _per_pool(mixed)
     assert len(reasons) == n
     return {name: after[name] - before.get(name, 0) for name in after}
@@ -100,7 +101,8 @@ def test_mixed_one_name_over_a_vllm_pool_and_an_mlx_pool(mixed: Mixed) -> None:
         "cpu": "vllm",
         "mac": "mlx",
     }
-    listed = [m.id for m in _client(mixed).models.list()]
+    with _client(mixed) as client:
+        listed = [m.id for m in client.models.list()]
     assert listed.count(mixed.model) == 1
     counts = _burst(mixed)
     print(f"\nsplit over {REQUESTS} requests: {counts}")
@@ -123,18 +125,18 @@ def test_mixed_slowed_pool_gets_a_smaller_share(mixed: Mixed) -> None:
 
 
 def test_mixed_stopped_pool_keeps_the_name_served(mixed: Mixed) -> None:
-    client = _client(mixed)
     os.kill(mixed.mlx_pid, signal.SIGTERM)
     started, statuses = time.monotonic(), []
-    for _ in range(30):
-        try:
-            client.chat.completions.create(
-                model=mixed.model, messages=[{"role": "user", "content": "hi"}], max_tokens=8
-            )
-            statuses.append(200)
-        except openai.APIStatusError as exc:
-            statuses.append(exc.status_code)
-        time.sleep(0.1)
+    with _client(mixed) as client:
+        for _ in range(30):
+            try:
+                client.chat.completions.create(
+                    model=mixed.model, messages=[{"role": "user", "content": "hi"}], max_tokens=8
+                )
+                statuses.append(200)
+            except openai.APIStatusError as exc:
+                statuses.append(exc.status_code)
+            time.sleep(0.1)
     print(
         f"\nafter the mac pool's engine stopped: {statuses} in {time.monotonic() - started:.1f} s"
     )

@@ -140,28 +140,28 @@ def _traffic(base_url: str, model: str) -> int:
     Returns:
         How many requests the gateway answered.
     """
-    client = openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0)
-    messages = [{"role": "user", "content": "Say hello"}]
-    client.chat.completions.create(model=model, messages=messages, max_tokens=8)
-    for _ in range(2):
-        stream = client.chat.completions.create(
-            model=model,
-            messages=messages,
-            max_tokens=16,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        assert any(chunk.usage for chunk in stream)
-    client.completions.create(model=model, prompt="Once upon a time", max_tokens=8)
-    for _ in client.completions.create(
-        model=model, prompt="Once upon a time", max_tokens=12, stream=True
-    ):
-        pass
-    with pytest.raises(openai.NotFoundError):  # refused by the gateway: unknown model
-        client.chat.completions.create(model="no-such-model", messages=messages)
-    with pytest.raises(openai.BadRequestError):  # refused by the engine: over the context
-        client.completions.create(model=model, prompt="hello " * 700, max_tokens=8)
-    return 7
+    with openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0) as client:
+        messages = [{"role": "user", "content": "Say hello"}]
+        client.chat.completions.create(model=model, messages=messages, max_tokens=8)
+        for _ in range(2):
+            stream = client.chat.completions.create(
+                model=model,
+                messages=messages,
+                max_tokens=16,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            assert any(chunk.usage for chunk in stream)
+        client.completions.create(model=model, prompt="Once upon a time", max_tokens=8)
+        for _ in client.completions.create(
+            model=model, prompt="Once upon a time", max_tokens=12, stream=True
+        ):
+            pass
+        with pytest.raises(openai.NotFoundError):  # refused by the gateway: unknown model
+            client.chat.completions.create(model="no-such-model", messages=messages)
+        with pytest.raises(openai.BadRequestError):  # refused by the engine: over the context
+            client.completions.create(model=model, prompt="hello " * 700, max_tokens=8)
+        return 7
 
 
 def _answered(prom: Prometheus) -> float:
