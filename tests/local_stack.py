@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,39 @@ def tiny_model_dir() -> Path:
     return generator.write_tiny_model(cache_dir() / f"tiny-model-{digest}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def engine_env(marker: str) -> dict[str, str]:
+    """The environment of a stack: offline, no usage stats, 1 GiB of KV cache, caches shared
+    between sessions, and the marker that finds every process it starts."""
+    caches = cache_dir()
+    return {
+        **os.environ,
+        _MARKER_ENV: marker,
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(caches / "vllm"),
+        "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
+    }
 
 
 def _marked_pids(marker: str) -> list[int]:
@@ -181,19 +211,9 @@ class Stacks:
         work.mkdir(parents=True, exist_ok=True)
         config_path = work / "app.json"
         config_path.write_text(json.dumps(config))
-        port = _free_port()
+        port = free_port()
         marker = uuid.uuid4().hex
-        caches = cache_dir()
-        env = {
-            **os.environ,
-            _MARKER_ENV: marker,
-            "HF_HUB_OFFLINE": "1",
-            "VLLM_NO_USAGE_STATS": "1",
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "VLLM_CPU_KVCACHE_SPACE": "1",
-            "VLLM_CACHE_ROOT": str(caches / "vllm"),
-            "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
-        }
+        env = engine_env(marker)
         log_path = work / "stack.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(

@@ -3,7 +3,6 @@ MLX CPU pools, the gateway in front), and what the tests need to know of it."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from local_stack import _MARKER_ENV, _free_port, _marked_pids, _stop, cache_dir
+from local_stack import _marked_pids, _stop, engine_env, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "mixed-tiny.yaml"
@@ -54,18 +53,8 @@ def _mlx_server(marker: str) -> int:
 def mixed_stack(work: Path) -> Iterator[Mixed]:
     """Run ``modelgrid up examples/mixed-tiny.yaml`` until the context ends; fail if it leaves
     a process behind."""
-    port, marker = _free_port(), uuid.uuid4().hex
-    caches = cache_dir()
-    env = {
-        **os.environ,
-        _MARKER_ENV: marker,
-        "HF_HUB_OFFLINE": "1",
-        "VLLM_NO_USAGE_STATS": "1",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_CACHE_ROOT": str(caches / "vllm"),
-        "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
-    }
+    port, marker = free_port(), uuid.uuid4().hex
+    env = engine_env(marker)
     log = work / "up.log"
     argv = [sys.executable, "-m", "modelgrid_operator.cli", "up", str(EXAMPLE), "--port", str(port)]
     with log.open("wb") as out:
