@@ -19,9 +19,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,3 +290,26 @@ def _stop(proc: subprocess.Popen[bytes], marker: str) -> list[int]:
         except ProcessLookupError:
             pass
     return left
+
+
+@contextmanager
+def throttled(pid: int, *, run_s: float = 0.01, period_s: float = 0.1) -> Iterator[None]:
+    """Let process ``pid`` run ``run_s`` out of every ``period_s`` while the context lasts (as
+    ``cpulimit`` does, with SIGSTOP and SIGCONT): a slow engine, without telling anyone."""
+    stop = threading.Event()
+
+    def cycle() -> None:
+        while not stop.is_set():
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(period_s - run_s)
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(run_s)
+
+    thread = threading.Thread(target=cycle, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        os.kill(pid, signal.SIGCONT)

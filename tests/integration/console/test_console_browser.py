@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 from console_support import KEY, PHONE, ConsoleStack, Tab, shoot
+from local_stack import throttled
 from playwright.sync_api import Page, expect
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = pytest.mark.integration
 
@@ -121,22 +121,17 @@ def test_stop_cancels_a_streaming_reply(
     tab = open_tab(console_stack.open.url + "/ui/#playground")
     page = tab.page
     expect(page.locator('#model option[value="tiny"]')).to_have_count(1, timeout=15_000)
-    page.fill("#max-tokens", "1800")  # seconds of streaming on the tiny model
+    page.fill("#max-tokens", "1800")
     page.fill("#prompt", "Go on and on")
-    # The random-weight model can draw its end-of-sequence token within the first tokens (the
-    # mlx-lm server has no ignore_eos); a reply that ended before Stop could be clicked is sent
-    # again, up to three times.
-    for _ in range(3):
+    # The engine runs 10% of the time while the reply streams: 1,800 tokens then take about
+    # half a minute, so the reply is still streaming when Stop is clicked, however slowly the
+    # browser gets the CPU (on two cores a fast engine can finish before the page paints).
+    assert console_stack.tiny.proc is not None
+    with throttled(console_stack.tiny.proc.pid):
         page.click("#send")
         reply = page.locator("#transcript .msg-assistant").last
         expect(reply).not_to_have_text("", timeout=30_000)
-        try:
-            page.click("#stop", timeout=3_000)
-            break
-        except PlaywrightTimeoutError:
-            expect(page.locator("#send")).to_be_enabled()  # it ended by itself: send again
-    else:
-        pytest.fail("three replies in a row ended before Stop could be clicked")
+        page.click("#stop")
     expect(page.locator("#chat-error")).to_have_text("Stopped.")
     expect(page.locator("#send")).to_be_enabled()
     expect(page.locator("#stop")).to_be_disabled()

@@ -16,15 +16,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import openai
 import pytest
+from local_stack import throttled
 from mixed_support import Mixed
 
 pytestmark = pytest.mark.integration
@@ -70,28 +68,6 @@ def _burst(mixed: Mixed, n: int = REQUESTS) -> dict[str, int]:
     return {name: after[name] - before.get(name, 0) for name in after}
 
 
-@contextmanager
-def _slowed(pid: int) -> Iterator[None]:
-    """Run ``pid`` for SLOW_RUN_S out of every SLOW_PERIOD_S while the context lasts."""
-    stop = threading.Event()
-
-    def cycle() -> None:
-        while not stop.is_set():
-            os.kill(pid, signal.SIGSTOP)
-            time.sleep(SLOW_PERIOD_S - SLOW_RUN_S)
-            os.kill(pid, signal.SIGCONT)
-            time.sleep(SLOW_RUN_S)
-
-    thread = threading.Thread(target=cycle, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        os.kill(pid, signal.SIGCONT)
-
-
 def _share(counts: dict[str, int], pool: str) -> float:
     return counts.get(pool, 0) / max(1, sum(counts.values()))
 
@@ -112,7 +88,7 @@ def test_mixed_one_name_over_a_vllm_pool_and_an_mlx_pool(mixed: Mixed) -> None:
 
 def test_mixed_slowed_pool_gets_a_smaller_share(mixed: Mixed) -> None:
     base = _burst(mixed)
-    with _slowed(mixed.mlx_pid):
+    with throttled(mixed.mlx_pid, run_s=SLOW_RUN_S, period_s=SLOW_PERIOD_S):
         _burst(mixed, SETTLE)
         slow = _burst(mixed)
     _burst(mixed, SETTLE)
