@@ -19,16 +19,20 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
-from serving import MODEL, Result, engine_env, free_port, run_level  # bench/serving.py
+from serving import (  # bench/serving.py
+    MODEL,
+    Result,
+    engine_env,
+    free_port,
+    run_level,
+    stop,
+    wait_ready,
+)
 
 ENGINES = ("vllm", "mlx")
 
@@ -60,36 +64,6 @@ def start(engine: str, model_dir: Path, port: int, work: Path) -> subprocess.Pop
         env=engine_env(work),
         start_new_session=True,
     )
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, deadline_s: float = 900) -> float:
-    """Poll a real chat completion until it answers 200; return seconds waited."""
-    t0 = time.monotonic()
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    while time.monotonic() - t0 < deadline_s:
-        if proc.poll() is not None:
-            sys.exit(f"server exited with {proc.returncode}")
-        try:
-            if httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10).status_code == 200:
-                return time.monotonic() - t0
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    sys.exit(f"server not ready in {deadline_s:.0f} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the stack (it stops Ray and the MLX server itself), then SIGKILL its group."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def table(results: dict[str, dict[int, Result]]) -> str:
@@ -132,7 +106,8 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         proc = start(engine, model_dir, port, work)
         try:
-            print(f"{engine}: ready in {wait_ready(proc, url):.0f} s", flush=True)
+            waited = wait_ready(proc, url, work / f"{engine}.log")
+            print(f"{engine}: ready in {waited:.0f} s", flush=True)
             asyncio.run(run_level(url, 4, 8, args.tokens, seed=False))  # warm-up
             results[engine] = {}
             for c in levels:

@@ -71,6 +71,22 @@ def write_kubeconfig(path: Path, server: str) -> Path:
     return path
 
 
+def point_client_at(emulator: Any, kubeconfig: Path, monkeypatch: Any) -> Any:
+    """Declare our resources on ``emulator`` (kmock), write ``kubeconfig`` for it, and point the
+    kubernetes client at it: this process (which read ``$KUBECONFIG`` when it was imported) and
+    the processes it starts. Returns an ``ApiClient``."""
+    import kubernetes
+
+    declare_resources(emulator)
+    write_kubeconfig(kubeconfig, str(emulator.url))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setattr(
+        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
+    )
+    kubernetes.config.load_kube_config(config_file=str(kubeconfig))
+    return kubernetes.client.ApiClient()
+
+
 def operator_settings(*, events: bool = False) -> kopf.OperatorSettings:
     """kopf settings for running against kmock.
 

@@ -255,6 +255,7 @@ class Gateway:
         finally:
             call.done = True
             watcher.cancel()
+        elapsed, now = time.perf_counter() - started, time.monotonic()
         counters = self.state.counters.get(model)
         if counters is None:
             counters = self.state.counters[model] = ModelCounters()
@@ -263,17 +264,17 @@ class Gateway:
         counters.prompt_tokens += prompt
         counters.completion_tokens += completion
         self.state.metrics.answered(
-            model, call.pool, route_label, status, time.perf_counter() - started, prompt, completion
+            model, call.pool, route_label, status, elapsed, prompt, completion
         )
         self.console.live.record(
             model,
-            now=time.monotonic(),
+            now=now,
             status=status,
-            duration_s=time.perf_counter() - started,
+            duration_s=elapsed,
             ttft_s=call.ttft_s,
             completion_tokens=completion,
         )
-        self.state.limiter.charge(policy, prompt + completion, now=time.monotonic())
+        self.state.limiter.charge(policy, prompt + completion, now=now)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.state.limits.max_body_bytes

@@ -16,8 +16,8 @@ from typing import Any
 
 import kubernetes
 import pytest
-import yaml
 from console_support import ConsoleStack
+from emulated_cluster import point_client_at
 from integration.gateway.gateway_support import Servers
 from playwright.async_api import async_playwright, expect
 
@@ -30,35 +30,9 @@ LOADING = "pool mac: loading the model (0 of 1 replicas ready)"
 @pytest.fixture()
 def custom_api(kmock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Any]:
     """kmock with InferenceModels declared, a kubeconfig for it, and a client of it."""
-    import kmock as kmock_module
-
-    kmock.resources.load_bundled()
-    kmock.resources[f"{GROUP}/{VERSION}/{PLURAL}"] = kmock_module.ResourceInfo(
-        kind="InferenceModel",
-        singular="inferencemodel",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"list", "watch", "get", "create", "patch", "update", "delete"},
-    )
-    cluster = {"server": str(kmock.url).rstrip("/")}
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "kmock",
-                "clusters": [{"name": "kmock", "cluster": cluster}],
-                "users": [{"name": "kmock", "user": {"token": "test"}}],
-                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock"}}],
-            }
-        )
-    )
-    monkeypatch.setattr(
-        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
-    )
-    kubernetes.config.load_kube_config(config_file=str(kubeconfig))
-    return kubeconfig, kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient())
+    api = point_client_at(kmock, kubeconfig, monkeypatch)
+    return kubeconfig, kubernetes.client.CustomObjectsApi(api)
 
 
 @pytest.fixture()
@@ -76,9 +50,7 @@ def status(phase: str, **fields: Any) -> dict[str, Any]:
         "phase": phase,
         "phaseSince": "2026-01-02T03:04:05Z",
         "servedModelNames": ["llama", "llama-chat"],
-        "pools": [
-            {"name": "mac", "accelerator": "apple", "engine": "mlx", "desiredReplicas": 1}
-        ],
+        "pools": [{"name": "mac", "accelerator": "apple", "engine": "mlx", "desiredReplicas": 1}],
         **fields,
     }
 
@@ -100,10 +72,20 @@ async def test_inferencemodel_phase_conditions_and_time_to_ready_as_status_chang
     loading = status(
         "Loading",
         conditions=[
-            {"type": "SpecValid", "status": "True", "reason": "Valid", "message": "",
-             "lastTransitionTime": "2026-01-02T03:04:05Z"},
-            {"type": "Ready", "status": "False", "reason": "LoadingModel", "message": LOADING,
-             "lastTransitionTime": "2026-01-02T03:04:05Z"},
+            {
+                "type": "SpecValid",
+                "status": "True",
+                "reason": "Valid",
+                "message": "",
+                "lastTransitionTime": "2026-01-02T03:04:05Z",
+            },
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "LoadingModel",
+                "message": LOADING,
+                "lastTransitionTime": "2026-01-02T03:04:05Z",
+            },
         ],
         timeToReady={"pending": 1.2, "scheduling": 8.5, "loading": 0.0},
     )
@@ -141,17 +123,34 @@ async def test_inferencemodel_phase_conditions_and_time_to_ready_as_status_chang
             "Ready",
             endpoint=console_stack.tiny.url + "/v1",
             readyReplicas=1,
-            pools=[{"name": "mac", "accelerator": "apple", "engine": "mlx",
-                    "readyReplicas": 1, "desiredReplicas": 1}],
+            pools=[
+                {
+                    "name": "mac",
+                    "accelerator": "apple",
+                    "engine": "mlx",
+                    "readyReplicas": 1,
+                    "desiredReplicas": 1,
+                }
+            ],
             conditions=[
-                {"type": "Ready", "status": "True", "reason": "Serving", "message": "",
-                 "lastTransitionTime": "2026-01-02T03:05:05Z"},
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Serving",
+                    "message": "",
+                    "lastTransitionTime": "2026-01-02T03:05:05Z",
+                },
             ],
             timeToReady={"pending": 1.2, "scheduling": 8.5, "loading": 10.3, "total": 20.0},
         )
         await asyncio.to_thread(
             custom.patch_namespaced_custom_object,
-            GROUP, VERSION, NAMESPACE, PLURAL, "llama", {"status": ready},
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            "llama",
+            {"status": ready},
         )
         await expect(card).to_have_attribute("data-state", "Ready", timeout=15_000)
         await expect(card.locator("tbody td")).to_have_text(["mac", "apple", "mlx", "1/1"])

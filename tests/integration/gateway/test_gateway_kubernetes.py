@@ -19,6 +19,7 @@ import httpx
 import kubernetes
 import pytest
 import yaml
+from emulated_cluster import point_client_at
 from gateway_support import Backends, Servers
 from modelgrid_serving.gateway.auth import hash_key
 
@@ -45,34 +46,8 @@ async def eventually(check: Callable[[], Any], *, timeout: float, what: str) -> 
 @pytest.fixture()
 def kube(kmock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Any, Any]:
     """kmock with InferenceModels declared; a kubeconfig for it; API clients for the test."""
-    import kmock as kmock_module
-
-    kmock.resources.load_bundled()
-    kmock.resources[IM] = kmock_module.ResourceInfo(
-        kind="InferenceModel",
-        singular="inferencemodel",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"list", "watch", "get", "create", "patch", "update", "delete"},
-    )
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "kmock",
-                "clusters": [{"name": "kmock", "cluster": {"server": str(kmock.url).rstrip("/")}}],
-                "users": [{"name": "kmock", "user": {"token": "test"}}],
-                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock"}}],
-            }
-        )
-    )
-    monkeypatch.setattr(
-        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
-    )
-    kubernetes.config.load_kube_config(config_file=str(kubeconfig))
-    api = kubernetes.client.ApiClient()
+    api = point_client_at(kmock, kubeconfig, monkeypatch)
     return kubeconfig, kubernetes.client.CustomObjectsApi(api), kubernetes.client.CoreV1Api(api)
 
 

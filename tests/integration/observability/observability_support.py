@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from integration.gateway.gateway_support import Servers
 from local_stack import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -138,21 +138,11 @@ def prometheus(work: Path, jobs: dict[str, str]) -> Iterator[Prometheus]:
 @contextmanager
 def gateway(work: Path, config: dict[str, Any]) -> Iterator[str]:
     """A gateway with a static config; yields its root URL."""
-    path = work / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "modelgrid_serving.gateway",
-        "--config",
-        str(path),
-        "--port",
-        str(port),
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with process(argv, work / "gateway.log", url + "/health"):
-        yield url
+    servers = Servers(work)
+    try:
+        yield servers.gateway(config).url
+    finally:
+        servers.stop_all()
 
 
 # ---- the dashboards' PromQL -------------------------------------------------------------------

@@ -26,10 +26,9 @@ import pytest
 from emulated_cluster import (
     NAMESPACE,
     OperatorThread,
-    declare_resources,
     eventually,
     operator_settings,
-    write_kubeconfig,
+    point_client_at,
 )
 from local_stack import Stack
 from modelgrid_operator import api
@@ -67,14 +66,7 @@ BROKEN_SPEC = {  # no pools: the operator marks it Failed (InvalidSpec) on every
 @pytest.fixture()
 def emulated_api(kmock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """kmock with our resources declared, and the kubernetes client pointed at it."""
-    declare_resources(kmock)
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setattr(
-        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
-    )
-    kubernetes.config.load_kube_config(config_file=str(kubeconfig))
-    return kubernetes.client.ApiClient()
+    return point_client_at(kmock, tmp_path / "kubeconfig", monkeypatch)
 
 
 async def _create_model(client: Any, name: str, spec: dict[str, Any]) -> None:

@@ -18,9 +18,8 @@ from emulated_cluster import (
     NAMESPACE,
     RS,
     OperatorThread,
-    declare_resources,
     operator_settings,
-    write_kubeconfig,
+    point_client_at,
 )
 from modelgrid_operator import api
 from modelgrid_operator.handlers import OperatorConfig
@@ -162,13 +161,7 @@ class Cluster:
 @pytest.fixture()
 def cluster(kmock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     """kmock with our resources declared and a kubeconfig pointing at it."""
-    declare_resources(kmock)
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setattr(
-        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
-    )
-    kubernetes.config.load_kube_config(config_file=str(kubeconfig))
+    point_client_at(kmock, tmp_path / "kubeconfig", monkeypatch)
     return Cluster(kmock)
 
 
