@@ -7,8 +7,10 @@ one, so a test can run the operator with its own settings and nothing leaks betw
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,9 +71,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.INFO
 
 
-def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
-    if outcome.status is not None:
-        patch.status.update(outcome.status)
+def _report(outcome: Outcome, body: kopf.Body, logger: logging.Logger) -> None:
+    """Post the outcome's Kubernetes Events and log its phase transition."""
     if outcome.action:
         kopf.info(
             body,
@@ -84,38 +85,76 @@ def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: loggin
         logger.info("phase %s -> %s: %s", outcome.previous_phase, outcome.phase, outcome.message)
 
 
+@dataclass
+class TakingTurns:
+    """Runs the reconciles of each model one at a time, each writing its status before the next
+    one reads it.
+
+    kopf runs an object's timer and its change handlers concurrently, and applies a handler's
+    ``patch`` only after the handler returned. Two reconciles of one model could then both read
+    the stored status, both compute the same transition with their own clock, and the later
+    write would move ``timeToReady`` and ``phaseSince`` after the fact.
+    """
+
+    config: OperatorConfig
+    client: Client | None = None
+    _turns: defaultdict[str, asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
+
+    async def reconcile(self, body: dict[str, Any]) -> Outcome:
+        """Reconcile the model and store its status, in this model's turn.
+
+        Raises:
+            ModelGone: the model was deleted meanwhile.
+        """
+        assert self.client is not None, "the operator has not started"
+        meta = body["metadata"]
+        async with self._turns[meta["uid"]]:
+            outcome = await reconcile(
+                body,
+                client=self.client,
+                settings=self.config.render,
+                now=self.config.clock(),
+                read_facts=self.config.read_facts,
+            )
+            if outcome.status is not None and not await self.client.patch_model_status(
+                meta.get("namespace") or "default", meta["name"], outcome.status
+            ):
+                raise ModelGone(meta["name"])
+        return outcome
+
+    def forget(self, uid: str) -> None:
+        """Drop a deleted model's turn."""
+        self._turns.pop(uid, None)
+
+
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """A kopf registry with every modelgrid handler, bound to ``config``."""
     registry = kopf.OperatorRegistry()
-    clients: dict[str, Client] = {}
+    models = TakingTurns(config)
 
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
-        clients["api"] = config.client_factory()
+        models.client = config.client_factory()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         """In-cluster service account first, else the kubeconfig (a private registry has none)."""
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
-    async def run(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
+    async def run(body: kopf.Body, logger: logging.Logger) -> None:
         started = time.perf_counter()
         try:
-            outcome = await reconcile(
-                dict(body),
-                client=clients["api"],
-                settings=config.render,
-                now=config.clock(),
-                read_facts=config.read_facts,
-            )
+            outcome = await models.reconcile(dict(body))
         except ModelGone:
             logger.debug("deleted while being reconciled; nothing to do")
             return
         except Exception as exc:
             config.metrics.failed(body, exc, seconds=time.perf_counter() - started)
             raise
-        _report(outcome, body, patch, logger)
+        _report(outcome, body, logger)
         config.metrics.reconciled(
             body,
             action=outcome.action,
@@ -126,9 +165,9 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.resume(*RESOURCE, registry=registry)
     @kopf.on.create(*RESOURCE, registry=registry)
     @kopf.on.update(*RESOURCE, field="spec", registry=registry)
-    async def apply(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
+    async def apply(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
         """Render and apply the RayService whenever the spec changes or the operator starts."""
-        await run(body, patch, logger)
+        await run(body, logger)
 
     @kopf.timer(
         *RESOURCE,
@@ -136,17 +175,19 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         initial_delay=config.refresh_interval,
         registry=registry,
     )
-    async def refresh(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
+    async def refresh(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
         """Follow the RayService's status and put back what was changed behind our back."""
-        await run(body, patch, logger)
+        await run(body, logger)
 
     @kopf.on.delete(*RESOURCE, registry=registry)
     async def delete(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
         """Delete the RayService now rather than wait for garbage collection."""
         config.metrics.forget(body)
+        models.forget(body["metadata"]["uid"])
         namespace = body["metadata"].get("namespace") or "default"
         name = rayservice_name(body["metadata"]["name"])
-        if await clients["api"].delete_rayservice(namespace, name):
+        assert models.client is not None
+        if await models.client.delete_rayservice(namespace, name):
             logger.info("deleted RayService %s/%s", namespace, name)
 
     return registry

@@ -1,5 +1,5 @@
-"""The operator's few Kubernetes calls: read, create, patch and delete a RayService, list pods
-and nodes.
+"""The operator's few Kubernetes calls: read a model and write its status; read, create, patch
+and delete a RayService; list pods and nodes.
 
 Everything that talks to the API server is here, so handlers stay about diffing and status,
 and tests can count exactly which calls a reconcile made. The official client is synchronous;
@@ -66,6 +66,24 @@ class Client:
             if exc.status == 404:
                 return None
             raise
+
+    async def patch_model_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """JSON-merge-patch the model's ``status`` subresource; False when the model is gone."""
+        try:
+            await asyncio.to_thread(
+                self._custom.patch_namespaced_custom_object_status,
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.PLURAL,
+                name,
+                {"status": status},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The RayService, or None when it does not exist."""

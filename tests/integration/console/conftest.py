@@ -103,8 +103,14 @@ def console_stack(console_servers: Servers, tiny_model: Path) -> ConsoleStack:
         {"models": models[:1], "limits": limits, "auth": {"enabled": True, "keys": keys}},
         name="console-keyed",
     )
-    wait_for(lambda: listed(open_gw) == {"tiny", "tiny-chat", "tiny-victim"}, timeout=30,
-             what="the open gateway to list both models")
-    wait_for(lambda: listed(keyed, KEY) == {"tiny", "tiny-chat"}, timeout=30,
-             what="the keyed gateway to list tiny")
+    wait_for(
+        lambda: listed(open_gw) == {"tiny", "tiny-chat", "tiny-victim"},
+        timeout=30,
+        what="the open gateway to list both models",
+    )
+    wait_for(
+        lambda: listed(keyed, KEY) == {"tiny", "tiny-chat"},
+        timeout=30,
+        what="the keyed gateway to list tiny",
+    )
     return ConsoleStack(tiny, victim, open_gw, keyed)

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from console_support import KEY, PHONE, ConsoleStack, Tab, shoot
+from console_support import (
+    KEY,
+    PHONE,
+    ConsoleStack,
+    Tab,
+    shoot,
+    without_end_of_sequence,
+)
 from local_stack import throttled
 from playwright.sync_api import Page, expect
 
@@ -89,10 +96,11 @@ def test_models_page_shows_the_model_ready_and_live_figures_update_without_reloa
 
 
 def test_playground_streams_a_reply_shows_usage_and_working_snippets(
-    console_stack: ConsoleStack, open_tab: Callable[..., Tab], artifacts: Path
+    console_stack: ConsoleStack, open_tab: Callable[..., Tab], artifacts: Path, tiny_model: Path
 ) -> None:
     tab = open_tab(console_stack.open.url + "/ui/#playground")
     page = tab.page
+    without_end_of_sequence(page, tiny_model)
     updates = chat(page, "Tell me a long story", max_tokens=400)
 
     final = page.locator("#transcript .msg-assistant").last.inner_text()
@@ -116,21 +124,26 @@ def test_playground_streams_a_reply_shows_usage_and_working_snippets(
 
 
 def test_stop_cancels_a_streaming_reply(
-    console_stack: ConsoleStack, open_tab: Callable[..., Tab]
+    console_stack: ConsoleStack, open_tab: Callable[..., Tab], tiny_model: Path
 ) -> None:
     tab = open_tab(console_stack.open.url + "/ui/#playground")
     page = tab.page
+    without_end_of_sequence(page, tiny_model)
     expect(page.locator('#model option[value="tiny"]')).to_have_count(1, timeout=15_000)
     page.fill("#max-tokens", "1800")
     page.fill("#prompt", "Go on and on")
-    # The engine runs 10% of the time while the reply streams: 1,800 tokens then take about
-    # half a minute, so the reply is still streaming when Stop is clicked, however slowly the
-    # browser gets the CPU (on two cores a fast engine can finish before the page paints).
+    # The reply runs to 1,800 tokens and the engine runs 10% of the time while it streams, so
+    # the reply is still streaming when Stop is clicked, however slowly the browser gets the CPU.
     assert console_stack.tiny.proc is not None
     with throttled(console_stack.tiny.proc.pid):
         page.click("#send")
         reply = page.locator("#transcript .msg-assistant").last
         expect(reply).not_to_have_text("", timeout=30_000)
+        assert page.locator("#stop").is_enabled(), (
+            "the reply ended before Stop was clicked: "
+            f"error {page.locator('#chat-error').inner_text()!r}, "
+            f"usage {page.locator('#usage').inner_text()!r}, {len(reply.inner_text())} characters"
+        )
         page.click("#stop")
     expect(page.locator("#chat-error")).to_have_text("Stopped.")
     expect(page.locator("#send")).to_be_enabled()
