@@ -1,12 +1,13 @@
 """Ray Serve path vs bare vLLM, on the same tiny model and machine, in one run.
 
-Starts, one at a time, the modelgrid stack (``python -m modelgrid_serving.local``: embedded Ray, our Serve
-application, vLLM inside the replica; measured both on its direct-ingress port, as
+Starts, one at a time, the modelgrid stack (``python -m modelgrid_serving.local``: embedded Ray,
+our Serve application, vLLM inside the replica; measured both on its direct-ingress port, as
 ``modelgrid up`` serves, and through the Serve proxy, the default path in a cluster) and vLLM's
-own OpenAI server
-(``python -m vllm.entrypoints.openai.api_server``) with the same engine arguments. Only one
-server is up at a time (an idle engine still takes CPU); each pass starts, measures and stops
-both, and passes alternate which goes first, so background noise falls on both alike.
+own OpenAI server (``python -m vllm.entrypoints.openai.api_server``) with the same engine
+arguments; with ``--with-mp-executor`` also the modelgrid stack on vLLM's multiprocessing
+executor, to A/B the one-process CPU engine (docs/serving.md). Only one server is up at a time
+(an idle engine still takes CPU); each pass starts, measures and stops each, and passes
+alternate the order, so background noise falls on all alike.
 Load: streamed chat completions with a fixed output length (``ignore_eos``); output tokens/s
 over the wall time (median of the rounds) and time to first token (p50/p99 over all requests).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -35,6 +37,7 @@ from pathlib import Path
 import httpx
 
 MODEL = "tiny"
+MP_EXECUTOR = "modelgrid, vLLM mp executor"
 
 
 @dataclass
@@ -73,14 +76,19 @@ def engine_env(work: Path) -> dict[str, str]:
 
 
 def start_modelgrid(
-    model_dir: Path, port: int, work: Path, eager: bool, log: Path
+    model_dir: Path,
+    port: int,
+    work: Path,
+    eager: bool,
+    log: Path,
+    engine_kwargs: dict[str, object] | None = None,
 ) -> subprocess.Popen[bytes]:
     config = {
         "model_name": MODEL,
         "model_source": str(model_dir),
         "max_model_len": 512,
         "dtype": "float32",
-        "engine_kwargs": {"enforce_eager": True} if eager else {},
+        "engine_kwargs": {**({"enforce_eager": True} if eager else {}), **(engine_kwargs or {})},
         "max_ongoing_requests": 256,
         "pools": [
             {
@@ -92,7 +100,7 @@ def start_modelgrid(
             }
         ],
     }
-    path = work / "app.json"
+    path = work / f"app-{port}.json"
     path.write_text(json.dumps(config))
     cmd = [sys.executable, "-m", "modelgrid_serving.local", str(path), "--port", str(port)]
     return subprocess.Popen(
@@ -319,6 +327,13 @@ def main() -> None:
     parser.add_argument(
         "--model-dir", type=Path, help="tiny model dir (default: generated, cached)"
     )
+    parser.add_argument(
+        "--with-mp-executor",
+        action="store_true",
+        help="also the modelgrid stack on vLLM's multiprocessing executor (a model worker "
+        "process beside the engine process, as bare vLLM on the CPU), to A/B the one-process "
+        "engine",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -333,6 +348,10 @@ def main() -> None:
     # One server at a time: an idle vLLM engine still takes CPU, and on a small machine two
     # engines up at once measure each other. Passes alternate which server goes first.
     starters = {"modelgrid": start_modelgrid, "bare vLLM": start_vllm}
+    if args.with_mp_executor:
+        starters[MP_EXECUTOR] = functools.partial(
+            start_modelgrid, engine_kwargs={"distributed_executor_backend": "mp"}
+        )
     per_pass: list[dict[str, dict[int, Result]]] = []
     for number in range(args.passes):
         order = list(starters) if number % 2 == 0 else list(reversed(starters))

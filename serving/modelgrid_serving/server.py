@@ -9,23 +9,45 @@ second deployment hop, which is what keeps the overhead over bare vLLM small.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
 from ray import serve
+from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine as RayVLLMEngine
 from ray.serve.llm import LLMConfig, LLMServer
 
 from .api import build_api
 from .config import AppConfig
-from .engines.vllm import VLLMEngine
+from .engines.vllm import VLLMEngine, run_model_in_engine_process, usable_cpus
 from .metrics import VLLM_STATS, Metrics
 
 logger = logging.getLogger(__name__)
 
 
+class OneProcessCPUEngine(RayVLLMEngine):
+    """Ray Serve LLM's vLLM engine, with the model in the engine process on CPU (see
+    :func:`~.engines.vllm.run_model_in_engine_process`) unless the pool's ``engine_kwargs`` name
+    a ``distributed_executor_backend`` (``mp``: vLLM's worker process and its core binding)."""
+
+    def _start_async_llm_engine(
+        self, vllm_engine_args: Any, vllm_engine_config: Any, placement_group: Any
+    ) -> Any:
+        threads = None
+        if "distributed_executor_backend" not in self.llm_config.engine_kwargs:  # the user's say
+            threads = run_model_in_engine_process(vllm_engine_config, os.environ, usable_cpus())
+        if threads is not None:
+            logger.info("CPU engine: the model runs in the engine process, %d threads", threads)
+        return super()._start_async_llm_engine(
+            vllm_engine_args, vllm_engine_config, placement_group
+        )
+
+
 @serve.ingress()
 class VLLMServer(LLMServer):
     """One replica: vLLM through Ray Serve LLM, the OpenAI routes, metrics."""
+
+    _default_engine_cls = OneProcessCPUEngine
 
     async def __init__(self, llm_config: LLMConfig, *, app_config: dict[str, Any]) -> None:
         self._app_config = AppConfig.model_validate(app_config)

@@ -8,7 +8,9 @@ request models, and Ray's outputs and errors -> our contract and our error class
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, MutableMapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Accelerator, AppConfig, PoolConfig
@@ -60,6 +62,44 @@ def to_llm_config(config: AppConfig, pool: PoolConfig) -> LLMConfig:
         runtime_env={"env_vars": env},
         log_engine_metrics=False,
     )
+
+
+def run_model_in_engine_process(
+    vllm_config: Any, environ: MutableMapping[str, str], cpus: int
+) -> int | None:
+    """Make a one-process CPU engine run its model in vLLM's engine process, with ``cpus - 1``
+    OpenMP threads; returns that thread count, or None when the config was left alone.
+
+    For CPU replicas Ray Serve LLM forces vLLM's multiprocessing executor, which for a world size
+    of one adds a second process, the model worker, fed over a shared-memory ring whose readers
+    (the worker, and the engine process waiting for its results) spin for up to a second between
+    steps. Those spinning processes take the cores the replica needs to turn tokens into HTTP
+    chunks: measured on two cores, streams stalled and arrived whole at the end. In one process
+    nothing spins. vLLM sets the worker's OpenMP threads when it starts a worker process, so here
+    ``environ`` (inherited by the engine process, which vLLM spawns in a Ray actor) gets them:
+    every CPU but one, which the replica keeps for HTTP and detokenizing.
+    GPU replicas (Ray's executor, the worker holding the GPU) and parallel engines are unchanged.
+    """
+    parallel = vllm_config.parallel_config
+    if parallel.distributed_executor_backend != "mp" or parallel.world_size != 1:
+        return None
+    parallel.distributed_executor_backend = "uni"
+    threads = max(1, cpus - 1)
+    environ["OMP_NUM_THREADS"] = str(threads)
+    return threads
+
+
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a
+    container's CPU limit, which affinity does not show)."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 class VLLMEngine:
