@@ -503,6 +503,10 @@ def run_proto(kind: str, port: int, upstream: str) -> None:
                     import httpx
 
                     client["c"] = httpx.AsyncClient(limits=httpx.Limits(max_connections=None))
+                elif kind == "uvicorn+upstream":
+                    from modelgrid_serving.gateway.upstream import Upstream
+
+                    client["c"] = Upstream(connect_timeout_s=5.0, read_timeout_s=600.0)
                 else:
                     import aiohttp
 
@@ -522,6 +526,10 @@ def run_proto(kind: str, port: int, upstream: str) -> None:
         if kind == "uvicorn+httpx":
             r = await c.post(target, content=body, headers=headers)  # type: ignore[attr-defined]
             data, status = r.content, r.status_code
+        elif kind == "uvicorn+upstream":
+            r = await c.post(target, body, [(b"content-type", b"application/json")])  # type: ignore[attr-defined]
+            data, status = await r.read(), r.status
+            r.close()
         else:
             async with c.post(target, data=body, headers=headers) as r:  # type: ignore[attr-defined]
                 data, status = await r.read(), r.status
@@ -540,7 +548,8 @@ def run_proto(kind: str, port: int, upstream: str) -> None:
     )
 
 
-STACKS = ("aiohttp-server", "uvicorn+aiohttp", "uvicorn+httpx")
+STACKS = ("aiohttp-server", "uvicorn+aiohttp", "uvicorn+httpx", "uvicorn+upstream")
+"""``uvicorn+upstream``: the gateway's own client (``modelgrid_serving.gateway.upstream``)."""
 
 
 def run_stacks(

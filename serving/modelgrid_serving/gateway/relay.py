@@ -13,9 +13,8 @@ import asyncio
 import json
 import logging
 import time
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-
-import aiohttp
 
 from ..errors import (
     APIError,
@@ -29,6 +28,7 @@ from .asgi import Receive, Scope, Send, header, send_body, send_error
 from .metrics import NO_POOL
 from .proxy import HOP_BY_HOP, find_usage, model_renamer, rewrite_model
 from .routing import Backend
+from .upstream import BrokenResponse, ConnectFailed, ReadTimeout, Response
 
 if TYPE_CHECKING:
     from .state import GatewayState
@@ -102,8 +102,8 @@ class Relay:
     async def run(self, backends: tuple[Backend, ...]) -> int:
         """Send the request to one of ``backends`` and relay the answer; returns the status."""
         state = self.state
-        session = state.session
-        assert session is not None
+        upstream = state.upstream
+        assert upstream is not None
         tried: list[str] = []
         attempts = state.limits.retries + 1
         for attempt in range(attempts):
@@ -118,21 +118,19 @@ class Relay:
             try:
                 sent = time.perf_counter()
                 try:
-                    resp = await session.post(
+                    resp = await upstream.post(
                         backend.url + UPSTREAM_SUFFIX[self.route],
-                        data=self._body_for(backend),
-                        headers=self._headers_for(backend),
+                        self._body_for(backend),
+                        self._headers_for(backend),
                     )
-                except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-                    if isinstance(exc, aiohttp.SocketTimeoutError):
-                        state.metrics.upstream_errors.labels(
-                            self.model, backend.pool, "timeout"
-                        ).inc()
-                        return await send_error(
-                            self.send,
-                            EngineError("The model's backend did not answer in time."),
-                            self.extra,
-                        )
+                except ReadTimeout:
+                    state.metrics.upstream_errors.labels(self.model, backend.pool, "timeout").inc()
+                    return await send_error(
+                        self.send,
+                        EngineError("The model's backend did not answer in time."),
+                        self.extra,
+                    )
+                except ConnectFailed as exc:
                     state.balancer.failed(backend.url, now=time.monotonic())
                     state.metrics.upstream_errors.labels(self.model, backend.pool, "connect").inc()
                     logger.warning("backend %s: %s; trying another", backend.url, exc)
@@ -173,16 +171,16 @@ class Relay:
             return rewrite_model(self.body, self.payload, backend.upstream_model)
         return self.body
 
-    def _headers_for(self, backend: Backend) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
+    def _headers_for(self, backend: Backend) -> list[tuple[bytes, bytes]]:
+        headers = [(b"content-type", b"application/json")]
         request_id = header(self.scope, b"x-request-id")
         if request_id:
-            headers["x-request-id"] = request_id.decode("latin-1")
+            headers.append((b"x-request-id", request_id))
         if backend.api_key:
-            headers["authorization"] = f"Bearer {backend.api_key}"
+            headers.append((b"authorization", b"Bearer " + backend.api_key.encode("latin-1")))
         return headers
 
-    async def _relay(self, resp: aiohttp.ClientResponse, backend: Backend) -> int:
+    async def _relay(self, resp: Response, backend: Backend) -> int:
         headers = [
             (k.lower(), v)
             for k, v in resp.raw_headers
@@ -197,7 +195,17 @@ class Relay:
         if backend.upstream_model and backend.upstream_model != requested:
             rename = model_renamer(backend.upstream_model, requested)
         if not streaming:
-            data = await resp.read()
+            try:
+                data = await resp.read()
+            except (ReadTimeout, ConnectionError) as exc:
+                kind = "timeout" if isinstance(exc, ReadTimeout) else "stream"
+                self.state.metrics.upstream_errors.labels(self.model, backend.pool, kind).inc()
+                logger.warning("backend %s broke an answer: %r", backend.url, exc)
+                failure = UpstreamUnavailable(
+                    f"The backend of the model '{self.model}' failed before its answer was "
+                    "complete."
+                )
+                return await send_error(self.send, failure, self.extra)
             if rename is not None:
                 data = rename(data)
             self.usage = find_usage(data)
@@ -209,7 +217,7 @@ class Relay:
         tail = b""  # the end of the previous chunk: the [DONE] event may straddle two
         saw_done = False
         try:
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp.iter_chunks():
                 saw_done = saw_done or _DONE_EVENT in tail + chunk[:16] or _DONE_EVENT in chunk
                 tail = chunk[-16:]
                 if b"data:" in chunk:
@@ -228,9 +236,9 @@ class Relay:
             if not saw_done:
                 # A backend that frames by closing the connection (HTTP/1.0, as mlx_lm.server)
                 # ends a killed stream like a finished one: only the missing [DONE] tells.
-                raise aiohttp.ClientPayloadError("the stream ended without [DONE]")
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "stream"
+                raise BrokenResponse("the stream ended without [DONE]")
+        except (ReadTimeout, ConnectionError) as exc:
+            kind = "timeout" if isinstance(exc, ReadTimeout) else "stream"
             self.state.metrics.upstream_errors.labels(self.model, backend.pool, kind).inc()
             logger.warning("backend %s broke a stream: %r", backend.url, exc)
             failure = UpstreamUnavailable(
@@ -243,9 +251,7 @@ class Relay:
         self.events = max(0, self.events - 1)  # the [DONE] event carries no token
         return resp.status
 
-    async def _relay_error(
-        self, resp: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]]
-    ) -> int:
+    async def _relay_error(self, resp: Response, headers: list[tuple[bytes, bytes]]) -> int:
         """Upstream errors keep their status; a body that is not OpenAI's shape is reshaped."""
         data = await resp.read()
         try:
@@ -258,8 +264,15 @@ class Relay:
             return resp.status
         message = parsed.get("error") if isinstance(parsed, dict) else None
         if not isinstance(message, str):
-            message = data.decode("utf-8", "replace")[:500] or resp.reason or "backend error"
+            message = data.decode("utf-8", "replace")[:500] or _reason(resp.status)
         keep = [(k, v) for k, v in headers if k != b"content-type"]
         return await send_error(
             self.send, from_engine_error(message, status_code=resp.status), keep
         )
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "backend error"

@@ -27,6 +27,7 @@ from .peers import PEER_SECRET_ENV, PeerSync
 from .metrics import GatewayMetrics
 from .routing import ModelEntry, RoutingTable, allowed_models, build_table
 from .sources import entries_from_inferencemodels, keys_from_secret, static_entries
+from .upstream import Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,9 @@ class GatewayState:
         self._allowed: dict[str, frozenset[str] | None] = {}
         self.pending_sources: set[str] = set()
         self.session: aiohttp.ClientSession | None = None
+        """For the gateway's own calls: health probes, GPU info, peers."""
+        self.upstream: Upstream | None = None
+        """For proxied requests (the hot path)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[Any] = []
         self._started = time.time()
@@ -151,6 +155,10 @@ class GatewayState:
                 sock_read=self.limits.read_timeout_s,
             ),
         )
+        self.upstream = Upstream(
+            connect_timeout_s=self.limits.connect_timeout_s,
+            read_timeout_s=self.limits.read_timeout_s,
+        )
         loop = asyncio.get_running_loop()
         if self.peers is not None:
             self._tasks.append(asyncio.create_task(self.peers.run(self.session)))
@@ -209,6 +217,8 @@ class GatewayState:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
+        if self.upstream is not None:
+            self.upstream.close()
 
     async def _probe_loop(self) -> None:
         """Probe every static backend's ``/health``; a failing one leaves the table until it
