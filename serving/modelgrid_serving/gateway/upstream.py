@@ -36,6 +36,10 @@ class ConnectFailed(ConnectionError):
     """The backend could not be reached, or closed the connection before answering."""
 
 
+class ClosedBeforeAnswer(ConnectFailed):
+    """The connection closed after the request was sent and before any byte of the answer."""
+
+
 class ReadTimeout(TimeoutError):
     """The backend sent nothing for ``read_timeout_s``."""
 
@@ -168,7 +172,7 @@ class Response:
         elif self._headers_seen:
             self._error = BrokenResponse("the backend closed the connection mid-answer")
         else:
-            self._error = ConnectFailed("the backend closed the connection before answering")
+            self._error = ClosedBeforeAnswer("the backend closed the connection before answering")
         self._wake()
 
     def fail(self, exc: BaseException) -> None:
@@ -286,11 +290,22 @@ class Upstream:
             ReadTimeout: no answer within ``read_timeout_s``.
         """
         key, path, host = self._target(url)
-        conn = self._checkout(key) or await self._connect(key)
         head = b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n" % (path, host, len(body))
-        extra = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+        request = head + b"".join(b"%s: %s\r\n" % pair for pair in headers) + b"\r\n" + body
+        conn = self._checkout(key)
+        if conn is not None:
+            try:
+                return await self._exchange(conn, request)
+            except ClosedBeforeAnswer:
+                # The backend closed this idle connection as it was reused (its keep-alive ran
+                # out: uvicorn's is 5 s), so it never read the request: send it once more on a
+                # new connection rather than count the backend as down.
+                pass
+        return await self._exchange(await self._connect(key), request)
+
+    async def _exchange(self, conn: _Connection, request: bytes) -> Response:
         response = Response(conn, self.read_timeout_s)
-        conn.send(head + extra + b"\r\n" + body, response)
+        conn.send(request, response)
         try:
             await response.wait_headers()
         except BaseException:

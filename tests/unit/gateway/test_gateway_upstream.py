@@ -278,3 +278,23 @@ async def test_https_backends_are_verified_against_the_trust_store_given() -> No
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_reused_connection_closed_by_the_backend_is_retried_once_on_a_new_one(
+    serve,
+) -> None:
+    async def closes_idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await read_request(reader)  # the next request on this connection: hang up unanswered,
+        # as a server whose keep-alive ran out just as the request came
+
+    backend = await serve(closes_idle)
+    client = upstream()
+    for _ in range(2):
+        resp = await client.post(backend.url, b"{}", [])
+        assert await resp.read() == b"ok"
+        resp.close()
+    assert backend.connections == 2
+    client.close()
