@@ -198,13 +198,7 @@ class Relay:
             try:
                 data = await resp.read()
             except (ReadTimeout, ConnectionError) as exc:
-                kind = "timeout" if isinstance(exc, ReadTimeout) else "stream"
-                self.state.metrics.upstream_errors.labels(self.model, backend.pool, kind).inc()
-                logger.warning("backend %s broke an answer: %r", backend.url, exc)
-                failure = UpstreamUnavailable(
-                    f"The backend of the model '{self.model}' failed before its answer was "
-                    "complete."
-                )
+                failure = self._broke_off(backend, exc, "before its answer was complete")
                 return await send_error(self.send, failure, self.extra)
             if rename is not None:
                 data = rename(data)
@@ -238,18 +232,20 @@ class Relay:
                 # ends a killed stream like a finished one: only the missing [DONE] tells.
                 raise BrokenResponse("the stream ended without [DONE]")
         except (ReadTimeout, ConnectionError) as exc:
-            kind = "timeout" if isinstance(exc, ReadTimeout) else "stream"
-            self.state.metrics.upstream_errors.labels(self.model, backend.pool, kind).inc()
-            logger.warning("backend %s broke a stream: %r", backend.url, exc)
-            failure = UpstreamUnavailable(
-                f"The backend of the model '{self.model}' failed mid-stream; the answer is incomplete."
-            )
+            failure = self._broke_off(backend, exc, "mid-stream; the answer is incomplete")
             event = b"data: " + json.dumps(error_response(failure).content()).encode() + b"\n\n"
             await send({"type": "http.response.body", "body": event + _DONE, "more_body": False})
             return 502
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.events = max(0, self.events - 1)  # the [DONE] event carries no token
         return resp.status
+
+    def _broke_off(self, backend: Backend, exc: Exception, when: str) -> UpstreamUnavailable:
+        """Count and log a backend that broke off its answer; the error the client gets."""
+        kind = "timeout" if isinstance(exc, ReadTimeout) else "stream"
+        self.state.metrics.upstream_errors.labels(self.model, backend.pool, kind).inc()
+        logger.warning("backend %s broke off its answer (%s): %r", backend.url, kind, exc)
+        return UpstreamUnavailable(f"The backend of the model '{self.model}' failed {when}.")
 
     async def _relay_error(self, resp: Response, headers: list[tuple[bytes, bytes]]) -> int:
         """Upstream errors keep their status; a body that is not OpenAI's shape is reshaped."""
