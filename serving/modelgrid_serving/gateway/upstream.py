@@ -70,20 +70,13 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            if self.response is not None:
-                self.response.fail(BrokenResponse(f"malformed answer: {exc}"))
+            self.response.fail(BrokenResponse(f"malformed answer: {exc}"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         if self.response is not None:
             self.response.connection_lost()
-
-    def pause_writing(self) -> None:  # bodies are small; nothing to pause
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -47,14 +48,16 @@ class Backend:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Answer], Awaitable[Backend]]]:
+async def serve() -> AsyncIterator[Callable[..., Awaitable[Backend]]]:
     servers: list[asyncio.Server] = []
 
-    async def start(answer: Answer) -> Backend:
+    async def start(answer: Answer, tls: ssl.SSLContext | None = None) -> Backend:
         backend = Backend(answer)
-        server = await asyncio.start_server(backend.handle, "127.0.0.1", 0)
+        server = await asyncio.start_server(backend.handle, "127.0.0.1", 0, ssl=tls)
         servers.append(server)
-        backend.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+        scheme = "https" if tls else "http"
+        port = server.sockets[0].getsockname()[1]
+        backend.url = f"{scheme}://127.0.0.1:{port}/v1/chat/completions"
         return backend
 
     yield start
@@ -254,30 +257,22 @@ async def test_a_slow_reader_pauses_the_connection_instead_of_buffering_without_
     client.close()
 
 
-async def test_https_backends_are_verified_against_the_trust_store_given() -> None:
-    import ssl
-
+async def test_https_backends_are_verified_against_the_trust_store_given(serve) -> None:
     import trustme
 
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    backend = Backend(keep_alive_json())
-    server = await asyncio.start_server(backend.handle, "127.0.0.1", 0, ssl=server_context)
-    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
-    try:
-        trusting = ssl.create_default_context()
-        ca.configure_trust(trusting)
-        client = upstream(ssl_context=trusting)
-        resp = await client.post(url, b"{}", [])
-        assert (resp.status, await resp.read()) == (200, JSON_BODY)
-        resp.close()
-        client.close()
-        with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
-            await upstream(ssl_context=ssl.create_default_context()).post(url, b"{}", [])
-    finally:
-        server.close()
-        await server.wait_closed()
+    backend = await serve(keep_alive_json(), server_context)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    client = upstream(ssl_context=trusting)
+    resp = await client.post(backend.url, b"{}", [])
+    assert (resp.status, await resp.read()) == (200, JSON_BODY)
+    resp.close()
+    client.close()
+    with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+        await upstream(ssl_context=ssl.create_default_context()).post(backend.url, b"{}", [])
 
 
 async def test_a_reused_connection_closed_by_the_backend_is_retried_once_on_a_new_one(
