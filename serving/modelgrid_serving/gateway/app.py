@@ -1,11 +1,11 @@
-"""The gateway as a bare ASGI application (run by uvicorn with httptools and uvloop).
+"""The gateway as a bare ASGI application (served by :mod:`.http_server` on uvloop).
 
 No web framework: a dict of paths, one handler each. The proxy path reads the body (bounded),
 reads ``model``, resolves it in the current routing table, checks key, allowlist and limits,
-picks a backend (:mod:`.balancer`) and relays the answer through a pooled aiohttp client: JSON
-in one piece, SSE chunk by chunk as it arrives. A client that goes away cancels the upstream
-request; a connection failure before any byte is retried on another backend. Every error is
-OpenAI-shaped through :func:`~modelgrid_serving.errors.error_response`.
+picks a backend (:mod:`.balancer`) and relays the answer through its pooled client
+(:mod:`.upstream`): JSON in one piece, SSE chunk by chunk as it arrives. A client that goes away
+cancels the upstream request; a connection failure before any byte is retried on another
+backend. Every error is OpenAI-shaped through :func:`~modelgrid_serving.errors.error_response`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,23 @@ from collections.abc import Awaitable, Callable
 
 from .. import __version__
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge, RouteNotFound, Unauthorized
-from .asgi import JSON, Headers, Receive, Scope, Send, header, send_body, send_error
+from .asgi import (
+    CANCEL_ON_DISCONNECT,
+    JSON,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    header,
+    send_body,
+    send_error,
+)
 from .auth import ANONYMOUS, KeyPolicy, authorize
 from .console import Console
 from .gpu_info import gather_gpu_info
 from .metrics import CONTENT_TYPE
-from .proxy import estimate_prompt_tokens, parse_body
 from .peers import USAGE_PATH
+from .proxy import estimate_prompt_tokens, parse_body
 from .relay import Relay
 from .routing import filter_listing
 from .state import GatewayState, ModelCounters
@@ -83,26 +93,8 @@ class Gateway:
     # ---- ASGI -----------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
+        if scope["type"] == "http":  # the state starts and stops with the server (.server)
             await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.state.startup()
-                except Exception as exc:  # noqa: BLE001 - report it to the server, which exits
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.state.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -140,7 +132,7 @@ class Gateway:
             logger.exception("%s %s failed", method, path)
             await send_error(send, exc)
             return
-        await send_body(send, status, body if method == "GET" else b"", headers)
+        await send_body(send, status, body, headers)  # HEAD: the server sends the head only
 
     # ---- GET routes -----------------------------------------------------------------------
 
@@ -165,9 +157,8 @@ class Gateway:
 
     async def _ready(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
         if self.state.pending_sources:
-            raise GatewayStarting(
-                f"Waiting for the first listing of: {', '.join(sorted(self.state.pending_sources))}."
-            )
+            pending = ", ".join(sorted(self.state.pending_sources))
+            raise GatewayStarting(f"Waiting for the first listing of: {pending}.")
         return 200, b'{"status":"ok"}', JSON
 
     async def _metrics(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
@@ -242,19 +233,25 @@ class Gateway:
 
         extra = [(k.encode(), v.encode()) for k, v in rl_headers.items()]
         call = Relay(self.state, scope, send, route_label, model, body, payload, extra, started)
-        task = asyncio.current_task()
-        assert task is not None
-        watcher = asyncio.create_task(call.watch_disconnect(receive, task))
+        watcher = None
+        cancel_on_disconnect = scope.get("extensions", {}).get(CANCEL_ON_DISCONNECT)
+        if cancel_on_disconnect is not None:
+            cancel_on_disconnect(call.client_left)
+        else:
+            task = asyncio.current_task()
+            assert task is not None
+            watcher = asyncio.create_task(call.watch_disconnect(receive, task))
         try:
             status = await call.run(route.backends)
         except asyncio.CancelledError:
             if not call.client_gone:
                 raise
-            task.uncancel()
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
             status = 499
         finally:
             call.done = True
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
         elapsed, now = time.perf_counter() - started, time.monotonic()
         counters = self.state.counters.get(model)
         if counters is None:

@@ -15,6 +15,13 @@ Headers = list[tuple[bytes, bytes]]
 
 JSON: Headers = [(b"content-type", b"application/json")]
 
+CANCEL_ON_DISCONNECT = "modelgrid.cancel_on_disconnect"
+"""A server extension in ``scope["extensions"]``: ``register(callback)``. If the client goes away
+before the response is complete, the server calls ``callback()`` and then cancels the task that
+runs the application: what a task blocked on ``receive()`` would learn, without that task per
+request. :mod:`.http_server` offers it; under another ASGI server the gateway watches
+``receive()`` instead."""
+
 
 def header(scope: Scope, name: bytes) -> bytes | None:
     """The first value of request header ``name`` (lower case), if any."""

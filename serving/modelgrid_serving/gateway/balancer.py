@@ -6,8 +6,9 @@ a slow pool (CPU next to GPU, a busy replica) gets less traffic without fixed we
 random samples avoid the herd that "always the least loaded" causes across gateway replicas.
 An idle backend's latency estimate decays with its idle time, and a backend never tried gets
 the next request: a replica that was slow once (cold start) is measured again instead of being
-starved by a stale number. A connection failure ejects a backend for a while (doubling, capped); a backend at its in-flight
-bound is not picked, and when every one is, the caller answers at once (overload, not a queue).
+starved by a stale number. A connection failure ejects a backend for a while (doubling, capped);
+a backend at its in-flight bound is not picked, and when every one is, the caller answers at once
+(overload, not a queue).
 State is keyed by URL and survives routing-table rebuilds. Clock and randomness are passed in.
 """
 
@@ -81,6 +82,9 @@ class Balancer:
             The backend, or ``None`` when every candidate is at its in-flight bound (or excluded).
             Ejected backends are used only when no other is left.
         """
+        if len(backends) == 1 and not exclude:  # the common case, without the lists below
+            only = backends[0]
+            return only if self._has_room(only.url) else None
         skip = set(exclude)
         open_ = [b for b in backends if b.url not in skip and self._has_room(b.url)]
         if not open_:

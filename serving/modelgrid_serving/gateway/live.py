@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 RATE_WINDOW_S = 10.0
 """Requests/s, errors/s and tokens/s are averaged over this many seconds."""
@@ -23,9 +23,8 @@ MAX_SAMPLES = 10_000
 """Per model; past it the oldest samples go first (percentiles then cover less than a minute)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One relayed request, as it ended."""
+class Sample(NamedTuple):
+    """One relayed request, as it ended (a tuple: one is made per request)."""
 
     at: float
     """Monotonic time it ended."""

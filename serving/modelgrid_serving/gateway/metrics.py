@@ -7,6 +7,8 @@ known, ``model="-"``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ..metrics import CONTENT_TYPE, GATEWAY, build_families
@@ -33,6 +35,27 @@ class GatewayMetrics:
         self.rejected = f["rejected_total"]
         self.rate_limited = f["rate_limited_total"]
         self.backends_ready = f["backends_ready"]
+        # Label children per label values, looked up once: ``labels()`` validates its arguments
+        # and takes a lock on every call, which the hot path would pay several times a request.
+        # Never pruned: the label values are bounded (see the module docstring), and Prometheus
+        # keeps every series it has seen anyway.
+        self._answered: dict[tuple[str, str, str, int], tuple[Any, Any, Any, Any]] = {}
+        self._in_flight: dict[tuple[str, str], Any] = {}
+        self._ttft: dict[tuple[str, str], Any] = {}
+
+    def in_flight_for(self, model: str, pool: str) -> Any:
+        """The in-flight gauge of ``(model, pool)``."""
+        gauge = self._in_flight.get((model, pool))
+        if gauge is None:
+            gauge = self._in_flight[model, pool] = self.in_flight.labels(model, pool)
+        return gauge
+
+    def ttft_for(self, model: str, pool: str) -> Any:
+        """The time-to-first-token histogram of ``(model, pool)``."""
+        histogram = self._ttft.get((model, pool))
+        if histogram is None:
+            histogram = self._ttft[model, pool] = self.ttft.labels(model, pool)
+        return histogram
 
     def refused(self, model: str, route: str, status: int | str) -> None:
         """A request answered before any backend (an error, or the client went away)."""
@@ -49,10 +72,20 @@ class GatewayMetrics:
         generation_tokens: int,
     ) -> None:
         """A request that went to a backend (``pool``), whatever the outcome."""
-        self.requests.labels(model, pool, route, str(status)).inc()
-        self.duration.labels(model, pool, route).observe(seconds)
-        self.prompt_tokens.labels(model, pool).inc(prompt_tokens)
-        self.generation_tokens.labels(model, pool).inc(generation_tokens)
+        key = (model, pool, route, status)
+        series = self._answered.get(key)
+        if series is None:
+            series = self._answered[key] = (
+                self.requests.labels(model, pool, route, str(status)),
+                self.duration.labels(model, pool, route),
+                self.prompt_tokens.labels(model, pool),
+                self.generation_tokens.labels(model, pool),
+            )
+        requests, duration, prompt, generation = series
+        requests.inc()
+        duration.observe(seconds)
+        prompt.inc(prompt_tokens)
+        generation.inc(generation_tokens)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""

@@ -11,8 +11,10 @@ from typing import Any
 
 from ..errors import InvalidJSON
 
-_PROMPT_TOKENS = re.compile(rb'(?<!\\)"prompt_tokens"\s*:\s*(\d+)')
-_COMPLETION_TOKENS = re.compile(rb'(?<!\\)"completion_tokens"\s*:\s*(\d+)')
+_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+"""Keys, not text: inside a JSON string every quote is escaped, so ``"prompt_tokens"`` with both
+quotes bare and a number after its colon can only be a key."""
 
 HOP_BY_HOP = frozenset(
     {
@@ -75,10 +77,12 @@ def model_renamer(upstream: str, served: str) -> Callable[[bytes], bytes]:
 
 def find_usage(data: bytes) -> tuple[int, int] | None:
     """``(prompt_tokens, completion_tokens)`` from a response body or SSE chunk, if present."""
-    if b'"usage"' not in data:
+    at = data.find(b'"usage"')
+    if at < 0:
         return None
-    prompt = _PROMPT_TOKENS.search(data)
-    completion = _COMPLETION_TOKENS.search(data)
+    # From the usage key on: a body's usage comes after its choices, which can be long.
+    prompt = _PROMPT_TOKENS.search(data, at)
+    completion = _COMPLETION_TOKENS.search(data, at)
     if prompt is None and completion is None:
         return None
     return (int(prompt.group(1)) if prompt else 0, int(completion.group(1)) if completion else 0)

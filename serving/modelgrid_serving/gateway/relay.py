@@ -2,7 +2,7 @@
 
 JSON answers are relayed in one piece; SSE answers chunk by chunk as they arrive, with the first
 event timed (TTFT) and usage read on the way. A client that disconnects cancels the request's
-task (:meth:`Relay.watch_disconnect`), which closes the upstream connection: the engine stops.
+task (:meth:`Relay.client_left`), which closes the upstream connection: the engine stops.
 Connection failures before any byte are retried on another backend; after the first byte
 nothing is retried, and a broken stream ends with one OpenAI error event and ``[DONE]``.
 """
@@ -89,15 +89,21 @@ class Relay:
         self.ttft_s: float | None = None
         """Seconds from the request to the first streamed event (streams only)."""
 
+    def client_left(self) -> None:
+        """The client went away before its answer was complete. Its task is cancelled next (by
+        the server, or :meth:`watch_disconnect`), which closes the upstream request: the engine
+        stops generating for nobody."""
+        if not self.done:
+            self.client_gone = True
+
     async def watch_disconnect(self, receive: Receive, task: asyncio.Task[Any]) -> None:
-        """Cancel the request's task when its client disconnects (closing the upstream)."""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                if not self.done:
-                    self.client_gone = True
-                    task.cancel()
-                return
+        """Cancel ``task`` once ``receive()`` says the client disconnected (for servers without
+        the :data:`~.asgi.CANCEL_ON_DISCONNECT` extension)."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self.done:
+            self.client_left()
+            task.cancel()
 
     async def run(self, backends: tuple[Backend, ...]) -> int:
         """Send the request to one of ``backends`` and relay the answer; returns the status."""
@@ -113,7 +119,7 @@ class Relay:
             tried.append(backend.url)
             self.pool = backend.pool
             state.balancer.started(backend.url)
-            in_flight = state.metrics.in_flight.labels(self.model, backend.pool)
+            in_flight = state.metrics.in_flight_for(self.model, backend.pool)
             in_flight.inc()
             try:
                 sent = time.perf_counter()
@@ -218,8 +224,7 @@ class Relay:
                     if first:
                         first = False
                         self.ttft_s = time.perf_counter() - self.started
-                        ttft = self.state.metrics.ttft.labels(self.model, backend.pool)
-                        ttft.observe(self.ttft_s)
+                        self.state.metrics.ttft_for(self.model, backend.pool).observe(self.ttft_s)
                     self.events += chunk.count(b"data:")
                     usage = find_usage(chunk)
                     if usage is not None:

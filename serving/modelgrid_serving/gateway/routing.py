@@ -58,7 +58,7 @@ class ConditionInfo:
 
 @dataclass(frozen=True)
 class ResourceStatus:
-    """What an InferenceModel's status says beyond routing: shown by the console, never routed on."""
+    """What an InferenceModel's status says beyond routing: shown by the console, not routed on."""
 
     resource: str
     """``namespace/name`` of the InferenceModel."""

@@ -23,8 +23,8 @@ from .auth import KeyPolicy, KeyRing
 from .balancer import Balancer
 from .config import GatewayConfig, KeyConfig, load_config, load_keys
 from .limits import RateLimiter
-from .peers import PEER_SECRET_ENV, PeerSync
 from .metrics import GatewayMetrics
+from .peers import PEER_SECRET_ENV, PeerSync
 from .routing import ModelEntry, RoutingTable, allowed_models, build_table
 from .sources import entries_from_inferencemodels, keys_from_secret, static_entries
 from .upstream import Upstream

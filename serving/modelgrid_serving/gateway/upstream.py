@@ -51,8 +51,8 @@ class BrokenResponse(ConnectionError):
 class _Connection(asyncio.Protocol):
     """One keep-alive connection and the one response being read on it."""
 
-    def __init__(self, pool: Upstream, key: _Key) -> None:
-        self.pool, self.key = pool, key
+    def __init__(self, pool: Upstream, key: _Key, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool, self.key, self.loop = pool, key, loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.lost = False
@@ -229,7 +229,7 @@ class Response:
     async def _wait(self) -> None:
         if self._error is not None:
             raise self._error
-        loop = asyncio.get_running_loop()
+        loop = self._conn.loop  # asyncio.get_running_loop() costs a system call (getpid)
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(self._read_timeout, self._time_out, waiter)
         try:
@@ -307,8 +307,7 @@ class Upstream:
         return response
 
     def release(self, conn: _Connection) -> None:
-        conn.idle_since = time.monotonic()
-        conn.parser = httptools.HttpResponseParser(conn)
+        conn.idle_since = time.monotonic()  # its parser goes on with the next answer (llhttp)
         self._idle.setdefault(conn.key, []).append(conn)
 
     def close(self) -> None:
@@ -352,7 +351,7 @@ class Upstream:
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(self, key), host, port, ssl=tls_context
+                    lambda: _Connection(self, key, loop), host, port, ssl=tls_context
                 )
         except TimeoutError:
             raise ConnectFailed(f"connecting to {host}:{port} timed out") from None
