@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -318,9 +319,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(
-    argv: list[str], log: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
+def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
             argv,
@@ -503,7 +502,7 @@ def run_proto(kind: str, port: int, upstream: str) -> None:
                     import httpx
 
                     client["c"] = httpx.AsyncClient(limits=httpx.Limits(max_connections=None))
-                elif kind == "uvicorn+upstream":
+                elif kind.endswith("+upstream"):
                     from modelgrid_serving.gateway.upstream import Upstream
 
                     client["c"] = Upstream(connect_timeout_s=5.0, read_timeout_s=600.0)
@@ -526,7 +525,7 @@ def run_proto(kind: str, port: int, upstream: str) -> None:
         if kind == "uvicorn+httpx":
             r = await c.post(target, content=body, headers=headers)  # type: ignore[attr-defined]
             data, status = r.content, r.status_code
-        elif kind == "uvicorn+upstream":
+        elif kind.endswith("+upstream"):
             r = await c.post(target, body, [(b"content-type", b"application/json")])  # type: ignore[attr-defined]
             data, status = await r.read(), r.status
             r.close()
@@ -537,6 +536,9 @@ def run_proto(kind: str, port: int, upstream: str) -> None:
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": data})
 
+    if kind == "server+upstream":  # the same app on the gateway's own server
+        asyncio.run(serve_own(asgi, port))
+        return
     uvicorn.run(
         asgi,
         host="127.0.0.1",
@@ -548,8 +550,36 @@ def run_proto(kind: str, port: int, upstream: str) -> None:
     )
 
 
-STACKS = ("aiohttp-server", "uvicorn+aiohttp", "uvicorn+httpx", "uvicorn+upstream")
-"""``uvicorn+upstream``: the gateway's own client (``modelgrid_serving.gateway.upstream``)."""
+async def serve_own(asgi: Any, port: int) -> None:
+    """``asgi`` (with its lifespan) on the gateway's HTTP server, uvloop, until killed."""
+    import uvloop
+    from modelgrid_serving.gateway.http_server import HTTPServer
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    sent: list[dict[str, Any]] = [{"type": "lifespan.startup"}]
+
+    async def receive() -> dict[str, Any]:
+        return sent.pop() if sent else await asyncio.Future()
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    lifespan = asyncio.create_task(asgi({"type": "lifespan"}, receive, send))
+    server = HTTPServer(asgi)
+    await server.start("127.0.0.1", port)
+    await lifespan
+
+
+STACKS = (
+    "aiohttp-server",
+    "uvicorn+aiohttp",
+    "uvicorn+httpx",
+    "uvicorn+upstream",
+    "server+upstream",
+)
+"""``+upstream``: the gateway's own client (``modelgrid_serving.gateway.upstream``);
+``server+``: the gateway's own HTTP server (``modelgrid_serving.gateway.http_server``), running
+the same minimal app as ``uvicorn+upstream``."""
 
 
 def run_stacks(
@@ -575,9 +605,7 @@ def wait_http_post(url: str, deadline_s: float = 60.0) -> None:
     end = time.monotonic() + deadline_s
     while True:
         try:
-            request = urllib.request.Request(
-                url, data=_BODY, headers=HEADERS
-            )
+            request = urllib.request.Request(url, data=_BODY, headers=HEADERS)
             with urllib.request.urlopen(request, timeout=2) as resp:
                 if resp.status == 200:
                     return
