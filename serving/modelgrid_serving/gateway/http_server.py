@@ -16,7 +16,8 @@ It does what the gateway needs of HTTP/1.1:
   application first asks for the body (so a 413 decided from the headers never invites it);
 - responses framed by the application's ``content-length``, else by the length of a body sent in
   one message, else chunked (HTTP/1.1) or by closing the connection (HTTP/1.0); head and first
-  body in one write; writes wait while the client's socket buffer is full (slow readers);
+  body in one write; writes wait while the client's socket buffer is full (slow readers), and a
+  client that reads nothing for ``write_timeout_s`` is cut off;
 - ``HEAD`` (the head an answer would have, no body); ``Connection: close``; malformed requests
   answered 400 in OpenAI's shape; request heads bounded in size (431) and time; upgrades
   (``h2c``, websockets) not taken: the request is answered on HTTP/1.1 and the connection closed;
@@ -393,12 +394,17 @@ class _Connection(asyncio.Protocol):
             self.transport.write(data)
 
     async def drain(self) -> None:
-        """Wait until the client read enough of what was written (or went away)."""
-        if self.write_paused and self.transport is not None and not self.transport.is_closing():
+        """Wait until the client read enough of what was written, or went away. A client that
+        reads nothing for ``write_timeout_s`` is cut off: it would hold its answer's task, the
+        upstream connection and the engine's work for good."""
+        transport = self.transport
+        if self.write_paused and transport is not None and not transport.is_closing():
             self.drain_waiter = self.loop.create_future()
+            stalled = self.loop.call_later(self.server.write_timeout_s, transport.abort)
             try:
                 await self.drain_waiter
             finally:
+                stalled.cancel()
                 self.drain_waiter = None
 
     def finished(self, request: _Request) -> None:
@@ -533,6 +539,8 @@ class HTTPServer:
         max_head_bytes: Bound on a request's head, request line and headers (431 above).
         head_timeout_s: A request head still incomplete after this long closes its connection
             (a client trickling bytes would otherwise hold it forever).
+        write_timeout_s: A client that reads nothing of an answer for this long (its socket
+            buffer full) is disconnected, which cancels the answer's application.
     """
 
     def __init__(
@@ -542,11 +550,13 @@ class HTTPServer:
         keepalive_timeout_s: float = 5.0,
         max_head_bytes: int = 64 * 1024,
         head_timeout_s: float = 30.0,
+        write_timeout_s: float = 60.0,
     ) -> None:
         self.app = app
         self.keepalive_timeout_s = keepalive_timeout_s
         self.max_head_bytes = max_head_bytes
         self.head_timeout_s = head_timeout_s
+        self.write_timeout_s = write_timeout_s
         self.connections: set[_Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False

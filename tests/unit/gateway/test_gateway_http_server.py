@@ -492,3 +492,13 @@ async def test_stop_releases_an_answer_stuck_on_a_client_that_reads_nothing(
     await asyncio.wait_for(server.stop(grace_s=0.2), 5)
     assert app.finished.is_set()
     writer.close()
+
+
+async def test_a_client_that_stops_reading_is_cut_off_after_the_write_timeout(
+    start: Start,
+) -> None:
+    server, app = await start(write_timeout_s=0.5)
+    reader, writer = await connect(server)
+    writer.write(post("/flood", b""))
+    await asyncio.wait_for(app.finished.wait(), 5)  # released without a stop or a close
+    writer.close()
