@@ -61,6 +61,8 @@ and dropping, before it closes."""
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _NO_BODY_STATUSES = frozenset({204, 304})
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+MALFORMED = "malformed_request"
+"""The error code of a request the server cannot read as HTTP/1.1."""
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
@@ -69,6 +71,7 @@ class HeadersTooLarge(APIError):
 
     status_code = 431
     type = "invalid_request_error"
+    code = "headers_too_large"
 
 
 class _Request:
@@ -286,9 +289,11 @@ class _Connection(asyncio.Protocol):
             self._upgrade_body(data[exc.args[0] :])
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            self.refuse(cause if isinstance(cause, APIError) else InvalidRequest(str(cause)))
+            if not isinstance(cause, APIError):
+                cause = InvalidRequest(str(cause), code=MALFORMED)
+            self.refuse(cause)
         except httptools.HttpParserError as exc:
-            self.refuse(InvalidRequest(f"Malformed HTTP request: {exc}."))
+            self.refuse(InvalidRequest(f"Malformed HTTP request: {exc}.", code=MALFORMED))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -348,7 +353,8 @@ class _Connection(asyncio.Protocol):
             if any(k == b"transfer-encoding" for k, _ in self.headers):
                 raise InvalidRequest(
                     "An Upgrade request with a chunked body is not supported: send it without "
-                    "the Upgrade header, or with a content-length."
+                    "the Upgrade header, or with a content-length.",
+                    code=MALFORMED,
                 )
             request.keep_alive = False
             length = next((v for k, v in self.headers if k == b"content-length"), b"0").strip()

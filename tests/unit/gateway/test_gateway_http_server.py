@@ -285,7 +285,8 @@ async def test_a_malformed_request_gets_an_openai_400_and_the_connection_closes(
     writer.write(b"POST /echo HTTP/1.1\r\ncontent-length: banana\r\n\r\n")
     status, _, body = await read_response(reader)
     assert status == 400
-    assert json.loads(body)["error"]["type"] == "invalid_request_error"
+    error = json.loads(body)["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "malformed_request")
     assert await closed(reader)
     writer.close()
 
