@@ -577,7 +577,11 @@ class PoolStatus(_Object):
     name: str = Field(description="Pool name.")
     accelerator: Accelerator = Field(description="Node kind of the pool.")
     engine: Engine = Field(description="Engine the pool runs.")
-    ready_replicas: int = Field(default=0, description="Worker pods ready to serve.")
+    ready_replicas: int = Field(
+        default=0,
+        description="Worker pods ready to serve (none while the pool's Serve application has "
+        "failed to deploy).",
+    )
     desired_replicas: int = Field(default=0, description="Worker pods wanted now.")
     endpoint: str | None = Field(
         default=None,

@@ -89,14 +89,21 @@ def _pod_ready(pod: dict[str, Any]) -> bool:
 
 
 def pool_statuses(
-    spec: api.InferenceModelSpec,
+    model: api.InferenceModel,
     observation: Observation,
     endpoints: Mapping[str, str] | None = None,
 ) -> list[api.PoolStatus]:
     """Ready and desired worker pods per pool, counting only the serving Ray cluster's pods,
-    and the endpoint of each rendered pool once the RayService exists."""
+    and the endpoint of each rendered pool once the RayService exists.
+
+    A pool whose Serve application failed to deploy has no replica ready to serve, whatever its
+    pods say: the gateway routes by these counts, and Serve's proxy answers 404 for the route of
+    a failed application.
+    """
+    spec = model.spec
     endpoints = endpoints or {}
     rs_status = (observation.rayservice or {}).get("status") or {}
+    apps = _applications(model, rs_status)
     cluster = (rs_status.get("activeServiceStatus") or {}).get("rayClusterName") or (
         rs_status.get("pendingServiceStatus") or {}
     ).get("rayClusterName")
@@ -118,7 +125,9 @@ def pool_statuses(
                 name=pool.name,
                 accelerator=pool.accelerator,
                 engine=spec.engine_for(pool),
-                ready_replicas=sum(_pod_ready(p) for p in pods),
+                ready_replicas=0
+                if apps[pool.name].get("status") == "DEPLOY_FAILED"
+                else sum(_pod_ready(p) for p in pods),
                 desired_replicas=0 if refused else max(low, len(pods)),
                 endpoint=endpoints.get(pool.name) if observation.rayservice is not None else None,
             )
@@ -216,7 +225,7 @@ def _judge_serving(
         for n in waiting
     )
     if was_ready or failed:  # failed is partial here: the other pools still serve
-        if short:
+        if short and not failed:  # (a failed pool is short too: its replicas do not count)
             return Verdict(
                 api.Phase.DEGRADED,
                 api.Reason.REPLICAS_MISSING,
@@ -329,7 +338,7 @@ def compute_status(
     """
     prev = previous or api.InferenceModelStatus(phase_since=format_time(created or now))
     since = parse_time(prev.phase_since) if prev.phase_since else (created or now)
-    pools = pool_statuses(model.spec, observation, endpoints)
+    pools = pool_statuses(model, observation, endpoints)
     verdict = judge(model, observation, pools, was_ready=prev.time_to_ready.total is not None)
     changed = verdict.phase != prev.phase
     ready = sum(p.ready_replicas for p in pools)

@@ -132,3 +132,6 @@ def test_status_one_pool_failed_to_deploy_other_serving_is_degraded_not_failed()
         "DeployFailed",
         "pool mac: no Metal",
     )
+    # Its pod is up, but nothing serves behind it: the gateway must not route to that pool.
+    assert {p.name: p.ready_replicas for p in s.pools} == {"gpu": 2, "mac": 0}
+    assert (s.ready_replicas, s.replicas) == (2, "2/3")
