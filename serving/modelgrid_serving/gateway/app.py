@@ -263,7 +263,7 @@ class Gateway:
         self.state.metrics.answered(
             model, call.pool, route_label, status, elapsed, prompt, completion
         )
-        self.console.live.record(
+        self.state.live.record(
             model,
             now=now,
             status=status,

@@ -49,7 +49,7 @@ UI_HEADERS: Headers = [
 
 
 class Console:
-    """The console's routes over a gateway's state, and the live figures the proxy feeds.
+    """The console's routes over a gateway's state (its live figures included).
 
     Args:
         state: What the gateway routes with (table, balancer, keys).
@@ -59,7 +59,6 @@ class Console:
 
     def __init__(self, state: GatewayState, policy: Callable[[Scope], KeyPolicy]) -> None:
         self.state = state
-        self.live = LiveFigures()
         self._policy = policy
         self._assets = {name: _load(name, kind) for name, kind in ASSETS.items()}
 
@@ -91,7 +90,7 @@ class Console:
     async def _view(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
         policy = self._policy(scope)
         allowed = self.state.allowed_for(policy)
-        body = console_view(self.state, self.live, allowed, now=time.monotonic())
+        body = console_view(self.state, self.state.live, allowed, now=time.monotonic())
         body["key"] = policy.name if self.state.keys.enabled else None
         return 200, json.dumps(body).encode(), JSON
 
@@ -130,6 +129,7 @@ def model_state(entry: ModelEntry, route: Route) -> str:
 def _model_view(
     state: GatewayState, live: LiveFigures, entry: ModelEntry, route: Route, *, now: float
 ) -> dict[str, Any]:
+    shared = state.peers.peers_live(entry.name) if state.peers is not None else ()
     backends = []
     for backend in entry.backends:
         load = state.balancer.state(backend.url)
@@ -186,5 +186,5 @@ def _model_view(
         ],
         "backends": backends,
         "in_flight": sum(b["in_flight"] for b in backends),
-        "live": live.figures(entry.name, now=now),
+        "live": live.figures(entry.name, now=now, peers=shared),
     }

@@ -7,11 +7,20 @@ server-side over a sliding window when ``/v1/console`` is read (once a second or
 page, a few thousand samples at most: cheap). Rates use a short window (they should move when
 traffic stops), percentiles a longer one (they need samples). Memory is bounded per model.
 The clock is passed in.
+
+Several gateway replicas (the chart runs two) each see only the requests that reached them, and
+a page behind a load balancer would show one, then another. So each process also offers a
+mergeable summary (:meth:`LiveFigures.summaries`: counts over the windows and log-bucketed
+histograms), its peers read it with the usage they share for limits (:mod:`.peers`), and the
+figures shown add every process's counts; the merged percentiles are read from the summed
+histograms, up to 20% above the exact ones (the buckets grow by 1.2x).
 """
 
 from __future__ import annotations
 
-from collections import deque
+import math
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -21,6 +30,9 @@ PERCENTILE_WINDOW_S = 60.0
 """TTFT and latency percentiles are taken over the requests that ended this recently."""
 MAX_SAMPLES = 10_000
 """Per model; past it the oldest samples go first (percentiles then cover less than a minute)."""
+BUCKET_BASE_MS = 0.1
+BUCKET_GROWTH = 1.2
+"""Histogram bucket ``k`` of a summary holds durations up to ``0.1 ms x 1.2**k``."""
 
 
 class Sample(NamedTuple):
@@ -96,9 +108,12 @@ class LiveFigures:
         while samples and samples[0].at < horizon:
             samples.popleft()
 
-    def figures(self, model: str, *, now: float) -> dict[str, Any]:
+    def figures(self, model: str, *, now: float, peers: Sequence[Any] = ()) -> dict[str, Any]:
         """What the console shows of ``model``: rates over the short window, percentiles (ms)
-        over the long one, totals since the gateway started."""
+        over the long one, totals since the gateway started. With ``peers`` (their
+        :meth:`summary` of the model), the figures of every process together."""
+        if peers:
+            return merge_summaries([self.summary(model, now=now), *peers], self.rate_window_s)
         samples = self._samples.get(model, deque())
         self._prune(samples, now)
         recent = [s for s in samples if s.at >= now - self.rate_window_s]
@@ -121,4 +136,91 @@ class LiveFigures:
             "samples": len(samples),
             "requests_total": totals.requests,
             "errors_total": totals.errors,
+            "gateways": 1,
         }
+
+    def summary(self, model: str, *, now: float) -> dict[str, Any]:
+        """``model``'s figures in a form that adds up across processes (JSON)."""
+        samples = self._samples.get(model, deque())
+        self._prune(samples, now)
+        recent = [s for s in samples if s.at >= now - self.rate_window_s]
+        totals = self._totals.get(model, _Totals())
+        return {
+            "recent": [
+                len(recent),
+                sum(is_error(s.status) for s in recent),
+                sum(s.completion_tokens for s in recent),
+            ],
+            "totals": [totals.requests, totals.errors],
+            "samples": len(samples),
+            "latency": _histogram(s.duration_s for s in samples),
+            "ttft": _histogram(s.ttft_s for s in samples if s.ttft_s is not None),
+        }
+
+    def summaries(self, *, now: float) -> dict[str, dict[str, Any]]:
+        """:meth:`summary` of every model this process has relayed requests for."""
+        return {model: self.summary(model, now=now) for model in self._totals}
+
+
+def bucket_of(seconds: float) -> int:
+    """The histogram bucket of a duration (see :data:`BUCKET_GROWTH`)."""
+    ms = seconds * 1000
+    if ms <= BUCKET_BASE_MS:
+        return 0
+    return math.ceil(math.log(ms / BUCKET_BASE_MS, BUCKET_GROWTH) - 1e-9)
+
+
+def _histogram(durations: Iterable[float]) -> dict[str, int]:
+    return {str(k): n for k, n in Counter(bucket_of(d) for d in durations).items()}
+
+
+def merge_summaries(summaries: Sequence[Any], rate_window_s: float) -> dict[str, Any]:
+    """The console's figures from several processes' summaries. A peer's summary is read
+    defensively: one that is not well formed counts for nothing."""
+    recent, totals, samples = [0, 0, 0], [0, 0], 0
+    latency: Counter[int] = Counter()
+    ttft: Counter[int] = Counter()
+    gateways = 0
+    for summary in summaries:
+        try:
+            part_recent = [int(v) for v in summary["recent"]][:3]
+            part_totals = [int(v) for v in summary["totals"]][:2]
+            part_latency = Counter({int(k): int(n) for k, n in summary["latency"].items()})
+            part_ttft = Counter({int(k): int(n) for k, n in summary["ttft"].items()})
+            part_samples = int(summary["samples"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        recent = [a + b for a, b in zip(recent, part_recent + [0] * 3, strict=False)]
+        totals = [a + b for a, b in zip(totals, part_totals + [0] * 2, strict=False)]
+        latency.update(part_latency)
+        ttft.update(part_ttft)
+        samples += part_samples
+        gateways += 1
+    return {
+        "requests_per_s": round(recent[0] / rate_window_s, 2),
+        "errors_per_s": round(recent[1] / rate_window_s, 2),
+        "tokens_per_s": round(recent[2] / rate_window_s, 1),
+        "ttft_ms": {"p50": _bucket_percentile(ttft, 50), "p95": _bucket_percentile(ttft, 95)},
+        "latency_ms": {
+            "p50": _bucket_percentile(latency, 50),
+            "p95": _bucket_percentile(latency, 95),
+        },
+        "samples": samples,
+        "requests_total": totals[0],
+        "errors_total": totals[1],
+        "gateways": gateways,
+    }
+
+
+def _bucket_percentile(histogram: Counter[int], q: int) -> float | None:
+    """Nearest-rank percentile ``q`` of a histogram: its bucket's upper edge, in ms."""
+    count = sum(n for n in histogram.values() if n > 0)
+    if not count:
+        return None
+    rank = max(1, -(-count * q // 100))
+    seen = 0
+    for k in sorted(histogram):
+        seen += max(0, histogram[k])
+        if seen >= rank:
+            return round(BUCKET_BASE_MS * BUCKET_GROWTH**k, 1)
+    return None

@@ -12,6 +12,9 @@ resolves to every ready gateway pod).
 Totals are per process instance (a random id), so a restarted peer starts a new series instead
 of looking like negative use, and the first answer of a peer only sets its baseline: what it
 consumed before we met it has refilled or will be seen as it grows.
+
+The same answer carries the process's live figures for the console (:meth:`.LiveFigures.summaries`),
+so that a console page shows every replica's traffic, not the one replica it reached.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import asyncio
 import logging
 import secrets
 import socket
+import time
 from typing import Any
 
 import aiohttp
 
 from .config import PeersConfig
 from .limits import RateLimiter
+from .live import LiveFigures
 
 logger = logging.getLogger(__name__)
 
@@ -41,18 +46,36 @@ class PeerSync:
         limiter: This process's buckets.
         config: Where the peers are and how often to poll.
         secret: Sent to peers, and required from them by :meth:`usage_body`'s caller.
+        live: This process's live figures, offered to the peers (none: not offered).
     """
 
-    def __init__(self, limiter: RateLimiter, config: PeersConfig, secret: str | None) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        config: PeersConfig,
+        secret: str | None,
+        live: LiveFigures | None = None,
+    ) -> None:
         self.limiter = limiter
         self.config = config
         self.secret = secret
+        self.live = live
         self.instance = secrets.token_hex(8)
         self._seen: dict[str, dict[str, list[int]]] = {}
+        self._live: dict[str, dict[str, Any]] = {}
+        """Peer instance -> its latest live summaries, by model."""
 
     def usage_body(self) -> dict[str, Any]:
-        """What ``GET /internal/usage`` answers: this instance and its running totals."""
-        return {"instance": self.instance, "keys": self.limiter.consumed}
+        """What ``GET /internal/usage`` answers: this instance, its running totals and its live
+        figures."""
+        body: dict[str, Any] = {"instance": self.instance, "keys": self.limiter.consumed}
+        if self.live is not None:
+            body["live"] = self.live.summaries(now=time.monotonic())
+        return body
+
+    def peers_live(self, model: str) -> list[Any]:
+        """The live summaries of ``model`` that the peers heard from last sent."""
+        return [models[model] for models in self._live.values() if model in models]
 
     def authorized(self, authorization: bytes | None) -> bool:
         """Whether a usage request carries the peer secret (any request, when there is none)."""
@@ -78,6 +101,7 @@ class PeerSync:
                 # Forget peers that did not answer (gone, or restarted under a new id): one
                 # that comes back starts from a new baseline.
                 self._seen = {i: totals for i, totals in self._seen.items() if i in heard}
+                self._live = {i: live for i, live in self._live.items() if i in heard}
             except Exception:  # noqa: BLE001 - keep syncing; limits stay local meanwhile
                 logger.exception("peer sync failed")
             await asyncio.sleep(self.config.interval_s)
@@ -109,6 +133,8 @@ class PeerSync:
         instance, keys = answer.get("instance"), answer.get("keys")
         if not isinstance(instance, str) or instance == self.instance or not isinstance(keys, dict):
             return None  # ourselves (DNS lists every pod), or not a gateway
+        live = answer.get("live")
+        self._live[instance] = live if isinstance(live, dict) else {}
         previous = self._seen.get(instance)
         current = {
             name: [int(totals[0]), int(totals[1])]

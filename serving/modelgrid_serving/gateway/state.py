@@ -23,6 +23,7 @@ from .auth import KeyPolicy, KeyRing
 from .balancer import Balancer
 from .config import GatewayConfig, KeyConfig, load_config, load_keys
 from .limits import RateLimiter
+from .live import LiveFigures
 from .metrics import GatewayMetrics
 from .peers import PEER_SECRET_ENV, PeerSync
 from .routing import ModelEntry, RoutingTable, allowed_models, build_table
@@ -70,9 +71,11 @@ class GatewayState:
         self.metrics = GatewayMetrics()
         self.balancer = Balancer(max_in_flight=config.limits.max_in_flight_per_backend)
         self.limiter = RateLimiter()
+        self.live = LiveFigures()
+        """The console's live figures, fed by every relayed request."""
         peers = config.limits.peers
         self.peers = (
-            PeerSync(self.limiter, peers, os.environ.get(PEER_SECRET_ENV) or None)
+            PeerSync(self.limiter, peers, os.environ.get(PEER_SECRET_ENV) or None, self.live)
             if peers.enabled
             else None
         )

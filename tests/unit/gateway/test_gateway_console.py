@@ -67,7 +67,11 @@ async def get(
 
 def make_inferencemodel(name: str, **status: Any) -> dict[str, Any]:
     return {
-        "metadata": {"name": name, "namespace": "team", "creationTimestamp": "2026-01-02T03:04:05Z"},
+        "metadata": {
+            "name": name,
+            "namespace": "team",
+            "creationTimestamp": "2026-01-02T03:04:05Z",
+        },
         "spec": {},
         "status": {
             "phase": "Ready",
@@ -144,6 +148,34 @@ def test_live_counts_only_server_side_failures_and_bounds_memory() -> None:
     fig = live.figures("m", now=1.0)
     assert (fig["errors_total"], fig["samples"], fig["requests_total"]) == (2, 3, 5)
     assert live.figures("unknown", now=1.0)["latency_ms"] == {"p50": None, "p95": None}
+
+
+def test_live_figures_of_several_gateways_add_up() -> None:
+    """Two replicas' figures, as one console page shows them: counts summed, percentiles from
+    the summed histograms (at most 20% above the exact ones), a malformed summary ignored."""
+    a, b, both = LiveFigures(), LiveFigures(), LiveFigures()
+    for i in range(40):
+        replica = a if i % 4 else b  # a sees three requests in four
+        for live in (replica, both):
+            live.record(
+                "m",
+                now=i * 0.1,
+                status=500 if i == 7 else 200,
+                duration_s=0.005 * (i + 1),
+                ttft_s=0.001 * (i + 1),
+                completion_tokens=3,
+            )
+    merged = a.figures("m", now=4.0, peers=[b.summary("m", now=4.0), {"recent": "junk"}])
+    exact = both.figures("m", now=4.0)
+    for key in ("requests_per_s", "errors_per_s", "tokens_per_s", "samples"):
+        assert merged[key] == exact[key], key
+    assert (merged["requests_total"], merged["errors_total"]) == (40, 1)
+    assert merged["gateways"] == 2 and exact["gateways"] == 1
+    for figure in ("latency_ms", "ttft_ms"):
+        for q in ("p50", "p95"):
+            assert exact[figure][q] <= merged[figure][q] <= exact[figure][q] * 1.2 + 0.1
+    alone = a.figures("m", now=4.0)
+    assert alone["requests_total"] == 30  # without its peers, a replica shows its own share
 
 
 # ---- sources keep what the console shows ---------------------------------------------------
@@ -311,7 +343,7 @@ async def test_proxied_stream_feeds_the_live_figures() -> None:
     finally:
         await app.state.shutdown()
         await runner.cleanup()
-    fig = app.console.live.figures("llama", now=time.monotonic())
+    fig = app.state.live.figures("llama", now=time.monotonic())
     assert (fig["requests_total"], fig["errors_total"], fig["samples"]) == (1, 0, 1)
     assert fig["tokens_per_s"] == 0.2  # 2 completion tokens over the 10 s window
     ttft, latency = fig["ttft_ms"]["p50"], fig["latency_ms"]["p50"]

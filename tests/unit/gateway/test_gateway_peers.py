@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiohttp
 import pytest
@@ -13,6 +14,7 @@ from modelgrid_serving.gateway.app import Gateway
 from modelgrid_serving.gateway.auth import KeyPolicy
 from modelgrid_serving.gateway.config import GatewayConfig, PeersConfig
 from modelgrid_serving.gateway.limits import RateLimiter
+from modelgrid_serving.gateway.live import LiveFigures
 from modelgrid_serving.gateway.peers import PEER_SECRET_ENV, USAGE_PATH, PeerSync
 from modelgrid_serving.gateway.state import GatewayState
 from pydantic import ValidationError
@@ -57,6 +59,18 @@ def test_merge_takes_growth_only_after_a_baseline_and_skips_itself() -> None:
         limiter.admit(POLICY, now=0)
     assert sync.merge({"instance": sync.instance, "keys": {"team": [99, 0]}}) is None
     assert sync.merge(["not", "a", "gateway"]) is None
+
+
+def test_peers_share_their_live_figures_and_ignore_malformed_ones() -> None:
+    live = LiveFigures()
+    live.record("m", now=1.0, status=200, duration_s=0.02, ttft_s=None, completion_tokens=5)
+    sync = PeerSync(RateLimiter(), PeersConfig(urls=["http://peer:1"]), None, live)
+    assert sync.usage_body()["live"]["m"]["totals"] == [1, 0]
+    theirs = {"recent": [2, 0, 9], "totals": [2, 0], "samples": 2, "latency": {}, "ttft": {}}
+    sync.merge({"instance": "p1", "keys": {}, "live": {"m": theirs}})
+    assert sync.peers_live("m") == [theirs] and sync.peers_live("other") == []
+    sync.merge({"instance": "p2", "keys": {}, "live": "not figures"})
+    assert sync.peers_live("m") == [theirs]
 
 
 async def test_peer_urls_from_dns_and_config() -> None:
@@ -107,6 +121,9 @@ async def test_two_processes_share_one_allowance_over_http(monkeypatch) -> None:
         for state in states:
             await state.startup()
         a, b = states
+        b.live.record(
+            "m", now=time.monotonic(), status=200, duration_s=0.01, ttft_s=None, completion_tokens=1
+        )
         a.limiter.admit(POLICY, now=0)  # before B's first poll: part of A's baseline
         await asyncio.sleep(0.3)
         a.limiter.admit(POLICY, now=0)
@@ -123,6 +140,7 @@ async def test_two_processes_share_one_allowance_over_http(monkeypatch) -> None:
             async with session.get(url, headers={"authorization": "Bearer s3cret"}) as resp:
                 answer = json.loads(await resp.read())
         assert answer["keys"] == {"team": [3, 0]}
+        assert [live["totals"] for live in a.peers.peers_live("m")] == [[1, 0]]  # B's figures
     finally:
         for state in states:
             await state.shutdown()

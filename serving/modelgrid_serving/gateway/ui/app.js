@@ -109,7 +109,8 @@ function modelCard(m) {
   const live = m.live;
   return h('article', { cls: 'card model', 'data-model': m.id, 'data-state': m.state },
     h('header', null, h('h3', null, m.id), h('span', { cls: `state state-${m.state}` }, m.state)),
-    h('p', { cls: 'meta' }, m.aliases.length ? `also ${m.aliases.join(', ')} · ` : '', sourceLabel(m.source)),
+    h('p', { cls: 'meta' }, m.aliases.length ? `also ${m.aliases.join(', ')} · ` : '', sourceLabel(m.source),
+      live.gateways > 1 ? ` · figures of ${live.gateways} gateway replicas` : ''),
     poolTable(m.pools, m.backends),
     m.resources.map(resourceView),
     h('dl', { cls: 'figures' },
