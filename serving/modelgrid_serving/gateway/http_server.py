@@ -66,6 +66,17 @@ MALFORMED = "malformed_request"
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
+def _error_answer(exc: BaseException) -> bytes:
+    """A whole response with ``exc``'s OpenAI-shaped error, closing the connection."""
+    reply = error_response(exc)
+    body = reply.body.model_dump_json().encode()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s"
+        % (reply.status_code, _REASONS.get(reply.status_code, b""), len(body), body)
+    )
+
+
 class HeadersTooLarge(APIError):
     """431: the request line and headers are over the server's bound."""
 
@@ -96,7 +107,7 @@ class _Request:
         "waiter",
     )
 
-    def __init__(self, conn: _Connection, scope: dict[str, Any], keep_alive: bool) -> None:
+    def __init__(self, conn: _Connection, scope: Scope, keep_alive: bool) -> None:
         self.conn, self.scope, self.keep_alive = conn, scope, keep_alive
         self.chunks: list[bytes] = []
         self.unread = 0
@@ -300,14 +311,16 @@ class _Connection(asyncio.Protocol):
         if self.current is not None:
             self.current.gone()
         self.queued.clear()
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
+        self._release_drain()
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._release_drain()
+
+    def _release_drain(self) -> None:
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
@@ -458,13 +471,7 @@ class _Connection(asyncio.Protocol):
         if current is not None:
             current.gone()  # its own body broke: its application sees the client leave
         if current is None or not current.head_written:
-            reply = error_response(exc)
-            body = reply.body.model_dump_json().encode()
-            self.transport.write(
-                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                b"connection: close\r\n\r\n%s"
-                % (reply.status_code, _REASONS.get(reply.status_code, b""), len(body), body)
-            )
+            self.transport.write(_error_answer(exc))
         self._close_lingering()
 
     def _close_lingering(self) -> None:
@@ -526,13 +533,10 @@ class _Connection(asyncio.Protocol):
         if request.head_written:
             self.transport.close()
             return
-        reply = error_response(exc)
-        body = reply.body.model_dump_json().encode()
-        request.head = (reply.status_code, [(b"content-type", b"application/json")])
         request.keep_alive = False
         request.response_complete = True
         request._wake()
-        self.write(request._head(len(body), False) + body)
+        self.write(_error_answer(exc))
         self.finished(request)
 
 

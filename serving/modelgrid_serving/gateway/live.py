@@ -62,8 +62,12 @@ def percentile(sorted_values: list[float], q: int) -> float | None:
     """Nearest-rank percentile ``q`` (0-100) of already sorted values; ``None`` when empty."""
     if not sorted_values:
         return None
-    rank = max(1, -(-len(sorted_values) * q // 100))  # integer ceil
-    return sorted_values[rank - 1]
+    return sorted_values[_rank(len(sorted_values), q) - 1]
+
+
+def _rank(count: int, q: int) -> int:
+    """The 1-based nearest rank of percentile ``q`` among ``count`` values."""
+    return max(1, -(-count * q // 100))  # integer ceil
 
 
 class LiveFigures:
@@ -114,48 +118,49 @@ class LiveFigures:
         :meth:`summary` of the model), the figures of every process together."""
         if peers:
             return merge_summaries([self.summary(model, now=now), *peers], self.rate_window_s)
-        samples = self._samples.get(model, deque())
-        self._prune(samples, now)
-        recent = [s for s in samples if s.at >= now - self.rate_window_s]
+        samples, recent, totals = self._window(model, now)
         durations = sorted(s.duration_s for s in samples)
         ttfts = sorted(s.ttft_s for s in samples if s.ttft_s is not None)
-        totals = self._totals.get(model, _Totals())
 
         def ms(value: float | None) -> float | None:
             return None if value is None else round(value * 1000, 1)
 
-        return {
-            "requests_per_s": round(len(recent) / self.rate_window_s, 2),
-            "errors_per_s": round(sum(is_error(s.status) for s in recent) / self.rate_window_s, 2),
-            "tokens_per_s": round(sum(s.completion_tokens for s in recent) / self.rate_window_s, 1),
-            "ttft_ms": {"p50": ms(percentile(ttfts, 50)), "p95": ms(percentile(ttfts, 95))},
-            "latency_ms": {
-                "p50": ms(percentile(durations, 50)),
-                "p95": ms(percentile(durations, 95)),
-            },
-            "samples": len(samples),
-            "requests_total": totals.requests,
-            "errors_total": totals.errors,
-            "gateways": 1,
-        }
+        return _shown(
+            recent,
+            totals,
+            len(samples),
+            ttft_ms=(ms(percentile(ttfts, 50)), ms(percentile(ttfts, 95))),
+            latency_ms=(ms(percentile(durations, 50)), ms(percentile(durations, 95))),
+            rate_window_s=self.rate_window_s,
+            gateways=1,
+        )
 
     def summary(self, model: str, *, now: float) -> dict[str, Any]:
         """``model``'s figures in a form that adds up across processes (JSON)."""
-        samples = self._samples.get(model, deque())
-        self._prune(samples, now)
-        recent = [s for s in samples if s.at >= now - self.rate_window_s]
-        totals = self._totals.get(model, _Totals())
+        samples, recent, totals = self._window(model, now)
         return {
-            "recent": [
-                len(recent),
-                sum(is_error(s.status) for s in recent),
-                sum(s.completion_tokens for s in recent),
-            ],
-            "totals": [totals.requests, totals.errors],
+            "recent": list(recent),
+            "totals": list(totals),
             "samples": len(samples),
             "latency": _histogram(s.duration_s for s in samples),
             "ttft": _histogram(s.ttft_s for s in samples if s.ttft_s is not None),
         }
+
+    def _window(
+        self, model: str, now: float
+    ) -> tuple[deque[Sample], tuple[int, int, int], tuple[int, int]]:
+        """``model``'s samples of the long window; requests, errors and completion tokens of
+        the short one; its totals (requests, errors)."""
+        samples = self._samples.get(model, deque())
+        self._prune(samples, now)
+        recent = [s for s in samples if s.at >= now - self.rate_window_s]
+        counts = (
+            len(recent),
+            sum(is_error(s.status) for s in recent),
+            sum(s.completion_tokens for s in recent),
+        )
+        totals = self._totals.get(model, _Totals())
+        return samples, counts, (totals.requests, totals.errors)
 
     def summaries(self, *, now: float) -> dict[str, dict[str, Any]]:
         """:meth:`summary` of every model this process has relayed requests for."""
@@ -183,28 +188,50 @@ def merge_summaries(summaries: Sequence[Any], rate_window_s: float) -> dict[str,
     gateways = 0
     for summary in summaries:
         try:
-            part_recent = [int(v) for v in summary["recent"]][:3]
-            part_totals = [int(v) for v in summary["totals"]][:2]
+            part_recent = [int(v) for v in summary["recent"]]
+            part_totals = [int(v) for v in summary["totals"]]
             part_latency = Counter({int(k): int(n) for k, n in summary["latency"].items()})
             part_ttft = Counter({int(k): int(n) for k, n in summary["ttft"].items()})
             part_samples = int(summary["samples"])
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
-        recent = [a + b for a, b in zip(recent, part_recent + [0] * 3, strict=False)]
-        totals = [a + b for a, b in zip(totals, part_totals + [0] * 2, strict=False)]
+        if len(part_recent) != len(recent) or len(part_totals) != len(totals):
+            continue
+        recent = [a + b for a, b in zip(recent, part_recent, strict=True)]
+        totals = [a + b for a, b in zip(totals, part_totals, strict=True)]
         latency.update(part_latency)
         ttft.update(part_ttft)
         samples += part_samples
         gateways += 1
+    return _shown(
+        recent,
+        totals,
+        samples,
+        ttft_ms=(_bucket_percentile(ttft, 50), _bucket_percentile(ttft, 95)),
+        latency_ms=(_bucket_percentile(latency, 50), _bucket_percentile(latency, 95)),
+        rate_window_s=rate_window_s,
+        gateways=gateways,
+    )
+
+
+def _shown(
+    recent: Sequence[int],
+    totals: Sequence[int],
+    samples: int,
+    *,
+    ttft_ms: tuple[float | None, float | None],
+    latency_ms: tuple[float | None, float | None],
+    rate_window_s: float,
+    gateways: int,
+) -> dict[str, Any]:
+    """The figures as ``/v1/console`` shows them (see docs/console.md)."""
+    requests, errors, tokens = recent
     return {
-        "requests_per_s": round(recent[0] / rate_window_s, 2),
-        "errors_per_s": round(recent[1] / rate_window_s, 2),
-        "tokens_per_s": round(recent[2] / rate_window_s, 1),
-        "ttft_ms": {"p50": _bucket_percentile(ttft, 50), "p95": _bucket_percentile(ttft, 95)},
-        "latency_ms": {
-            "p50": _bucket_percentile(latency, 50),
-            "p95": _bucket_percentile(latency, 95),
-        },
+        "requests_per_s": round(requests / rate_window_s, 2),
+        "errors_per_s": round(errors / rate_window_s, 2),
+        "tokens_per_s": round(tokens / rate_window_s, 1),
+        "ttft_ms": {"p50": ttft_ms[0], "p95": ttft_ms[1]},
+        "latency_ms": {"p50": latency_ms[0], "p95": latency_ms[1]},
         "samples": samples,
         "requests_total": totals[0],
         "errors_total": totals[1],
@@ -217,8 +244,7 @@ def _bucket_percentile(histogram: Counter[int], q: int) -> float | None:
     count = sum(n for n in histogram.values() if n > 0)
     if not count:
         return None
-    rank = max(1, -(-count * q // 100))
-    seen = 0
+    rank, seen = _rank(count, q), 0
     for k in sorted(histogram):
         seen += max(0, histogram[k])
         if seen >= rank:
