@@ -39,7 +39,12 @@ def _one(kind: str) -> dict[str, Any]:
 
 def test_kind_manifests_exist():
     assert {o["kind"] for o in _objects()} == {
-        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+    }
 
 
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
@@ -76,6 +81,9 @@ def _client_calls() -> dict[tuple[str, str], set[str]]:
         calls.setdefault(("", resource + "s"), set()).add(verb)
     for verb, resource in re.findall(r"self\._core\.(\w+?)_(node)\b", source):
         calls.setdefault(("", resource + "s"), set()).add(verb)  # cluster-scoped: list_node
+    for verb in re.findall(r"self\._networking\.(\w+?)_namespaced_network_policy\b", source):
+        verb = "get" if verb == "read" else verb  # the typed client's "read" is RBAC's "get"
+        calls.setdefault(("networking.k8s.io", "networkpolicies"), set()).add(verb)
     return calls
 
 
@@ -115,7 +123,8 @@ def test_kind_operator_runs_as_the_bound_service_account():
     deployment = _one("Deployment")
     assert binding["roleRef"]["name"] == _one("ClusterRole")["metadata"]["name"]
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}]
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
+    ]
     assert deployment["metadata"]["namespace"] == account["namespace"]
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
 
@@ -142,8 +151,9 @@ def test_kind_dockerfile_copies_paths_that_exist():
 def test_kind_run_sh_parses_with_bash_n():
     bash = shutil.which("bash")
     assert bash is not None, "bash is needed to check e2e/kind/run.sh"
-    result = subprocess.run([bash, "-n", str(KIND / "run.sh")], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [bash, "-n", str(KIND / "run.sh")], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -151,8 +161,12 @@ def test_kind_run_sh_passes_shellcheck():
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck); bash -n still ran")
-    result = subprocess.run([shellcheck, "--severity=style", str(KIND / "run.sh")],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [shellcheck, "--severity=style", str(KIND / "run.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
