@@ -39,12 +39,7 @@ def _one(kind: str) -> dict[str, Any]:
 
 def test_kind_manifests_exist():
     assert {o["kind"] for o in _objects()} == {
-        "Namespace",
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Deployment",
-    }
+        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
 
 
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
@@ -123,8 +118,7 @@ def test_kind_operator_runs_as_the_bound_service_account():
     deployment = _one("Deployment")
     assert binding["roleRef"]["name"] == _one("ClusterRole")["metadata"]["name"]
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
-    ]
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}]
     assert deployment["metadata"]["namespace"] == account["namespace"]
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
 
@@ -151,9 +145,8 @@ def test_kind_dockerfile_copies_paths_that_exist():
 def test_kind_run_sh_parses_with_bash_n():
     bash = shutil.which("bash")
     assert bash is not None, "bash is needed to check e2e/kind/run.sh"
-    result = subprocess.run(
-        [bash, "-n", str(KIND / "run.sh")], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([bash, "-n", str(KIND / "run.sh")], capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0, result.stderr
 
 
@@ -161,12 +154,8 @@ def test_kind_run_sh_passes_shellcheck():
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck); bash -n still ran")
-    result = subprocess.run(
-        [shellcheck, "--severity=style", str(KIND / "run.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = subprocess.run([shellcheck, "--severity=style", str(KIND / "run.sh")],
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
