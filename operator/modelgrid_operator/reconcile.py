@@ -21,8 +21,8 @@ from modelgrid_operator.admission import ModelFacts, admit
 from modelgrid_operator.drift import drift_patch
 from modelgrid_operator.k8s import Client, KubeRayMissing
 from modelgrid_operator.model_info import read_model_facts
-from modelgrid_operator.policy import check_policy
 from modelgrid_operator.network import apply_network_policy
+from modelgrid_operator.policy import check_policy
 from modelgrid_operator.render import (
     owner_of,
     pool_endpoint,
