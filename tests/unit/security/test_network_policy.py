@@ -179,3 +179,15 @@ def test_netpol_evaluator_policies_add_up_and_ports_bound_rules():
     }
     assert admits([deny, allow], source=ANY_POD, target=target, port=80)
     assert not admits([deny, allow], source=ANY_POD, target=target, port=81)
+
+
+def test_network_dashboard_listens_where_the_setting_says():
+    """0.0.0.0 by default: KubeRay's operator reaches it through the head Service (the policy,
+    not the bind address, keeps everyone else out)."""
+    model = make_model()
+    default = render_rayservice(model, settings=RenderSettings())
+    params = default["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]
+    assert params["dashboard-host"] == "0.0.0.0"
+    local = render_rayservice(model, settings=RenderSettings(dashboard_host="127.0.0.1"))
+    params = local["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]
+    assert params["dashboard-host"] == "127.0.0.1"
