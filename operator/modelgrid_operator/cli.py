@@ -1,7 +1,8 @@
 """The ``modelgrid`` command.
 
 - ``modelgrid up model.yaml``: serve an InferenceModel on this machine (embedded Ray + engine).
-- ``modelgrid render model.yaml``: print the Kubernetes objects the operator would apply.
+- ``modelgrid render model.yaml``: print every Kubernetes object the operator would apply
+  (RayService and NetworkPolicy), under the same policy (host paths, scheduling, engine args).
 - ``modelgrid crd``: print the InferenceModel CRD generated from the typed API.
 - ``modelgrid dashboards DIR``: write the Grafana dashboards (JSON built in code) into DIR.
 - ``modelgrid operator``: run the kopf operator against the current cluster.
@@ -53,11 +54,21 @@ def default_cache() -> Path:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from modelgrid_operator.render import render_rayservice
+    from modelgrid_operator.policy import check_policy
+    from modelgrid_operator.render import render_network_policy, render_rayservice
     from modelgrid_operator.settings import from_env
 
     settings = from_env()
-    objects = [render_rayservice(m, settings=settings) for m in load_models(Path(args.file))]
+    if args.allow_host_path:
+        allowed = (*settings.allowed_host_paths, *args.allow_host_path)
+        settings = settings.model_copy(update={"allowed_host_paths": allowed})
+    objects = []
+    for model in load_models(Path(args.file)):
+        check_policy(model, settings, source=args.file)  # what the operator would refuse
+        objects += [
+            render_rayservice(model, settings=settings),
+            render_network_policy(model, settings=settings),
+        ]
     sys.stdout.write(dump_documents(objects))
     return 0
 
@@ -191,8 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=_up)
 
-    render = sub.add_parser("render", help="print the Kubernetes objects for an InferenceModel")
+    render = sub.add_parser(
+        "render",
+        help="print every Kubernetes object the operator would create for an InferenceModel "
+        "(its RayService and NetworkPolicy), refusing what the operator's policy refuses",
+    )
     render.add_argument("file", help="InferenceModel YAML, one or more documents")
+    render.add_argument(
+        "--allow-host-path",
+        action="append",
+        metavar="PREFIX",
+        help="allow spec.model.uri paths on the node under PREFIX (repeatable), as the "
+        "operator setting allowedHostPaths does; default: none",
+    )
     render.set_defaults(func=_render)
 
     crd = sub.add_parser("crd", help="print the InferenceModel CRD")

@@ -1,5 +1,5 @@
 """The operator's few Kubernetes calls: read a model and write its status; read, create, patch
-and delete a RayService; list pods and nodes.
+and delete a RayService; read, create and patch a NetworkPolicy; list pods and nodes.
 
 Everything that talks to the API server is here, so handlers stay about diffing and status,
 and tests can count exactly which calls a reconcile made. The official client is synchronous;
@@ -159,6 +159,44 @@ class Client:
                 return False
             raise
         return True
+
+    @property
+    def _networking(self) -> kubernetes.client.NetworkingV1Api:
+        return kubernetes.client.NetworkingV1Api(self.api_client)
+
+    async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The NetworkPolicy as stored (a plain dict), or None when it does not exist."""
+        try:
+            result = await asyncio.to_thread(
+                self._networking.read_namespaced_network_policy,
+                name,
+                namespace,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _json(result)
+
+    async def create_network_policy(self, body: dict[str, Any]) -> None:
+        """Create a NetworkPolicy."""
+        await asyncio.to_thread(
+            self._networking.create_namespaced_network_policy,
+            body["metadata"]["namespace"],
+            body,
+            _preload_content=False,
+        )
+
+    async def patch_network_policy(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Patch a NetworkPolicy (its lists have no merge keys: a patch's lists replace)."""
+        await asyncio.to_thread(
+            self._networking.patch_namespaced_network_policy,
+            name,
+            namespace,
+            patch,
+            _preload_content=False,
+        )
 
     async def list_model_pods(self, namespace: str, model: str) -> list[dict[str, Any]]:
         """Pods labelled with the model's name (head and workers of its Ray clusters)."""

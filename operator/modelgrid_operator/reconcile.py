@@ -21,7 +21,14 @@ from modelgrid_operator.admission import ModelFacts, admit
 from modelgrid_operator.drift import drift_patch
 from modelgrid_operator.k8s import Client, KubeRayMissing
 from modelgrid_operator.model_info import read_model_facts
-from modelgrid_operator.render import owner_of, pool_endpoint, render_rayservice
+from modelgrid_operator.network import apply_network_policy
+from modelgrid_operator.policy import check_policy
+from modelgrid_operator.render import (
+    owner_of,
+    pool_endpoint,
+    render_network_policy,
+    render_rayservice,
+)
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.status import Observation, compute_status, invalid_status
 from modelgrid_operator.validation import InvalidModel, parse_model
@@ -133,6 +140,7 @@ async def reconcile(
                 "spec": body.get("spec"),
             }
         )
+        check_policy(model, settings)
     except InvalidModel as exc:
         status = invalid_status(previous, str(exc), generation=generation, now=now)
         return _outcome(previous, status, "")
@@ -141,7 +149,12 @@ async def reconcile(
     admissions = admit(model, facts, await client.list_nodes(), settings)
     admitted = [a.pool for a in admissions if a.admitted]
     action = ""
+    writing = "NetworkPolicy"
     try:
+        await apply_network_policy(
+            client, render_network_policy(model, settings=settings, owner=owner_of(body))
+        )
+        writing = "RayService"
         live = await client.get_rayservice(model.namespace, model.name)
         if not admitted:  # no pool fits anywhere: no pods that could only crash-loop
             if live is not None and await client.delete_rayservice(model.namespace, model.name):
@@ -167,7 +180,7 @@ async def reconcile(
             None, apply_error=(api.Reason.KUBERAY_MISSING, str(exc)), admissions=admissions
         )
     except ApiException as exc:  # e.g. the API server or a webhook refused the RayService
-        message = f"writing RayService {model.name} failed: {exc.status} {exc.reason}"
+        message = f"writing {writing} {model.name} failed: {exc.status} {exc.reason}"
         observation = Observation(
             None, apply_error=(api.Reason.APPLY_FAILED, message), admissions=admissions
         )

@@ -7,6 +7,7 @@ reads the environment, once, when the operator starts.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 
@@ -62,16 +63,110 @@ class RenderSettings(BaseModel):
     head_cpu: str = "1"
     head_memory: str = "4Gi"
 
+    # Pod security (Pod Security Standards "restricted"; docs/operator.md#security).
+    run_as_user: int = Field(
+        default=1000,
+        ge=1,
+        description="Numeric uid every rendered container runs as (never 0: runAsNonRoot "
+        "needs a number to check). The serving images create this user.",
+    )
+    run_as_group: int = Field(default=1000, ge=0, description="Numeric gid of the containers.")
+    fs_group: int = Field(
+        default=1000, ge=0, description="Group that owns mounted volumes (PVCs, emptyDirs)."
+    )
+    allowed_host_paths: tuple[str, ...] = Field(
+        default=(),
+        description="Absolute directories on the nodes under which `spec.model.uri` may name a "
+        "path (mounted as a read-only hostPath). Default: none, so no tenant reads a node's "
+        "files; a hostPath also takes the pod out of Pod Security `restricted`.",
+    )
+    allowed_toleration_keys: tuple[str, ...] = Field(
+        default=("nvidia.com/gpu", "virtual-kubelet.io/provider", "modelgrid.io/*"),
+        description="Taint keys a pool's `tolerations` may name: exact keys, or prefixes ending "
+        "in `*`. A toleration without a key (which tolerates every taint) is never allowed. "
+        "The default lets pools onto GPU and Apple nodes and nodes tainted `modelgrid.io/...`, "
+        "never onto control-plane nodes.",
+    )
+    allowed_node_selector_keys: tuple[str, ...] = Field(
+        default=(
+            "kubernetes.io/arch",
+            "kubernetes.io/os",
+            "node.kubernetes.io/instance-type",
+            "topology.kubernetes.io/*",
+            "nvidia.com/*",
+            "modelgrid.io/*",
+        ),
+        description="Node labels a pool's `nodeSelector` may name: exact keys, or prefixes ending "
+        "in `*`. The default covers architecture, instance type, zone, NVIDIA feature discovery "
+        "and modelgrid's own labels, not `node-role.kubernetes.io/*`.",
+    )
+    allowed_engine_args: tuple[str, ...] = Field(
+        default=(),
+        description="Engine arguments of `engineArgs.extraArgs` that run code or reach beyond the "
+        "pod (see `policy.RISKY_ENGINE_ARGS`, e.g. `trust_remote_code`) which tenants may set "
+        "anyway. Default: none.",
+    )
+
+    # Network (the NetworkPolicy each model gets).
+    dashboard_host: str = Field(
+        default="0.0.0.0",
+        description="Where the Ray head's dashboard listens. KubeRay's operator reads and "
+        "writes the Serve applications through it (the head Service, port `dashboard`), so it "
+        "must be reachable from KubeRay's pods; the model's NetworkPolicy admits only those.",
+    )
+    gateway_namespace: str = Field(
+        default="modelgrid-system",
+        description="Namespace of the gateway pods, the only clients of a model's Serve port "
+        "besides the model's own pods (the chart sets its release namespace).",
+    )
+    gateway_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {
+            "app.kubernetes.io/name": "modelgrid",
+            "app.kubernetes.io/component": "gateway",
+        },
+        description="Labels that select the gateway pods (the chart sets its own selector).",
+    )
+    kuberay_namespace: str = Field(
+        default="kuberay-system",
+        description="Namespace of KubeRay's operator, admitted to the head's dashboard port.",
+    )
+    kuberay_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "kuberay-operator"},
+        description="Labels of KubeRay's operator pods (its Helm chart's).",
+    )
+    metrics_namespace: str | None = Field(
+        default=None,
+        description="Namespace whose pods may scrape the replicas' metrics port (Prometheus, "
+        "when the chart's PodMonitor is on). Default: none.",
+    )
+
 
 ENV_PREFIX = "MODELGRID_"
 
 
+def _structured(name: str) -> bool:
+    """Fields holding lists or maps: their variables hold JSON (``["/models"]``)."""
+    default = RenderSettings.model_fields[name].get_default(call_default_factory=True)
+    return isinstance(default, tuple | list | dict)
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> RenderSettings:
-    """Settings from ``MODELGRID_<FIELD>`` variables (e.g. ``MODELGRID_CUDA_IMAGE``)."""
+    """Settings from ``MODELGRID_<FIELD>`` variables (e.g. ``MODELGRID_CUDA_IMAGE``); lists and
+    maps are JSON (``MODELGRID_ALLOWED_HOST_PATHS='["/models"]'``).
+
+    Raises:
+        ValueError: a list or map variable that is not JSON, naming the variable.
+    """
     environ = os.environ if environ is None else environ
-    values = {
-        name: environ[ENV_PREFIX + name.upper()]
-        for name in RenderSettings.model_fields
-        if ENV_PREFIX + name.upper() in environ
-    }
+    values: dict[str, object] = {}
+    for name in RenderSettings.model_fields:
+        variable = ENV_PREFIX + name.upper()
+        if variable not in environ:
+            continue
+        values[name] = environ[variable]
+        if _structured(name):
+            try:
+                values[name] = json.loads(environ[variable])
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{variable} must be JSON (a list or a map): {exc}") from None
     return RenderSettings(**values)

@@ -26,6 +26,7 @@ from .errors import (
     InvalidJSON,
     MethodNotAllowed,
     ModelNotReady,
+    PayloadTooLarge,
     RouteNotFound,
     error_response,
 )
@@ -120,7 +121,7 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
         schema: type[SamplingRequest],
         call: Callable[[dict[str, Any]], Awaitable[EngineOutput]],
     ) -> Response:
-        body = await _read_json(request)
+        body = await _read_json(request, config.max_body_bytes)
         requested = body.get("model")
         body["model"] = canonical = names.resolve(requested)
         tracker = metrics.track(canonical, route)  # refusals of a known model count too
@@ -164,7 +165,7 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
-        body = await _read_json(request)
+        body = await _read_json(request, config.max_body_bytes)
         body["model"] = canonical = names.resolve(body.get("model"))
         tracker = metrics.track(canonical, "embeddings")
         try:
@@ -235,8 +236,24 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-async def _read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 once it is over ``limit`` bytes: by its declared length
+    before a byte is read, else as soon as the chunks read pass it (chunked uploads)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_json(request: Request, limit: int) -> dict[str, Any]:
+    raw = await _read_body(request, limit)
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

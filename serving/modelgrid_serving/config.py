@@ -72,6 +72,12 @@ class AppConfig(_Frozen):
     pipeline_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1,
+        description="Largest request body a replica reads (413 above it): the gateway's default "
+        "bound, held by the replica too, so nothing that reaches it directly gets more.",
+    )
     max_ongoing_requests: int = Field(default=64, ge=1)
     max_queued_requests: int = Field(default=256, ge=-1)
     target_ongoing_requests: int | None = None

@@ -143,6 +143,11 @@ namespace when watchNamespaces is set, else into the ClusterRole with the cluste
 - apiGroups: [ray.io]
   resources: [rayservices]
   verbs: [get, create, patch, delete]
+# Each model's NetworkPolicy (created, corrected on drift; deleted with the model by its owner
+# reference).
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, create, patch]
 # Replica readiness per pool comes from the pods' labels and conditions.
 - apiGroups: [""]
   resources: [pods]

@@ -7,6 +7,7 @@ same model and settings always give the same objects, so handlers only diff and 
 
 from modelgrid_operator.render.app_config import to_app_config, to_local_app_config
 from modelgrid_operator.render.metadata import Owner, owner_of
+from modelgrid_operator.render.network_policy import render_network_policy
 from modelgrid_operator.render.rayservice import (
     application_name,
     pool_endpoint,
@@ -20,6 +21,7 @@ __all__ = [
     "application_name",
     "owner_of",
     "pool_endpoint",
+    "render_network_policy",
     "render_rayservice",
     "route_prefix",
     "serve_endpoint",

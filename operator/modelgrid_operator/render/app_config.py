@@ -6,6 +6,8 @@ up`` (through an embedded Ray), so both serve a model the same way.
 
 from __future__ import annotations
 
+import posixpath
+
 from modelgrid_serving.config import Accelerator as ServingAccelerator
 from modelgrid_serving.config import AppConfig, EngineKind, PoolConfig
 
@@ -25,7 +27,15 @@ def model_path_in_pod(source: api.ModelSource, settings: RenderSettings) -> str:
         return "/".join(p for p in (settings.model_cache_path, claim, path) if p)
     if source.kind is api.SourceKind.BUILTIN:
         return f"{settings.model_cache_path}/builtin/{source.location}"
+    if source.kind is api.SourceKind.PATH:
+        return node_path(source)
     return source.location
+
+
+def node_path(source: api.ModelSource) -> str:
+    """A path source's directory on the node, normalised (``/a//b/./c`` -> ``/a/b/c``, and
+    ``..`` resolved): the path the operator's policy checks is the path that is mounted."""
+    return "/" + posixpath.normpath(source.location).lstrip("/")
 
 
 def _pool_config(

@@ -14,6 +14,7 @@ from typing import Any
 from modelgrid_operator import api
 from modelgrid_operator.render.app_config import model_path_in_pod
 from modelgrid_operator.render.metadata import ACCELERATOR_LABEL, MODEL_LABEL, POOL_LABEL
+from modelgrid_operator.render.security import harden
 from modelgrid_operator.settings import RenderSettings
 
 Pod = dict[str, Any]
@@ -120,7 +121,7 @@ def _tolerations(defaults: list[dict[str, Any]], pool: api.Pool) -> list[dict[st
 def head_pod(model: api.InferenceModel, settings: RenderSettings) -> Pod:
     """The head pod: GCS, dashboard, Serve controller and the HTTP proxy; no model replica."""
     nvidia = any(p.accelerator is api.Accelerator.NVIDIA for p in model.spec.pools)
-    return {
+    pod: Pod = {
         "metadata": {"labels": {MODEL_LABEL: model.name}},
         "spec": {
             "containers": [
@@ -140,6 +141,7 @@ def head_pod(model: api.InferenceModel, settings: RenderSettings) -> Pod:
             ]
         },
     }
+    return harden(pod, settings)
 
 
 def _metrics_ports(settings: RenderSettings) -> list[dict[str, Any]]:
@@ -260,4 +262,4 @@ def worker_pod(model: api.InferenceModel, pool: api.Pool, settings: RenderSettin
         pod = _vllm_worker(model, pool, settings, gpus=0)
     if not pod["spec"]["initContainers"]:
         del pod["spec"]["initContainers"]
-    return pod
+    return harden(pod, settings)

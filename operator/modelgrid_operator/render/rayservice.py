@@ -21,6 +21,7 @@ from modelgrid_operator import api
 from modelgrid_operator.render.app_config import pool_resource, to_app_config
 from modelgrid_operator.render.metadata import Owner, child_metadata
 from modelgrid_operator.render.pods import head_pod, worker_pod
+from modelgrid_operator.render.security import container_security_context
 from modelgrid_operator.settings import RenderSettings
 
 RAY_API_VERSION = "ray.io/v1"
@@ -132,13 +133,21 @@ def render_rayservice(
         "rayVersion": settings.ray_version,
         "enableInTreeAutoscaling": autoscaling,
         "headGroupSpec": {
-            "rayStartParams": {"dashboard-host": "0.0.0.0"},
+            # KubeRay's operator reads and writes Serve applications through the dashboard
+            # (head Service, port "dashboard"): it must listen beyond localhost. The model's
+            # NetworkPolicy admits only KubeRay's operator pods to it.
+            "rayStartParams": {"dashboard-host": settings.dashboard_host},
             "template": head_pod(model, settings),
         },
         "workerGroupSpecs": [_worker_group(model, p, settings) for p in rendered],
     }
     if autoscaling:
-        cluster["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 120}
+        cluster["autoscalerOptions"] = {
+            "upscalingMode": "Default",
+            "idleTimeoutSeconds": 120,
+            # KubeRay adds the autoscaler as a sidecar of the head; it is hardened like ours.
+            "securityContext": container_security_context(),
+        }
     return {
         "apiVersion": RAY_API_VERSION,
         "kind": "RayService",

@@ -24,6 +24,7 @@ from emulated_cluster import (
 from modelgrid_operator import api
 from modelgrid_operator.handlers import OperatorConfig
 from modelgrid_operator.k8s import Client
+from modelgrid_operator.settings import RenderSettings
 
 
 class Cluster:
@@ -171,11 +172,17 @@ async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[Op
     running: list[OperatorThread] = []
 
     async def start(
-        refresh: float = 0.2, *, events: bool = False, client: Client | None = None
+        refresh: float = 0.2,
+        *,
+        events: bool = False,
+        client: Client | None = None,
+        render: RenderSettings | None = None,
     ) -> OperatorThread:
         settings = operator_settings(events=events)
         config = OperatorConfig(
-            refresh_interval=refresh, client_factory=lambda: client or Client(cluster.api)
+            render=render or RenderSettings(),
+            refresh_interval=refresh,
+            client_factory=lambda: client or Client(cluster.api),
         )
         handle = OperatorThread(config, settings).start()
         running.append(handle)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from emulated_cluster import eventually
+from modelgrid_operator.settings import RenderSettings
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,8 @@ async def test_operator_refuses_pool_that_fits_no_node_then_admits_when_one_join
     model_dir.mkdir()
     (model_dir / "config.json").write_text(json.dumps(CONFIG))
     await asyncio.to_thread(cluster.core.create_node, _node("mac-mini", "16Gi"))
-    await operator()
+    # A model directory the operator reads: a path on the node, which its settings must allow.
+    await operator(render=RenderSettings(allowed_host_paths=(str(tmp_path),)))
     spec = {
         "model": {"uri": str(model_dir)},
         "engine": "mlx",

@@ -95,7 +95,13 @@ def test_chart_every_schema_property_has_a_default():
 def test_chart_schema_settings_follow_render_settings():
     """operator.settings takes exactly the operator's RenderSettings fields, in camelCase."""
     properties = SCHEMA["properties"]["operator"]["properties"]["settings"]["properties"]
-    types = {str: "string", int: "integer"}
+    types = {
+        str: "string",
+        int: "integer",
+        str | None: "string",
+        tuple[str, ...]: "array",
+        dict[str, str]: "object",
+    }
     assert {key: node["type"] for key, node in properties.items()} == {
         _camel(name): types[field.annotation] for name, field in RenderSettings.model_fields.items()
     }

@@ -76,6 +76,9 @@ def _client_calls() -> dict[tuple[str, str], set[str]]:
         calls.setdefault(("", resource + "s"), set()).add(verb)
     for verb, resource in re.findall(r"self\._core\.(\w+?)_(node)\b", source):
         calls.setdefault(("", resource + "s"), set()).add(verb)  # cluster-scoped: list_node
+    for verb in re.findall(r"self\._networking\.(\w+?)_namespaced_network_policy\b", source):
+        verb = "get" if verb == "read" else verb  # the typed client's "read" is RBAC's "get"
+        calls.setdefault(("networking.k8s.io", "networkpolicies"), set()).add(verb)
     return calls
 
 

@@ -17,11 +17,55 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.mark.parametrize(
     "example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name
 )
-def test_cli_render_prints_rayservice_yaml(example, capsys):
+def test_cli_render_prints_every_object_the_operator_creates(example, capsys):
     assert main(["render", str(example)]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["RayService"]
+    assert [d["kind"] for d in docs] == ["RayService", "NetworkPolicy"] * (len(docs) // 2)
     assert yaml.safe_load(docs[0]["spec"]["serveConfigV2"])["applications"][0]["import_path"]
+    for rayservice, policy in zip(docs[::2], docs[1::2], strict=True):
+        assert policy["metadata"]["name"] == rayservice["metadata"]["name"]
+
+
+def _node_path_model(tmp_path, uri: str):
+    path = tmp_path / "model.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "modelgrid.io/v1alpha1",
+                "kind": "InferenceModel",
+                "metadata": {"name": "local"},
+                "spec": {"model": {"uri": uri}, "pools": [{"name": "cpu", "accelerator": "cpu"}]},
+            }
+        )
+    )
+    return path
+
+
+def test_cli_render_refuses_node_paths_by_default_like_the_operator(tmp_path, capsys):
+    path = _node_path_model(tmp_path, "/var/lib/kubelet")
+    assert main(["render", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "spec.model.uri" in err and "allowed_host_paths" in err
+    assert "Traceback" not in err
+
+
+def test_cli_render_allow_host_path_renders_the_normalised_path(tmp_path, capsys):
+    path = _node_path_model(tmp_path, "file:///models//tiny/./v1")
+    assert main(["render", str(path), "--allow-host-path", "/models"]) == 0
+    rayservice = next(yaml.safe_load_all(capsys.readouterr().out))
+    volumes = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"][
+        "volumes"
+    ]
+    assert {
+        "name": "model",
+        "hostPath": {"path": "/models/tiny/v1", "type": "Directory"},
+    } in volumes
+
+
+def test_cli_render_allow_host_path_does_not_allow_escaping_it(tmp_path, capsys):
+    path = _node_path_model(tmp_path, "/models/../etc")
+    assert main(["render", str(path), "--allow-host-path", "/models"]) == 2
+    assert "'..'" in capsys.readouterr().err
 
 
 def test_cli_crd_equals_committed_file(capsys):

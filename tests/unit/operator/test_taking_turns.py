@@ -28,6 +28,7 @@ class StoredModel:
             uid="u1", generation=1, creationTimestamp="2026-01-01T00:00:00Z"
         )
         self.rayservice: dict[str, Any] | None = None
+        self.network_policy: dict[str, Any] | None = None
         self.status_writes: list[dict[str, Any]] = []
 
     async def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -57,6 +58,14 @@ class StoredModel:
     async def list_model_pods(self, namespace: str, model: str) -> list[dict[str, Any]]:
         await asyncio.sleep(0)
         return []
+
+    async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        await asyncio.sleep(0)
+        return copy.deepcopy(self.network_policy)
+
+    async def create_network_policy(self, body: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
+        self.network_policy = copy.deepcopy(body)
 
 
 def turns(stored: StoredModel) -> TakingTurns:
