@@ -208,13 +208,16 @@ class Finding:
         return f"{self.check_id} {self.resource} in {self.file}: {self.check_name}{guideline}"
 
 
-@dataclass
+@dataclass(repr=False)
 class Scan:
     """What one checkov run over a folder found: failures, and every resource it checked."""
 
     failed: list[Finding]
     checked: set[tuple[str, str]]
     """(file, resource) of every resource that passed or failed a check."""
+
+    def __repr__(self) -> str:  # short in tracebacks: the assertion message lists the failures
+        return f"Scan({len(self.failed)} failed, {len(self.checked)} resources checked)"
 
     def failed_in(self, file: str) -> list[Finding]:
         return [f for f in self.failed if f.file == file]
