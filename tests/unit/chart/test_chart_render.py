@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import posixpath
 from typing import Any
 
 import kubernetes_validate
@@ -448,10 +449,20 @@ def test_chart_gateway_replicas_share_key_limits(rendered, helm):
     assert dns == f"{peers['metadata']['name']}.{NAMESPACE}.svc:{port['port']}"
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
     assert port["port"] == container["ports"][0]["containerPort"]
-    (env,) = [e for e in container["env"] if e["name"] == "MODELGRID_GATEWAY_PEER_SECRET"]
-    ref = env["valueFrom"]["secretKeyRef"]
-    (secret,) = [s for s in objects.by_kind["Secret"] if s["metadata"]["name"] == ref["name"]]
-    assert len(base64.b64decode(secret["data"][ref["key"]])) == 40
+    # The secret reaches the gateway as a file (a mounted Secret), never as a variable's value.
+    assert not [e for e in container["env"] if e["name"] == "MODELGRID_GATEWAY_PEER_SECRET"]
+    (env,) = [e for e in container["env"] if e["name"] == "MODELGRID_GATEWAY_PEER_SECRET_FILE"]
+    folder = posixpath.dirname(env["value"])
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == folder]
+    volumes = gateway["spec"]["template"]["spec"]["volumes"]
+    (volume,) = [v["secret"] for v in volumes if v["name"] == mount["name"]]
+    (item,) = volume["items"]
+    assert env["value"] == f"{mount['mountPath']}/{item['path']}" and mount["readOnly"] is True
+    assert volume["defaultMode"] == 0o440
+    (secret,) = [
+        s for s in objects.by_kind["Secret"] if s["metadata"]["name"] == volume["secretName"]
+    ]
+    assert len(base64.b64decode(secret["data"][item["key"]])) == 40
 
     result = helm.template("--set", "gateway.sharedLimits=false")
     assert result.returncode == 0, result.stderr
