@@ -51,7 +51,7 @@ if [ "$tool" = checkov ]; then
     "$python" -m venv "$dir"
     "$dir/bin/python" -m pip install -q --disable-pip-version-check \
       "checkov==$CHECKOV_VERSION" >&2
-    found="$(BC_SKIP_MAPPING=TRUE "$dir/bin/checkov" --version)"
+    found="$(BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE "$dir/bin/checkov" --version)"
     if [ "$found" != "$CHECKOV_VERSION" ]; then
       echo "tools: expected checkov $CHECKOV_VERSION in $dir, found $found" >&2
       exit 1
