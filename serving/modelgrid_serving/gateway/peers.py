@@ -24,6 +24,8 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,6 +39,31 @@ logger = logging.getLogger(__name__)
 USAGE_PATH = "/internal/usage"
 PEER_SECRET_ENV = "MODELGRID_GATEWAY_PEER_SECRET"
 """The shared secret peers send as ``Authorization: Bearer`` (usage counts are not public)."""
+PEER_SECRET_FILE_ENV = "MODELGRID_GATEWAY_PEER_SECRET_FILE"
+"""A file holding that secret instead (a mounted Secret: it stays out of the environment)."""
+
+
+def read_peer_secret(environ: Mapping[str, str]) -> str | None:
+    """The peers' shared secret: from the file ``$MODELGRID_GATEWAY_PEER_SECRET_FILE`` names,
+    else ``$MODELGRID_GATEWAY_PEER_SECRET``; None when neither is set.
+
+    A file keeps the secret out of the process environment, which child processes inherit and
+    crash reports and ``/proc/<pid>/environ`` show. Surrounding whitespace (the newline of a file
+    written by hand) is not part of it. A named file that cannot be read, or holds nothing, is an
+    error: the gateway must not start without the secret it was told to use.
+    """
+    path = environ.get(PEER_SECRET_FILE_ENV)
+    if not path:
+        return environ.get(PEER_SECRET_ENV) or None
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ValueError(
+            f"{PEER_SECRET_FILE_ENV}={path}: cannot read it ({exc.strerror})"
+        ) from None
+    if not secret:
+        raise ValueError(f"{PEER_SECRET_FILE_ENV}={path}: the file is empty")
+    return secret
 
 
 class PeerSync:

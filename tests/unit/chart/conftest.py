@@ -1,5 +1,5 @@
 """Fixtures of the chart tests (defined in chart_support.py)."""
 
-from chart_support import chart_copy, helm, rendered
+from chart_support import chart_copy, checkov, helm, rendered
 
-__all__ = ["chart_copy", "helm", "rendered"]
+__all__ = ["chart_copy", "checkov", "helm", "rendered"]

