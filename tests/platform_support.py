@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,3 +156,33 @@ def resolve(
         line.split("==", 1) for line in result.stdout.splitlines() if "==" in line
     )
     return Resolution(target, extras, result.returncode, packages, result.stderr, seconds)
+
+
+def cuda_extras() -> str:
+    """The extras ``.ci/platform.sh`` offers for vLLM's CUDA build (``MODELGRID_EXTRAS=...``)."""
+    found = re.search(r'^CUDA_EXTRAS="([^"]+)"', PLATFORM_SH.read_text(), re.MULTILINE)
+    assert found, ".ci/platform.sh no longer names CUDA_EXTRAS"
+    return found[1]
+
+
+def environments() -> list[str]:
+    """Every set of extras an environment is built with: what ``.ci/platform.sh`` picks on each
+    target, and the CUDA set it offers. Resolving each on every target also proves every extra
+    installable alone there (fewer requirements never make a resolution fail)."""
+    return sorted({choose(t.os, t.arch).extras for t in TARGETS} | {cuda_extras()})
+
+
+def check(
+    uv_path: Path,
+    pyproject: Path,
+    *,
+    uv_cache: Path,
+    work: Path,
+    targets: tuple[Target, ...] = TARGETS,
+) -> list[Resolution]:
+    """Resolve every environment on every target (three at a time)."""
+    jobs = [(target, extras) for target in targets for extras in environments()]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return list(pool.map(
+            lambda job: resolve(uv_path, pyproject, *job, uv_cache=uv_cache, work=work), jobs
+        ))
