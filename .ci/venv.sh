@@ -21,8 +21,8 @@ choice="$("$root/.ci/platform.sh")"
 extras="${choice%%$'\n'*}"
 reason="${choice#*$'\n'}"
 # Python hashes: macOS has no sha256sum.
-key="$( { cat "$root/pyproject.toml" "$root/.ci/venv.sh"; echo "$extras"; } \
-  | "$python" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
+key="$( { cat "$root/pyproject.toml" "$root/.ci/venv.sh"; echo "$extras"; } | "$python" -c \
+  'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
 venv="$cache/venv-$key"
 
 if [ ! -f "$venv/.complete" ]; then
