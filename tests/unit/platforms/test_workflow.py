@@ -83,3 +83,29 @@ def test_workflow_pins_every_action_by_commit():
     assert uses
     for action in uses:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), action
+
+
+def _smoke_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("smoke_up", ROOT / ".ci" / "smoke_up.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_workflow_smoke_test_reads_what_modelgrid_up_prints():
+    """The smoke test waits for two lines of `modelgrid up`; their wording lives in local.py."""
+    import io
+
+    from modelgrid_serving import local
+
+    smoke = _smoke_module()
+    out = io.StringIO()
+    local._say(out, "OpenAI API at http://127.0.0.1:8000/v1")
+    local._say(out, local.curl_example("http://127.0.0.1:8000", "tiny-chat"))
+    api, curl = out.getvalue().splitlines()
+    assert smoke.API.match(api)[1] == "http://127.0.0.1:8000/v1"
+    assert smoke.CURL.match(curl)
+    assert 'f"OpenAI API at {url}/v1"' in (ROOT / "serving/modelgrid_serving/local.py").read_text()
