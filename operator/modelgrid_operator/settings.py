@@ -65,14 +65,15 @@ class RenderSettings(BaseModel):
 
     # Pod security (Pod Security Standards "restricted"; docs/operator.md#security).
     run_as_user: int = Field(
-        default=1000,
+        default=10001,
         ge=1,
         description="Numeric uid every rendered container runs as (never 0: runAsNonRoot "
-        "needs a number to check). The serving images create this user.",
+        "needs a number to check). Above 10000, so it is no user of the node's own (the "
+        "chart's pods use the same). The serving images create this user.",
     )
-    run_as_group: int = Field(default=1000, ge=0, description="Numeric gid of the containers.")
+    run_as_group: int = Field(default=10001, ge=0, description="Numeric gid of the containers.")
     fs_group: int = Field(
-        default=1000, ge=0, description="Group that owns mounted volumes (PVCs, emptyDirs)."
+        default=10001, ge=0, description="Group that owns mounted volumes (PVCs, emptyDirs)."
     )
     allowed_host_paths: tuple[str, ...] = Field(
         default=(),
