@@ -60,19 +60,48 @@ class RenderSettings(BaseModel):
     model_cache_path: str = Field(
         default="/models", description="Where model volumes are mounted inside pods."
     )
-    head_cpu: str = "1"
-    head_memory: str = "4Gi"
+    head_cpu: str = Field(default="1", description="CPU request of the Ray head container.")
+    head_cpu_limit: str = Field(
+        default="2",
+        description="CPU limit of the Ray head container (GCS, dashboard, Serve controller: "
+        "bursts while applications deploy, idle otherwise).",
+    )
+    head_memory: str = Field(
+        default="4Gi", description="Memory request and limit of the Ray head container."
+    )
+    engine_cpu: str = Field(
+        default="2",
+        description="CPU request of a pool's engine container (vLLM's Ray worker, the MLX "
+        "sidecar) when `pool.resources` names none (docs/operator.md#resources).",
+    )
+    engine_memory: str = Field(
+        default="8Gi",
+        description="Memory request of a pool's engine container when `pool.resources` names "
+        "none and no memory limit either.",
+    )
+    apple_worker_cpu: str = Field(
+        default="1",
+        description="CPU request of the Ray worker on Apple nodes (it proxies to the MLX "
+        "sidecar and runs the tokenizer; the engine is the sidecar).",
+    )
+    apple_worker_cpu_limit: str = Field(
+        default="2", description="CPU limit of the Ray worker on Apple nodes."
+    )
+    apple_worker_memory: str = Field(
+        default="2Gi", description="Memory request and limit of the Ray worker on Apple nodes."
+    )
 
     # Pod security (Pod Security Standards "restricted"; docs/operator.md#security).
     run_as_user: int = Field(
-        default=1000,
+        default=10001,
         ge=1,
         description="Numeric uid every rendered container runs as (never 0: runAsNonRoot "
-        "needs a number to check). The serving images create this user.",
+        "needs a number to check). Above 10000, so it is no user of the node's own (the "
+        "chart's pods use the same). The serving images create this user.",
     )
-    run_as_group: int = Field(default=1000, ge=0, description="Numeric gid of the containers.")
+    run_as_group: int = Field(default=10001, ge=0, description="Numeric gid of the containers.")
     fs_group: int = Field(
-        default=1000, ge=0, description="Group that owns mounted volumes (PVCs, emptyDirs)."
+        default=10001, ge=0, description="Group that owns mounted volumes (PVCs, emptyDirs)."
     )
     allowed_host_paths: tuple[str, ...] = Field(
         default=(),

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from modelgrid_operator import api
 from modelgrid_operator.render.app_config import model_path_in_pod
@@ -20,6 +20,90 @@ from modelgrid_operator.settings import RenderSettings
 Pod = dict[str, Any]
 
 RAY_PORTS = (("gcs-server", 6379), ("dashboard", 8265), ("client", 10001))
+
+# Ray's health endpoints, probed the way KubeRay would probe them: KubeRay injects these probes
+# into the Ray container only when the template has none (``initLivenessAndReadinessProbe`` in
+# ray-operator/controllers/ray/common/pod.go, v1.6 and v1.7; its constants in utils/constant.go).
+# Rendered here they are ours: visible in ``modelgrid render`` and built from our ports. Ray
+# 2.53+ (the serving images') answers one HTTP health check on the dashboard agent.
+DASHBOARD_AGENT_PORT = 52365
+RAY_HEALTH_PATH = "/api/healthz"
+
+
+def _wget(port: int, path: str, timeout_s: int) -> str:
+    """KubeRay's ``BaseWgetHealthCommand``: one try, the body must say ``success``."""
+    return f"wget --tries 1 -T {timeout_s} -q -O- http://localhost:{port}/{path} | grep success"
+
+
+def ray_probes(node_type: Literal["head", "worker"], settings: RenderSettings) -> dict[str, Any]:
+    """Liveness and readiness of a Ray container, as KubeRay builds them for a RayService.
+
+    Both check the node's raylet (and the head's GCS) through the dashboard agent. A worker is
+    ready only while its Serve proxy answers too (``-/healthz`` on the container port named
+    ``serve``; KubeRay's serve Service sends traffic to ready workers only), and one failure
+    takes it out of the Service. The head's proxy is checked by KubeRay's RayService controller
+    instead, so the head's readiness is its node health alone.
+    """
+    timeout = 5 if node_type == "head" else 2  # the head's check covers GCS and raylet
+    liveness = {
+        "httpGet": {"path": RAY_HEALTH_PATH, "port": DASHBOARD_AGENT_PORT},
+        "initialDelaySeconds": 30,
+        "timeoutSeconds": timeout,
+        "periodSeconds": 5,
+        "successThreshold": 1,
+        "failureThreshold": 120,
+    }
+    readiness: dict[str, Any] = {
+        "httpGet": {"path": RAY_HEALTH_PATH, "port": DASHBOARD_AGENT_PORT},
+        "initialDelaySeconds": 10,
+        "timeoutSeconds": timeout,
+        "periodSeconds": 5,
+        "successThreshold": 1,
+        "failureThreshold": 10,
+    }
+    if node_type == "worker":
+        del readiness["httpGet"]
+        checks = [
+            _wget(DASHBOARD_AGENT_PORT, "api/local_raylet_healthz", 2),
+            _wget(settings.serve_port, "-/healthz", 10),
+        ]
+        readiness["exec"] = {"command": ["bash", "-c", " && ".join(checks)]}
+        readiness["failureThreshold"] = 1
+    return {"livenessProbe": liveness, "readinessProbe": readiness}
+
+
+def mlx_probes(settings: RenderSettings) -> dict[str, Any]:
+    """Liveness and readiness of the MLX sidecar: its ``/health``, asked from inside the pod.
+
+    mlx-lm's server listens on 127.0.0.1 only (nothing outside the pod may reach it), and
+    kubelet's ``httpGet`` probes go to the pod's IP, so they could never succeed: the probe runs
+    in the sidecar's own image (which has Python) and asks 127.0.0.1. mlx-lm's ``/health``
+    turns 503 when its generation thread has died while the port stays open; ``urlopen``
+    raises on any status >= 400, so the probe fails then too, and the sidecar is restarted.
+    """
+    url = f"http://127.0.0.1:{settings.mlx_port}/health"
+    command = ["python", "-c", f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"]
+    return {
+        "readinessProbe": {
+            "exec": {"command": list(command)},
+            "timeoutSeconds": 3,
+            "periodSeconds": 5,
+        },
+        "livenessProbe": {
+            "exec": {"command": list(command)},
+            "timeoutSeconds": 3,
+            "initialDelaySeconds": 60,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+    }
+
+
+def _serve_ports(settings: RenderSettings) -> list[dict[str, Any]]:
+    """Ray Serve's proxy runs on every node (``proxy_location: EveryNode``). KubeRay finds it by
+    the port name ``serve`` (its worker readiness probe, its serve Service), so a non-default
+    ``serve_port`` must be named, or workers stay NotReady."""
+    return [{"name": "serve", "containerPort": settings.serve_port}]
 
 
 def _engine_env() -> list[dict[str, str]]:
@@ -72,6 +156,11 @@ def _model_volumes(
     return volumes, mounts, env
 
 
+def _init_resources() -> dict[str, Any]:
+    """The init container writes a few MB of random weights and a tokenizer (~450 MB peak)."""
+    return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+
+
 def _init_containers(
     source: api.ModelSource, settings: RenderSettings, image: str
 ) -> list[dict[str, Any]]:
@@ -84,6 +173,7 @@ def _init_containers(
             "name": "generate-model",
             "image": image,
             "command": ["modelgrid", "dev", "tiny-model", path],
+            "resources": _init_resources(),
             "volumeMounts": [
                 {"name": MODEL_VOLUME, "mountPath": f"{settings.model_cache_path}/builtin"}
             ],
@@ -99,18 +189,27 @@ def _pool_labels(model: api.InferenceModel, pool: api.Pool) -> dict[str, str]:
     }
 
 
-def _resources(resources: api.Resources, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    requests = {k: v for k, v in resources.requests.items()}
-    limits = {k: v for k, v in resources.limits.items()}
-    for key, value in (extra or {}).items():
-        requests[key] = value
-        limits[key] = value
-    out: dict[str, Any] = {}
-    if requests:
-        out["requests"] = requests
-    if limits:
-        out["limits"] = limits
-    return out
+def engine_resources(
+    resources: api.Resources, settings: RenderSettings, *, gpus: int = 0
+) -> dict[str, Any]:
+    """Requests and limits of an engine container (docs/operator.md#resources).
+
+    What the pool gives is kept. A CPU or memory amount given only as a request is its limit
+    too, one given only as a limit is its request too (as Kubernetes would default it), and one
+    given neither way is ``settings.engine_cpu`` / ``engine_memory``. So an engine gets exactly
+    what it asked for, guaranteed (QoS Guaranteed: evicted last, eligible for the CPU
+    manager's exclusive cores, never throttled below its request); an engine that outgrows its
+    memory is a bug to see, not something to let eat the node. A pool that wants to burst sets
+    a higher ``limits.cpu``. GPUs are requested and limited at ``gpus``.
+    """
+    requests: dict[str, Any] = dict(resources.requests)
+    limits: dict[str, Any] = dict(resources.limits)
+    for key, default in (("cpu", settings.engine_cpu), ("memory", settings.engine_memory)):
+        requests.setdefault(key, limits.get(key, default))
+        limits.setdefault(key, requests[key])
+    if gpus:
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = gpus
+    return {"requests": requests, "limits": limits}
 
 
 def _tolerations(defaults: list[dict[str, Any]], pool: api.Pool) -> list[dict[str, Any]]:
@@ -134,9 +233,10 @@ def head_pod(model: api.InferenceModel, settings: RenderSettings) -> Pod:
                     ],
                     "resources": {
                         "requests": {"cpu": settings.head_cpu, "memory": settings.head_memory},
-                        "limits": {"memory": settings.head_memory},
+                        "limits": {"cpu": settings.head_cpu_limit, "memory": settings.head_memory},
                     },
                     "env": _engine_env(),
+                    **ray_probes("head", settings),
                 }
             ]
         },
@@ -170,12 +270,11 @@ def _vllm_worker(
                 {
                     "name": "ray-worker",
                     "image": image,
-                    "resources": _resources(
-                        pool.resources, {"nvidia.com/gpu": gpus} if gpus else None
-                    ),
+                    "resources": engine_resources(pool.resources, settings, gpus=gpus),
                     "env": [*_engine_env(), *env],
                     "volumeMounts": mounts,
-                    "ports": _metrics_ports(settings),
+                    "ports": [*_serve_ports(settings), *_metrics_ports(settings)],
+                    **ray_probes("worker", settings),
                 }
             ],
             "volumes": volumes,
@@ -203,33 +302,32 @@ def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
                 {
                     "name": "ray-worker",
                     "image": settings.apple_image,
-                    "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+                    "resources": {
+                        "requests": {
+                            "cpu": settings.apple_worker_cpu,
+                            "memory": settings.apple_worker_memory,
+                        },
+                        "limits": {
+                            "cpu": settings.apple_worker_cpu_limit,
+                            "memory": settings.apple_worker_memory,
+                        },
+                    },
                     # The replica reads the model's tokenizer (prompt length against the
                     # context, chat template) from the same path as the sidecar.
                     "env": [*_engine_env(), *env],
                     "volumeMounts": mounts,
-                    "ports": _metrics_ports(settings),
+                    "ports": [*_serve_ports(settings), *_metrics_ports(settings)],
+                    **ray_probes("worker", settings),
                 },
                 {
                     "name": "mlx-server",
                     "image": settings.mlx_image,
                     "command": ["python", "-m", "mlx_lm.server"],
                     "args": sidecar_args,
-                    "resources": _resources(pool.resources),
+                    "resources": engine_resources(pool.resources, settings),
                     "env": [*_engine_env(), *env],
                     "volumeMounts": mounts,
-                    # mlx-lm's /health turns 503 when its generation thread has died while
-                    # the port stays open: probe HTTP, and restart the sidecar on it.
-                    "readinessProbe": {
-                        "httpGet": {"path": "/health", "port": settings.mlx_port},
-                        "periodSeconds": 5,
-                    },
-                    "livenessProbe": {
-                        "httpGet": {"path": "/health", "port": settings.mlx_port},
-                        "initialDelaySeconds": 60,
-                        "periodSeconds": 10,
-                        "failureThreshold": 3,
-                    },
+                    **mlx_probes(settings),
                 },
             ],
             "volumes": volumes,

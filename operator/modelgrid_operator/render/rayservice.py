@@ -21,7 +21,11 @@ from modelgrid_operator import api
 from modelgrid_operator.render.app_config import pool_resource, to_app_config
 from modelgrid_operator.render.metadata import Owner, child_metadata
 from modelgrid_operator.render.pods import head_pod, worker_pod
-from modelgrid_operator.render.security import container_security_context
+from modelgrid_operator.render.security import (
+    api_access_mount,
+    api_access_volume,
+    container_security_context,
+)
 from modelgrid_operator.settings import RenderSettings
 
 RAY_API_VERSION = "ray.io/v1"
@@ -142,11 +146,19 @@ def render_rayservice(
         "workerGroupSpecs": [_worker_group(model, p, settings) for p in rendered],
     }
     if autoscaling:
+        # KubeRay adds its autoscaler as a sidecar of the head (``BuildAutoscalerContainer`` in
+        # its common/pod.go), which reads and scales the RayCluster through the API with the
+        # head's service account (KubeRay binds it a Role). Only that container gets the token:
+        # the head pod mounts none, and ``autoscalerOptions.volumeMounts`` (appended by
+        # KubeRay's ``mergeAutoscalerOverrides``) mounts the head's projected token into it.
+        head = cluster["headGroupSpec"]["template"]["spec"]
+        head["volumes"] = [*head.get("volumes", []), api_access_volume()]
         cluster["autoscalerOptions"] = {
             "upscalingMode": "Default",
             "idleTimeoutSeconds": 120,
-            # KubeRay adds the autoscaler as a sidecar of the head; it is hardened like ours.
+            # Hardened like ours.
             "securityContext": container_security_context(),
+            "volumeMounts": [api_access_mount()],
         }
     return {
         "apiVersion": RAY_API_VERSION,

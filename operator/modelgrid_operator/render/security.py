@@ -11,6 +11,10 @@ escalate and has a read-only root file system. What the engines write goes to ``
   under the home directory. Its own directory, so it never hides software an image installed
   under the image user's home (``/home/ray/anaconda3`` in Ray's images).
 - Hugging Face's ``HF_HOME`` is the model cache volume (:mod:`.pods`).
+
+No container gets a service account token: Ray, vLLM and mlx-lm never call the Kubernetes API.
+The one that does, KubeRay's autoscaler sidecar on the head of an autoscaled model, mounts the
+head's ``API_ACCESS_VOLUME`` alone (:mod:`.rayservice`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from modelgrid_operator.settings import RenderSettings
 TMP_VOLUME = "tmp"
 HOME_VOLUME = "home"
 HOME_PATH = "/home/modelgrid"
+API_ACCESS_VOLUME = "kube-api-access"
+API_ACCESS_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def pod_security_context(settings: RenderSettings) -> dict[str, Any]:
@@ -67,6 +73,40 @@ def writable_env() -> list[dict[str, str]]:
     ]
 
 
+def api_access_volume() -> dict[str, Any]:
+    """What Kubernetes would mount into every container of a pod with the token automounted
+    (token, the cluster's CA, the namespace), as a volume for the one container that calls the
+    API. ``expirationSeconds: 3607`` is the value of the automounted token: kubelet refreshes
+    the file before it expires, and Ray's KubeRay client rereads it every minute."""
+    return {
+        "name": API_ACCESS_VOLUME,
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {
+                    "configMap": {
+                        "name": "kube-root-ca.crt",
+                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                    }
+                },
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}
+                        ]
+                    }
+                },
+            ]
+        },
+    }
+
+
+def api_access_mount() -> dict[str, Any]:
+    """The token where Kubernetes clients look for it in a pod (Ray's ``IN_CLUSTER_TOKEN_PATH``
+    and ``IN_CLUSTER_CA_CERT_PATH``)."""
+    return {"name": API_ACCESS_VOLUME, "mountPath": API_ACCESS_PATH, "readOnly": True}
+
+
 def harden(pod: dict[str, Any], settings: RenderSettings) -> dict[str, Any]:
     """Add the security contexts and the scratch volumes to a rendered pod template.
 
@@ -74,6 +114,7 @@ def harden(pod: dict[str, Any], settings: RenderSettings) -> dict[str, Any]:
     """
     spec = pod["spec"]
     spec["securityContext"] = pod_security_context(settings)
+    spec["automountServiceAccountToken"] = False
     spec["volumes"] = [*writable_volumes(), *spec.get("volumes", [])]
     for container in [*spec.get("initContainers", []), *spec["containers"]]:
         container["securityContext"] = container_security_context()

@@ -88,6 +88,16 @@ def test_pods_restricted_numeric_ids_come_from_settings():
         )
 
 
+def test_pods_restricted_default_ids_are_no_users_of_the_node():
+    """Above 10000 (checkov CKV_K8S_40), like the chart's own pods: a uid the node's own users
+    (1000 is the first login user of most distributions) do not have, so a container breakout
+    or a shared hostPath owns nothing of theirs."""
+    rayservice = render_rayservice(make_model(), settings=RenderSettings())
+    for name, template in pod_templates(rayservice):
+        context = template["spec"]["securityContext"]
+        assert min(context["runAsUser"], context["runAsGroup"], context["fsGroup"]) > 10000, name
+
+
 def test_pods_restricted_engines_write_only_to_emptydirs():
     """Ray's session dir (/tmp/ray), vLLM's sockets (/tmp) and caches ($HOME, XDG) are
     writable volumes in every container; the root file system is read-only."""
