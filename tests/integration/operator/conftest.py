@@ -171,13 +171,17 @@ async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[Op
     running: list[OperatorThread] = []
 
     async def start(
-        refresh: float = 0.2, *, events: bool = False, client: Client | None = None
+        refresh: float = 0.2,
+        *,
+        events: bool = False,
+        client: Client | None = None,
+        namespaces: tuple[str, ...] = (NAMESPACE,),
     ) -> OperatorThread:
         settings = operator_settings(events=events)
         config = OperatorConfig(
             refresh_interval=refresh, client_factory=lambda: client or Client(cluster.api)
         )
-        handle = OperatorThread(config, settings).start()
+        handle = OperatorThread(config, settings, namespaces).start()
         running.append(handle)
         return handle
 
