@@ -20,7 +20,7 @@ import kopf
 from modelgrid_serving.claims import Claim, claim_of
 
 from modelgrid_operator import api
-from modelgrid_operator.k8s import Client
+from modelgrid_operator.k8s import Client, KubeRayMissing
 from modelgrid_operator.metrics import OperatorMetrics
 from modelgrid_operator.ownership import is_owned_by
 from modelgrid_operator.reconcile import (
@@ -204,7 +204,9 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     async def run(
-        body: kopf.Body, logger: logging.Logger | logging.LoggerAdapter[Any], claims: Any
+        body: kopf.Body,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        claims: Mapping[str, Iterable[Claim]],
     ) -> None:
         started = time.perf_counter()
         try:
@@ -269,7 +271,10 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         namespace = body["metadata"].get("namespace") or "default"
         name = rayservice_name(body["metadata"]["name"])
         assert models.client is not None
-        child = await models.client.get_rayservice(namespace, name)
+        try:
+            child = await models.client.get_rayservice(namespace, name)
+        except KubeRayMissing:
+            return  # no RayService API: nothing of ours to delete
         ours = child is not None and is_owned_by(child, body["metadata"]["uid"])
         if ours and await models.client.delete_rayservice(namespace, name):
             logger.info("deleted RayService %s/%s", namespace, name)

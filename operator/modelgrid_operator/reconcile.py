@@ -2,7 +2,8 @@
 
 Both the change handlers (create, update, resume) and the periodic refresh call
 :func:`reconcile`, so there is one path that writes children and status. It writes only what
-differs: a second reconcile of an unchanged world makes read calls only.
+differs: a second reconcile of an unchanged world makes read calls only. It writes only a
+RayService the model controls (its owner reference), and never deletes one: see :func:`_apply`.
 """
 
 from __future__ import annotations
