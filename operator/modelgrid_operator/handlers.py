@@ -96,7 +96,7 @@ class TakingTurns:
     """Runs the reconciles of each model one at a time, each writing its status before the next
     one reads it.
 
-    kopf runs an object's timer and its change handlers concurrently, and applies a handler's
+    The periodic refresh and kopf's change handlers run concurrently, and kopf applies a handler's
     ``patch`` only after the handler returned. Two reconciles of one model could then both read
     the stored status, both compute the same transition with their own clock, and the later
     write would move ``timeToReady`` and ``phaseSince`` after the fact.

@@ -188,8 +188,9 @@ async def reconcile(
         claims: served name -> the claims of the InferenceModels that declare it (the
             operator's index of every model it watches), for the NamesClaimed condition.
     """
-    # The body may come from an old watch event (timers keep the last one seen): work from the
-    # object as stored now, so a stale event can never move the spec or the status backwards.
+    # The body may come from an old watch event (the refresh keeps the one it indexed): work
+    # from the object as stored now, so a stale event can never move the spec or the status
+    # backwards.
     current = await client.get_model(
         body["metadata"].get("namespace") or "default", body["metadata"]["name"]
     )
