@@ -14,8 +14,8 @@ Measures, in one run:
   inferencemodels, ``/status`` included), Events, and reads (GET/LIST), per model.
 
 Times come from a hook in the emulator (when it finished answering a request), not from
-polling. The timed parts run the operator with a refresh interval of an hour, so its timer
-never fires during them. kmock runs in this process, on this event loop, sharing the GIL
+polling. The timed parts run the operator with a refresh interval of an hour, so its refresh
+never runs during them. kmock runs in this process, on this event loop, sharing the GIL
 with the operator's thread: it has no network, storage, admission or validation, so absolute
 figures are a floor for a real API server. Exits 1 when a model never gets its RayService or
 status, when a RayService is created twice, or when the steady state or a restart writes.
@@ -211,12 +211,11 @@ def describe_writes(answers: Iterable[Answer]) -> str:
 
 @dataclass
 class Milestones:
-    """When each model first got its finalizer, its RayService, and each status phase.
+    """When each model first got its RayService, and each status phase.
 
     Fed by the emulator as it answers, so waiting on a hundred models costs nothing.
     """
 
-    finalized: dict[str, float] = field(default_factory=dict)
     rayservice: dict[str, float] = field(default_factory=dict)
     phase: dict[tuple[str, str], float] = field(default_factory=dict)
 
@@ -225,10 +224,6 @@ class Milestones:
         if r.action == kmock.action.CREATE and plural(r) == "rayservices":
             self.rayservice.setdefault(subject(r) or "", end)
         elif r.action == kmock.action.UPDATE and plural(r) == api.PLURAL and r.name:
-            if isinstance(r.data, list) and any(
-                op.get("path") == "/metadata/finalizers" for op in r.data
-            ):
-                self.finalized.setdefault(r.name, end)
             phase = (r.data.get("status") or {}).get("phase") if isinstance(r.data, dict) else None
             if phase:
                 self.phase.setdefault((r.name, phase), end)
@@ -617,17 +612,11 @@ async def burst(emulator: TimedEmulator, milestones: Milestones, count: int) -> 
     check_one_rayservice_each(emulator, names)
     window = emulator.answers[first:]
     written = [milestones.written(n) or 0 for n in names]
-    finalized = [milestones.finalized.get(n, 0) for n in names]
     return [
         Row(
             f"burst of {count}: create calls returned",
             ms(returned - started),
             "all sent at once by the bench",
-        ),
-        Row(
-            f"burst of {count}: first create -> all finalizers added",
-            ms(max(finalized) - started),
-            "kopf's first step for each new object",
         ),
         Row(
             f"burst of {count}: first create -> all RayServices written",

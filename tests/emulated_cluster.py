@@ -109,8 +109,13 @@ class OperatorThread:
     a killed operator from killing the emulated API server.
     """
 
-    def __init__(self, config: OperatorConfig, settings: kopf.OperatorSettings) -> None:
-        self._config, self._settings = config, settings
+    def __init__(
+        self,
+        config: OperatorConfig,
+        settings: kopf.OperatorSettings,
+        namespaces: tuple[str, ...] = (NAMESPACE,),
+    ) -> None:
+        self._config, self._settings, self._namespaces = config, settings, namespaces
         self._loop = asyncio.new_event_loop()
         self._task: asyncio.Task[Any] | None = None
         self._started = threading.Event()
@@ -122,7 +127,7 @@ class OperatorThread:
             kopf.operator(
                 registry=build_registry(self._config),
                 settings=self._settings,
-                namespaces=[NAMESPACE],
+                namespaces=list(self._namespaces),
                 standalone=True,
             )
         )

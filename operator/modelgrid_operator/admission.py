@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from modelgrid_operator import api
@@ -267,14 +267,41 @@ def node_capacity(
     return Capacity(name, size, f"{gpus} x {per_gpu} MiB GPU x {share:g} utilization")
 
 
+NOT_DEPLOYED = "the pool is not deployed"
+KEPT = (
+    "the pool keeps running as deployed (a running pool is never torn down for want of a node "
+    "that fits now)"
+)
+
+
 @dataclass(frozen=True)
 class Admission:
-    """The decision for one pool."""
+    """The decision for one pool.
+
+    Attributes:
+        pool: the pool's name.
+        admitted: whether one replica fits on a node the pool may run on.
+        reason: why.
+        message: the numbers, for conditions.
+        kept: refused, but the pool runs already and stays as it is (see :meth:`keep`).
+    """
 
     pool: str
     admitted: bool
     reason: api.Reason
     message: str
+    kept: bool = False
+
+    def keep(self) -> Admission:
+        """This refusal for a pool that runs already: it is kept, not torn down.
+
+        No node that fits *now* is not a reason to stop what serves: the one large node may be
+        drained for an upgrade, and deleting the pool would turn a short wait into a cold start.
+        """
+        if self.admitted:
+            return self
+        message = self.message.removesuffix(NOT_DEPLOYED) + KEPT
+        return replace(self, kept=True, message=message)
 
 
 def admit_pool(
@@ -325,7 +352,7 @@ def admit_pool(
         False,
         api.Reason.INSUFFICIENT_MEMORY,
         f"pool {name}: needs {need}; largest node {best.node} has {gib(best.bytes or 0)} "
-        f"({best.basis}) of {len(known)} selected by {where}; the pool is not deployed",
+        f"({best.basis}) of {len(known)} selected by {where}; {NOT_DEPLOYED}",
     )
 
 

@@ -16,9 +16,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "modelgrid.io"
@@ -426,6 +433,20 @@ class InferenceModelSpec(_Object):
         description="More names the model answers to (e.g. `gpt-4o-mini` for drop-in clients).",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
+    share_names_with: list[Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)]] = (
+        Field(
+            default_factory=list,
+            max_length=32,
+            description="Namespaces this model shares its served name and aliases with. A name "
+            "belongs to the namespace whose InferenceModel declared it first (oldest "
+            "creationTimestamp); a model in another namespace that declares it is not routed "
+            "under it and gets condition NamesClaimed=False, reason NameConflict. Sharing is "
+            "opt-in on both sides: the owner's model lists the other namespace here, and the "
+            "other namespace's model lists the owner's. Models of one namespace always share "
+            "their names.",
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        )
+    )
     engine: Engine = Field(
         default=Engine.AUTO, description="`vllm`, `mlx`, or `auto` (chosen per pool accelerator)."
     )
@@ -536,6 +557,9 @@ class ConditionType(StrEnum):
     MEMORY_ADMITTED = "MemoryAdmitted"
     """Every pool's replica fits in the memory of a node it may run on (or no estimate could be
     made, which admits the pool and says so)."""
+    NAMES_CLAIMED = "NamesClaimed"
+    """The model holds every name it declares: no other namespace claimed one first (or that
+    namespace shares it, see ``spec.shareNamesWith``)."""
 
 
 class Reason(StrEnum):
@@ -556,6 +580,12 @@ class Reason(StrEnum):
     FITS = "Fits"
     NO_ESTIMATE = "NoEstimate"
     NO_CAPACITY = "NoCapacity"
+    KEPT_RUNNING = "KeptRunning"
+    """A pool the memory admission refuses now is kept as it runs (never torn down)."""
+    NAMES_HELD = "NamesHeld"
+    NAME_CONFLICT = "NameConflict"
+    CONFLICT = "Conflict"
+    """An object of the child's name exists that this model does not own: nothing is written."""
 
 
 class Condition(_Object):
@@ -611,7 +641,8 @@ class InferenceModelStatus(_Object):
     phase_since: str | None = Field(default=None, description="When the phase began (RFC 3339).")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Standard conditions: Ready, SpecValid, RayServiceApplied, MemoryAdmitted.",
+        description="Standard conditions: Ready, SpecValid, RayServiceApplied, MemoryAdmitted, "
+        "NamesClaimed.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(

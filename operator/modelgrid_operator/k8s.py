@@ -104,7 +104,8 @@ class Client:
             raise
 
     async def create_rayservice(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Create a RayService; a 409 (someone was faster) returns the existing one."""
+        """Create a RayService; a 409 returns the object that exists under that name, which the
+        caller must check is its own (``ownership.is_owned_by``) before it writes to it."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
             created = await asyncio.to_thread(

@@ -2,33 +2,38 @@
 
 Both the change handlers (create, update, resume) and the periodic refresh call
 :func:`reconcile`, so there is one path that writes children and status. It writes only what
-differs: a second reconcile of an unchanged world makes read calls only.
+differs: a second reconcile of an unchanged world makes read calls only. It writes only a
+RayService the model controls (its owner reference), and never deletes one: see :func:`_apply`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from modelgrid_serving.claims import Claim, claim_of, lost_names
 from pydantic import ValidationError
 
 from modelgrid_operator import api
-from modelgrid_operator.admission import ModelFacts, admit
+from modelgrid_operator.admission import Admission, ModelFacts, admit
 from modelgrid_operator.drift import drift_patch
 from modelgrid_operator.k8s import Client, KubeRayMissing
 from modelgrid_operator.model_info import read_model_facts
 from modelgrid_operator.network import apply_network_policy
+from modelgrid_operator.ownership import describe_owner, is_owned_by
 from modelgrid_operator.policy import check_policy
 from modelgrid_operator.render import (
+    Owner,
     owner_of,
     pool_endpoint,
     render_network_policy,
     render_rayservice,
 )
+from modelgrid_operator.render.rayservice import rayservice_name
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.status import Observation, compute_status, invalid_status
 from modelgrid_operator.validation import InvalidModel, parse_model
@@ -103,6 +108,74 @@ def read_local_facts(source: api.ModelSource) -> ModelFacts | None:
     return read_model_facts(source, hub=False)
 
 
+def _worker_groups(rayservice: dict[str, Any] | None) -> set[str]:
+    """Names of the worker groups (pools) a RayService runs."""
+    spec = (rayservice or {}).get("spec") or {}
+    groups = (spec.get("rayClusterConfig") or {}).get("workerGroupSpecs") or []
+    return {g.get("groupName") for g in groups if isinstance(g, dict)}
+
+
+def _conflict(
+    model: api.InferenceModel, rayservice: dict[str, Any], admissions: tuple[Admission, ...]
+) -> Observation:
+    """Someone else's RayService has the child's name: report it, write nothing."""
+    name = rayservice["metadata"]["name"]
+    message = (
+        f"RayService {model.namespace}/{name} exists and is not this InferenceModel's: "
+        f"{describe_owner(rayservice)}; the operator neither changes nor deletes it. Rename the "
+        "InferenceModel, or remove that RayService"
+    )
+    return Observation(None, apply_error=(api.Reason.CONFLICT, message), admissions=admissions)
+
+
+async def _apply(
+    model: api.InferenceModel,
+    owner: Owner,
+    admissions: tuple[Admission, ...],
+    *,
+    client: Client,
+    settings: RenderSettings,
+) -> tuple[Observation, str]:
+    """Create or correct the model's RayService; return what was observed and the action.
+
+    Only a RayService whose controller is this model (its uid) is ever written. A pool that
+    runs is kept even when the memory admission would refuse it now (:meth:`Admission.keep`):
+    while such a pool would change, the RayService is left as it runs and the observation says
+    why (``held``), since applying a spec that fits no node could only break what serves.
+    Nothing is ever deleted here; a model that has no RayService and fits nowhere creates none.
+    """
+    name = rayservice_name(model.name)
+    live = await client.get_rayservice(model.namespace, name)
+    if live is not None and not is_owned_by(live, owner["uid"]):
+        return _conflict(model, live, admissions), ""
+    running = _worker_groups(live)
+    admissions = tuple(a.keep() if a.pool in running else a for a in admissions)
+    deployed = [a.pool for a in admissions if a.admitted or a.kept]
+    kept = [a.message for a in admissions if a.kept]
+    action, held = "", ""
+    if not deployed:
+        if live is not None:  # every pool it runs left the spec, every new one is refused
+            held = "no pool of the spec fits any node now; the RayService is kept as it runs"
+    elif live is None:
+        desired = render_rayservice(model, settings=settings, owner=owner, pools=deployed)
+        live = await client.create_rayservice(desired)
+        if not is_owned_by(live, owner["uid"]):  # another writer was faster: not ours either
+            return _conflict(model, live, admissions), ""
+        action = "created"
+    else:
+        desired = render_rayservice(model, settings=settings, owner=owner, pools=deployed)
+        if (patch := drift_patch(live, desired)) is not None:
+            if kept:
+                held = "the spec is not applied; the RayService is kept as it runs: " + "; ".join(
+                    kept
+                )
+            else:
+                live = await client.patch_rayservice(model.namespace, name, patch)
+                action = "patched"
+    pods = await client.list_model_pods(model.namespace, model.name) if live else []
+    return Observation(live, pods=pods, admissions=admissions, held=held), action
+
+
 async def reconcile(
     body: dict[str, Any],
     *,
@@ -110,6 +183,7 @@ async def reconcile(
     settings: RenderSettings,
     now: datetime,
     read_facts: FactsReader = read_local_facts,
+    claims: Mapping[str, Iterable[Claim]] | None = None,
 ) -> Outcome:
     """Bring the model's RayService in line with its spec and compute its status.
 
@@ -119,9 +193,12 @@ async def reconcile(
         settings: render settings.
         now: the current time (for status transitions and time-to-ready).
         read_facts: what the memory admission knows of the model's size beyond its spec.
+        claims: served name -> the claims of the InferenceModels that declare it (the
+            operator's index of every model it watches), for the NamesClaimed condition.
     """
-    # The body may come from an old watch event (timers keep the last one seen): work from the
-    # object as stored now, so a stale event can never move the spec or the status backwards.
+    # The body may come from an old watch event (the refresh keeps the one it indexed): work
+    # from the object as stored now, so a stale event can never move the spec or the status
+    # backwards.
     current = await client.get_model(
         body["metadata"].get("namespace") or "default", body["metadata"]["name"]
     )
@@ -145,9 +222,10 @@ async def reconcile(
         status = invalid_status(previous, str(exc), generation=generation, now=now)
         return _outcome(previous, status, "")
 
+    mine = claim_of(body)
+    lost = lost_names(mine, (c for name in mine.names for c in (claims or {}).get(name, ())))
     facts = await asyncio.to_thread(read_facts, model.spec.model)
     admissions = admit(model, facts, await client.list_nodes(), settings)
-    admitted = [a.pool for a in admissions if a.admitted]
     action = ""
     writing = "NetworkPolicy"
     try:
@@ -155,26 +233,9 @@ async def reconcile(
             client, render_network_policy(model, settings=settings, owner=owner_of(body))
         )
         writing = "RayService"
-        live = await client.get_rayservice(model.namespace, model.name)
-        if not admitted:  # no pool fits anywhere: no pods that could only crash-loop
-            if live is not None and await client.delete_rayservice(model.namespace, model.name):
-                action = "deleted"
-            live = None
-        elif live is None:
-            desired = render_rayservice(
-                model, settings=settings, owner=owner_of(body), pools=admitted
-            )
-            live = await client.create_rayservice(desired)
-            action = "created"
-        else:
-            desired = render_rayservice(
-                model, settings=settings, owner=owner_of(body), pools=admitted
-            )
-            if (patch := drift_patch(live, desired)) is not None:
-                live = await client.patch_rayservice(model.namespace, model.name, patch)
-                action = "patched"
-        pods = await client.list_model_pods(model.namespace, model.name) if live else []
-        observation = Observation(rayservice=live, pods=pods, admissions=admissions)
+        observation, action = await _apply(
+            model, owner_of(body), admissions, client=client, settings=settings
+        )
     except KubeRayMissing as exc:
         observation = Observation(
             None, apply_error=(api.Reason.KUBERAY_MISSING, str(exc)), admissions=admissions
@@ -184,6 +245,8 @@ async def reconcile(
         observation = Observation(
             None, apply_error=(api.Reason.APPLY_FAILED, message), admissions=admissions
         )
+    observation = replace(observation, lost_names=lost)
+    deployed = {a.pool for a in observation.admissions if a.admitted or a.kept}
 
     status = compute_status(
         model,
@@ -193,7 +256,7 @@ async def reconcile(
         endpoints={
             p.name: pool_endpoint(model, p, settings)
             for p in model.spec.pools
-            if p.name in admitted
+            if p.name in deployed
         },
         now=now,
         created=_created(body),

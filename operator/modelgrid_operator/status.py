@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from modelgrid_serving.claims import LostName
+
 from modelgrid_operator import api
 from modelgrid_operator.admission import Admission
 from modelgrid_operator.render.rayservice import application_name
@@ -57,17 +59,22 @@ class Observation:
         apply_error: why the child could not be written, when it could not: (reason, message).
         admissions: the memory admission decision of each pool (empty: every pool admitted,
             nothing said).
+        held: why the RayService was left as it runs instead of being patched to the spec
+            (a pool it runs would not fit any node now); empty when it was not held.
+        lost_names: the names another namespace owns (:mod:`modelgrid_serving.claims`).
     """
 
     rayservice: dict[str, Any] | None
     pods: list[dict[str, Any]] = field(default_factory=list)
     apply_error: tuple[api.Reason, str] | None = None
     admissions: tuple[Admission, ...] = ()
+    held: str = ""
+    lost_names: tuple[LostName, ...] = ()
 
     @property
     def refused(self) -> list[Admission]:
-        """The pools the memory admission refused."""
-        return [a for a in self.admissions if not a.admitted]
+        """The pools the memory admission refused and that do not run (kept pools still do)."""
+        return [a for a in self.admissions if not a.admitted and not a.kept]
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,7 @@ def pool_statuses(
             )
         ]
         low, _ = pool.replica_bounds
-        refused = any(a.pool == pool.name and not a.admitted for a in observation.admissions)
+        refused = any(a.pool == pool.name for a in observation.refused)
         result.append(
             api.PoolStatus(
                 name=pool.name,
@@ -159,10 +166,16 @@ def judge(
 
     Pools refused by the memory admission make the model Failed when none is left, else keep
     Ready false with reason InsufficientMemory (phase Degraded while the other pools serve).
+    A RayService of the model's name that is not the model's (Conflict), and a model that holds
+    none of its names (NameConflict: the gateway routes nothing to it), are Failed: only the
+    user can resolve them.
     """
     if observation.apply_error is not None:
         reason, message = observation.apply_error
-        return Verdict(api.Phase.PENDING, reason, message)
+        phase = api.Phase.FAILED if reason is api.Reason.CONFLICT else api.Phase.PENDING
+        return Verdict(phase, reason, message)
+    if {n.name for n in observation.lost_names} >= set(model.served_names):
+        return Verdict(api.Phase.FAILED, api.Reason.NAME_CONFLICT, _names(observation)[2])
     refused = observation.refused
     if refused and len(refused) == len(model.spec.pools):
         return Verdict(
@@ -250,10 +263,11 @@ def _judge_serving(
 
 
 def _admitted(observation: Observation) -> tuple[bool, api.Reason, str]:
-    """The MemoryAdmitted condition: False when a pool is refused, else why pools were let in."""
+    """The MemoryAdmitted condition: False when a pool is refused (kept pools included: they
+    run, but would not be placed now), else why pools were let in."""
     if not observation.admissions:
         return True, api.Reason.NO_ESTIMATE, "memory admission not run"
-    refused = observation.refused
+    refused = [a for a in observation.admissions if not a.admitted]
     if refused:
         return False, api.Reason.INSUFFICIENT_MEMORY, "; ".join(a.message for a in refused)
     reasons = {a.reason for a in observation.admissions}
@@ -295,7 +309,24 @@ def _applied(observation: Observation) -> tuple[bool, api.Reason, str]:
         return False, *observation.apply_error
     if observation.rayservice is None:
         return False, api.Reason.WAITING_FOR_RAY_SERVICE, "the RayService does not exist yet"
+    if observation.held:
+        return False, api.Reason.KEPT_RUNNING, observation.held
     return True, api.Reason.APPLIED, "RayService matches the spec"
+
+
+SHARE_HINT = (
+    "to serve it too, the owner's model and this one list each other's namespace in "
+    "spec.shareNamesWith; or choose another name"
+)
+
+
+def _names(observation: Observation) -> tuple[bool, api.Reason, str]:
+    """The NamesClaimed condition: does the model hold every name it declares?"""
+    if not observation.lost_names:
+        return True, api.Reason.NAMES_HELD, "no other namespace claimed these names first"
+    lost = "; ".join(n.describe() for n in observation.lost_names)
+    message = f"{lost}: the gateway does not route them to this model; {SHARE_HINT}"
+    return False, api.Reason.NAME_CONFLICT, message
 
 
 def _advance_times(
@@ -373,6 +404,13 @@ def compute_status(
             prev.conditions,
             api.ConditionType.MEMORY_ADMITTED,
             *_admitted(observation),
+            generation=generation,
+            now=now,
+        ),
+        _condition(
+            prev.conditions,
+            api.ConditionType.NAMES_CLAIMED,
+            *_names(observation),
             generation=generation,
             now=now,
         ),

@@ -20,9 +20,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypedDict
 
+from ..claims import claim_of, resolve
 from .config import GatewayConfig, KeyConfig, load_keys
 from .routing import Backend, ConditionInfo, ModelEntry, PoolInfo, ResourceStatus
 
@@ -165,10 +167,60 @@ def _backends(status: StatusView, pools: tuple[PoolInfo, ...]) -> tuple[Backend,
     return (Backend(url=endpoint.rstrip("/"), pool=label, ready=ready),)
 
 
-def entries_from_inferencemodels(objs: Iterable[InferenceModelView]) -> list[ModelEntry]:
-    """Every InferenceModel as an entry, oldest first (so the older claim on a name wins)."""
-    entries = [entry_from_inferencemodel(o) for o in objs]
+def entries_from_inferencemodels(
+    objs: Iterable[InferenceModelView], *, rivals: Iterable[InferenceModelView] = ()
+) -> list[ModelEntry]:
+    """Every InferenceModel as an entry under the names it holds, oldest first (so the older
+    claim on an alias wins within a namespace).
+
+    A name another namespace owns and does not share (:mod:`modelgrid_serving.claims`) is left
+    out of the model's entry at once, whatever its status says: the gateway never waits for the
+    operator to report a conflict before it stops routing it. A model that holds none of its
+    names is not routed at all.
+
+    Args:
+        objs: the InferenceModels to make entries of.
+        rivals: more InferenceModels whose claims count (other watched namespaces).
+    """
+    objs = list(objs)
+    lost = resolve([claim_of(o) for o in (*objs, *rivals)])
+    entries = []
+    for obj in objs:
+        entry = entry_from_inferencemodel(obj)
+        denied = {n.name: n for n in lost.get(_key(obj), ())}
+        for name in sorted(denied):
+            logger.warning("%s: %s; not routed", entry.source, denied[name].describe())
+        held = [n for n in (entry.name, *entry.aliases) if n not in denied]
+        if held:
+            entries.append(replace(entry, name=held[0], aliases=tuple(held[1:])))
     return sorted(entries, key=lambda e: (e.created, e.source))
+
+
+class NamespacedModels:
+    """The InferenceModels of every watched namespace, resolved together.
+
+    The gateway watches each namespace it is given as a source of its own, but name claims
+    cross namespaces: a change in one namespace (an owner deleted, a share declared) can change
+    what another namespace's models hold. Each report therefore returns the entries of every
+    source reported so far, each resolved against all of them. Watch threads call it
+    concurrently.
+    """
+
+    def __init__(self) -> None:
+        self._objs: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def report(self, source: str, objs: list[dict[str, Any]]) -> dict[str, list[ModelEntry]]:
+        """Store one source's objects; return every reported source's entries."""
+        with self._lock:
+            self._objs[source] = objs
+            snapshot = dict(self._objs)
+        return {
+            s: entries_from_inferencemodels(
+                listed, rivals=[o for other, os in snapshot.items() if other != s for o in os]
+            )
+            for s, listed in snapshot.items()
+        }
 
 
 def keys_from_secret(secret: Mapping[str, Any], data_key: str) -> list[KeyConfig]:

@@ -27,7 +27,7 @@ from .live import LiveFigures
 from .metrics import GatewayMetrics
 from .peers import PEER_SECRET_ENV, PEER_SECRET_FILE_ENV, PeerSync, read_peer_secret
 from .routing import ModelEntry, RoutingTable, allowed_models, build_table
-from .sources import entries_from_inferencemodels, keys_from_secret, static_entries
+from .sources import NamespacedModels, keys_from_secret, static_entries
 from .upstream import Upstream
 
 logger = logging.getLogger(__name__)
@@ -183,10 +183,17 @@ class GatewayState:
             secret = (auth.secret_namespace or current_namespace(), auth.secret_name)
             self.pending_sources.add("secret")
 
+        watched = NamespacedModels()  # name claims are resolved across every namespace
+
         def on_models_of(source: str) -> Callable[[list[dict[str, Any]]], None]:
             def on_models(objs: list[dict[str, Any]]) -> None:
-                entries = entries_from_inferencemodels(objs)  # parse in the thread, swap in loop
-                loop.call_soon_threadsafe(self.set_entries, source, entries)
+                entries = watched.report(source, objs)  # parse in the thread, swap in loop
+
+                def swap() -> None:  # in one callback: no request sees half of the change
+                    for each, listed in entries.items():
+                        self.set_entries(each, listed)
+
+                loop.call_soon_threadsafe(swap)
 
             return on_models
 

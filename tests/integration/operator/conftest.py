@@ -177,6 +177,7 @@ async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[Op
         events: bool = False,
         client: Client | None = None,
         render: RenderSettings | None = None,
+        namespaces: tuple[str, ...] = (NAMESPACE,),
     ) -> OperatorThread:
         settings = operator_settings(events=events)
         config = OperatorConfig(
@@ -184,7 +185,7 @@ async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[Op
             refresh_interval=refresh,
             client_factory=lambda: client or Client(cluster.api),
         )
-        handle = OperatorThread(config, settings).start()
+        handle = OperatorThread(config, settings, namespaces).start()
         running.append(handle)
         return handle
 
