@@ -86,6 +86,7 @@ def test_cli_gateway_passes_every_namespace(monkeypatch):
         "port": 8080,
         "kubernetes": True,
         "namespaces": ("a", "b"),
+        "metrics_port": None,
     }
 
 
