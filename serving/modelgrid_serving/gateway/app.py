@@ -19,7 +19,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from .. import __version__
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge, RouteNotFound, Unauthorized
@@ -41,7 +40,7 @@ from .gpu_info import gather_gpu_info
 from .peers import USAGE_PATH
 from .proxy import estimate_prompt_tokens, parse_body
 from .relay import Relay
-from .routing import Route, filter_listing
+from .routing import filter_listing
 from .state import GatewayState, ModelCounters
 
 logger = logging.getLogger(__name__)
@@ -250,67 +249,49 @@ class Gateway:
 
         used = 0  # what the reservation settles to; nothing for a request that broke off
         try:
-            used = await self._relay(
-                scope, receive, send, route_label, route, body, payload, rl_headers, started
+            extra = [(k.encode(), v.encode()) for k, v in rl_headers.items()]
+            call = Relay(state, scope, send, route_label, model, body, payload, extra, started)
+            watcher = None
+            cancel_on_disconnect = scope.get("extensions", {}).get(CANCEL_ON_DISCONNECT)
+            if cancel_on_disconnect is not None:
+                cancel_on_disconnect(call.client_left)
+            else:
+                task = asyncio.current_task()
+                assert task is not None
+                watcher = asyncio.create_task(call.watch_disconnect(receive, task))
+            try:
+                status = await call.run(route.backends)
+            except asyncio.CancelledError:
+                if not call.client_gone:
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                status = 499
+            finally:
+                call.done = True
+                if watcher is not None:
+                    watcher.cancel()
+            elapsed, now = time.perf_counter() - started, time.monotonic()
+            counters = state.counters.get(model)
+            if counters is None:
+                counters = state.counters[model] = ModelCounters()
+            counters.requests += 1
+            prompt, completion = call.usage or (estimate_prompt_tokens(body), call.events)
+            counters.prompt_tokens += prompt
+            counters.completion_tokens += completion
+            state.metrics.answered(
+                model, call.pool, route_label, status, elapsed, prompt, completion
             )
+            state.live.record(
+                model,
+                now=now,
+                status=status,
+                duration_s=elapsed,
+                ttft_s=call.ttft_s,
+                completion_tokens=completion,
+            )
+            used = prompt + completion
         finally:
             limiter.settle(policy, reserved=reserved, used=used, now=time.monotonic())
-
-    async def _relay(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        route_label: str,
-        route: Route,
-        body: bytes,
-        payload: dict[str, Any],
-        rl_headers: dict[str, str],
-        started: float,
-    ) -> int:
-        """Relay an admitted request and record it; returns its token usage."""
-        model = route.model
-        extra = [(k.encode(), v.encode()) for k, v in rl_headers.items()]
-        call = Relay(self.state, scope, send, route_label, model, body, payload, extra, started)
-        watcher = None
-        cancel_on_disconnect = scope.get("extensions", {}).get(CANCEL_ON_DISCONNECT)
-        if cancel_on_disconnect is not None:
-            cancel_on_disconnect(call.client_left)
-        else:
-            task = asyncio.current_task()
-            assert task is not None
-            watcher = asyncio.create_task(call.watch_disconnect(receive, task))
-        try:
-            status = await call.run(route.backends)
-        except asyncio.CancelledError:
-            if not call.client_gone:
-                raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            status = 499
-        finally:
-            call.done = True
-            if watcher is not None:
-                watcher.cancel()
-        elapsed, now = time.perf_counter() - started, time.monotonic()
-        counters = self.state.counters.get(model)
-        if counters is None:
-            counters = self.state.counters[model] = ModelCounters()
-        counters.requests += 1
-        prompt, completion = call.usage or (estimate_prompt_tokens(body), call.events)
-        counters.prompt_tokens += prompt
-        counters.completion_tokens += completion
-        self.state.metrics.answered(
-            model, call.pool, route_label, status, elapsed, prompt, completion
-        )
-        self.state.live.record(
-            model,
-            now=now,
-            status=status,
-            duration_s=elapsed,
-            ttft_s=call.ttft_s,
-            completion_tokens=completion,
-        )
-        return prompt + completion
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.state.limits.max_body_bytes

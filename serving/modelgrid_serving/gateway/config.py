@@ -269,15 +269,18 @@ def _validate(model: type[_Model], text: str) -> _Model:
         doc: Any = yaml.safe_load(text) or {}
         return model.model_validate(doc)
     except yaml.YAMLError as exc:
-        parts = []
-        for text, mark in (
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        marks = (
             (getattr(exc, "context", None), getattr(exc, "context_mark", None)),
-            (getattr(exc, "problem", None) or "not valid YAML", getattr(exc, "problem_mark", None)),
-        ):
-            if text:
-                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                parts.append(f"{text}{where}")
-        raise ConfigError(": ".join(parts)) from None
+            (problem, getattr(exc, "problem_mark", None)),
+        )
+        raise ConfigError(
+            ": ".join(
+                f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark else what
+                for what, mark in marks
+                if what
+            )
+        ) from None
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False, include_context=False)
         raise ConfigError(

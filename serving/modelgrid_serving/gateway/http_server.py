@@ -313,7 +313,8 @@ class _Connection(asyncio.Protocol):
             self._upgrade_body(data)
             return
         framing = self.framing
-        body, chunks = self.body_bytes, self.chunk_headers
+        if framing is not None:  # a chunked body is being read: see _count_framing
+            body, chunks = self.body_bytes, self.chunk_headers
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
