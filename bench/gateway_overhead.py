@@ -2,6 +2,7 @@
 vllm-router, in one run, all in front of the same stub backend.
 
     python bench/gateway_overhead.py [--requests 2000] [--rounds 2] [--concurrency 1 8 32]
+    python bench/gateway_overhead.py --baseline REV   # also the gateway of git revision REV
     python bench/gateway_overhead.py --stacks     # how the server and client stack was chosen
 
 Starts a fast OpenAI-compatible stub backend (it lives here, in bench/, never in the product),
@@ -24,6 +25,10 @@ PATH, and says which one is missing. For each concurrency it measures, in altern
   process (its pid and children, from /proc via psutil): the requests/s one core sustains;
 - streaming chat (16 events): time to first event (TTFT) p50/p99, the same per-core figure;
 - the issue's goals: modelgrid's added p50 at most 1/5 of LiteLLM's and 1.5x vllm-router's;
+- with ``--baseline REV``: the gateway of that git revision (its ``operator/`` and ``serving/``
+  exported with ``git archive`` into a temporary directory, first on its ``PYTHONPATH``) as one
+  more candidate in the same alternating rounds, and the ratio of the added p50s, this tree's
+  over the baseline's, per level (a change must keep it at most 1.05);
 - ``GET /v1/models`` with 1,000 registered models: p50/p99 (goal: p99 <= 5 ms);
 - the RSS of one gateway process holding 10,000 idle streams (each stream is two of its
   sockets), opened by several client processes, with the growth per stream. The soft
@@ -357,7 +362,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
-def gateway_config(stub_url: str, *, extra_models: int) -> dict[str, object]:
+def gateway_config(
+    stub_url: str, *, extra_models: int, baseline: bool = False
+) -> dict[str, object]:
     models = [{"name": "stub", "backends": [{"url": stub_url + "/v1"}]}]
     models += [
         {
@@ -367,14 +374,18 @@ def gateway_config(stub_url: str, *, extra_models: int) -> dict[str, object]:
         }
         for i in range(extra_models)
     ]
-    # no in-flight bound that matters here: the bench measures overhead, not overload
+    # no in-flight bound that matters here: the bench measures overhead, not overload (and the
+    # idle streams all come with one key); a baseline revision may not know the per-key bound
+    limits: dict[str, object] = {"health_interval_s": 0, "max_in_flight_per_backend": 100000}
+    if not baseline:
+        limits["max_concurrent_per_key"] = 100000
     return {
         "models": models,
         "auth": {
             "enabled": True,
             "keys": [{"name": "bench", "sha256": hashlib.sha256(API_KEY.encode()).hexdigest()}],
         },
-        "limits": {"health_interval_s": 0, "max_in_flight_per_backend": 100000},
+        "limits": limits,
     }
 
 
@@ -659,6 +670,12 @@ def main() -> None:
         action="store_true",
         help="compare server/client stacks (minimal proxies) instead",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the gateway of this git revision (e.g. main) and print the ratio of the "
+        "added p50s, this tree's over its",
+    )
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)  # internal: run the stub
     parser.add_argument("--proto", nargs=3, help=argparse.SUPPRESS)  # internal: a stack candidate
     parser.add_argument("--hold-client", nargs=2, help=argparse.SUPPRESS)  # internal: idle streams
@@ -704,12 +721,27 @@ def main() -> None:
         for port, extra in ((gw_port, 0), (gw_many_port, 999)):
             config = work / f"gateway-{port}.yaml"
             config.write_text(yaml.safe_dump(gateway_config(stub_url, extra_models=extra)))
-            argv = [sys.executable, "-m", "modelgrid_serving.gateway", "--config", str(config)]
-            procs.append(start([*argv, "--port", str(port)], work / f"gateway-{port}.log"))
+            argv = [*gateway_argv(config), "--port", str(port)]
+            procs.append(start(argv, work / f"gateway-{port}.log"))
             wait_http(f"http://127.0.0.1:{port}/health")
         pids["gateway"] = [procs[1].pid]
         targets = {"direct": stub_url, "gateway": f"http://127.0.0.1:{gw_port}"}
         versions = []
+        if args.baseline:
+            port = free_port()
+            tree = export_revision(args.baseline, work / "baseline")
+            config = work / "gateway-baseline.yaml"
+            config.write_text(
+                yaml.safe_dump(gateway_config(stub_url, extra_models=0, baseline=True))
+            )
+            argv = [sys.executable, "-m", "modelgrid_serving.gateway", "--config", str(config)]
+            path = os.pathsep.join([str(tree / "operator"), str(tree / "serving")])
+            env = {**os.environ, "PYTHONPATH": path + os.pathsep + os.environ.get("PYTHONPATH", "")}
+            procs.append(start([*argv, "--port", str(port)], work / "gateway-baseline.log", env))
+            wait_http(f"http://127.0.0.1:{port}/health")
+            targets["baseline"] = f"http://127.0.0.1:{port}"
+            pids["baseline"] = [procs[-1].pid]
+            versions.append(f"baseline gateway {args.baseline} ({revision(args.baseline)})")
         if args.litellm:
             port = free_port()
             config = work / "litellm.yaml"
@@ -736,7 +768,9 @@ def main() -> None:
         print(f"{args.rounds} alternating rounds x {args.requests} requests per cell\n")
         rows = run_matrix(targets, args, pids=pids, loads=loads)
         print_table(rows, list(targets))
-        print_goals(rows, list(targets))
+        if args.baseline:
+            print_baseline(rows, args.baseline)
+        print_goals(rows, [t for t in targets if t != "baseline"])
         loads.append(os.getloadavg()[0])
         print_listing(f"http://127.0.0.1:{gw_many_port}/v1/models")
         loads.append(os.getloadavg()[0])
@@ -752,6 +786,54 @@ def main() -> None:
     finally:
         for proc in reversed(procs):
             stop(proc)
+
+
+def gateway_argv(config: Path) -> list[str]:
+    """This tree's gateway over ``config``, its metrics port off (several run side by side)."""
+    argv = [sys.executable, "-m", "modelgrid_serving.gateway", "--config", str(config)]
+    return [*argv, "--metrics-port", "0"]
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def revision(rev: str) -> str:
+    """The commit ``rev`` names, abbreviated."""
+    out = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def export_revision(rev: str, into: Path) -> Path:
+    """``operator/`` and ``serving/`` of git revision ``rev``, exported into ``into``."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", rev, "operator", "serving"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def print_baseline(rows: list[dict[str, object]], rev: str) -> None:
+    """This tree's added p50 over the baseline revision's, per level (goal: at most 1.05)."""
+    print(f"\n| what | c | gateway adds p50 ms | {rev} adds p50 ms | ratio (goal <= 1.05) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        d50 = float(r["direct_p50"])  # type: ignore[arg-type]
+        ours = float(r["gateway_p50"]) - d50  # type: ignore[arg-type]
+        theirs = float(r["baseline_p50"]) - d50  # type: ignore[arg-type]
+        if theirs > 0:
+            ratio = ours / theirs
+            verdict = f"{ratio:.3f}: {'met' if ratio <= 1.05 else 'missed'}"
+        else:
+            verdict = "- (the baseline adds nothing measurable)"
+        print(f"| {r['kind']} | {r['c']} | {ours:+.3f} | {theirs:+.3f} | {verdict} |")
 
 
 def run_idle(stub_url: str, work: Path, procs: list[subprocess.Popen[bytes]], count: int) -> None:
@@ -771,8 +853,7 @@ def run_idle(stub_url: str, work: Path, procs: list[subprocess.Popen[bytes]], co
     port = free_port()
     config = work / "gateway-idle.yaml"
     config.write_text(yaml.safe_dump(gateway_config(stub_url, extra_models=0)))
-    argv = [sys.executable, "-m", "modelgrid_serving.gateway", "--config", str(config)]
-    procs.append(start([*argv, "--port", str(port)], work / "gateway-idle.log"))
+    procs.append(start([*gateway_argv(config), "--port", str(port)], work / "gateway-idle.log"))
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/health")
     wait_http_post(base + "/v1/chat/completions")  # one request: the upstream pool exists

@@ -139,6 +139,7 @@ def _gateway(args: argparse.Namespace) -> int:
         port=args.port,
         kubernetes=args.kubernetes,
         namespaces=tuple(args.namespace or ()),
+        metrics_port=args.metrics_port,
     )
     return 0
 
@@ -258,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--config", help="static YAML file: models, API keys, limits")
     gateway.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     gateway.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
+    gateway.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of GET /metrics (default: the config's metrics.port, 9090); 0: off",
+    )
     gateway.add_argument(
         "--kubernetes", action="store_true", help="also route to the cluster's InferenceModels"
     )

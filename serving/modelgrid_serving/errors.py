@@ -144,14 +144,6 @@ class Unauthorized(APIError):
     code = "invalid_api_key"
 
 
-class PermissionDenied(APIError):
-    """403: the key is valid but may not use this model."""
-
-    status_code = 403
-    type = "invalid_request_error"
-    code = "model_not_allowed"
-
-
 class PayloadTooLarge(APIError):
     """413: the request body is over the configured limit."""
 
@@ -170,6 +162,23 @@ class RateLimited(APIError):
     def __init__(self, message: str, *, kind: str, headers: dict[str, str]) -> None:
         super().__init__(message, headers=headers)
         self.type = kind
+
+
+class ConcurrencyLimited(RateLimited):
+    """429 with ``Retry-After: 1``: the key has as many requests in flight as it may."""
+
+    code = "concurrency_limit_exceeded"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="requests", headers={"Retry-After": "1"})
+
+
+class RequestTimeout(APIError):
+    """408: the request body did not arrive within the deadline, or arrived too slowly."""
+
+    status_code = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
 
 
 class UpstreamUnavailable(APIError):

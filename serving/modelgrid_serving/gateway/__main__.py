@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=None, help="static YAML file")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of GET /metrics (default: the config's metrics.port, 9090); 0: off",
+    )
     parser.add_argument("--kubernetes", action="store_true", help="watch InferenceModels")
     parser.add_argument(
         "--namespace",
@@ -35,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         port=opts.port,
         kubernetes=opts.kubernetes,
         namespaces=tuple(opts.namespaces),
+        metrics_port=opts.metrics_port,
     )
 
 

@@ -1,11 +1,15 @@
 """The gateway as a bare ASGI application (served by :mod:`.http_server` on uvloop).
 
-No web framework: a dict of paths, one handler each. The proxy path reads the body (bounded),
-reads ``model``, resolves it in the current routing table, checks key, allowlist and limits,
-picks a backend (:mod:`.balancer`) and relays the answer through its pooled client
-(:mod:`.upstream`): JSON in one piece, SSE chunk by chunk as it arrives. A client that goes away
-cancels the upstream request; a connection failure before any byte is retried on another
-backend. Every error is OpenAI-shaped through :func:`~modelgrid_serving.errors.error_response`.
+No web framework: a dict of paths, one handler each. The proxy path checks the key, reads the
+body (bounded in size, and by the server in time), reads ``model``, resolves it through the
+key's allowlist (a model the key may not use is answered as an unknown one), holds the protocol
+bounds (:mod:`.bounds`), admits it against the key's limits (reserving its tokens), picks a
+backend (:mod:`.balancer`) and relays the answer through its pooled client (:mod:`.upstream`):
+JSON in one piece, SSE chunk by chunk as it arrives; then settles the reservation to the real
+usage. A client that goes away cancels the upstream request; a connection failure before any
+byte is retried on another backend. Every error is OpenAI-shaped through
+:func:`~modelgrid_serving.errors.error_response`. Metrics are served on a port of their own
+(:class:`~.metrics.MetricsApp`), never here.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ from .asgi import (
     send_body,
     send_error,
 )
-from .auth import ANONYMOUS, KeyPolicy, authorize
+from .auth import ANONYMOUS, KeyPolicy
+from .bounds import check_bounds
 from .console import Console
 from .gpu_info import gather_gpu_info
-from .metrics import CONTENT_TYPE
 from .peers import USAGE_PATH
 from .proxy import estimate_prompt_tokens, parse_body
 from .relay import Relay
@@ -80,7 +84,6 @@ class Gateway:
             "/": self._info,
             "/health": self._health,
             "/ready": self._ready,
-            "/metrics": self._metrics,
             "/v1/stats": self._stats,
             "/v1/gpu/info": self._gpu_info,
             USAGE_PATH: self._peer_usage,
@@ -142,14 +145,25 @@ class Gateway:
         return self.state.keys.authenticate(header(scope, b"authorization"))
 
     async def _info(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
-        body = {
+        """Who we are; the models only to a valid key (those it may use), not to anyone."""
+        body: dict[str, object] = {
             "name": "modelgrid",
             "role": "gateway",
             "version": __version__,
-            "models": [n for n in self.state.table.cards],
             "endpoints": sorted({*PROXY_ROUTES, *self._get_routes, "/v1/models/{id}"}),
             "auth": self.state.keys.enabled,
         }
+        try:
+            allowed = self.state.allowed_for(self._policy(scope))
+        except Unauthorized:
+            allowed = {}
+        table = self.state.table
+        body["models"] = [
+            n
+            for n in table.cards
+            if allowed is None
+            or ((r := allowed.get(table.routes[n].model)) is not None and r.backends)
+        ]
         return 200, json.dumps(body).encode(), JSON
 
     async def _health(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
@@ -160,9 +174,6 @@ class Gateway:
             pending = ", ".join(sorted(self.state.pending_sources))
             raise GatewayStarting(f"Waiting for the first listing of: {pending}.")
         return 200, b'{"status":"ok"}', JSON
-
-    async def _metrics(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
-        return 200, self.state.metrics.render(), [(b"content-type", CONTENT_TYPE.encode())]
 
     async def _list_models(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
         policy = self._policy(scope)
@@ -175,15 +186,14 @@ class Gateway:
         return 200, body, JSON
 
     async def _get_model(self, scope: Scope, model_id: bytes | None) -> tuple[int, bytes, Headers]:
-        policy = self._policy(scope)
+        allowed = self.state.allowed_for(self._policy(scope))
         requested = (model_id or b"").decode()
-        route = self.state.table.resolve(requested)  # 404 unknown, 503 not ready
-        authorize(policy, self.state.allowed_for(policy), route.model)
+        self.state.table.resolve(requested, allowed)  # 404 unknown or not allowed, 503 not ready
         return 200, self.state.table.cards[requested], JSON
 
     async def _stats(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
-        self._policy(scope)
-        return 200, json.dumps(self.state.stats()).encode(), JSON
+        allowed = self.state.allowed_for(self._policy(scope))
+        return 200, json.dumps(self.state.stats(allowed)).encode(), JSON
 
     async def _gpu_info(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
         policy = self._policy(scope)
@@ -205,73 +215,83 @@ class Gateway:
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, route_label: str) -> None:
         started = time.perf_counter()
+        state = self.state
+        limiter = state.limiter
         model = "-"
-        rl_headers: dict[str, str] = {}
+        policy = ANONYMOUS
+        reserved = 0
         try:
             policy = self._policy(scope)
             body = await self._read_body(scope, receive)
             payload = parse_body(body)
-            route = self.state.table.resolve(payload.get("model"))
+            route = state.table.resolve(payload.get("model"), state.allowed_for(policy))
             model = route.model
-            authorize(policy, self.state.allowed_for(policy), model)
-            rl_headers = self.state.limiter.admit(policy, now=time.monotonic())
+            max_tokens = check_bounds(payload, route_label, route, state.limits)
+            if policy.tokens_per_minute:
+                answer = max_tokens or state.limits.reserve_completion_tokens
+                reserved = limiter.reservation(policy, estimate_prompt_tokens(body) + answer)
+            rl_headers = limiter.admit(policy, now=time.monotonic(), reserve=reserved)
         except _ClientGone:
-            self.state.metrics.refused(model, route_label, 499)
+            state.metrics.refused(model, route_label, 499)
             return
         except APIError as exc:
             if exc.status_code == 429:
-                self.state.metrics.rate_limited.labels(policy.name, exc.type).inc()
-            self.state.metrics.rejected.labels(exc.code or exc.type).inc()
+                state.metrics.rate_limited.labels(policy.name, exc.type).inc()
+            state.metrics.rejected.labels(exc.code or exc.type).inc()
             status = await send_error(send, exc)
-            self.state.metrics.refused(model, route_label, status)
+            state.metrics.refused(model, route_label, status)
             return
         except Exception as exc:  # our bug: a 500 in OpenAI's shape, logged
             logger.exception("%s checks failed", route_label)
             await send_error(send, exc)
-            self.state.metrics.refused(model, route_label, 500)
+            state.metrics.refused(model, route_label, 500)
             return
 
-        extra = [(k.encode(), v.encode()) for k, v in rl_headers.items()]
-        call = Relay(self.state, scope, send, route_label, model, body, payload, extra, started)
-        watcher = None
-        cancel_on_disconnect = scope.get("extensions", {}).get(CANCEL_ON_DISCONNECT)
-        if cancel_on_disconnect is not None:
-            cancel_on_disconnect(call.client_left)
-        else:
-            task = asyncio.current_task()
-            assert task is not None
-            watcher = asyncio.create_task(call.watch_disconnect(receive, task))
+        used = 0  # what the reservation settles to; nothing for a request that broke off
         try:
-            status = await call.run(route.backends)
-        except asyncio.CancelledError:
-            if not call.client_gone:
-                raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            status = 499
+            extra = [(k.encode(), v.encode()) for k, v in rl_headers.items()]
+            call = Relay(state, scope, send, route_label, model, body, payload, extra, started)
+            watcher = None
+            cancel_on_disconnect = scope.get("extensions", {}).get(CANCEL_ON_DISCONNECT)
+            if cancel_on_disconnect is not None:
+                cancel_on_disconnect(call.client_left)
+            else:
+                task = asyncio.current_task()
+                assert task is not None
+                watcher = asyncio.create_task(call.watch_disconnect(receive, task))
+            try:
+                status = await call.run(route.backends)
+            except asyncio.CancelledError:
+                if not call.client_gone:
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                status = 499
+            finally:
+                call.done = True
+                if watcher is not None:
+                    watcher.cancel()
+            elapsed, now = time.perf_counter() - started, time.monotonic()
+            counters = state.counters.get(model)
+            if counters is None:
+                counters = state.counters[model] = ModelCounters()
+            counters.requests += 1
+            prompt, completion = call.usage or (estimate_prompt_tokens(body), call.events)
+            counters.prompt_tokens += prompt
+            counters.completion_tokens += completion
+            state.metrics.answered(
+                model, call.pool, route_label, status, elapsed, prompt, completion
+            )
+            state.live.record(
+                model,
+                now=now,
+                status=status,
+                duration_s=elapsed,
+                ttft_s=call.ttft_s,
+                completion_tokens=completion,
+            )
+            used = prompt + completion
         finally:
-            call.done = True
-            if watcher is not None:
-                watcher.cancel()
-        elapsed, now = time.perf_counter() - started, time.monotonic()
-        counters = self.state.counters.get(model)
-        if counters is None:
-            counters = self.state.counters[model] = ModelCounters()
-        counters.requests += 1
-        prompt, completion = call.usage or (estimate_prompt_tokens(body), call.events)
-        counters.prompt_tokens += prompt
-        counters.completion_tokens += completion
-        self.state.metrics.answered(
-            model, call.pool, route_label, status, elapsed, prompt, completion
-        )
-        self.state.live.record(
-            model,
-            now=now,
-            status=status,
-            duration_s=elapsed,
-            ttft_s=call.ttft_s,
-            completion_tokens=completion,
-        )
-        self.state.limiter.charge(policy, prompt + completion, now=now)
+            limiter.settle(policy, reserved=reserved, used=used, now=time.monotonic())
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.state.limits.max_body_bytes

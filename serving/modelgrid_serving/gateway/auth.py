@@ -1,8 +1,9 @@
-"""API keys: stored hashed, checked by hash lookup, with an optional model allowlist per key.
+"""API keys: stored hashed, checked by hash lookup, with an optional allowlist per key.
 
 Keys are long random secrets, so one SHA-256 is the right hash (a slow password hash buys
 nothing against guessing a 128-bit secret and costs every request). The key itself is never
-stored, logged or put in a metric label: the key's ``name`` is.
+stored, logged or put in a metric label: the key's ``name`` is, and names are unique (a config
+error otherwise, see :func:`~.config.check_unique_keys`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import PermissionDenied, Unauthorized
+from ..errors import Unauthorized
 from .config import KeyConfig
 
 
@@ -26,17 +27,29 @@ class KeyPolicy:
 
     name: str
     models: frozenset[str] | None = None
-    """Allowed names or aliases; ``None``: all."""
+    """Allowed names or aliases; ``None`` (and no ``namespaces``): all."""
+    namespaces: frozenset[str] | None = None
+    """Allowed namespaces of InferenceModels; ``None`` (and no ``models``): all."""
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    max_concurrent: int | None = None
+    """Requests in flight at once; ``None``: no bound (auth off)."""
+
+    @property
+    def restricted(self) -> bool:
+        """The key has an allowlist (of models, namespaces or both)."""
+        return self.models is not None or self.namespaces is not None
 
     @classmethod
-    def from_config(cls, key: KeyConfig) -> KeyPolicy:
+    def from_config(cls, key: KeyConfig, *, max_concurrent: int) -> KeyPolicy:
+        """The policy of ``key``; ``max_concurrent`` is the default of its concurrency bound."""
         return cls(
             name=key.name,
             models=frozenset(key.models) if key.models is not None else None,
+            namespaces=frozenset(key.namespaces) if key.namespaces is not None else None,
             requests_per_minute=key.requests_per_minute,
             tokens_per_minute=key.tokens_per_minute,
+            max_concurrent=key.max_concurrent_requests or max_concurrent,
         )
 
 
@@ -45,11 +58,22 @@ ANONYMOUS = KeyPolicy(name="anonymous")
 
 
 class KeyRing:
-    """The known keys, by hash."""
+    """The known keys, by hash.
 
-    def __init__(self, keys: Iterable[KeyConfig], *, enabled: bool) -> None:
+    Args:
+        keys: The keys of every source, names unique across them (see
+            :func:`~.config.check_unique_keys`).
+        enabled: Auth is on.
+        max_concurrent: The default per-key bound on requests in flight.
+    """
+
+    def __init__(
+        self, keys: Iterable[KeyConfig], *, enabled: bool, max_concurrent: int = 64
+    ) -> None:
         self.enabled = enabled
-        self._by_hash = {k.sha256: KeyPolicy.from_config(k) for k in keys}
+        self._by_hash = {
+            k.sha256: KeyPolicy.from_config(k, max_concurrent=max_concurrent) for k in keys
+        }
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -71,21 +95,3 @@ class KeyRing:
         if policy is None:
             raise Unauthorized("Incorrect API key provided.")
         return policy
-
-
-def authorize(policy: KeyPolicy, allowed: frozenset[str] | None, requested: str) -> None:
-    """Check that ``policy`` may use the model ``requested`` resolved to.
-
-    Args:
-        policy: The caller's key.
-        allowed: The canonical models its allowlist designates (see
-            :func:`~.routing.allowed_models`), ``None`` for no allowlist.
-        requested: The canonical model of the request.
-
-    Raises:
-        PermissionDenied: the model is not on the key's allowlist (403).
-    """
-    if allowed is not None and requested not in allowed:
-        raise PermissionDenied(
-            f"The API key '{policy.name}' may not use the model '{requested}'.", param="model"
-        )

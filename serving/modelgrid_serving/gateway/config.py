@@ -7,11 +7,19 @@ limits. Paths in the file are relative to the file.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config or keys file that cannot be used. Its message names the fields and the rule,
+    never the values: a key pasted where its hash belongs must not reach a log line."""
 
 
 class _Config(BaseModel):
@@ -44,6 +52,12 @@ class ModelConfig(_Config):
     name: str = Field(min_length=1)
     aliases: list[str] = Field(default_factory=list)
     backends: list[BackendConfig] = Field(min_length=1)
+    max_model_len: int | None = Field(
+        default=None,
+        ge=1,
+        description="The model's context length in tokens, when known: a larger max_tokens is "
+        "refused by the gateway (400) instead of by the engine.",
+    )
 
 
 class KeyConfig(_Config):
@@ -53,16 +67,51 @@ class KeyConfig(_Config):
     name: str = Field(min_length=1, description="Who holds the key; labels metrics and logs.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the key.")
     models: list[str] | None = Field(
-        default=None, description="Allowed model names or aliases; absent: every model."
+        default=None,
+        description="Allowed model names or aliases. With `namespaces`, the key may use what "
+        "either allows; both absent: every model.",
+    )
+    namespaces: list[str] | None = Field(
+        default=None,
+        description="Allowed namespaces: the key may use the InferenceModels of these "
+        "namespaces (and only their backends, where a name is shared across namespaces).",
     )
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
+    max_concurrent_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests of this key in flight at once, per gateway process; absent: "
+        "`limits.max_concurrent_per_key`.",
+    )
+
+
+def check_unique_keys(keys: list[KeyConfig]) -> list[KeyConfig]:
+    """Refuse two keys with one name (they would share one allowlist cache and one set of
+    buckets) or one hash (only one of them could ever be matched).
+
+    Raises:
+        ValueError: naming the duplicated names (hashes are not shown).
+    """
+    names = [n for n, count in Counter(k.name for k in keys).items() if count > 1]
+    if names:
+        raise ValueError(f"key names must be unique; more than one key is named {names}")
+    hashes = Counter(k.sha256 for k in keys)
+    shared = sorted({k.name for k in keys if hashes[k.sha256] > 1})
+    if shared:
+        raise ValueError(f"keys {shared} have the same sha256: one key, one entry")
+    return keys
 
 
 class KeysFile(_Config):
     """The keys file (static mode) or the Secret's ``keys.yaml`` (Kubernetes mode)."""
 
     keys: list[KeyConfig] = Field(default_factory=list)
+
+    @field_validator("keys")
+    @classmethod
+    def _unique(cls, keys: list[KeyConfig]) -> list[KeyConfig]:
+        return check_unique_keys(keys)
 
 
 class AuthConfig(_Config):
@@ -81,6 +130,11 @@ class AuthConfig(_Config):
         default=None,
         description="Namespace of the keys Secret; default: the gateway's own (its pod's).",
     )
+
+    @field_validator("keys")
+    @classmethod
+    def _unique(cls, keys: list[KeyConfig]) -> list[KeyConfig]:
+        return check_unique_keys(keys)
 
 
 class PeersConfig(_Config):
@@ -119,6 +173,33 @@ class LimitsConfig(_Config):
     max_in_flight_per_backend: int = Field(
         default=256, ge=1, description="Over it on every backend of a model: 503 at once."
     )
+    max_concurrent_per_key: int = Field(
+        default=64,
+        ge=1,
+        description="Requests one API key may have in flight at once, per gateway process "
+        "(429 above); a key's `max_concurrent_requests` overrides it. Not applied with auth off.",
+    )
+    reserve_completion_tokens: int = Field(
+        default=512,
+        ge=1,
+        description="Tokens per-minute limits reserve for the answer of a request that sets no "
+        "max_tokens (settled to the real usage when it ends).",
+    )
+    max_n: int = Field(
+        default=16, ge=1, description="Largest `n` (choices per request); 400 above."
+    )
+    max_prompts: int = Field(
+        default=64, ge=1, description="Most prompts in one completions request; 400 above."
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="A request body must arrive whole within this (408)."
+    )
+    min_body_rate_bytes_s: float = Field(
+        default=1024.0,
+        ge=0,
+        description="A request body arriving slower than this on average, from its fifth "
+        "second on, is cut off (408); 0: off. Read when the server starts.",
+    )
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(
         default=600.0, gt=0, description="Longest silence from a backend mid-response."
@@ -135,24 +216,36 @@ class LimitsConfig(_Config):
     )
 
 
+class MetricsConfig(_Config):
+    """Where Prometheus reads the gateway's metrics: a port of their own, never the API's."""
+
+    port: int = Field(
+        default=9090,
+        ge=0,
+        le=65535,
+        description="Port of GET /metrics (on the API's host); 0: off. `--metrics-port` "
+        "overrides it. Read when the server starts.",
+    )
+
+
 class GatewayConfig(_Config):
     """The whole file."""
 
     models: list[ModelConfig] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 def load_config(path: Path | None) -> GatewayConfig:
     """Read the YAML file at ``path`` (``None``: defaults, no models).
 
     Raises:
-        pydantic.ValidationError: the file does not match :class:`GatewayConfig`.
+        ConfigError: the file is not YAML or does not match :class:`GatewayConfig`.
     """
     if path is None:
         return GatewayConfig()
-    doc: Any = yaml.safe_load(Path(path).read_text()) or {}
-    config = GatewayConfig.model_validate(doc)
+    config = _validate(GatewayConfig, Path(path).read_text())
     keys_file = config.auth.keys_file
     if keys_file is not None and not keys_file.is_absolute():
         auth = config.auth.model_copy(update={"keys_file": Path(path).parent / keys_file})
@@ -161,5 +254,35 @@ def load_config(path: Path | None) -> GatewayConfig:
 
 
 def load_keys(text: str) -> list[KeyConfig]:
-    """Parse a KeysFile document."""
-    return KeysFile.model_validate(yaml.safe_load(text) or {}).keys
+    """Parse a KeysFile document.
+
+    Raises:
+        ConfigError: not YAML, or not a :class:`KeysFile` (duplicate names included).
+    """
+    return _validate(KeysFile, text).keys
+
+
+def _validate(model: type[_Model], text: str) -> _Model:
+    """``text`` (YAML) as ``model``, with errors that name fields and rules, never values:
+    pydantic's and YAML's own messages quote the input (a YAML error, its whole line)."""
+    try:
+        doc: Any = yaml.safe_load(text) or {}
+        return model.model_validate(doc)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        marks = (
+            (getattr(exc, "context", None), getattr(exc, "context_mark", None)),
+            (problem, getattr(exc, "problem_mark", None)),
+        )
+        raise ConfigError(
+            ": ".join(
+                f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark else what
+                for what, mark in marks
+                if what
+            )
+        ) from None
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False, include_context=False)
+        raise ConfigError(
+            "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in errors)
+        ) from None

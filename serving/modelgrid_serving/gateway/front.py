@@ -82,7 +82,7 @@ def gateway_front(
     path.write_text(yaml.safe_dump(front_config(config, endpoints), sort_keys=False))
     log = work / "gateway.log"
     argv = [sys.executable, "-m", "modelgrid_serving.gateway", "--config", str(path)]
-    argv += ["--host", host, "--port", str(port)]
+    argv += ["--host", host, "--port", str(port), "--metrics-port", "0"]  # the pools': Serve's
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

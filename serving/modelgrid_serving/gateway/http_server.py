@@ -14,6 +14,10 @@ It does what the gateway needs of HTTP/1.1:
 - request bodies by ``content-length`` or chunked, handed to the application as they arrive,
   reading paused while more than 64 KiB waits unread; ``Expect: 100-continue`` answered when the
   application first asks for the body (so a 413 decided from the headers never invites it);
+  a body must arrive whole within ``body_timeout_s`` and, from its fifth second on, at no less
+  than ``min_body_rate_bytes_s`` on average (else 408, checked by the once-a-second sweep, not
+  per request; the grace spares a small body whose last packet was lost and sent again); chunked trailers are read and dropped, and what a chunked body carries besides
+  its data (trailers, chunk extensions) counts against the head bound (431);
 - responses framed by the application's ``content-length``, else by the length of a body sent in
   one message, else chunked (HTTP/1.1) or by closing the connection (HTTP/1.0); head and first
   body in one write; writes wait while the client's socket buffer is full (slow readers), and a
@@ -45,7 +49,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from ..errors import APIError, InvalidRequest, error_response
+from ..errors import APIError, InvalidRequest, RequestTimeout, error_response
 from .asgi import CANCEL_ON_DISCONNECT, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -58,6 +62,9 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LINGER_S = 5.0
 """How long a connection answered before its request body was read whole stays open, reading
 and dropping, before it closes."""
+BODY_RATE_GRACE_S = 5.0
+"""A request body's average rate is judged from this many seconds after its head on: a TCP
+retransmission or two must not cut off a small body sent at once."""
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _NO_BODY_STATUSES = frozenset({204, 304})
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
@@ -100,8 +107,10 @@ class _Request:
         "head_written",
         "keep_alive",
         "on_gone",
+        "received",
         "response_complete",
         "scope",
+        "started",
         "task",
         "unread",
         "waiter",
@@ -111,6 +120,10 @@ class _Request:
         self.conn, self.scope, self.keep_alive = conn, scope, keep_alive
         self.chunks: list[bytes] = []
         self.unread = 0
+        self.received = 0
+        """Body bytes read so far."""
+        self.started = 0.0
+        """When its application started (its body's clock)."""
         self.body_complete = False
         self.delivered = False
         """The last body message went to the application."""
@@ -134,6 +147,7 @@ class _Request:
     def body(self, data: bytes) -> None:
         self.chunks.append(data)
         self.unread += len(data)
+        self.received += len(data)
         self._wake()
 
     def complete(self) -> None:
@@ -257,6 +271,11 @@ class _Connection(asyncio.Protocol):
         """When the head being read began (0: none is): slow heads are cut off."""
         self.discarding = False
         """Answered early (see :meth:`finished`) or broken: what still arrives is dropped."""
+        self.framing: int | None = None
+        """Bytes of a chunked body that were neither data nor a chunk's header line since the
+        last chunk header: trailers and chunk extensions (``None``: no chunked body is read)."""
+        self.body_bytes = 0
+        self.chunk_headers = 0
         self.upgraded = False
         self.upgrade_body_left = 0
         self.write_paused = False
@@ -293,6 +312,9 @@ class _Connection(asyncio.Protocol):
         if self.upgraded:
             self._upgrade_body(data)
             return
+        framing = self.framing
+        if framing is not None:  # a chunked body is being read: see _count_framing
+            body, chunks = self.body_bytes, self.chunk_headers
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -305,6 +327,26 @@ class _Connection(asyncio.Protocol):
             self.refuse(cause)
         except httptools.HttpParserError as exc:
             self.refuse(InvalidRequest(f"Malformed HTTP request: {exc}.", code=MALFORMED))
+        else:
+            if framing is not None and self.framing is not None:
+                self._count_framing(framing + len(data) - (self.body_bytes - body), chunks)
+
+    def _count_framing(self, framing: int, chunks: int) -> None:
+        """Bound what a chunked body sends besides its data. A read that held a chunk header
+        restarts the count (the chunk sizes of a body in small chunks are not held against it);
+        the trailers come after the last one, so they are all counted, and llhttp's buffering of
+        one trailer line is bounded by one read on top of the bound."""
+        if self.chunk_headers != chunks:
+            self.framing = 0
+            return
+        self.framing = framing
+        if framing > self.server.max_head_bytes:
+            limit = self.server.max_head_bytes
+            self.refuse(
+                HeadersTooLarge(
+                    f"The request's trailers and chunk extensions are over {limit} bytes."
+                )
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -332,6 +374,8 @@ class _Connection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:
+            return  # a trailer of a chunked body: counted (see data_received), then dropped
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
@@ -379,8 +423,14 @@ class _Connection(asyncio.Protocol):
             self.queued.append(request)
             self.update_reading()
 
+    def on_chunk_header(self) -> None:
+        self.chunk_headers += 1
+        if self.framing is None:
+            self.framing = 0
+
     def on_body(self, body: bytes) -> None:
         assert self.incoming is not None
+        self.body_bytes += len(body)
         self.incoming.body(body)
         if self.incoming.unread > _BODY_HIGH_WATER:
             self.update_reading()
@@ -388,6 +438,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         assert self.incoming is not None
         self.in_head = True
+        self.framing = None
         if self.upgrade_body_left:
             return  # llhttp's "complete" before the body of an upgrade request: not yet
         self.incoming.complete()
@@ -495,8 +546,30 @@ class _Connection(asyncio.Protocol):
             return False
         return now - self.last_active > server.keepalive_timeout_s
 
+    def body_overdue(self, now: float) -> APIError | None:
+        """The 408 for the running request's body if it is late or too slow, else ``None``.
+        Not while reading is paused: then the application, not the client, is behind."""
+        request = self.current
+        if request is None or request.body_complete or request is not self.incoming:
+            return None
+        if self.reading_paused:
+            return None
+        server, elapsed = self.server, now - request.started
+        if elapsed > server.body_timeout_s:
+            return RequestTimeout(
+                f"The request body did not arrive within {server.body_timeout_s:g} seconds."
+            )
+        rate = server.min_body_rate_bytes_s
+        if elapsed > BODY_RATE_GRACE_S and request.received < rate * elapsed:
+            return RequestTimeout(
+                f"The request body arrived at {request.received / elapsed:.0f} bytes/s, "
+                f"slower than the minimum of {rate:g} bytes/s."
+            )
+        return None
+
     def _start(self, request: _Request) -> None:
         self.current = request
+        request.started = self.last_active
         task = request.task = self.loop.create_task(self._run(request))
         self.server.tasks.add(task)
         task.add_done_callback(self.server.tasks.discard)
@@ -551,6 +624,10 @@ class HTTPServer:
             (a client trickling bytes would otherwise hold it forever).
         write_timeout_s: A client that reads nothing of an answer for this long (its socket
             buffer full) is disconnected, which cancels the answer's application.
+        body_timeout_s: A request body not read whole this long after its head is cut off with
+            a 408 (the application sees the client leave).
+        min_body_rate_bytes_s: Likewise a body arriving slower than this on average, once it
+            has had :data:`BODY_RATE_GRACE_S`; 0: no minimum.
     """
 
     def __init__(
@@ -561,8 +638,12 @@ class HTTPServer:
         max_head_bytes: int = 64 * 1024,
         head_timeout_s: float = 30.0,
         write_timeout_s: float = 60.0,
+        body_timeout_s: float = 30.0,
+        min_body_rate_bytes_s: float = 1024.0,
     ) -> None:
         self.app = app
+        self.body_timeout_s = body_timeout_s
+        self.min_body_rate_bytes_s = min_body_rate_bytes_s
         self.keepalive_timeout_s = keepalive_timeout_s
         self.max_head_bytes = max_head_bytes
         self.head_timeout_s = head_timeout_s
@@ -607,10 +688,15 @@ class HTTPServer:
             task.cancel()
 
     async def _sweep(self) -> None:
-        """Close expired connections (idle keep-alive, slow heads), once a second."""
+        """Close expired connections (idle keep-alive, slow heads) and cut off late or slow
+        request bodies, once a second."""
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for conn in list(self.connections):
-                if conn.transport is not None and conn.expired(now):
+                if conn.transport is None:
+                    continue
+                if conn.expired(now):
                     conn.transport.close()
+                elif not conn.discarding and (overdue := conn.body_overdue(now)) is not None:
+                    conn.refuse(overdue)

@@ -1,10 +1,15 @@
-"""Per-key rate limits: requests per minute and tokens per minute, as token buckets.
+"""Per-key limits: requests per minute and tokens per minute as token buckets, and requests in
+flight at once.
 
-Each limit is a bucket holding up to one minute's allowance, refilled continuously. A request
-needs one request-token and a token bucket above zero; it is charged its real token usage when
-it ends (usage reported by the backend, else an estimate), so a long answer pushes the bucket
-below zero and the next request waits. Refusals say when to retry (``Retry-After``) and every
-answer carries OpenAI's ``x-ratelimit-*`` headers. Pure: the clock is passed in.
+Each per-minute limit is a bucket holding up to one minute's allowance, refilled continuously. A
+request needs one request-token, and its token reservation (the prompt's estimate plus its
+``max_tokens``, or a default, capped at the bucket's capacity) taken out of the token bucket at
+admission: so concurrent requests cannot all be admitted against one allowance. When it ends
+the reservation is settled to its real usage (reported by the backend, else an estimate): the
+difference goes back, or a long answer pushes the bucket below zero and the next request waits.
+A key's requests in flight are counted from admission to settlement, and refused over its bound.
+Refusals say when to retry (``Retry-After``) and every answer carries OpenAI's ``x-ratelimit-*``
+headers. Pure: the clock is passed in; the reservation is arithmetic on the key's bucket.
 
 Several gateway processes share a key's allowance (see :mod:`.peers`): each counts what it
 consumed itself (:attr:`RateLimiter.consumed`, running totals) and takes what its peers
@@ -17,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import RateLimited
+from ..errors import ConcurrencyLimited, RateLimited
 from .auth import KeyPolicy
 
 
@@ -65,6 +70,8 @@ class RateLimiter:
         self._tokens: dict[str, Bucket] = {}
         self._owed_requests: dict[str, float] = {}
         self._owed_tokens: dict[str, float] = {}
+        self._active: dict[str, int] = {}
+        """key name -> requests admitted and not yet settled (keys with a bound only)."""
         self.consumed: dict[str, list[int]] = {}
         """key name -> [requests, tokens] this process admitted and charged since it started
         (keys with limits only): what its peers read."""
@@ -99,17 +106,36 @@ class RateLimiter:
         totals[0] += requests
         totals[1] += tokens
 
-    def admit(self, policy: KeyPolicy, *, now: float) -> dict[str, str]:
-        """Take one request from the key's allowance.
+    def admit(self, policy: KeyPolicy, *, now: float, reserve: int = 0) -> dict[str, str]:
+        """Take one request, and ``reserve`` tokens, from the key's allowance; count it in flight.
+
+        Every admitted request must be settled (:meth:`settle`) once, whatever its outcome.
+
+        Args:
+            policy: The caller's key.
+            now: The clock.
+            reserve: Tokens to hold for the request (ignored without a tokens limit); at least
+                one, at most the bucket's capacity (a request larger than a minute's allowance
+                needs a full bucket).
 
         Returns:
             The ``x-ratelimit-*`` headers for the answer (empty for a key without limits).
 
         Raises:
             RateLimited: a limit is exhausted (429, ``Retry-After`` and the same headers).
+            ConcurrencyLimited: the key has ``max_concurrent`` requests in flight (429).
         """
         headers: dict[str, str] = {}
         requests = tokens = None
+        bound = policy.max_concurrent
+        active = 0
+        if bound is not None:
+            active = self._active.get(policy.name, 0)
+            if active >= bound:
+                raise ConcurrencyLimited(
+                    f"Concurrency limit reached for key '{policy.name}': {bound} requests in "
+                    "flight. Retry when one of them has ended.",
+                )
         if policy.requests_per_minute:
             requests = self._bucket(
                 self._requests, self._owed_requests, policy.name, policy.requests_per_minute, now
@@ -126,8 +152,9 @@ class RateLimiter:
                 kind="requests",
                 headers={"Retry-After": str(max(1, math.ceil(wait))), **_headers(requests, tokens)},
             )
-        if tokens is not None and tokens.level <= 0:
-            wait = tokens.seconds_until(1)
+        need = self.reservation(policy, reserve)
+        if tokens is not None and tokens.level < need:
+            wait = tokens.seconds_until(need)
             raise RateLimited(
                 f"Rate limit reached for key '{policy.name}': "
                 f"{policy.tokens_per_minute} tokens per minute. Retry in {wait:.1f}s.",
@@ -137,17 +164,42 @@ class RateLimiter:
         if requests is not None:
             requests.level -= 1
             self._count(policy.name, 1, 0)
+        if tokens is not None:
+            tokens.level -= need
+        if bound is not None:
+            self._active[policy.name] = active + 1
         headers.update(_headers(requests, tokens))
         return headers
 
-    def charge(self, policy: KeyPolicy, tokens: int, *, now: float) -> None:
-        """Charge ``tokens`` (prompt + completion) to the key once its request ended."""
-        if policy.tokens_per_minute and tokens > 0:
+    def reservation(self, policy: KeyPolicy, reserve: int) -> int:
+        """What :meth:`admit` takes for ``reserve`` (what :meth:`settle` gives back)."""
+        if not policy.tokens_per_minute:
+            return 0
+        return min(max(reserve, 1), policy.tokens_per_minute)
+
+    def settle(self, policy: KeyPolicy, *, reserved: int, used: int, now: float) -> None:
+        """End an admitted request: its token reservation becomes its real usage ``used``
+        (prompt + completion), and it leaves the key's requests in flight.
+
+        Args:
+            policy: The key it was admitted for.
+            reserved: What admission reserved (:meth:`reservation` of its ``reserve``).
+            used: Its real token usage.
+            now: The clock.
+        """
+        if policy.max_concurrent is not None:
+            active = self._active.get(policy.name, 0)
+            if active > 1:
+                self._active[policy.name] = active - 1
+            else:
+                self._active.pop(policy.name, None)
+        if policy.tokens_per_minute:
             bucket = self._bucket(
                 self._tokens, self._owed_tokens, policy.name, policy.tokens_per_minute, now
             )
-            bucket.level -= tokens
-            self._count(policy.name, 0, tokens)
+            bucket.level += reserved - max(used, 0)
+            if used > 0:
+                self._count(policy.name, 0, used)
 
 
 def _headers(requests: Bucket | None, tokens: Bucket | None) -> dict[str, str]:

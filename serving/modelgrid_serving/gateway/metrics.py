@@ -1,8 +1,12 @@
 """The gateway's Prometheus metrics: the ``modelgrid_gateway_*`` families of the vocabulary
 (:mod:`modelgrid_serving.metrics`, which says why the gateway and the replicas do not share
-names). Labels are bounded: model (served canonical names), pool, route, status, key name (never
-the key). A request refused before any backend has ``pool="-"``; one refused before its model is
-known, ``model="-"``.
+names). Labels are bounded: model (served canonical names), pool, route, status, key name (the
+``name`` configured for a key, never the key, and only once the key was recognised). A request
+refused before any backend has ``pool="-"``; one refused before its model is known, ``model="-"``.
+
+They are served by :class:`MetricsApp` on a port of their own: key names and per-model traffic
+are for the operator's Prometheus, not for whoever reaches the API (the chart's Ingress routes
+only the API port).
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from ..errors import MethodNotAllowed, RouteNotFound
 from ..metrics import CONTENT_TYPE, GATEWAY, build_families
+from .asgi import Receive, Scope, Send, send_body, send_error
 
-__all__ = ["CONTENT_TYPE", "NO_POOL", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE", "NO_POOL", "GatewayMetrics", "MetricsApp"]
 
 NO_POOL = "-"
 """The pool label of requests that reached no backend."""
@@ -90,3 +96,21 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
         return generate_latest(self.registry)
+
+
+class MetricsApp:
+    """The ASGI application of the metrics port: ``GET /metrics`` and nothing else."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/metrics":
+            await send_error(send, RouteNotFound(f"No route {scope['method']} {scope['path']}."))
+        elif scope["method"] not in ("GET", "HEAD"):
+            await send_error(send, MethodNotAllowed("/metrics: use GET."), [(b"allow", b"GET")])
+        else:
+            headers = [(b"content-type", CONTENT_TYPE.encode())]
+            await send_body(send, 200, self.metrics.render(), headers)

@@ -33,6 +33,8 @@ class Backend:
     upstream_model: str | None = None
     """The name to send upstream when it differs from the served name."""
     api_key: str | None = None
+    namespace: str | None = None
+    """The namespace of the InferenceModel it serves (static backends: none)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,13 @@ class ModelEntry:
     created: int = 0
     statuses: tuple[ResourceStatus, ...] = ()
     """The InferenceModels' statuses (none for static models)."""
+    max_model_len: int | None = None
+    """The context length in tokens, when the source says it."""
+
+    @property
+    def namespaces(self) -> frozenset[str]:
+        """The namespaces of the InferenceModels behind this entry (static models: none)."""
+        return frozenset(s.resource.partition("/")[0] for s in self.statuses)
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,8 @@ class Route:
     model: str
     backends: tuple[Backend, ...]
     """Ready backends only; empty when the model is known but not ready."""
+    max_model_len: int | None = None
+    """The model's context length, when known: a larger ``max_tokens`` is refused."""
 
 
 @dataclass(frozen=True)
@@ -109,12 +120,19 @@ class RoutingTable:
     conflicts: tuple[str, ...] = ()
     """Names two models claimed, one line each (the first claim wins)."""
 
-    def resolve(self, requested: object) -> Route:
-        """The route for a request's ``model`` field.
+    def resolve(self, requested: object, allowed: Mapping[str, Route] | None = None) -> Route:
+        """The route for a request's ``model`` field, as the caller's key may use it.
+
+        The key's allowlist is applied before anything about the model is told: a model the
+        key may not use answers exactly as one that does not exist (404), ready or not.
+
+        Args:
+            requested: The request's ``model``.
+            allowed: What the key may use (:func:`allowed_routes`); ``None``: everything.
 
         Raises:
             InvalidRequest: ``model`` is missing or not a non-empty string.
-            ModelNotFound: no served name or alias matches (404).
+            ModelNotFound: no served name or alias matches, or not one the key may use (404).
             ModelNotReady: the model is known but has no ready backend (503, Retry-After).
         """
         if not isinstance(requested, str) or not requested:
@@ -122,6 +140,8 @@ class RoutingTable:
                 "'model' is a required property (a served model name)", param="model"
             )
         route = self.routes.get(requested)
+        if route is not None and allowed is not None:
+            route = allowed.get(route.model)
         if route is None:
             raise ModelNotFound(requested)
         if not route.backends:
@@ -165,6 +185,10 @@ def build_table(
             source=f"{prior.source},{entry.source}",
             created=min(prior.created, entry.created) if prior.created else entry.created,
             statuses=(*prior.statuses, *entry.statuses),
+            max_model_len=min(
+                (n for n in (prior.max_model_len, entry.max_model_len) if n is not None),
+                default=None,
+            ),
         )
 
     owners: dict[str, str] = {}
@@ -180,7 +204,7 @@ def build_table(
     routes: dict[str, Route] = {}
     for name, entry in merged.items():
         ready = tuple(b for b in entry.backends if b.ready and b.url not in down)
-        route = Route(model=name, backends=ready)
+        route = Route(model=name, backends=ready, max_model_len=entry.max_model_len)
         for served in (name, *entry.aliases):
             if owners[served] == name:
                 routes[served] = route
@@ -213,11 +237,32 @@ def allowed_models(table: RoutingTable, names: Iterable[str]) -> frozenset[str]:
     return frozenset(table.routes[n].model if n in table.routes else n for n in names)
 
 
-def filter_listing(table: RoutingTable, models: frozenset[str]) -> bytes:
-    """The listing restricted to the given canonical models (every served name of each)."""
+def allowed_routes(
+    table: RoutingTable, models: Iterable[str] | None, namespaces: frozenset[str] | None
+) -> dict[str, Route]:
+    """What a key with these allowlists may use: canonical model -> its route for the key.
+
+    A model the ``models`` allowlist designates keeps its whole route. A model served from an
+    allowed namespace is allowed with the backends of those namespaces only: where one name is
+    shared across namespaces, a key of team-a never reaches team-b's replicas.
+    """
+    names = allowed_models(table, models or ())
+    out: dict[str, Route] = {}
+    for model, entry in table.models.items():
+        route = table.routes[model]
+        if model in names:
+            out[model] = route
+        elif namespaces and entry.namespaces & namespaces:
+            backends = tuple(b for b in route.backends if b.namespace in namespaces)
+            out[model] = Route(model=model, backends=backends, max_model_len=route.max_model_len)
+    return out
+
+
+def filter_listing(table: RoutingTable, allowed: Mapping[str, Route]) -> bytes:
+    """The listing restricted to what ``allowed`` (:func:`allowed_routes`) makes ready."""
     cards = [
         json.loads(body)
         for served, body in table.cards.items()
-        if table.routes[served].model in models
+        if (route := allowed.get(table.routes[served].model)) is not None and route.backends
     ]
     return json.dumps({"object": "list", "data": cards}, separators=(",", ":")).encode()

@@ -15,6 +15,7 @@ from pathlib import Path
 from .app import Gateway
 from .config import load_config
 from .http_server import HTTPServer
+from .metrics import MetricsApp
 from .state import GatewayState
 
 SHUTDOWN_GRACE_S = 5.0
@@ -40,6 +41,7 @@ def serve(
     port: int,
     kubernetes: bool,
     namespaces: Sequence[str] = (),
+    metrics_port: int | None = None,
 ) -> None:
     """Serve the gateway on ``host:port`` until SIGINT or SIGTERM. Blocks.
 
@@ -51,9 +53,11 @@ def serve(
             credentials, else the kubeconfig).
         namespaces: Watch only these namespaces (empty: all namespaces). The keys Secret is
             read from ``auth.secret_namespace``, else the gateway pod's own namespace.
+        metrics_port: Port of ``GET /metrics`` on ``host`` (0: off); ``None``: the config
+            file's ``metrics.port``.
 
     Raises:
-        pydantic.ValidationError: the config file is invalid.
+        ConfigError: the config file (or its keys file) is invalid.
     """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -65,15 +69,33 @@ def serve(
 
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(app, host, port))
+        runner.run(_serve(app, host, port, metrics_port))
 
 
-async def _serve(app: Gateway, host: str, port: int) -> None:
-    """Start the state (sources, probes), listen, and on SIGINT/SIGTERM stop in order."""
+def build_servers(app: Gateway) -> tuple[HTTPServer, HTTPServer]:
+    """The API's server, with the config's bounds on request bodies, and the metrics' server
+    (:class:`~.metrics.MetricsApp`, for a port of its own). Neither listens yet."""
+    limits = app.state.limits
+    api = HTTPServer(
+        app,
+        body_timeout_s=limits.body_timeout_s,
+        min_body_rate_bytes_s=limits.min_body_rate_bytes_s,
+    )
+    return api, HTTPServer(MetricsApp(app.state.metrics))
+
+
+async def _serve(app: Gateway, host: str, port: int, metrics_port: int | None) -> None:
+    """Start the state (sources, probes), listen (the API, and the metrics on their own port),
+    and on SIGINT/SIGTERM stop in order."""
     await app.state.startup()
-    server = HTTPServer(app)
+    server, metrics_server = build_servers(app)
+    if metrics_port is None:
+        metrics_port = app.state.config.metrics.port
+    metrics = metrics_server if metrics_port else None
     try:
         await server.start(host, port)
+        if metrics is not None:
+            await metrics.start(host, metrics_port)
         # What startup built (imports, routing table, metrics) lives as long as the process:
         # out of the collector's sight, so that its full collections under load do not walk it
         # (measured: the collector was 15% of the gateway's CPU at 32 concurrent clients).
@@ -86,4 +108,6 @@ async def _serve(app: Gateway, host: str, port: int) -> None:
         await stop.wait()
     finally:
         await server.stop(grace_s=SHUTDOWN_GRACE_S)
+        if metrics is not None:
+            await metrics.stop(grace_s=0)
         await app.state.shutdown()

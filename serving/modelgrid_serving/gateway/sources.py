@@ -50,6 +50,7 @@ def static_entries(config: GatewayConfig, *, created: int) -> list[ModelEntry]:
             ),
             source="static",
             created=created,
+            max_model_len=m.max_model_len,
         )
         for m in config.models
     ]
@@ -112,7 +113,8 @@ def entry_from_inferencemodel(obj: InferenceModelView) -> ModelEntry:
         )
         for p in status.get("pools") or []
     )
-    backends = _backends(status, pools)
+    backends = _backends(status, pools, meta.get("namespace"))
+    max_model_len = (spec.get("engineArgs") or {}).get("maxModelLen")
     return ModelEntry(
         name=names[0],
         aliases=tuple(n for n in names[1:] if n != names[0]),
@@ -121,6 +123,7 @@ def entry_from_inferencemodel(obj: InferenceModelView) -> ModelEntry:
         source=f"kubernetes:{meta.get('namespace', '')}/{meta.get('name', '')}",
         created=_created(meta.get("creationTimestamp")),
         statuses=(_resource_status(meta, status),),
+        max_model_len=max_model_len if isinstance(max_model_len, int) else None,
     )
 
 
@@ -146,13 +149,16 @@ def _resource_status(meta: Mapping[str, Any], status: StatusView) -> ResourceSta
     )
 
 
-def _backends(status: StatusView, pools: tuple[PoolInfo, ...]) -> tuple[Backend, ...]:
+def _backends(
+    status: StatusView, pools: tuple[PoolInfo, ...], namespace: str | None
+) -> tuple[Backend, ...]:
     serving = status.get("phase") in SERVING_PHASES
     per_pool = [
         Backend(
             url=p["endpoint"].rstrip("/") + "/v1",
             pool=p.get("name") or "default",
             ready=serving and int(p.get("readyReplicas") or 0) > 0,
+            namespace=namespace,
         )
         for p in status.get("pools") or []
         if p.get("endpoint")
@@ -164,7 +170,7 @@ def _backends(status: StatusView, pools: tuple[PoolInfo, ...]) -> tuple[Backend,
         return ()
     ready = serving and int(status.get("readyReplicas") or 0) > 0
     label = "+".join(p.name for p in pools) or "default"
-    return (Backend(url=endpoint.rstrip("/"), pool=label, ready=ready),)
+    return (Backend(url=endpoint.rstrip("/"), pool=label, ready=ready, namespace=namespace),)
 
 
 def entries_from_inferencemodels(

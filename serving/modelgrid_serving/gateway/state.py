@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -21,12 +21,12 @@ import aiohttp
 
 from .auth import KeyPolicy, KeyRing
 from .balancer import Balancer
-from .config import GatewayConfig, KeyConfig, load_config, load_keys
+from .config import GatewayConfig, KeyConfig, check_unique_keys, load_config, load_keys
 from .limits import RateLimiter
 from .live import LiveFigures
 from .metrics import GatewayMetrics
 from .peers import PEER_SECRET_ENV, PEER_SECRET_FILE_ENV, PeerSync, read_peer_secret
-from .routing import ModelEntry, RoutingTable, allowed_models, build_table
+from .routing import ModelEntry, Route, RoutingTable, allowed_routes, build_table
 from .sources import NamespacedModels, keys_from_secret, static_entries
 from .upstream import Upstream
 
@@ -79,13 +79,16 @@ class GatewayState:
             if peers.enabled
             else None
         )
-        self.keys = KeyRing((), enabled=config.auth.enabled)
+        self.keys = KeyRing(
+            (), enabled=config.auth.enabled, max_concurrent=config.limits.max_concurrent_per_key
+        )
         self.table = RoutingTable()
         self.counters: dict[str, ModelCounters] = {}
         self._entries: dict[str, list[ModelEntry]] = {}
         self._down: set[str] = set()
         self._key_sources: dict[str, list[KeyConfig]] = {}
-        self._allowed: dict[str, frozenset[str] | None] = {}
+        self._allowed: dict[str, dict[str, Route]] = {}
+        """key name -> what it may use (names are unique), for the current table and keys."""
         self.pending_sources: set[str] = set()
         self.session: aiohttp.ClientSession | None = None
         """For the gateway's own calls: health probes, GPU info, peers."""
@@ -94,18 +97,22 @@ class GatewayState:
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[Any] = []
         self._started = time.time()
-        self._apply_static(config)
+        self._apply_static(config, initial=True)
 
     # ---- table and key updates -----------------------------------------------------------
 
-    def _apply_static(self, config: GatewayConfig) -> None:
+    def _apply_static(self, config: GatewayConfig, *, initial: bool = False) -> None:
+        """Take a (re)loaded config file. A keys file that cannot be used stops the gateway at
+        start (``initial``) and is logged and ignored on reload (the previous keys stay)."""
         self.config = config
         self._entries["static"] = static_entries(config, created=int(self._started))
         self._set_keys("inline", list(config.auth.keys))
         if config.auth.keys_file is not None:
             try:
-                self._set_keys("file", load_keys(config.auth.keys_file.read_text()))
-            except Exception as exc:  # noqa: BLE001 - keep the previous keys, say why
+                self._set_keys("file", load_keys(config.auth.keys_file.read_text()), strict=True)
+            except (OSError, ValueError) as exc:  # ConfigError: its message shows no value
+                if initial:
+                    raise
                 logger.error(
                     "keys file %s: %s; keeping the previous keys", config.auth.keys_file, exc
                 )
@@ -117,10 +124,29 @@ class GatewayState:
         self.pending_sources.discard(source)
         self._rebuild()
 
-    def _set_keys(self, source: str, keys: list[KeyConfig]) -> None:
-        self._key_sources[source] = keys
+    def _set_keys(self, source: str, keys: list[KeyConfig], *, strict: bool = False) -> None:
+        """Replace one source's keys. Names must stay unique across every source: a source
+        that would repeat one is refused (``strict``: raised, else logged), and the previous
+        keys stay.
+
+        Raises:
+            ValueError: ``strict`` and a key name or hash is already another source's.
+        """
+        sources = {**self._key_sources, source: keys}
+        try:
+            check_unique_keys(list(chain(*sources.values())))
+        except ValueError as exc:
+            if strict:
+                raise
+            logger.error("keys from %s: %s; keeping the previous keys", source, exc)
+            return
+        self._key_sources = sources
         self.pending_sources.discard(source)
-        self.keys = KeyRing(chain(*self._key_sources.values()), enabled=self.config.auth.enabled)
+        self.keys = KeyRing(
+            chain(*sources.values()),
+            enabled=self.config.auth.enabled,
+            max_concurrent=self.limits.max_concurrent_per_key,
+        )
         self._allowed.clear()
 
     def _rebuild(self) -> None:
@@ -133,12 +159,16 @@ class GatewayState:
             if name == route.model:
                 self.metrics.backends_ready.labels(name).set(len(route.backends))
 
-    def allowed_for(self, policy: KeyPolicy) -> frozenset[str] | None:
-        if policy.models is None:
+    def allowed_for(self, policy: KeyPolicy) -> Mapping[str, Route] | None:
+        """What ``policy`` may use in the current table (canonical model -> its route for the
+        key); ``None``: everything. Computed once per key and table."""
+        if not policy.restricted:
             return None
         allowed = self._allowed.get(policy.name)
         if allowed is None:
-            allowed = self._allowed[policy.name] = allowed_models(self.table, policy.models)
+            allowed = self._allowed[policy.name] = allowed_routes(
+                self.table, policy.models, policy.namespaces
+            )
         return allowed
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -296,14 +326,26 @@ class GatewayState:
             self._apply_static(config)
             logger.info("config reloaded: %d static models", len(config.models))
 
-    def stats(self) -> dict[str, Any]:
-        """``/v1/stats``: per model, its pools, backends, load and what it served."""
+    def stats(self, allowed: Mapping[str, Route] | None = None) -> dict[str, Any]:
+        """``/v1/stats``: per model, its pools, backends, load and what it served.
+
+        Args:
+            allowed: What the caller's key may use (:meth:`allowed_for`); ``None``: everything.
+                A model allowed by namespace shows only the backends of those namespaces.
+        """
         models = []
         for name, entry in self.table.models.items():
             route = self.table.routes[name]
+            shown = entry.backends
+            if allowed is not None:
+                own = allowed.get(name)
+                if own is None:
+                    continue
+                if own is not route:
+                    shown = own.backends
             counters = self.counters.get(name, ModelCounters())
             backends = []
-            for i, backend in enumerate(entry.backends):
+            for i, backend in enumerate(shown):
                 state = self.balancer.state(backend.url)
                 backends.append(
                     {

@@ -115,7 +115,7 @@ class Servers:
         env: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> Gateway:
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         path = self.work / f"{name}-{port}.yaml"
         path.write_text(yaml.safe_dump(config))
         argv = [
@@ -126,6 +126,8 @@ class Servers:
             str(path),
             "--port",
             str(port),
+            "--metrics-port",
+            str(metrics_port),
             *extra_args,
         ]
         server = Server(
@@ -137,7 +139,9 @@ class Servers:
         )
         self.started.append(server)
         server.start().wait_ready("/health")
-        return Gateway(server=server, config_path=path)
+        return Gateway(
+            server=server, config_path=path, metrics_url=f"http://127.0.0.1:{metrics_port}"
+        )
 
     def stop_all(self) -> None:
         for server in reversed(self.started):
@@ -148,6 +152,8 @@ class Servers:
 class Gateway:
     server: Server
     config_path: Path
+    metrics_url: str
+    """Where its ``GET /metrics`` answers: a port of its own, not the API's."""
 
     @property
     def url(self) -> str:

@@ -122,7 +122,8 @@ def test_health_ready_info_metrics_stats(gateway: Gateway) -> None:
     info = httpx.get(gateway.url + "/").json()
     assert info["role"] == "gateway" and "/v1/chat/completions" in info["endpoints"]
     httpx.post(gateway.v1 + "/chat/completions", json=CHAT).raise_for_status()
-    metrics = httpx.get(gateway.url + "/metrics").text
+    assert httpx.get(gateway.url + "/metrics").status_code == 404  # its own port only
+    metrics = httpx.get(gateway.metrics_url + "/metrics").text
     for family in (
         "modelgrid_gateway_requests_total",
         "modelgrid_gateway_request_duration_seconds",
@@ -197,13 +198,13 @@ def test_missing_or_wrong_key_is_401(
     assert reply.model == "tiny"
 
 
-def test_allowlist_is_403_and_filters_the_listing(
+def test_allowlist_answers_as_unknown_and_filters_the_listing(
     keyed: tuple[Gateway, Path], check_schema: Callable[[str, Any], None]
 ) -> None:
     gw, _ = keyed
     resp = httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=bearer(BOB))
-    assert resp.status_code == 403
-    assert error_of(resp, check_schema)["code"] == "model_not_allowed"
+    assert resp.status_code == 404
+    assert error_of(resp, check_schema)["code"] == "model_not_found"
     assert [m["id"] for m in httpx.get(gw.v1 + "/models", headers=bearer(BOB)).json()["data"]] == [
         "tiny-b"
     ]
@@ -213,7 +214,7 @@ def test_allowlist_is_403_and_filters_the_listing(
     assert ok.status_code == 200
     with (
         openai.OpenAI(base_url=gw.v1, api_key=BOB, max_retries=0) as bob,
-        pytest.raises(openai.PermissionDeniedError),
+        pytest.raises(openai.NotFoundError),
     ):
         bob.chat.completions.create(model="tiny-chat", messages=CHAT["messages"])
 

@@ -120,7 +120,7 @@ def test_backend_killed_mid_stream_ends_only_its_stream_with_an_error(
     servers.mlx(tiny_model, port=int(d.url.rsplit(":", 1)[1]), name="mlx-d-again").wait_ready()
     wait_for(lambda: chat(gw, "solo-d").status_code == 200, timeout=15, what="solo-d back")
     assert listed(gw) == {"solo-d", "solo-e", "pair"}
-    metrics = httpx.get(gw.url + "/metrics").text
+    metrics = httpx.get(gw.metrics_url + "/metrics").text
     assert (
         'modelgrid_gateway_upstream_errors_total{kind="stream",model="solo-d",pool="d"} 1.0'
         in metrics
@@ -139,7 +139,7 @@ def test_client_disconnect_cancels_the_upstream_request(
         assert stats(gw)["solo-e"]["in_flight"] == 1
     # closed after the first event: the gateway notices, closes its upstream connection
     wait_for(lambda: stats(gw)["solo-e"]["in_flight"] == 0, timeout=3, what="in-flight to drop")
-    metrics = httpx.get(gw.url + "/metrics").text
+    metrics = httpx.get(gw.metrics_url + "/metrics").text
     assert (
         'modelgrid_gateway_requests_total{model="solo-e",pool="e",route="chat",status="499"} 1.0'
         in metrics

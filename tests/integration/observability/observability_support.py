@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from integration.gateway.gateway_support import Servers
+from integration.gateway.gateway_support import Gateway, Servers
 from local_stack import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -136,11 +136,11 @@ def prometheus(work: Path, jobs: dict[str, str]) -> Iterator[Prometheus]:
 
 
 @contextmanager
-def gateway(work: Path, config: dict[str, Any]) -> Iterator[str]:
-    """A gateway with a static config; yields its root URL."""
+def gateway(work: Path, config: dict[str, Any]) -> Iterator[Gateway]:
+    """A gateway with a static config (its API and its metrics port)."""
     servers = Servers(work)
     try:
-        yield servers.gateway(config).url
+        yield servers.gateway(config)
     finally:
         servers.stop_all()
 

@@ -181,12 +181,12 @@ def _scraped(tmp_path: Path, stack: Stack, operator_url: str) -> Iterator[tuple[
     backends = [{"url": stack.url + "/v1", "pool": POOL}]
     config = {"models": [{"name": stack.model, "backends": backends}]}
     with (
-        gateway(tmp_path, config) as gateway_url,
+        gateway(tmp_path, config) as gw,
         prometheus(
-            tmp_path, {"gateway": gateway_url, "replica": stack.url, "operator": operator_url}
+            tmp_path, {"gateway": gw.metrics_url, "replica": stack.url, "operator": operator_url}
         ) as prom,
     ):
-        yield gateway_url, prom
+        yield gw.url, prom
 
 
 async def test_every_dashboard_query_returns_data_from_a_real_prometheus(

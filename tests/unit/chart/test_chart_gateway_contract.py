@@ -84,6 +84,7 @@ def test_chart_gateway_cli_takes_the_chart_args(rendered, monkeypatch):
         "port": 8080,
         "kubernetes": True,
         "namespaces": (),
+        "metrics_port": 9090,
     }
 
 

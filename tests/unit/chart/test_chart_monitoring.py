@@ -82,7 +82,10 @@ def test_chart_servicemonitor_scrapes_the_gateway_service(rendered):
     assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (endpoint,) = spec["endpoints"]
     assert set(endpoint) == {"port", "path", "interval", "scrapeTimeout"}
-    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["port"] == "metrics"  # the metrics port: the API's no longer answers it
+    assert {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"} in (
+        service["spec"]["ports"]
+    )
     assert endpoint["path"] == "/metrics"
     assert endpoint["interval"] == "15s" and PROMETHEUS_DURATION.match(endpoint["scrapeTimeout"])
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"

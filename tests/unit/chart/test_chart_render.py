@@ -300,9 +300,13 @@ def test_chart_gateway_command_line(rendered):
         "--kubernetes",
         "--host=0.0.0.0",
         "--port=8080",
+        "--metrics-port=9090",
         "--config=/etc/modelgrid/gateway/config.yaml",
     ]
-    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080},
+        {"name": "metrics", "containerPort": 9090},
+    ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert {"name": "config", "mountPath": "/etc/modelgrid/gateway", "readOnly": True} in (

@@ -131,7 +131,7 @@ async def test_model_without_ready_backend_is_503_retry_after() -> None:
     assert json.loads((await call(app, "GET", "/v1/models"))[2])["data"] == []
 
 
-async def test_keys_401_403_and_filtered_listing() -> None:
+async def test_keys_401_404_and_filtered_listing() -> None:
     keys = [{"name": "ci", "sha256": hash_key(KEY), "models": ["other"]}]
     app = make_gateway(auth={"enabled": True, "keys": keys})
     status, _, body = await call(app, "GET", "/v1/models")
@@ -140,7 +140,7 @@ async def test_keys_401_403_and_filtered_listing() -> None:
     status, _, body = await call(app, "GET", "/v1/models", headers=auth)
     assert status == 200 and json.loads(body)["data"] == []
     status, _, body = await call(app, "POST", "/v1/chat/completions", b'{"model": "chat"}', auth)
-    assert (status, error_code(body)) == (403, "model_not_allowed")
+    assert (status, error_code(body)) == (404, "model_not_found")  # as if it did not exist
     assert (await call(app, "GET", "/health"))[0] == 200  # probes need no key
 
 

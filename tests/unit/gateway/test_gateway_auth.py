@@ -1,12 +1,12 @@
-"""API keys: hashed, Bearer only, 401 without or with a wrong key, 403 outside the allowlist."""
+"""API keys: hashed, Bearer only, 401 without or with a wrong key; what a key entry becomes."""
 
 from __future__ import annotations
 
 import hashlib
 
 import pytest
-from modelgrid_serving.errors import PermissionDenied, Unauthorized, error_response
-from modelgrid_serving.gateway.auth import ANONYMOUS, KeyRing, authorize, hash_key
+from modelgrid_serving.errors import Unauthorized, error_response
+from modelgrid_serving.gateway.auth import ANONYMOUS, KeyRing, hash_key
 from modelgrid_serving.gateway.config import KeyConfig
 
 pytestmark = pytest.mark.unit
@@ -45,16 +45,16 @@ def test_authenticate_when_disabled_is_anonymous() -> None:
     assert KeyRing([], enabled=False).authenticate(None) is ANONYMOUS
 
 
-def test_authorize_outside_allowlist_is_403() -> None:
-    policy = make_ring(models=["llama"]).authenticate(f"Bearer {SECRET}".encode())
-    authorize(policy, frozenset({"llama"}), "llama")
-    with pytest.raises(PermissionDenied) as caught:
-        authorize(policy, frozenset({"llama"}), "qwen")
-    assert error_response(caught.value).status_code == 403
-
-
-def test_authorize_without_allowlist_allows_all() -> None:
-    authorize(ANONYMOUS, None, "anything")
+def test_a_key_entry_becomes_its_policy() -> None:
+    key = KeyConfig(name="alice", sha256=hash_key(SECRET), models=["llama"], namespaces=["team-a"])
+    policy = KeyRing([key], enabled=True, max_concurrent=7).authenticate(
+        f"Bearer {SECRET}".encode()
+    )
+    assert policy.restricted and policy.models == {"llama"} and policy.namespaces == {"team-a"}
+    assert policy.max_concurrent == 7  # the default, where the key sets none
+    own = KeyConfig(name="bob", sha256=hash_key("sk-b"), max_concurrent_requests=2)
+    assert KeyRing([own], enabled=True).authenticate(b"Bearer sk-b").max_concurrent == 2
+    assert not ANONYMOUS.restricted and ANONYMOUS.max_concurrent is None
 
 
 def test_key_config_refuses_a_plain_key() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from modelgrid_serving.errors import RateLimited, error_response
+from modelgrid_serving.errors import ConcurrencyLimited, RateLimited, error_response
 from modelgrid_serving.gateway.auth import KeyPolicy
 from modelgrid_serving.gateway.limits import RateLimiter, format_reset
 
@@ -40,16 +40,24 @@ def test_requests_refill_continuously() -> None:
     limiter.admit(policy, now=1.0)  # one per second
 
 
-def test_tokens_per_minute_charges_usage_after_the_request() -> None:
+def test_tokens_per_minute_reserves_at_admission_and_settles_to_usage() -> None:
     limiter, policy = RateLimiter(), KeyPolicy(name="k", tokens_per_minute=600)
-    headers = limiter.admit(policy, now=0)
-    assert headers["x-ratelimit-remaining-tokens"] == "600"
-    limiter.charge(policy, 700, now=0)  # over budget: the bucket goes below zero
+    headers = limiter.admit(policy, now=0, reserve=100)
+    assert headers["x-ratelimit-remaining-tokens"] == "500"
+    limiter.settle(policy, reserved=100, used=700, now=0)  # over budget: below zero
     with pytest.raises(RateLimited) as caught:
         limiter.admit(policy, now=5)  # 5 s refill 50 tokens: still -50
     assert caught.value.type == "tokens"
     assert caught.value.headers["Retry-After"] == "6"  # to +1 token at 10 tokens/s: 5.1 s
     limiter.admit(policy, now=10.1)
+
+
+def test_a_reservation_larger_than_the_allowance_needs_a_full_bucket() -> None:
+    limiter, policy = RateLimiter(), KeyPolicy(name="k", tokens_per_minute=600)
+    assert limiter.reservation(policy, 5000) == 600
+    limiter.admit(policy, now=0, reserve=600)
+    limiter.settle(policy, reserved=600, used=20, now=0)  # the unused part comes back
+    assert limiter.admit(policy, now=0, reserve=500)["x-ratelimit-remaining-tokens"] == "80"
 
 
 def test_limits_are_per_key() -> None:
@@ -68,6 +76,24 @@ def test_a_changed_limit_starts_a_fresh_bucket() -> None:
     limiter = RateLimiter()
     limiter.admit(KeyPolicy(name="k", requests_per_minute=1), now=0)
     limiter.admit(KeyPolicy(name="k", requests_per_minute=5), now=0)
+
+
+def test_concurrent_requests_are_bounded_per_key_and_released_when_settled() -> None:
+    limiter = RateLimiter()
+    alice, bob = KeyPolicy(name="alice", max_concurrent=2), KeyPolicy(name="bob", max_concurrent=2)
+    limiter.admit(alice, now=0)
+    limiter.admit(alice, now=0)
+    with pytest.raises(ConcurrencyLimited) as caught:
+        limiter.admit(alice, now=0)
+    reply = error_response(caught.value)
+    assert (reply.status_code, reply.content()["error"]["code"]) == (
+        429,
+        "concurrency_limit_exceeded",
+    )
+    assert reply.headers["Retry-After"] == "1"
+    limiter.admit(bob, now=0)  # another key's slots are its own
+    limiter.settle(alice, reserved=0, used=0, now=0)
+    limiter.admit(alice, now=0)
 
 
 @pytest.mark.parametrize(

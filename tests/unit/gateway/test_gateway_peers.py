@@ -35,7 +35,7 @@ def test_limiter_counts_what_it_admits_and_charges() -> None:
     limiter = RateLimiter()
     limiter.admit(POLICY, now=0)
     limiter.admit(POLICY, now=0)
-    limiter.charge(POLICY, 120, now=0)
+    limiter.settle(POLICY, reserved=0, used=120, now=0)
     limiter.admit(KeyPolicy(name="free"), now=0)  # no limits: nothing to share
     assert limiter.consumed == {"team": [2, 120]}
 

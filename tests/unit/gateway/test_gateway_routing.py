@@ -10,6 +10,7 @@ from modelgrid_serving.gateway.routing import (
     Backend,
     ModelEntry,
     allowed_models,
+    allowed_routes,
     build_table,
     filter_listing,
 )
@@ -100,9 +101,8 @@ def test_build_table_alias_never_shadows_a_model_name() -> None:
 
 def test_filter_listing_keeps_allowed_models_under_every_name() -> None:
     table = build_table([make_entry("llama", "chat"), make_entry("qwen")])
-    allowed = allowed_models(table, ["chat"])
-    assert allowed == {"llama"}
-    assert ids(filter_listing(table, allowed)) == ["llama", "chat"]
+    assert allowed_models(table, ["chat"]) == {"llama"}
+    assert ids(filter_listing(table, allowed_routes(table, ["chat"], None))) == ["llama", "chat"]
 
 
 def test_cards_are_precomputed_per_served_name() -> None:

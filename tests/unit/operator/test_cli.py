@@ -130,6 +130,7 @@ def test_cli_gateway_passes_every_namespace(monkeypatch):
         "port": 8080,
         "kubernetes": True,
         "namespaces": ("a", "b"),
+        "metrics_port": None,
     }
 
 

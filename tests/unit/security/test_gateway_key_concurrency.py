@@ -1,0 +1,69 @@
+"""One key opens many requests at once to hold every in-flight slot of every backend: the key's
+bound on requests in flight refuses the rest with an OpenAI-shaped 429, other keys are served,
+and a slot comes back when a request ends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from modelgrid_serving.gateway.auth import hash_key
+from unit.security.gateway_attack import (
+    CHAT_PATH,
+    Backend,
+    backends,
+    bearer,
+    chat,
+    error_of,
+    gateway,
+)
+
+pytestmark = pytest.mark.unit
+
+GREEDY, OTHER = "sk-greedy-0001", "sk-other-0002"
+
+
+async def test_one_key_cannot_take_more_than_its_concurrent_requests(tmp_path: Path) -> None:
+    async with backends(Backend(hold=True)) as (backend,):
+        config = {
+            "models": [{"name": "llama", "backends": [{"url": backend.url}]}],
+            "auth": {
+                "enabled": True,
+                "keys": [
+                    {"name": "greedy", "sha256": hash_key(GREEDY)},
+                    {"name": "other", "sha256": hash_key(OTHER), "max_concurrent_requests": 1},
+                ],
+            },
+            "limits": {"max_concurrent_per_key": 3},
+        }
+        async with (
+            gateway(config, tmp_path) as gw,
+            httpx.AsyncClient(base_url=gw.url, timeout=30, limits=httpx.Limits()) as client,
+        ):
+            held = [
+                asyncio.create_task(
+                    client.post(CHAT_PATH, json=chat("llama"), headers=bearer(GREEDY))
+                )
+                for _ in range(3)
+            ]
+            deadline = time.monotonic() + 10
+            while len(backend.seen) < 3:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            refused = await client.post(CHAT_PATH, json=chat("llama"), headers=bearer(GREEDY))
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "1"
+            assert error_of(refused)["code"] == "concurrency_limit_exceeded"
+            other = asyncio.create_task(
+                client.post(CHAT_PATH, json=chat("llama"), headers=bearer(OTHER))
+            )
+            while len(backend.seen) < 4:  # the other key is admitted beside the greedy one
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            backend.release.set()
+            assert [r.status_code for r in await asyncio.gather(*held, other)] == [200] * 4
+            again = await client.post(CHAT_PATH, json=chat("llama"), headers=bearer(GREEDY))
+        assert again.status_code == 200  # the slots came back when the requests ended
