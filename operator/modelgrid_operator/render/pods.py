@@ -12,6 +12,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from modelgrid_operator import api
+from modelgrid_operator.ray_ports import (
+    DASHBOARD_AGENT_PORT,
+    RAY_METRICS_PORT,
+    RAY_METRICS_PORT_NAME,
+    RAY_PORTS,
+    REPLICA_METRICS_PORT_NAME,
+)
 from modelgrid_operator.render.app_config import model_path_in_pod
 from modelgrid_operator.render.metadata import ACCELERATOR_LABEL, MODEL_LABEL, POOL_LABEL
 from modelgrid_operator.render.security import harden
@@ -19,14 +26,11 @@ from modelgrid_operator.settings import RenderSettings
 
 Pod = dict[str, Any]
 
-RAY_PORTS = (("gcs-server", 6379), ("dashboard", 8265), ("client", 10001))
-
 # Ray's health endpoints, probed the way KubeRay would probe them: KubeRay injects these probes
 # into the Ray container only when the template has none (``initLivenessAndReadinessProbe`` in
 # ray-operator/controllers/ray/common/pod.go, v1.6 and v1.7; its constants in utils/constant.go).
 # Rendered here they are ours: visible in ``modelgrid render`` and built from our ports. Ray
 # 2.53+ (the serving images') answers one HTTP health check on the dashboard agent.
-DASHBOARD_AGENT_PORT = 52365
 RAY_HEALTH_PATH = "/api/healthz"
 
 
@@ -104,6 +108,14 @@ def _serve_ports(settings: RenderSettings) -> list[dict[str, Any]]:
     the port name ``serve`` (its worker readiness probe, its serve Service), so a non-default
     ``serve_port`` must be named, or workers stay NotReady."""
     return [{"name": "serve", "containerPort": settings.serve_port}]
+
+
+def ray_metrics_port() -> dict[str, Any]:
+    """Ray's own metrics (``metrics-export-port``, set in every group's ``rayStartParams``),
+    declared under KubeRay's name ``metrics`` on every Ray container, as KubeRay would add it
+    (``DefaultHeadPodTemplate`` / ``DefaultWorkerPodTemplate`` in its common/pod.go): rendered
+    here, so the template shows what runs and no port of ours can take the name."""
+    return {"name": RAY_METRICS_PORT_NAME, "containerPort": RAY_METRICS_PORT}
 
 
 def _engine_env() -> list[dict[str, str]]:
@@ -230,7 +242,8 @@ def head_pod(model: api.InferenceModel, settings: RenderSettings) -> Pod:
                     "ports": [
                         {"name": name, "containerPort": port}
                         for name, port in (*RAY_PORTS, ("serve", settings.serve_port))
-                    ],
+                    ]
+                    + [ray_metrics_port()],
                     "resources": {
                         "requests": {"cpu": settings.head_cpu, "memory": settings.head_memory},
                         "limits": {"cpu": settings.head_cpu_limit, "memory": settings.head_memory},
@@ -245,9 +258,13 @@ def head_pod(model: api.InferenceModel, settings: RenderSettings) -> Pod:
 
 
 def _metrics_ports(settings: RenderSettings) -> list[dict[str, Any]]:
-    """The replica's own metrics endpoint (``AppConfig.metrics_port``), named for the chart's
-    PodMonitor. One replica per worker pod (the pool's Ray resource), so one port suffices."""
-    return [{"name": "metrics", "containerPort": settings.metrics_port}]
+    """Ray's metrics port, and the replica's own metrics endpoint (``AppConfig.metrics_port``)
+    under its own name, for the chart's PodMonitor. One replica per worker pod (the pool's Ray
+    resource), so one port suffices."""
+    return [
+        ray_metrics_port(),
+        {"name": REPLICA_METRICS_PORT_NAME, "containerPort": settings.metrics_port},
+    ]
 
 
 def _vllm_worker(
