@@ -178,6 +178,13 @@ def render_rayservice(
         "kind": "RayService",
         "metadata": dict(child_metadata(model, rayservice_name(model.name), owner)),
         "spec": {
+            # KubeRay's serve Service (``<name>-serve-svc``) selects pods labelled
+            # ``ray.io/serve=true``; KubeRay sets that label on the head from its proxy's health
+            # unless this is true (``updateHeadPodServeLabel`` in rayservice_controller.go,
+            # v1.6/v1.7). The head runs no replica and is sized for GCS and the controller:
+            # requests enter through the workers' proxies only. Outside ``rayClusterConfig``,
+            # so setting it starts no new cluster.
+            "excludeHeadPodFromServeSvc": True,
             "serveConfigV2": yaml.safe_dump(serve_config(model, settings, pools), sort_keys=False),
             "rayClusterConfig": cluster,
         },

@@ -199,6 +199,20 @@ def test_render_builtin_model_is_generated_by_an_init_container():
     assert _app(rs)["args"]["model_source"] == "/models/builtin/tiny-llama"
 
 
+@pytest.mark.parametrize("pools", [[pool("cpu", "cpu")], [pool("gpu"), pool("mac", "apple")]])
+def test_render_serve_service_leaves_the_head_out(pools):
+    """KubeRay's serve Service selects ``ray.io/serve=true`` pods (``BuildServeService`` in
+    common/service.go); ``updateHeadPodServeLabel`` (rayservice_controller.go, v1.6/v1.7) labels
+    the head true while its proxy is healthy unless ``excludeHeadPodFromServeSvc`` is set. The
+    head hosts no replica: traffic must enter through the workers' proxies only."""
+    rs = render_rayservice(make_model(pools=pools), settings=SETTINGS)
+    assert rs["spec"]["excludeHeadPodFromServeSvc"] is True
+    assert {k: v for k, v in rs["spec"].items() if k != "rayClusterConfig"}.keys() == {
+        "excludeHeadPodFromServeSvc",
+        "serveConfigV2",
+    }
+
+
 def test_render_is_pure():
     model = make_model(pools=[pool("gpu", "nvidia"), pool("mac", "apple")])
     assert render_rayservice(model, settings=SETTINGS) == render_rayservice(
