@@ -38,11 +38,13 @@ class RenderSettings(BaseModel):
     )
     apple_image: str = Field(
         default=f"ghcr.io/modelgrid/serving:{__version__}-apple",
-        description="Image of the Ray worker on Apple nodes (arm64, no engine inside).",
+        description="Image of the Ray worker on Apple nodes (linux/arm64: Ray + "
+        "modelgrid_serving with torch for the built-in model's init container; no engine).",
     )
     mlx_image: str = Field(
         default=f"ghcr.io/modelgrid/mlx-server:{__version__}",
-        description="Image of the MLX server sidecar on Apple nodes (mlx-lm's server).",
+        description="Image of the MLX server sidecar on Apple nodes (mlx-lm's server; "
+        "nothing of modelgrid's runs in it).",
     )
     apple_node_label: str = Field(
         default="modelgrid.io/accelerator",

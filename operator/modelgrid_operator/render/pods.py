@@ -173,10 +173,17 @@ def _init_resources() -> dict[str, Any]:
     return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
+TINY_MODEL_MODULE = "modelgrid_serving.tiny_model"
+"""Writes the built-in model (``python -m``): part of ``modelgrid_serving``, which every serving
+image holds, unlike the ``modelgrid`` command (the operator's CLI)."""
+
+
 def _init_containers(
     source: api.ModelSource, settings: RenderSettings, image: str
 ) -> list[dict[str, Any]]:
-    """A built-in model is generated in the pod, by the same image, before the engine starts."""
+    """A built-in model is generated in the pod before the engine starts, by the pool's serving
+    image (``image``: the Ray worker's, which holds ``modelgrid_serving`` and torch; never the
+    MLX sidecar's, which holds mlx-lm only)."""
     if source.kind is not api.SourceKind.BUILTIN:
         return []
     path = model_path_in_pod(source, settings)
@@ -184,7 +191,7 @@ def _init_containers(
         {
             "name": "generate-model",
             "image": image,
-            "command": ["modelgrid", "dev", "tiny-model", path],
+            "command": ["python", "-m", TINY_MODEL_MODULE, path],
             "resources": _init_resources(),
             "volumeMounts": [
                 {"name": MODEL_VOLUME, "mountPath": f"{settings.model_cache_path}/builtin"}
@@ -314,7 +321,7 @@ def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
     return {
         "metadata": {"labels": _pool_labels(model, pool)},
         "spec": {
-            "initContainers": _init_containers(model.spec.model, settings, settings.mlx_image),
+            "initContainers": _init_containers(model.spec.model, settings, settings.apple_image),
             "containers": [
                 {
                     "name": "ray-worker",
