@@ -6,7 +6,8 @@
 # Environment:
 #   CLUSTER=modelgrid-e2e      kind cluster name
 #   KEEP_CLUSTER=1             leave the cluster running afterwards (default: delete it)
-#   KUBERAY_VERSION=x.y.z      KubeRay Helm chart version (default: the chart's latest)
+#   KUBERAY_VERSION=x.y.z      KubeRay Helm chart version (default: the pinned one below;
+#                              modelgrid supports KubeRay 1.6 to 1.7)
 #   PYTHON=python3             interpreter with the openai package
 #   TIMEOUT=1200s              how long the model may take to become Ready
 set -euo pipefail
@@ -21,6 +22,7 @@ MODEL_FILE="$ROOT/examples/cpu-tiny.yaml"
 MODEL="tiny-chat"
 NAMESPACE="default"
 LOCAL_PORT="${LOCAL_PORT:-18000}"
+KUBERAY_VERSION="${KUBERAY_VERSION:-1.7.0}"
 PORT_FORWARD_PID=""
 CLUSTER_UP=0
 
@@ -81,11 +83,11 @@ kind create cluster --name "$CLUSTER" --config "$HERE/kind-config.yaml" --wait 1
 CLUSTER_UP=1
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
-log "installing KubeRay"
+log "installing KubeRay $KUBERAY_VERSION"
 helm repo add kuberay https://ray-project.github.io/kuberay-helm/ --force-update
 helm upgrade --install kuberay-operator kuberay/kuberay-operator \
   --namespace kuberay-system --create-namespace --wait --timeout 5m \
-  ${KUBERAY_VERSION:+--version "$KUBERAY_VERSION"}
+  --version "$KUBERAY_VERSION"
 
 log "installing the modelgrid CRD and operator"
 kubectl apply -f "$ROOT/crds/"

@@ -38,6 +38,12 @@ CATEGORIES = ("modelgrid", "ai")
 API_VERSION = f"{GROUP}/{VERSION}"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""A DNS label that starts with a letter: what a Service name (and so a RayService's) must be."""
+MAX_NAME_LENGTH = 40
+"""Longest InferenceModel name. It names the RayService, which KubeRay caps at 47 characters
+(``MaxRayServiceNameLength``: its RayCluster adds a 6-character suffix), and the Services,
+NetworkPolicy and label values derived from it (``<name>-serve-svc`` within 63)."""
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 """What a served model name may look like: what OpenAI clients send in ``model``."""
 
@@ -87,6 +93,27 @@ class _Object(BaseModel):
             if not rule.check(self):
                 raise ValueError(rule.message)
         return self
+
+
+def _is_resource_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and len(name) <= MAX_NAME_LENGTH
+        and re.match(DNS_1035_LABEL, name) is not None
+    )
+
+
+RESOURCE_NAME = Rule(
+    cel=f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
+    f"self.metadata.name.matches('{DNS_1035_LABEL}')",
+    message=f"metadata.name must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters "
+    "(lowercase letters, digits and '-', starting with a letter): it names the RayService, "
+    "which KubeRay refuses otherwise, and its Services",
+    check=lambda model: _is_resource_name(model.metadata.get("name")),
+)
+"""The resource's own name, as KubeRay's ``ValidateRayServiceMetadata`` (utils/validation.go,
+v1.6 and v1.7) wants the RayService's: a DNS-1035 label of at most 47 characters. A name it
+refuses is never reconciled, so ``8b-chat`` must be refused here, where the user sees why."""
 
 
 class Engine(StrEnum):
@@ -678,16 +705,7 @@ class InferenceModel(_Object):
     spec: InferenceModelSpec
     status: InferenceModelStatus | None = None
 
-    @field_validator("metadata")
-    @classmethod
-    def _has_valid_name(cls, metadata: dict[str, Any]) -> dict[str, Any]:
-        name = metadata.get("name")
-        if not isinstance(name, str) or not re.match(DNS_LABEL, name) or len(name) > 40:
-            raise ValueError(
-                "metadata.name must be a DNS label of at most 40 characters "
-                "(it names the RayService and its Service)"
-            )
-        return metadata
+    rules: ClassVar[tuple[Rule, ...]] = (RESOURCE_NAME,)
 
     @property
     def name(self) -> str:

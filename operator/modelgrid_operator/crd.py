@@ -185,14 +185,7 @@ def build_crd() -> dict[str, Any]:
             "spec": _spec_schema(),
             "status": _status_schema(),
         },
-        "x-kubernetes-validations": [
-            {
-                "rule": "self.metadata.name.size() <= 40 && "
-                f"self.metadata.name.matches('{api.DNS_LABEL}')",
-                "message": "metadata.name must be a DNS label of at most 40 characters "
-                "(it names the RayService and its Service)",
-            }
-        ],
+        "x-kubernetes-validations": _rules_for(api.InferenceModel),
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -11,9 +11,15 @@ import json
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelgrid_operator import __version__
+from modelgrid_operator.ray_ports import (
+    DASHBOARD_AGENT_PORT,
+    RAY_METRICS_PORT,
+    RAY_PORTS,
+    REPLICA_METRICS_PORT_NAME,
+)
 
 
 class RenderSettings(BaseModel):
@@ -32,11 +38,13 @@ class RenderSettings(BaseModel):
     )
     apple_image: str = Field(
         default=f"ghcr.io/modelgrid/serving:{__version__}-apple",
-        description="Image of the Ray worker on Apple nodes (arm64, no engine inside).",
+        description="Image of the Ray worker on Apple nodes (linux/arm64: Ray + "
+        "modelgrid_serving with torch for the built-in model's init container; no engine).",
     )
     mlx_image: str = Field(
         default=f"ghcr.io/modelgrid/mlx-server:{__version__}",
-        description="Image of the MLX server sidecar on Apple nodes (mlx-lm's server).",
+        description="Image of the MLX server sidecar on Apple nodes (mlx-lm's server; "
+        "nothing of modelgrid's runs in it).",
     )
     apple_node_label: str = Field(
         default="modelgrid.io/accelerator",
@@ -54,8 +62,11 @@ class RenderSettings(BaseModel):
     serve_port: int = Field(default=8000, description="Port of the Serve HTTP proxy.")
     metrics_port: int = Field(
         default=8090,
+        ge=1,
+        le=65535,
         description="Port of each Serve replica's Prometheus metrics in its worker pod (port "
-        "name `metrics`, what the chart's PodMonitor scrapes).",
+        f"name `{REPLICA_METRICS_PORT_NAME}`, what the chart's PodMonitor scrapes). Not "
+        f"{RAY_METRICS_PORT}: that is Ray's own metrics port (KubeRay's port `metrics`).",
     )
     model_cache_path: str = Field(
         default="/models", description="Where model volumes are mounted inside pods."
@@ -168,6 +179,28 @@ class RenderSettings(BaseModel):
         description="Namespace whose pods may scrape the replicas' metrics port (Prometheus, "
         "when the chart's PodMonitor is on). Default: none.",
     )
+
+    @model_validator(mode="after")
+    def _ports_are_distinct(self) -> RenderSettings:
+        """A Ray worker's ports must not collide: two listeners on one port fail at start, and
+        a replica's metrics on Ray's 8080 would be scraped as Ray's (KubeRay's port
+        ``metrics``)."""
+        ray_ports = {
+            RAY_METRICS_PORT: "Ray's own metrics port (metrics-export-port, KubeRay's `metrics`)",
+            DASHBOARD_AGENT_PORT: "Ray's dashboard agent",
+            **{port: f"Ray's {name} port" for name, port in RAY_PORTS},
+        }
+        ours = {
+            "serve_port": self.serve_port,
+            "metrics_port": self.metrics_port,
+            "mlx_port": self.mlx_port,
+        }
+        for field, port in ours.items():
+            if port in ray_ports:
+                raise ValueError(f"{field} {port} is {ray_ports[port]}: choose another port")
+        if len(set(ours.values())) != len(ours):
+            raise ValueError(f"serve_port, metrics_port and mlx_port must differ: {ours}")
+        return self
 
 
 ENV_PREFIX = "MODELGRID_"

@@ -5,10 +5,15 @@ here on a few hundred pseudo-words, with a chat template. vLLM (CPU and CUDA bui
 load it in seconds. Its output is garbage by design: nothing may assert on generated words.
 
 ``head_dim`` is 32 because vLLM's CPU attention crashes on first generation with 16.
+
+``python -m modelgrid_serving.tiny_model DIR`` writes it: the init container of a pod serving
+``builtin://tiny-llama`` runs that on the pod's serving image, which holds this package (and
+torch) but need not hold the ``modelgrid`` command.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -183,3 +188,18 @@ def _write_weights(out: Path) -> None:
     cfg = json.loads(cfg_path.read_text())
     cfg["rope_theta"] = 10000.0  # legacy key for older loaders
     cfg_path.write_text(json.dumps(cfg, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the tiny model into the directory named on the command line; print its path."""
+    parser = argparse.ArgumentParser(
+        prog="python -m modelgrid_serving.tiny_model",
+        description="Generate the tiny test model (no download); reused when already complete.",
+    )
+    parser.add_argument("dir", type=Path, help="output directory")
+    print(write_tiny_model(parser.parse_args(argv).dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,6 +6,7 @@ tests that need them skip, naming the missing folder, where they are absent.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -35,3 +36,14 @@ def kuberay_crd(name: str) -> dict[str, Any]:
         pytest.skip(f"KubeRay CRDs not found: ../shared/kuberay-crds/{name} is missing "
                     "(the folder beside the repository root)")
     return _load(name)
+
+
+def kuberay_crds_line() -> tuple[int, int]:
+    """The KubeRay minor line (``(1, 7)``) whose CRDs the folder holds, as its README names
+    it (the first ``vX.Y.Z`` there), or skip the test when the folder is absent."""
+    readme = KUBERAY_CRDS / "README.md"
+    if not readme.is_file():
+        pytest.skip("KubeRay CRDs not found: ../shared/kuberay-crds/README.md is missing")
+    found = re.search(r"\bv(\d+)\.(\d+)\.\d+", readme.read_text())
+    assert found, f"{readme} names no KubeRay version (vX.Y.Z)"
+    return int(found[1]), int(found[2])

@@ -10,7 +10,8 @@ get every port of each other, and nobody else gets any of Ray's. From outside th
   applications through the head Service's ``dashboard`` port) and, for older KubeRay versions,
   the dashboard agent and the Serve proxy's health check;
 - when ``metrics_namespace`` is set (Prometheus with the chart's PodMonitor), pods of that
-  namespace reach the metrics port.
+  namespace reach the replicas' metrics port and Ray's own (8080, the port KubeRay names
+  ``metrics``).
 
 Pods are selected by the model label, which head and workers carry; a policy's ``podSelector``
 alone matches pods of the model's own namespace only.
@@ -21,8 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from modelgrid_operator import api
+from modelgrid_operator.ray_ports import DASHBOARD_AGENT_PORT, RAY_METRICS_PORT, RAY_PORTS
 from modelgrid_operator.render.metadata import MODEL_LABEL, Owner, child_metadata
-from modelgrid_operator.render.pods import RAY_PORTS
 from modelgrid_operator.settings import RenderSettings
 
 NETWORKING_API_VERSION = "networking.k8s.io/v1"
@@ -30,8 +31,6 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 """Set by the API server on every namespace (Kubernetes 1.21+): selects a namespace by name."""
 
 DASHBOARD_PORT = dict(RAY_PORTS)["dashboard"]
-DASHBOARD_AGENT_PORT = 52365
-"""Ray's default ``--dashboard-agent-listen-port``, which KubeRay before 1.0 deployed through."""
 
 
 def network_policy_name(model_name: str) -> str:
@@ -86,7 +85,7 @@ def render_network_policy(
                         }
                     }
                 ],
-                "ports": _ports(settings.metrics_port),
+                "ports": _ports(settings.metrics_port, RAY_METRICS_PORT),
             }
         )
     return {

@@ -12,6 +12,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from modelgrid_operator import api
+from modelgrid_operator.ray_ports import (
+    DASHBOARD_AGENT_PORT,
+    RAY_METRICS_PORT,
+    RAY_METRICS_PORT_NAME,
+    RAY_PORTS,
+    REPLICA_METRICS_PORT_NAME,
+)
 from modelgrid_operator.render.app_config import model_path_in_pod
 from modelgrid_operator.render.metadata import ACCELERATOR_LABEL, MODEL_LABEL, POOL_LABEL
 from modelgrid_operator.render.security import harden
@@ -19,14 +26,11 @@ from modelgrid_operator.settings import RenderSettings
 
 Pod = dict[str, Any]
 
-RAY_PORTS = (("gcs-server", 6379), ("dashboard", 8265), ("client", 10001))
-
 # Ray's health endpoints, probed the way KubeRay would probe them: KubeRay injects these probes
 # into the Ray container only when the template has none (``initLivenessAndReadinessProbe`` in
 # ray-operator/controllers/ray/common/pod.go, v1.6 and v1.7; its constants in utils/constant.go).
 # Rendered here they are ours: visible in ``modelgrid render`` and built from our ports. Ray
 # 2.53+ (the serving images') answers one HTTP health check on the dashboard agent.
-DASHBOARD_AGENT_PORT = 52365
 RAY_HEALTH_PATH = "/api/healthz"
 
 
@@ -106,6 +110,14 @@ def _serve_ports(settings: RenderSettings) -> list[dict[str, Any]]:
     return [{"name": "serve", "containerPort": settings.serve_port}]
 
 
+def ray_metrics_port() -> dict[str, Any]:
+    """Ray's own metrics (``metrics-export-port``, set in every group's ``rayStartParams``),
+    declared under KubeRay's name ``metrics`` on every Ray container, as KubeRay would add it
+    (``DefaultHeadPodTemplate`` / ``DefaultWorkerPodTemplate`` in its common/pod.go): rendered
+    here, so the template shows what runs and no port of ours can take the name."""
+    return {"name": RAY_METRICS_PORT_NAME, "containerPort": RAY_METRICS_PORT}
+
+
 def _engine_env() -> list[dict[str, str]]:
     """Environment every engine container gets (a fresh list: callers extend it)."""
     return [
@@ -161,10 +173,17 @@ def _init_resources() -> dict[str, Any]:
     return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
+TINY_MODEL_MODULE = "modelgrid_serving.tiny_model"
+"""Writes the built-in model (``python -m``): part of ``modelgrid_serving``, which every serving
+image holds, unlike the ``modelgrid`` command (the operator's CLI)."""
+
+
 def _init_containers(
     source: api.ModelSource, settings: RenderSettings, image: str
 ) -> list[dict[str, Any]]:
-    """A built-in model is generated in the pod, by the same image, before the engine starts."""
+    """A built-in model is generated in the pod before the engine starts, by the pool's serving
+    image (``image``: the Ray worker's, which holds ``modelgrid_serving`` and torch; never the
+    MLX sidecar's, which holds mlx-lm only)."""
     if source.kind is not api.SourceKind.BUILTIN:
         return []
     path = model_path_in_pod(source, settings)
@@ -172,7 +191,7 @@ def _init_containers(
         {
             "name": "generate-model",
             "image": image,
-            "command": ["modelgrid", "dev", "tiny-model", path],
+            "command": ["python", "-m", TINY_MODEL_MODULE, path],
             "resources": _init_resources(),
             "volumeMounts": [
                 {"name": MODEL_VOLUME, "mountPath": f"{settings.model_cache_path}/builtin"}
@@ -230,7 +249,8 @@ def head_pod(model: api.InferenceModel, settings: RenderSettings) -> Pod:
                     "ports": [
                         {"name": name, "containerPort": port}
                         for name, port in (*RAY_PORTS, ("serve", settings.serve_port))
-                    ],
+                    ]
+                    + [ray_metrics_port()],
                     "resources": {
                         "requests": {"cpu": settings.head_cpu, "memory": settings.head_memory},
                         "limits": {"cpu": settings.head_cpu_limit, "memory": settings.head_memory},
@@ -245,9 +265,13 @@ def head_pod(model: api.InferenceModel, settings: RenderSettings) -> Pod:
 
 
 def _metrics_ports(settings: RenderSettings) -> list[dict[str, Any]]:
-    """The replica's own metrics endpoint (``AppConfig.metrics_port``), named for the chart's
-    PodMonitor. One replica per worker pod (the pool's Ray resource), so one port suffices."""
-    return [{"name": "metrics", "containerPort": settings.metrics_port}]
+    """Ray's metrics port, and the replica's own metrics endpoint (``AppConfig.metrics_port``)
+    under its own name, for the chart's PodMonitor. One replica per worker pod (the pool's Ray
+    resource), so one port suffices."""
+    return [
+        ray_metrics_port(),
+        {"name": REPLICA_METRICS_PORT_NAME, "containerPort": settings.metrics_port},
+    ]
 
 
 def _vllm_worker(
@@ -297,7 +321,7 @@ def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
     return {
         "metadata": {"labels": _pool_labels(model, pool)},
         "spec": {
-            "initContainers": _init_containers(model.spec.model, settings, settings.mlx_image),
+            "initContainers": _init_containers(model.spec.model, settings, settings.apple_image),
             "containers": [
                 {
                     "name": "ray-worker",

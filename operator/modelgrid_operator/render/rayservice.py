@@ -18,6 +18,7 @@ import yaml
 from modelgrid_serving.config import IMPORT_PATH
 
 from modelgrid_operator import api
+from modelgrid_operator.ray_ports import RAY_METRICS_PORT
 from modelgrid_operator.render.app_config import pool_resource, to_app_config
 from modelgrid_operator.render.metadata import Owner, child_metadata
 from modelgrid_operator.render.pods import head_pod, worker_pod
@@ -92,11 +93,20 @@ def serve_config(
     }
 
 
+def _ray_metrics_param() -> dict[str, str]:
+    """Ray's metrics port, said where KubeRay would otherwise default it
+    (``setMissingRayStartParams`` in its common/pod.go), beside the port that declares it."""
+    return {"metrics-export-port": str(RAY_METRICS_PORT)}
+
+
 def _worker_group(
     model: api.InferenceModel, pool: api.Pool, settings: RenderSettings
 ) -> dict[str, Any]:
     low, high = pool.replica_bounds
-    params = {"resources": json.dumps(json.dumps({pool_resource(pool): 1}))}
+    params = {
+        "resources": json.dumps(json.dumps({pool_resource(pool): 1})),
+        **_ray_metrics_param(),
+    }
     gpus = model.spec.engine_args.gpus_per_replica
     if pool.accelerator is api.Accelerator.NVIDIA:
         params["num-gpus"] = str(gpus)
@@ -140,7 +150,10 @@ def render_rayservice(
             # KubeRay's operator reads and writes Serve applications through the dashboard
             # (head Service, port "dashboard"): it must listen beyond localhost. The model's
             # NetworkPolicy admits only KubeRay's operator pods to it.
-            "rayStartParams": {"dashboard-host": settings.dashboard_host},
+            "rayStartParams": {
+                "dashboard-host": settings.dashboard_host,
+                **_ray_metrics_param(),
+            },
             "template": head_pod(model, settings),
         },
         "workerGroupSpecs": [_worker_group(model, p, settings) for p in rendered],
@@ -165,6 +178,13 @@ def render_rayservice(
         "kind": "RayService",
         "metadata": dict(child_metadata(model, rayservice_name(model.name), owner)),
         "spec": {
+            # KubeRay's serve Service (``<name>-serve-svc``) selects pods labelled
+            # ``ray.io/serve=true``; KubeRay sets that label on the head from its proxy's health
+            # unless this is true (``updateHeadPodServeLabel`` in rayservice_controller.go,
+            # v1.6/v1.7). The head runs no replica and is sized for GCS and the controller:
+            # requests enter through the workers' proxies only. Outside ``rayClusterConfig``,
+            # so setting it starts no new cluster.
+            "excludeHeadPodFromServeSvc": True,
             "serveConfigV2": yaml.safe_dump(serve_config(model, settings, pools), sort_keys=False),
             "rayClusterConfig": cluster,
         },

@@ -161,6 +161,24 @@ async def test_operator_invalid_spec_fails_with_condition_and_touches_nothing(cl
     assert cluster.writes("/rayservices", "POST", "PATCH", "PUT", "DELETE") == []
 
 
+async def test_operator_name_kuberay_would_refuse_fails_with_condition_and_writes_nothing(
+    cluster, operator
+):
+    """KubeRay's ``ValidateRayServiceMetadata`` (utils/validation.go, v1.6/v1.7) refuses a
+    RayService named ``8b-chat`` (not a DNS-1035 label) and stops reconciling it, silently to
+    the model's owner. The operator refuses the model instead, naming the field, and writes no
+    RayService KubeRay would sit on. (A real API server refuses it earlier, by the CRD's CEL.)"""
+    await operator()
+    await cluster.create_model("8b-chat", SPEC)
+    await eventually(lambda: cluster.phase("8b-chat") == "Failed", what="phase Failed")
+    status = cluster.model("8b-chat")["status"]
+    valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
+    assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
+    assert "metadata.name must be a DNS-1035 label" in valid["message"]
+    assert cluster.rayservice("8b-chat") is None
+    assert cluster.writes("/rayservices", "POST", "PATCH", "PUT", "DELETE") == []
+
+
 async def test_operator_without_kuberay_reports_condition_and_keeps_running(cluster, operator):
     (
         cluster.kmock[cluster.kmock.resource("ray.io", "v1", "rayservices")]

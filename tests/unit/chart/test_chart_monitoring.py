@@ -31,6 +31,7 @@ from fidelity_support import SUPPORTED_KUBERNETES
 from fidelity_support.admission import admit, crd_schema
 from fidelity_support.openapi import schema_errors
 from fidelity_support.structural import crd_violations
+from modelgrid_operator.ray_ports import REPLICA_METRICS_PORT_NAME
 from modelgrid_operator.render.metadata import MODEL_LABEL
 
 pytestmark = pytest.mark.unit
@@ -98,8 +99,10 @@ def test_chart_podmonitor_scrapes_every_model_pod(rendered):
     assert spec["selector"] == {"matchExpressions": [{"key": MODEL_LABEL, "operator": "Exists"}]}
     assert spec["namespaceSelector"] == {"any": True}
     (endpoint,) = spec["podMetricsEndpoints"]
+    # The replicas' own port, not KubeRay's `metrics` (Ray's 8080, added by KubeRay's
+    # DefaultWorkerPodTemplate when no port has that name).
     assert endpoint == {
-        "port": "metrics",
+        "port": REPLICA_METRICS_PORT_NAME,
         "path": "/metrics",
         "interval": "30s",
         "scrapeTimeout": "10s",

@@ -116,15 +116,21 @@ def test_admission_invalid_case_is_refused_at_the_same_field(case, overrides, pa
 def test_admission_metadata_name_rule_gives_the_python_message():
     document = model_doc()
     document["metadata"]["name"] = "x" * 41
-    python = _python_errors(document)["metadata"]
+    (python,) = _python_errors(document).values()
+    assert python.startswith("metadata.name ")  # the field is named in the error
     assert [m for _, m in admit(document, SCHEMA).errors] == [python]
 
 
-def test_admission_metadata_name_that_is_no_dns_label_is_refused_by_both():
+@pytest.mark.parametrize("name", ["demo.v2", "8b-chat", "x" * 41, "x" * 48, "Demo", "demo-"])
+def test_admission_metadata_name_kuberay_refuses_is_refused_by_both(name):
+    """KubeRay's ``ValidateRayServiceMetadata`` (utils/validation.go, v1.6/v1.7) refuses a
+    RayService name that is no DNS-1035 label (``8b-chat``: a leading digit) or is longer than
+    47 characters, and then never reconciles it: the model's name is its RayService's, so both
+    the API server and Python refuse such a name up front."""
     document = model_doc()
-    document["metadata"]["name"] = "demo.v2"  # a valid object name, but not a DNS label
-    assert "metadata" in _python_errors(document)
-    assert not admit(document, SCHEMA).accepted
+    document["metadata"]["name"] = name
+    assert _python_errors(document) == {"": api.RESOURCE_NAME.message}
+    assert [m for _, m in admit(document, SCHEMA).errors] == [api.RESOURCE_NAME.message]
 
 
 _REVISION = "revision applies only to Hugging Face model ids"
@@ -137,6 +143,7 @@ _VLLM_APPLE = "engine vllm cannot run on apple pools; use engine mlx or auto"
 _MLX_NVIDIA = "engine mlx cannot run on nvidia pools; use engine vllm or auto"
 _PARALLEL = "tensorParallelSize and pipelineParallelSize above 1 need every pool to be nvidia"
 _ALIASES = "aliases must differ from servedModelName"
+_NAME = api.RESOURCE_NAME.message
 
 RULE_CASES = [
     # (rule message, whether the rule breaks, spec overrides)
@@ -180,13 +187,27 @@ RULE_CASES = [
     (_ALIASES, False, {"aliases": ["demo"]}),
     (_ALIASES, False, {"servedModelName": "m"}),
     (_ALIASES, True, {"servedModelName": "m", "aliases": ["n", "m"]}),
+    # "metadata" replaces the document's metadata (the name rule is the resource's).
+    (_NAME, False, {"metadata": {"name": "a"}}),
+    (_NAME, False, {"metadata": {"name": "llama-3-8b-" + "x" * 29}}),
+    (_NAME, True, {"metadata": {"name": "8b-chat"}}),
+    (_NAME, True, {"metadata": {"name": "-chat"}}),
+    (_NAME, True, {"metadata": {"name": "a" * 41}}),
 ]
+
+
+def _case_document(overrides: dict) -> dict:
+    """A document from a rule case: spec overrides, and metadata when the case names it."""
+    spec = {k: v for k, v in overrides.items() if k != "metadata"}
+    document = model_doc(**spec)
+    document["metadata"] = {**document["metadata"], **overrides.get("metadata", {})}
+    return document
 
 
 @pytest.mark.parametrize(("message", "breaks", "overrides"), RULE_CASES,
                          ids=[f"{c[0][:24]}-{'breaks' if c[1] else 'holds'}" for c in RULE_CASES])
 def test_admission_cel_and_python_agree_on_rule(message, breaks, overrides):
-    document = model_doc(**overrides)
+    document = _case_document(overrides)
     python_breaks = message in _python_errors(document).values()
     cel_breaks = message in [m for _, m in admit(document, SCHEMA).errors]
     assert (python_breaks, cel_breaks) == (breaks, breaks)

@@ -76,7 +76,9 @@ def test_render_apple_pool_has_mlx_sidecar_and_selects_apple_nodes():
     assert "nvidia.com/gpu" not in json.dumps(spec)
 
 
-@pytest.mark.parametrize("uri", ["pvc://models/qwen", "builtin://tiny-llama", "hf://Qwen/Qwen3-0.6B"])
+@pytest.mark.parametrize(
+    "uri", ["pvc://models/qwen", "builtin://tiny-llama", "hf://Qwen/Qwen3-0.6B"]
+)
 def test_render_apple_replica_sees_the_model_where_its_app_config_says(uri):
     """The MLX replica reads the tokenizer at the app's ``model_source``, as the sidecar does."""
     model = make_model(engine="mlx", model={"uri": uri}, pools=[pool("mac", "apple")])
@@ -186,17 +188,58 @@ def test_render_pvc_source_mounts_claim_read_only():
     assert mount == {"name": "model", "mountPath": "/models/weights", "readOnly": True}
 
 
-def test_render_builtin_model_is_generated_by_an_init_container():
-    model = make_model(model={"uri": "builtin://tiny-llama"}, pools=[pool("cpu", "cpu")])
-    rs = render_rayservice(model, settings=SETTINGS)
-    spec = _groups(rs)["cpu"]["template"]["spec"]
-    assert spec["initContainers"][0]["command"] == [
-        "modelgrid",
-        "dev",
-        "tiny-model",
+@pytest.mark.parametrize(
+    ("accelerator", "image"),
+    [("cpu", "cpu_image"), ("nvidia", "cuda_image"), ("apple", "apple_image")],
+)
+def test_render_builtin_model_is_generated_by_the_serving_package_on_the_serving_image(
+    accelerator, image
+):
+    """The init container runs ``modelgrid_serving.tiny_model`` (what every serving image
+    holds), not the operator's ``modelgrid`` command, on the pool's Ray worker image: never the
+    MLX sidecar's, which holds mlx-lm only. KubeRay keeps our init containers and appends its
+    own ``wait-gcs-ready`` after them, on the Ray container's image too
+    (``DefaultWorkerPodTemplate`` in common/pod.go, v1.6/v1.7), so ours runs first, as rendered."""
+    settings = RenderSettings(
+        cpu_image="reg/cpu:1",
+        cuda_image="reg/cuda:1",
+        apple_image="reg/apple:1",
+        mlx_image="reg/mlx:1",
+    )
+    model = make_model(
+        model={"uri": "builtin://tiny-llama"},
+        engine="auto",
+        pools=[pool("p", accelerator)],
+    )
+    rs = render_rayservice(model, settings=settings)
+    spec = _groups(rs)["p"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    assert init["command"] == [
+        "python",
+        "-m",
+        "modelgrid_serving.tiny_model",
         "/models/builtin/tiny-llama",
     ]
+    worker = next(c for c in spec["containers"] if c["name"] == "ray-worker")
+    assert init["image"] == worker["image"] == getattr(settings, image)
+    assert init["image"] != settings.mlx_image
+    written = next(m for m in init["volumeMounts"] if m["name"] == "model")
+    assert "/models/builtin/tiny-llama".startswith(written["mountPath"] + "/")
     assert _app(rs)["args"]["model_source"] == "/models/builtin/tiny-llama"
+
+
+@pytest.mark.parametrize("pools", [[pool("cpu", "cpu")], [pool("gpu"), pool("mac", "apple")]])
+def test_render_serve_service_leaves_the_head_out(pools):
+    """KubeRay's serve Service selects ``ray.io/serve=true`` pods (``BuildServeService`` in
+    common/service.go); ``updateHeadPodServeLabel`` (rayservice_controller.go, v1.6/v1.7) labels
+    the head true while its proxy is healthy unless ``excludeHeadPodFromServeSvc`` is set. The
+    head hosts no replica: traffic must enter through the workers' proxies only."""
+    rs = render_rayservice(make_model(pools=pools), settings=SETTINGS)
+    assert rs["spec"]["excludeHeadPodFromServeSvc"] is True
+    assert {k: v for k, v in rs["spec"].items() if k != "rayClusterConfig"}.keys() == {
+        "excludeHeadPodFromServeSvc",
+        "serveConfigV2",
+    }
 
 
 def test_render_is_pure():

@@ -1,5 +1,6 @@
 """Every Serve replica in a cluster serves its metrics on a worker-pod port that the chart's
-PodMonitor scrapes: the port name the chart asks for, the port the application config opens."""
+PodMonitor scrapes: the port name the chart asks for, the port the application config opens.
+Ray's own metrics port is the one KubeRay names ``metrics``; ours never takes that name."""
 
 from __future__ import annotations
 
@@ -10,20 +11,35 @@ import yaml
 from factories import make_model, pool
 from modelgrid_operator.render import render_rayservice
 from modelgrid_operator.settings import RenderSettings
+from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 
 VALUES = Path(__file__).resolve().parents[3] / "charts" / "modelgrid" / "values.yaml"
+POOLS = [
+    [pool("gpu", "nvidia")],
+    [pool("cpu", "cpu")],
+    [pool("gpu", "nvidia"), pool("mac", "apple")],
+]
 
 
-@pytest.mark.parametrize(
-    "pools",
-    [
-        [pool("gpu", "nvidia")],
-        [pool("cpu", "cpu")],
-        [pool("gpu", "nvidia"), pool("mac", "apple")],
-    ],
-)
+def _ray_containers(rayservice: dict) -> dict[str, dict]:
+    """The Ray container of the head and of every worker group, by group name."""
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    workers = {
+        g["groupName"]: g["template"]["spec"]["containers"][0] for g in cluster["workerGroupSpecs"]
+    }
+    return {"head": head, **workers}
+
+
+def _start_params(rayservice: dict) -> dict[str, dict]:
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    groups = {g["groupName"]: g["rayStartParams"] for g in cluster["workerGroupSpecs"]}
+    return {"head": cluster["headGroupSpec"]["rayStartParams"], **groups}
+
+
+@pytest.mark.parametrize("pools", POOLS)
 def test_render_replicas_serve_metrics_where_the_podmonitor_scrapes(pools) -> None:
     settings = RenderSettings(metrics_port=9123)
     rs = render_rayservice(make_model(pools=pools), settings=settings)
@@ -39,3 +55,40 @@ def test_render_replicas_serve_metrics_where_the_podmonitor_scrapes(pools) -> No
             c for c in group["template"]["spec"]["containers"] if c["name"] == "ray-worker"
         ]
         assert {"name": scraped, "containerPort": 9123} in worker["ports"], group["groupName"]
+
+
+@pytest.mark.parametrize("pools", POOLS)
+def test_render_every_ray_container_declares_rays_metrics_port_as_kuberay_names_it(pools) -> None:
+    """KubeRay's ``setMissingRayStartParams`` (common/pod.go, v1.6/v1.7) sets Ray's
+    ``metrics-export-port`` to 8080 on every node, and ``DefaultHeadPodTemplate`` /
+    ``DefaultWorkerPodTemplate`` add a container port named ``metrics`` at 8080 only when the
+    Ray container has none of that name. So the port named ``metrics`` must be Ray's 8080 on
+    every Ray container, said in the template, and no port of ours may carry that name."""
+    rs = render_rayservice(make_model(pools=pools), settings=RenderSettings())
+    containers = _ray_containers(rs)
+    assert len(containers) == len(pools) + 1
+    for group, container in containers.items():
+        named = [p for p in container["ports"] if p["name"] == "metrics"]
+        assert named == [{"name": "metrics", "containerPort": 8080}], group
+        numbers = [p["containerPort"] for p in container["ports"]]
+        assert len(numbers) == len(set(numbers)), group
+    for group, params in _start_params(rs).items():
+        assert params["metrics-export-port"] == "8080", group
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"metrics_port": 8080}, "metrics_port 8080 is Ray's own metrics port"),
+        ({"serve_port": 8080}, "serve_port 8080 is Ray's own metrics port"),
+        ({"metrics_port": 52365}, "metrics_port 52365 is Ray's dashboard agent"),
+        ({"metrics_port": 8265}, "metrics_port 8265 is Ray's dashboard port"),
+        ({"metrics_port": 8000}, "serve_port, metrics_port and mlx_port must differ"),
+        ({"mlx_port": 8090}, "serve_port, metrics_port and mlx_port must differ"),
+    ],
+)
+def test_settings_refuse_a_port_that_collides_in_the_ray_container(overrides, words) -> None:
+    """Our metrics on 8080 would be scraped as Ray's (KubeRay's ``metrics`` port, set by
+    ``setMissingRayStartParams``) and two listeners on one port fail at start."""
+    with pytest.raises(ValidationError, match=words):
+        RenderSettings(**overrides)

@@ -126,6 +126,19 @@ def test_network_metrics_port_opens_to_the_monitoring_namespace_only_when_set():
     assert not admits(opened, source=prometheus, target=worker, port=SERVE)
 
 
+def test_network_rays_own_metrics_port_opens_to_the_monitoring_namespace_too():
+    """KubeRay-style monitors scrape the port KubeRay names ``metrics``: Ray's 8080, which
+    ``setMissingRayStartParams`` sets as ``metrics-export-port`` on every Ray node."""
+    model = make_model(pools=[pool("cpu", "cpu")])
+    prometheus = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
+    worker = Pod(model.namespace, {MODEL_LABEL: model.name})
+    closed = [render_network_policy(model, settings=RenderSettings())]
+    assert not admits(closed, source=prometheus, target=worker, port=8080)
+    assert not admits(closed, source=GATEWAY, target=worker, port=8080)
+    opened = [render_network_policy(model, settings=RenderSettings(metrics_namespace="monitoring"))]
+    assert admits(opened, source=prometheus, target=worker, port=8080)
+
+
 def test_network_policy_follows_the_gateway_the_chart_names():
     settings = RenderSettings(gateway_namespace="edge", gateway_pod_labels={"app": "gw"})
     model = make_model(pools=[pool("cpu", "cpu")])
