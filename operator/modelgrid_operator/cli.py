@@ -4,7 +4,6 @@
 - ``modelgrid render model.yaml``: print every Kubernetes object the operator would apply
   (RayService and NetworkPolicy), under the same policy (host paths, scheduling, engine args).
 - ``modelgrid crd``: print the InferenceModel CRD generated from the typed API.
-- ``modelgrid dashboards DIR``: write the Grafana dashboards (JSON built in code) into DIR.
 - ``modelgrid operator``: run the kopf operator against the current cluster.
 - ``modelgrid gateway``: one OpenAI endpoint over every model (static file and/or cluster).
 - ``modelgrid dev tiny-model DIR``: generate the tiny test model (no download).
@@ -77,19 +76,6 @@ def _crd(_: argparse.Namespace) -> int:
     from modelgrid_operator.crd import render_crd_yaml
 
     sys.stdout.write(render_crd_yaml())
-    return 0
-
-
-def _dashboards(args: argparse.Namespace) -> int:
-    try:
-        from modelgrid_operator.dashboards import write_dashboards
-    except ImportError as exc:  # a development tool: say what to install
-        raise SystemExit(
-            f"modelgrid: dashboards need grafana-foundation-sdk ({exc}); "
-            "install the dev extra: pip install 'modelgrid[dev]'"
-        ) from None
-    for path in write_dashboards(Path(args.dir)):
-        print(path)
     return 0
 
 
@@ -219,10 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     crd = sub.add_parser("crd", help="print the InferenceModel CRD")
     crd.set_defaults(func=_crd)
-
-    dashboards = sub.add_parser("dashboards", help="write the Grafana dashboards as JSON")
-    dashboards.add_argument("dir", help="output directory, e.g. charts/modelgrid/dashboards")
-    dashboards.set_defaults(func=_dashboards)
 
     operator = sub.add_parser("operator", help="run the operator against the current cluster")
     operator.add_argument(
