@@ -165,6 +165,26 @@ def test_install_extras_help_of_their_command(env: Environment) -> None:
     assert result.stdout.startswith(f"usage: modelgrid {env.extra}")
 
 
+def test_install_extras_the_operator_extra_renders_and_prints_the_crd(
+    operator_env: Environment,
+) -> None:
+    """``render`` and ``crd`` need only the operator's API and renderers."""
+    crd = subprocess.run(
+        [operator_env.modelgrid, "crd"], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert crd.returncode == 0, crd.stderr
+    assert crd.stdout == (ROOT / "crds" / "modelgrid.io_inferencemodels.yaml").read_text()
+    render = subprocess.run(
+        [operator_env.modelgrid, "render", str(ROOT / "examples" / "cpu-tiny.yaml")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert render.returncode == 0, render.stderr
+    assert "kind: RayService" in render.stdout and "kind: NetworkPolicy" in render.stdout
+
+
 @pytest.fixture
 def started(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Processes a test starts; each gets SIGTERM (then SIGKILL) when it ends."""
