@@ -27,6 +27,6 @@ crd:
 	venv=$$(.ci/venv.sh) && "$$venv/bin/modelgrid" crd > crds/modelgrid.io_inferencemodels.yaml
 	cp crds/modelgrid.io_inferencemodels.yaml charts/modelgrid/crds/
 
-## Regenerate the Grafana dashboards of the chart (built in code: operator/modelgrid_operator/dashboards.py)
+## Regenerate the Grafana dashboards of the chart (built in code: tools/dashboards.py)
 dashboards:
-	venv=$$(.ci/venv.sh) && "$$venv/bin/modelgrid" dashboards charts/modelgrid/dashboards
+	venv=$$(.ci/venv.sh) && "$$venv/bin/python" tools/dashboards.py charts/modelgrid/dashboards

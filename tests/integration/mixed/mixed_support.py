@@ -56,7 +56,7 @@ def mixed_stack(work: Path) -> Iterator[Mixed]:
     port, marker = free_port(), uuid.uuid4().hex
     env = engine_env(marker)
     log = work / "up.log"
-    argv = [sys.executable, "-m", "modelgrid_operator.cli", "up", str(EXAMPLE), "--port", str(port)]
+    argv = [sys.executable, "-m", "modelgrid_cli", "up", str(EXAMPLE), "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from chart_support import CHECKOV_CONFIG, ROOT, VALUE_SETS, Checkov, Finding, Rendered, Scan
-from modelgrid_operator import cli
+from modelgrid_cli import main as cli
 
 pytestmark = pytest.mark.unit
 

@@ -228,7 +228,7 @@ def test_chart_network_policies_admit_only_the_served_ports(rendered):
 
 
 def test_chart_operator_runs_the_cli_with_its_flags(rendered):
-    from modelgrid_operator.cli import build_parser
+    from modelgrid_cli.main import build_parser
 
     for name in VALUE_SETS:
         container = rendered[name].one("Deployment", "operator")["spec"]["template"]["spec"][
@@ -243,7 +243,7 @@ def test_chart_operator_runs_the_cli_with_its_flags(rendered):
 
 
 def test_chart_operator_watches_the_namespaces_it_is_given(rendered):
-    from modelgrid_operator.cli import build_parser
+    from modelgrid_cli.main import build_parser
 
     command = rendered["namespaced-values"].one("Deployment", "operator")["spec"]["template"][
         "spec"

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from modelgrid_operator.cli import build_parser
+from modelgrid_cli.main import build_parser
 from modelgrid_operator.metrics import OperatorMetrics, model_label, serve_metrics
 
 pytestmark = pytest.mark.unit

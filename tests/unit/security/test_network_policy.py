@@ -17,7 +17,7 @@ import pytest
 import yaml
 from factories import make_model, pool
 from fidelity_support import SUPPORTED_KUBERNETES
-from modelgrid_operator.cli import main
+from modelgrid_cli.main import main
 from modelgrid_operator.render import render_network_policy, render_rayservice
 from modelgrid_operator.render.metadata import MODEL_LABEL
 from modelgrid_operator.settings import RenderSettings

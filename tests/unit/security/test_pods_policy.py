@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from modelgrid_operator.cli import main
+from modelgrid_cli.main import main
 from modelgrid_operator.policy import RISKY_ENGINE_ARGS, check_policy
 from modelgrid_operator.reconcile import reconcile
 from modelgrid_operator.settings import RenderSettings, from_env

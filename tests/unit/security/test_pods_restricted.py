@@ -16,7 +16,7 @@ from factories import make_model, pool
 from fidelity_support.admission import admit, crd_schema
 from fidelity_support.kuberay import RAYSERVICES, kuberay_crd
 from fidelity_support.openapi import schema_errors
-from modelgrid_operator.cli import main
+from modelgrid_cli.main import main
 from modelgrid_operator.render import render_rayservice
 from modelgrid_operator.render.security import HOME_PATH
 from modelgrid_operator.settings import RenderSettings

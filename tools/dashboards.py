@@ -8,7 +8,7 @@ MLX replicas, the gateway and the operator together:
 - **Model**: the same for one model (the ``model`` variable), split by pool.
 
 grafana-foundation-sdk is a development dependency (the ``dev`` extra): only generating the
-JSON needs it. ``modelgrid dashboards DIR`` (``make dashboards``) writes them as JSON into the
+JSON needs it. ``python tools/dashboards.py DIR`` (``make dashboards``) writes them as JSON into the
 chart's ``dashboards/`` folder, which ships them as ConfigMaps for the Grafana sidecar; a unit
 test fails when the files there are stale. Queries name metrics through :func:`m`, which refuses a
 name the vocabulary does not declare, so a typo fails at build time; a real Prometheus test
@@ -18,6 +18,7 @@ name the vocabulary does not declare, so a typo fails at build time; a real Prom
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -509,3 +510,10 @@ def write_dashboards(directory: Path) -> list[Path]:
         path.write_text(text)
         written.append(path)
     return written
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python tools/dashboards.py DIR (charts/modelgrid/dashboards)")
+    for written in write_dashboards(Path(sys.argv[1])):
+        print(written)

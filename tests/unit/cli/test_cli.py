@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from modelgrid_operator.cli import main
+from modelgrid_cli.main import main
 from modelgrid_operator.crd import CRD_FILE
 
 pytestmark = pytest.mark.unit
@@ -119,7 +119,7 @@ def test_cli_render_missing_file(capsys):
 
 
 def test_cli_gateway_passes_every_namespace(monkeypatch):
-    import modelgrid_serving.gateway as gateway
+    from modelgrid_serving import gateway
 
     seen = {}
     monkeypatch.setattr(gateway, "serve", lambda config, **kw: seen.update(kw, config=config))
@@ -145,7 +145,7 @@ def test_cli_gateway_passes_every_namespace(monkeypatch):
 )
 def test_cli_up_puts_the_console_beside_the_api(monkeypatch, args, expected):
     """One pool: the web console (a gateway in front of the replica) on --port + 1 by default."""
-    import modelgrid_serving.local as local
+    from modelgrid_serving import local
 
     seen = {}
     monkeypatch.setattr(local, "serve", lambda config, **kw: seen.update(kw, config=config))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modelgrid_operator.dashboards import DASHBOARDS, m, render_dashboards
+from dashboards import DASHBOARDS, m, render_dashboards
 from modelgrid_serving.metrics import FAMILIES
 
 pytestmark = pytest.mark.unit

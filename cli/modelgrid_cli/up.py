@@ -1,0 +1,64 @@
+"""``modelgrid up model.yaml``: serve an InferenceModel on this machine, with embedded Ray and
+the model's engine, behind the gateway (the ``serve`` extra and an engine's)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from modelgrid_cli.models import read_models, refusing_invalid_models
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare ``up`` and its flags."""
+    up = sub.add_parser("up", help="serve an InferenceModel on this machine")
+    up.add_argument("file", help="InferenceModel YAML (the same file you kubectl apply)")
+    up.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    up.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    up.add_argument("--model", help="which InferenceModel of the file, when it holds several")
+    up.add_argument("--pool", help="serve only this pool (default: every pool, a gateway in front)")
+    up.add_argument(
+        "--console-port",
+        type=int,
+        help="with one pool, the web console (the gateway in front of it) listens here "
+        "(default: --port + 1; 0: none). With several pools it is on --port.",
+    )
+    up.set_defaults(run=run)
+
+
+def default_cache() -> Path:
+    """Where modelgrid keeps generated models: ``$MODELGRID_CACHE`` or ``~/.cache/modelgrid``."""
+    return Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the chosen model until SIGINT or SIGTERM. Blocks."""
+    from modelgrid_operator import api
+    from modelgrid_operator.render import to_local_app_config
+    from modelgrid_serving.gateway.front import gateway_front
+    from modelgrid_serving.local import serve
+    from modelgrid_serving.tiny_model import write_tiny_model
+
+    with refusing_invalid_models():
+        models = read_models(args.file)
+    if args.model:
+        models = [m for m in models if m.name == args.model]
+        if not models:
+            raise SystemExit(f"modelgrid: {args.file} has no InferenceModel named {args.model!r}")
+    elif len(models) > 1:
+        names = ", ".join(m.name for m in models)
+        raise SystemExit(
+            f"modelgrid: {args.file} holds several models ({names}); pick one with --model"
+        )
+    model = models[0]
+    builtin_root = default_cache() / "models"
+    try:
+        config = to_local_app_config(model, builtin_root=str(builtin_root), pool=args.pool)
+    except ValueError as exc:
+        raise SystemExit(f"modelgrid: {args.file}: {exc}") from None
+    if model.spec.model.kind is api.SourceKind.BUILTIN:
+        write_tiny_model(builtin_root / model.spec.model.location)
+    console_port = None if args.console_port == 0 else args.console_port or args.port + 1
+    serve(config, host=args.host, port=args.port, front=gateway_front, console_port=console_port)
+    return 0
