@@ -155,7 +155,7 @@ def _up(args: argparse.Namespace) -> int:
     from modelgrid_serving.local import serve
     from modelgrid_serving.tiny_model import write_tiny_model
 
-    from modelgrid_operator.render import to_local_app_config
+    from modelgrid_operator.render import to_local_run
 
     models = list(load_models(Path(args.file)))
     if args.model:
@@ -170,7 +170,7 @@ def _up(args: argparse.Namespace) -> int:
     model = models[0]
     builtin_root = default_cache() / "models"
     try:
-        config = to_local_app_config(model, builtin_root=str(builtin_root), pool=args.pool)
+        config = to_local_run(model, builtin_root=str(builtin_root), pool=args.pool)
     except ValueError as exc:
         raise SystemExit(f"modelgrid: {args.file}: {exc}") from None
     if model.spec.model.kind is api.SourceKind.BUILTIN:

@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelgrid_serving.claims import LostName
+from modelgrid_serving.config import application_name
 
 from modelgrid_operator import api
 from modelgrid_operator.admission import Admission
-from modelgrid_operator.render.rayservice import application_name
 
 _TO_BUCKET = {
     api.Phase.PENDING: "pending",
@@ -150,7 +150,7 @@ def _applications(
     pending = (rs_status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}
     apps = {}
     for pool in model.spec.pools:
-        name = application_name(model, pool)
+        name = application_name(model.name, pool.name, len(model.spec.pools))
         apps[pool.name] = active.get(name) or pending.get(name) or {}
     return apps
 

@@ -100,7 +100,7 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
     @app.get("/v1/gpu/info", response_model=GPUInfo)
     async def gpu_info() -> GPUInfo:
         gpus = await asyncio.to_thread(devices.probe_gpus)
-        accelerator = config.pools[0].accelerator.value if config.pools else "cpu"
+        accelerator = config.pool.accelerator.value
         return GPUInfo(gpus=gpus, node=devices.node_name(), accelerator=accelerator)
 
     # Without /v1 too, as several local OpenAI-compatible servers answer: clients given a
