@@ -209,9 +209,18 @@ async def reconcile(
     lost = lost_names(mine, (c for name in mine.names for c in (claims or {}).get(name, ())))
     facts = await asyncio.to_thread(read_facts, model.spec.model)
     admissions = admit(model, facts, await client.list_nodes(), settings)
-    observation, action = await _write_children(
-        model, owner_of(body), admissions, client=client, settings=settings
-    )
+    owner = owner_of(body)
+    action, writing = "", "NetworkPolicy"
+    try:
+        await apply_network_policy(
+            client, render_network_policy(model, settings=settings, owner=owner)
+        )
+        writing = "RayService"
+        observation, action = await _apply(
+            model, owner, admissions, client=client, settings=settings
+        )
+    except (KubeRayMissing, ApiException) as exc:
+        observation = _write_refused(exc, f"{writing} {model.name}", admissions)
     observation = replace(observation, lost_names=lost)
     status = compute_status(
         model,
@@ -263,37 +272,17 @@ def _parse_checked(body: dict[str, Any], settings: RenderSettings) -> api.Infere
     return model
 
 
-async def _write_children(
-    model: api.InferenceModel,
-    owner: Owner,
-    admissions: tuple[Admission, ...],
-    *,
-    client: Client,
-    settings: RenderSettings,
-) -> tuple[Observation, str]:
-    """Write the NetworkPolicy, then the RayService, and observe the result.
-
-    A refusal to write (KubeRay missing, the API server or a webhook saying no) is not an
-    exception here but an observation: the status then names the object and the reason.
-
-    Returns:
-        What was observed, and the action taken on the RayService ("" for none).
-    """
-    writing = "NetworkPolicy"
-    try:
-        await apply_network_policy(
-            client, render_network_policy(model, settings=settings, owner=owner)
-        )
-        writing = "RayService"
-        return await _apply(model, owner, admissions, client=client, settings=settings)
-    except KubeRayMissing as exc:
+def _write_refused(
+    exc: KubeRayMissing | ApiException, what: str, admissions: tuple[Admission, ...]
+) -> Observation:
+    """A refusal to write a child (KubeRay missing, the API server or a webhook saying no) is
+    not an error of the operator but something to observe: the status names the object and
+    the reason, and the next reconcile tries again."""
+    if isinstance(exc, KubeRayMissing):
         error = (api.Reason.KUBERAY_MISSING, str(exc))
-    except ApiException as exc:  # e.g. the API server or a webhook refused the RayService
-        error = (
-            api.Reason.APPLY_FAILED,
-            f"writing {writing} {model.name} failed: {exc.status} {exc.reason}",
-        )
-    return Observation(None, apply_error=error, admissions=admissions), ""
+    else:
+        error = (api.Reason.APPLY_FAILED, f"writing {what} failed: {exc.status} {exc.reason}")
+    return Observation(None, apply_error=error, admissions=admissions)
 
 
 def _deployed_endpoints(
