@@ -1,6 +1,6 @@
 """vLLM (CPU build) vs MLX (``mlx[cpu]``) on the same tiny model, through the same Serve replica code.
 
-Starts, one engine at a time, ``python -m modelgrid_serving.local`` with a one-pool AppConfig:
+Starts, one engine at a time, ``python -m modelgrid_serving.local`` with a one-pool LocalRun:
 a ``cpu`` pool running vLLM inside the replica, then an ``apple`` pool whose replica talks to an
 mlx-lm server that local mode starts as its sidecar. Both answer on the replica's own port
 (direct ingress, as ``modelgrid up`` serves). Load: streamed chat completions with a fixed output

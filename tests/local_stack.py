@@ -161,7 +161,7 @@ KINDS: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
     # Several pools: one Serve application each, at /pools/<pool> (two light MLX pools).
     "mlx-pools": (MLX_CONFIG, [{**APPLE_POOL, "name": name} for name in MLX_POOLS]),
 }
-"""Each kind of stack: its AppConfig (less source and pools) and its pools."""
+"""Each kind of stack: its LocalRun (less source and pools) and its pools."""
 
 
 @dataclass

@@ -145,6 +145,13 @@ def overview() -> dict[str, Any]:
         "modelgrid / Overview",
         "Traffic, errors, latency, tokens, queues and replicas of every modelgrid model.",
     )
+    for add_row in (_overview_traffic, _overview_latency, _overview_load, _overview_replicas):
+        add_row(b)
+    return b.to_dict()
+
+
+def _overview_traffic(b: _Board) -> None:
+    """Is the platform answering: requests, errors and refusals, by model and status."""
     routed = '{model!="-"}'
     errors = '{status=~"4..|5.."}'
     b.row("Traffic")
@@ -185,6 +192,10 @@ def overview() -> dict[str, Any]:
         [(_rate("modelgrid_gateway_rejected_total", "reason"), "{{reason}}")],
         unit="reqps",
     )
+
+
+def _overview_latency(b: _Board) -> None:
+    """How fast: time to first token, end-to-end and between tokens, and what the gateway adds."""
     b.row("Latency")
     b.panel(
         "timeseries",
@@ -229,6 +240,10 @@ def overview() -> dict[str, Any]:
         ],
         unit="s",
     )
+
+
+def _overview_load(b: _Board) -> None:
+    """How full: tokens per second, requests running and queued, KV cache, in flight."""
     b.row("Tokens and load")
     b.panel(
         "timeseries",
@@ -277,6 +292,10 @@ def overview() -> dict[str, Any]:
             )
         ],
     )
+
+
+def _overview_replicas(b: _Board) -> None:
+    """How it scales: ready against desired replicas, phases, cold starts, the operator's work."""
     b.row("Replicas and cold starts")
     b.panel(
         "timeseries",
@@ -350,7 +369,6 @@ def overview() -> dict[str, Any]:
         _quantiles("modelgrid_operator_reconcile_duration_seconds", ""),
         unit="s",
     )
-    return b.to_dict()
 
 
 def model_drilldown() -> dict[str, Any]:

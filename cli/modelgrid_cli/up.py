@@ -35,7 +35,7 @@ def default_cache() -> Path:
 def run(args: argparse.Namespace) -> int:
     """Serve the chosen model until SIGINT or SIGTERM. Blocks."""
     from modelgrid_operator import api
-    from modelgrid_operator.render import to_local_app_config
+    from modelgrid_operator.render import to_local_run
     from modelgrid_serving.gateway.front import gateway_front
     from modelgrid_serving.local import serve
     from modelgrid_serving.tiny_model import write_tiny_model
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     model = models[0]
     builtin_root = default_cache() / "models"
     try:
-        config = to_local_app_config(model, builtin_root=str(builtin_root), pool=args.pool)
+        config = to_local_run(model, builtin_root=str(builtin_root), pool=args.pool)
     except ValueError as exc:
         raise SystemExit(f"modelgrid: {args.file}: {exc}") from None
     if model.spec.model.kind is api.SourceKind.BUILTIN:

@@ -27,12 +27,12 @@ estimate or the capacities are unknown, it is admitted and the message says what
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from modelgrid_operator import api
+from modelgrid_operator.quantity import quantity_int
 from modelgrid_operator.render.pods import worker_pod
 from modelgrid_operator.settings import RenderSettings
 
@@ -42,35 +42,6 @@ GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
 """Per-GPU memory in MiB, set on GPU nodes by NVIDIA GPU feature discovery."""
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 DEFAULT_DTYPE_BYTES = 2
-
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGTPE]i|[kMGTPE]|m)?$")
-_FACTORS = {
-    None: 1,
-    "m": 0.001,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
-
-
-def parse_quantity(value: object) -> int | None:
-    """Bytes of a Kubernetes quantity (``16Gi``, ``17179869184``, ``16G``); None if unreadable."""
-    if isinstance(value, int):
-        return value
-    match = _QUANTITY.match(str(value).strip())
-    if match is None:
-        return None
-    number, suffix = match.groups()
-    return int(float(number) * _FACTORS[suffix])
 
 
 def gib(size: int) -> str:
@@ -184,7 +155,7 @@ def estimate_memory(spec: api.InferenceModelSpec, facts: ModelFacts | None) -> E
     dtype_note = f"{per_param} bytes per parameter"
     weights: tuple[int, str] | None = None
     if hints.weights_size is not None:
-        size = parse_quantity(hints.weights_size)
+        size = quantity_int(hints.weights_size)
         if size is not None:
             weights = (size, "spec.memory.weightsSize")
     elif hints.parameters is not None:
@@ -254,13 +225,13 @@ def node_capacity(
     name = str(meta.get("name", "?"))
     allocatable = (node.get("status") or {}).get("allocatable") or {}
     if pool.accelerator is not api.Accelerator.NVIDIA:
-        size = parse_quantity(allocatable.get("memory")) if "memory" in allocatable else None
+        size = quantity_int(allocatable.get("memory")) if "memory" in allocatable else None
         return Capacity(name, size, "allocatable memory")
-    per_gpu = parse_quantity((meta.get("labels") or {}).get(GPU_MEMORY_LABEL, ""))
+    per_gpu = quantity_int((meta.get("labels") or {}).get(GPU_MEMORY_LABEL, ""))
     if per_gpu is None:
         return Capacity(name, None, f"no {GPU_MEMORY_LABEL} label")
     wanted = spec.engine_args.gpus_per_replica
-    has = parse_quantity(allocatable.get("nvidia.com/gpu", wanted))
+    has = quantity_int(allocatable.get("nvidia.com/gpu", wanted))
     gpus = min(wanted, has) if has is not None else wanted
     share = spec.engine_args.gpu_memory_utilization
     size = int(per_gpu * MIB * gpus * share)

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
+# Declared once, in the contract with the Serve application: what the CRD accepts is what the
+# replicas run. Re-exported here as part of the typed API.
+from modelgrid_serving.config import Accelerator, Engine, RunningEngine
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -114,23 +117,6 @@ RESOURCE_NAME = Rule(
 """The resource's own name, as KubeRay's ``ValidateRayServiceMetadata`` (utils/validation.go,
 v1.6 and v1.7) wants the RayService's: a DNS-1035 label of at most 47 characters. A name it
 refuses is never reconciled, so ``8b-chat`` must be refused here, where the user sees why."""
-
-
-class Engine(StrEnum):
-    """Which inference engine serves the model."""
-
-    AUTO = "auto"
-    """vLLM on NVIDIA and CPU pools, MLX on Apple pools."""
-    VLLM = "vllm"
-    MLX = "mlx"
-
-
-class Accelerator(StrEnum):
-    """The kind of node a pool runs on."""
-
-    NVIDIA = "nvidia"
-    APPLE = "apple"
-    CPU = "cpu"
 
 
 class SourceKind(StrEnum):
@@ -378,7 +364,7 @@ class ServingLimits(_Object):
     )
 
 
-def _engines_for(accelerator: Accelerator) -> tuple[Engine, ...]:
+def _engines_for(accelerator: Accelerator) -> tuple[RunningEngine, ...]:
     return {
         Accelerator.NVIDIA: (Engine.VLLM,),
         Accelerator.APPLE: (Engine.MLX,),
@@ -550,7 +536,7 @@ class InferenceModelSpec(_Object):
             raise ValueError("pool names must be unique")
         return pools
 
-    def engine_for(self, pool: Pool) -> Engine:
+    def engine_for(self, pool: Pool) -> RunningEngine:
         """The concrete engine of a pool: the spec's engine, or the accelerator's default."""
         if self.engine is Engine.AUTO:
             return _engines_for(pool.accelerator)[0]

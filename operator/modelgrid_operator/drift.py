@@ -21,8 +21,9 @@ objects only (the head group's) is removed by sending ``null`` for it.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from modelgrid_operator.quantity import parse_quantity
 
 OWNED_METADATA = ("labels", "ownerReferences")
 
@@ -45,23 +46,6 @@ TEMPLATE_DEFAULTS: dict[str, tuple[object, ...]] = {
     "serviceAccount": ("default",),
 }
 """Fields a server may fill into a pod template that mean what their absence means."""
-
-_UNITS = {
-    "": 1,
-    "m": Decimal("0.001"),
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
 
 Path = tuple[str, ...]
 
@@ -86,25 +70,11 @@ def _tolerated(key: str, value: Any) -> bool:
     return any(type(value) is type(d) and value == d for d in TEMPLATE_DEFAULTS.get(key, ()))
 
 
-def _quantity(value: Any) -> Decimal | None:
-    text = str(value).strip()
-    for unit in sorted(_UNITS, key=len, reverse=True):
-        if unit and text.endswith(unit):
-            number, factor = text[: -len(unit)], _UNITS[unit]
-            break
-    else:
-        number, factor = text, 1
-    try:
-        return Decimal(number) * factor
-    except InvalidOperation:
-        return None
-
-
 def _same_scalar(live: Any, desired: Any, path: Path) -> bool:
     if live == desired and isinstance(live, bool) == isinstance(desired, bool):
         return True
     if len(path) >= 2 and path[-2] in ("requests", "limits"):  # resource quantities
-        a, b = _quantity(live), _quantity(desired)
+        a, b = parse_quantity(live), parse_quantity(desired)
         return a is not None and a == b
     return False
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,16 +86,16 @@ class Client:
             raise
         return True
 
+    async def _rayservices(self, call: Callable[..., Any], namespace: str, *args: Any) -> Any:
+        """``call`` (a CustomObjectsApi method) on the RayServices of ``namespace``, in a thread:
+        the client blocks, the operator's event loop must not."""
+        return await asyncio.to_thread(call, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, *args)
+
     async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The RayService, or None when it does not exist."""
         try:
-            return await asyncio.to_thread(
-                self._custom.get_namespaced_custom_object,
-                RAY_GROUP,
-                RAY_VERSION,
-                namespace,
-                RAY_PLURAL,
-                name,
+            return await self._rayservices(
+                self._custom.get_namespaced_custom_object, namespace, name
             )
         except ApiException as exc:
             if exc.status == 404 and _is_missing_resource(exc):
@@ -108,13 +109,8 @@ class Client:
         caller must check is its own (``ownership.is_owned_by``) before it writes to it."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            created = await asyncio.to_thread(
-                self._custom.create_namespaced_custom_object,
-                RAY_GROUP,
-                RAY_VERSION,
-                namespace,
-                RAY_PLURAL,
-                body,
+            created = await self._rayservices(
+                self._custom.create_namespaced_custom_object, namespace, body
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -134,27 +130,14 @@ class Client:
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
         """JSON-merge-patch a RayService (lists in the patch replace the stored ones)."""
-        return await asyncio.to_thread(
-            self._custom.patch_namespaced_custom_object,
-            RAY_GROUP,
-            RAY_VERSION,
-            namespace,
-            RAY_PLURAL,
-            name,
-            patch,
+        return await self._rayservices(
+            self._custom.patch_namespaced_custom_object, namespace, name, patch
         )
 
     async def delete_rayservice(self, namespace: str, name: str) -> bool:
         """Delete a RayService; False when it was already gone."""
         try:
-            await asyncio.to_thread(
-                self._custom.delete_namespaced_custom_object,
-                RAY_GROUP,
-                RAY_VERSION,
-                namespace,
-                RAY_PLURAL,
-                name,
-            )
+            await self._rayservices(self._custom.delete_namespaced_custom_object, namespace, name)
         except ApiException as exc:
             if exc.status == 404:
                 return False

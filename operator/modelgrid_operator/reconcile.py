@@ -196,28 +196,11 @@ async def reconcile(
         claims: served name -> the claims of the InferenceModels that declare it (the
             operator's index of every model it watches), for the NamesClaimed condition.
     """
-    # The body may come from an old watch event (the refresh keeps the one it indexed): work
-    # from the object as stored now, so a stale event can never move the spec or the status
-    # backwards.
-    current = await client.get_model(
-        body["metadata"].get("namespace") or "default", body["metadata"]["name"]
-    )
-    if current is None or current["metadata"].get("deletionTimestamp"):
-        raise ModelGone(body["metadata"]["name"])
-    body = current
-    meta = body["metadata"]
+    body = await _read_stored(body, client)
     previous = _stored_status(body)
-    generation = meta.get("generation")
+    generation = body["metadata"].get("generation")
     try:
-        model = parse_model(
-            {
-                "apiVersion": api.API_VERSION,
-                "kind": api.KIND,
-                "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
-                "spec": body.get("spec"),
-            }
-        )
-        check_policy(model, settings)
+        model = _parse_checked(body, settings)
     except InvalidModel as exc:
         status = invalid_status(previous, str(exc), generation=generation, now=now)
         return _outcome(previous, status, "")
@@ -226,39 +209,88 @@ async def reconcile(
     lost = lost_names(mine, (c for name in mine.names for c in (claims or {}).get(name, ())))
     facts = await asyncio.to_thread(read_facts, model.spec.model)
     admissions = admit(model, facts, await client.list_nodes(), settings)
-    action = ""
-    writing = "NetworkPolicy"
+    owner = owner_of(body)
+    action, writing = "", "NetworkPolicy"
     try:
         await apply_network_policy(
-            client, render_network_policy(model, settings=settings, owner=owner_of(body))
+            client, render_network_policy(model, settings=settings, owner=owner)
         )
         writing = "RayService"
         observation, action = await _apply(
-            model, owner_of(body), admissions, client=client, settings=settings
+            model, owner, admissions, client=client, settings=settings
         )
-    except KubeRayMissing as exc:
-        observation = Observation(
-            None, apply_error=(api.Reason.KUBERAY_MISSING, str(exc)), admissions=admissions
-        )
-    except ApiException as exc:  # e.g. the API server or a webhook refused the RayService
-        message = f"writing {writing} {model.name} failed: {exc.status} {exc.reason}"
-        observation = Observation(
-            None, apply_error=(api.Reason.APPLY_FAILED, message), admissions=admissions
-        )
+    except (KubeRayMissing, ApiException) as exc:
+        observation = _write_refused(exc, f"{writing} {model.name}", admissions)
     observation = replace(observation, lost_names=lost)
-    deployed = {a.pool for a in observation.admissions if a.admitted or a.kept}
-
     status = compute_status(
         model,
         observation,
         previous=previous,
         generation=generation,
-        endpoints={
-            p.name: pool_endpoint(model, p, settings)
-            for p in model.spec.pools
-            if p.name in deployed
-        },
+        endpoints=_deployed_endpoints(model, observation, settings),
         now=now,
         created=_created(body),
     )
     return _outcome(previous, status, action)
+
+
+async def _read_stored(body: dict[str, Any], client: Client) -> dict[str, Any]:
+    """The model as stored now, not as the event carried it.
+
+    The body may come from an old watch event (the refresh keeps the one it indexed): working
+    from the stored object means a stale event can never move the spec or the status backwards.
+
+    Raises:
+        ModelGone: the model is deleted, or being deleted.
+    """
+    current = await client.get_model(
+        body["metadata"].get("namespace") or "default", body["metadata"]["name"]
+    )
+    if current is None or current["metadata"].get("deletionTimestamp"):
+        raise ModelGone(body["metadata"]["name"])
+    return current
+
+
+def _parse_checked(body: dict[str, Any], settings: RenderSettings) -> api.InferenceModel:
+    """The typed model, checked against the spec's rules and the operator's policy: the same
+    checks the CLI runs, for an API server that lacks the CRD's CEL rules or a policy it cannot
+    express.
+
+    Raises:
+        InvalidModel: naming the field at fault.
+    """
+    meta = body["metadata"]
+    model = parse_model(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
+            "spec": body.get("spec"),
+        }
+    )
+    check_policy(model, settings)
+    return model
+
+
+def _write_refused(
+    exc: KubeRayMissing | ApiException, what: str, admissions: tuple[Admission, ...]
+) -> Observation:
+    """A refusal to write a child (KubeRay missing, the API server or a webhook saying no) is
+    not an error of the operator but something to observe: the status names the object and
+    the reason, and the next reconcile tries again."""
+    if isinstance(exc, KubeRayMissing):
+        error = (api.Reason.KUBERAY_MISSING, str(exc))
+    else:
+        error = (api.Reason.APPLY_FAILED, f"writing {what} failed: {exc.status} {exc.reason}")
+    return Observation(None, apply_error=error, admissions=admissions)
+
+
+def _deployed_endpoints(
+    model: api.InferenceModel, observation: Observation, settings: RenderSettings
+) -> dict[str, str]:
+    """The endpoint of each pool that runs (admitted now, or kept from before): a refused pool
+    has none, so the gateway sends it nothing."""
+    deployed = {a.pool for a in observation.admissions if a.admitted or a.kept}
+    return {
+        p.name: pool_endpoint(model, p, settings) for p in model.spec.pools if p.name in deployed
+    }

@@ -21,16 +21,16 @@ the operator writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from modelgrid_serving.claims import LostName
+from modelgrid_serving.config import application_name
 
 from modelgrid_operator import api
 from modelgrid_operator.admission import Admission
-from modelgrid_operator.render.rayservice import application_name
 
 _TO_BUCKET = {
     api.Phase.PENDING: "pending",
@@ -150,7 +150,7 @@ def _applications(
     pending = (rs_status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}
     apps = {}
     for pool in model.spec.pools:
-        name = application_name(model, pool)
+        name = application_name(model.name, pool.name, len(model.spec.pools))
         apps[pool.name] = active.get(name) or pending.get(name) or {}
     return apps
 
@@ -262,7 +262,7 @@ def _judge_serving(
     )
 
 
-def _admitted(observation: Observation) -> tuple[bool, api.Reason, str]:
+def _admitted(observation: Observation) -> Judgement:
     """The MemoryAdmitted condition: False when a pool is refused (kept pools included: they
     run, but would not be placed now), else why pools were let in."""
     if not observation.admissions:
@@ -278,6 +278,40 @@ def _admitted(observation: Observation) -> tuple[bool, api.Reason, str]:
     return True, reason, "; ".join(a.message for a in observation.admissions)
 
 
+Judgement = tuple[bool, api.Reason, str]
+"""A condition's verdict: whether it holds, why, and the message a user reads."""
+
+
+def _judgements(
+    verdict: Verdict, observation: Observation
+) -> tuple[tuple[api.ConditionType, Judgement], ...]:
+    """Each condition of a valid model, judged from this observation, in the order they show."""
+    return (
+        (
+            api.ConditionType.READY,
+            (verdict.phase is api.Phase.READY, verdict.reason, verdict.message),
+        ),
+        (api.ConditionType.SPEC_VALID, (True, api.Reason.VALID, "spec is valid")),
+        (api.ConditionType.RAY_SERVICE_APPLIED, _applied(observation)),
+        (api.ConditionType.MEMORY_ADMITTED, _admitted(observation)),
+        (api.ConditionType.NAMES_CLAIMED, _names(observation)),
+    )
+
+
+def _conditions(
+    previous: list[api.Condition],
+    judged: Iterable[tuple[api.ConditionType, Judgement]],
+    *,
+    generation: int | None,
+    now: datetime,
+) -> list[api.Condition]:
+    """The conditions to write, one per judgement; see :func:`_condition`."""
+    return [
+        _condition(previous, kind, *judgement, generation=generation, now=now)
+        for kind, judgement in judged
+    ]
+
+
 def _condition(
     previous: list[api.Condition],
     kind: api.ConditionType,
@@ -288,6 +322,8 @@ def _condition(
     generation: int | None,
     now: datetime,
 ) -> api.Condition:
+    """One condition; its ``lastTransitionTime`` moves only when its status flips, so a user
+    reads how long it has held, not when the operator last looked."""
     status = "True" if ok else "False"
     old = next((c for c in previous if c.type == kind.value), None)
     since = (
@@ -303,7 +339,7 @@ def _condition(
     )
 
 
-def _applied(observation: Observation) -> tuple[bool, api.Reason, str]:
+def _applied(observation: Observation) -> Judgement:
     """Whether the child matches the spec, and why not."""
     if observation.apply_error is not None:
         return False, *observation.apply_error
@@ -320,7 +356,7 @@ SHARE_HINT = (
 )
 
 
-def _names(observation: Observation) -> tuple[bool, api.Reason, str]:
+def _names(observation: Observation) -> Judgement:
     """The NamesClaimed condition: does the model hold every name it declares?"""
     if not observation.lost_names:
         return True, api.Reason.NAMES_HELD, "no other namespace claimed these names first"
@@ -374,52 +410,13 @@ def compute_status(
     changed = verdict.phase != prev.phase
     ready = sum(p.ready_replicas for p in pools)
     desired = sum(p.desired_replicas for p in pools)
-    conditions = [
-        _condition(
-            prev.conditions,
-            api.ConditionType.READY,
-            verdict.phase is api.Phase.READY,
-            verdict.reason,
-            verdict.message,
-            generation=generation,
-            now=now,
-        ),
-        _condition(
-            prev.conditions,
-            api.ConditionType.SPEC_VALID,
-            True,
-            api.Reason.VALID,
-            "spec is valid",
-            generation=generation,
-            now=now,
-        ),
-        _condition(
-            prev.conditions,
-            api.ConditionType.RAY_SERVICE_APPLIED,
-            *_applied(observation),
-            generation=generation,
-            now=now,
-        ),
-        _condition(
-            prev.conditions,
-            api.ConditionType.MEMORY_ADMITTED,
-            *_admitted(observation),
-            generation=generation,
-            now=now,
-        ),
-        _condition(
-            prev.conditions,
-            api.ConditionType.NAMES_CLAIMED,
-            *_names(observation),
-            generation=generation,
-            now=now,
-        ),
-    ]
     first = next(iter(endpoints.values()), None)
     return api.InferenceModelStatus(
         phase=verdict.phase,
         phase_since=format_time(now) if changed else prev.phase_since,
-        conditions=conditions,
+        conditions=_conditions(
+            prev.conditions, _judgements(verdict, observation), generation=generation, now=now
+        ),
         observed_generation=generation,
         endpoint=f"{first}/v1" if first and observation.rayservice is not None else None,
         served_model_names=model.served_names,
@@ -440,26 +437,13 @@ def invalid_status(
 ) -> api.InferenceModelStatus:
     """Status of a model whose spec the operator refused: Failed with an InvalidSpec condition."""
     prev = previous or api.InferenceModelStatus()
-    conditions = [
-        _condition(
-            prev.conditions,
-            api.ConditionType.READY,
-            False,
-            api.Reason.INVALID_SPEC,
-            message,
-            generation=generation,
-            now=now,
-        ),
-        _condition(
-            prev.conditions,
-            api.ConditionType.SPEC_VALID,
-            False,
-            api.Reason.INVALID_SPEC,
-            message,
-            generation=generation,
-            now=now,
-        ),
-    ]
+    refused = (False, api.Reason.INVALID_SPEC, message)
+    conditions = _conditions(
+        prev.conditions,
+        ((api.ConditionType.READY, refused), (api.ConditionType.SPEC_VALID, refused)),
+        generation=generation,
+        now=now,
+    )
     return prev.model_copy(
         update={
             "phase": api.Phase.FAILED,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -65,15 +66,17 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
     names = ServedNames.build([(config.model_name, config.aliases)])
     app = FastAPI(title="modelgrid", version=__version__, docs_url=None, redoc_url=None)
     _install_error_handlers(app)
+    _add_service_routes(app, engine, config, names, metrics)
+    _add_model_routes(app, engine, names, created)
+    _add_generation_routes(app, engine, config, names, metrics)
+    return app
 
-    def card(name: str) -> ModelCard:
-        root = names.resolve(name)
-        return ModelCard(
-            id=name,
-            created=created,
-            root=root if root != name else None,
-            max_model_len=engine.max_model_len(),
-        )
+
+def _add_service_routes(
+    app: FastAPI, engine: Engine, config: AppConfig, names: ServedNames, metrics: Metrics
+) -> None:
+    """``/``, ``/health``, ``/metrics`` and ``/v1/gpu/info``: what the replica is and how it
+    fares, for probes, Prometheus and the gateway's GPU view."""
 
     @app.get("/", response_model=ServiceInfo)
     async def root() -> ServiceInfo:
@@ -100,8 +103,21 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
     @app.get("/v1/gpu/info", response_model=GPUInfo)
     async def gpu_info() -> GPUInfo:
         gpus = await asyncio.to_thread(devices.probe_gpus)
-        accelerator = config.pools[0].accelerator.value if config.pools else "cpu"
+        accelerator = config.pool.accelerator.value
         return GPUInfo(gpus=gpus, node=devices.node_name(), accelerator=accelerator)
+
+
+def _add_model_routes(app: FastAPI, engine: Engine, names: ServedNames, created: int) -> None:
+    """The model listing: the name and each alias, an alias pointing at its ``root``."""
+
+    def card(name: str) -> ModelCard:
+        root = names.resolve(name)
+        return ModelCard(
+            id=name,
+            created=created,
+            root=root if root != name else None,
+            max_model_len=engine.max_model_len(),
+        )
 
     # Without /v1 too, as several local OpenAI-compatible servers answer: clients given a
     # bare base URL (``http://host:port``) reach the same routes.
@@ -115,70 +131,91 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
     async def get_model(model: str) -> ModelCard:
         return card(model)
 
-    async def generate(
-        request: Request,
-        route: str,
-        schema: type[SamplingRequest],
-        call: Callable[[dict[str, Any]], Awaitable[EngineOutput]],
-    ) -> Response:
-        body = await _read_json(request, config.max_body_bytes)
-        requested = body.get("model")
-        body["model"] = canonical = names.resolve(requested)
-        tracker = metrics.track(canonical, route)  # refusals of a known model count too
-        try:
-            parsed = schema.model_validate(body)
-        except Exception as exc:
-            tracker.done(error_response(exc).status_code)
-            raise
-        client_wants_usage = parsed.wants_usage_in_stream()
-        if parsed.stream:  # always count tokens; drop the usage chunk if the client did not ask
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        try:
-            output = await call(body)
-        except BaseException as exc:
-            tracker.done(error_response(exc).status_code)
-            raise
-        if isinstance(output, dict):
-            _count_usage(tracker, output.get("usage"))
-            tracker.done(200)
-            if requested != canonical:  # answer with the name the client used, as OpenAI does
-                output["model"] = requested
-            return JSONResponse(to_openai_shape(output))
-        rename = None
-        if requested != canonical:
-            rename = (f'"model":{json.dumps(canonical)}', f'"model":{json.dumps(requested)}')
-        return StreamingResponse(
-            _relay(output, tracker, keep_usage=client_wants_usage, rename=rename),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+
+def _add_generation_routes(
+    app: FastAPI, engine: Engine, config: AppConfig, names: ServedNames, metrics: Metrics
+) -> None:
+    """Chat, completions and embeddings: each request read within the body bound, its name
+    resolved, validated, counted in the metrics whatever its outcome, and passed to the engine."""
+    limit = config.max_body_bytes
 
     @app.post("/chat/completions")
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        return await generate(request, "chat", ChatCompletionRequest, engine.chat)
+        body = await _read_json(request, limit)
+        return await _generate(body, "chat", ChatCompletionRequest, engine.chat, names, metrics)
 
     @app.post("/completions")
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        return await generate(request, "completions", CompletionRequest, engine.completions)
+        body = await _read_json(request, limit)
+        return await _generate(
+            body, "completions", CompletionRequest, engine.completions, names, metrics
+        )
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
-        body = await _read_json(request, config.max_body_bytes)
+        body = await _read_json(request, limit)
         body["model"] = canonical = names.resolve(body.get("model"))
         tracker = metrics.track(canonical, "embeddings")
-        try:
+        with _counting_failure(tracker):
             EmbeddingRequest.model_validate(body)
             output = await engine.embeddings(body)
-        except BaseException as exc:
-            tracker.done(error_response(exc).status_code)
-            raise
         _count_usage(tracker, output.get("usage"))
         tracker.done(200)
         return JSONResponse(drop_nulls(output))
 
-    return app
+
+async def _generate(
+    body: dict[str, Any],
+    route: str,
+    schema: type[SamplingRequest],
+    call: Callable[[dict[str, Any]], Awaitable[EngineOutput]],
+    names: ServedNames,
+    metrics: Metrics,
+) -> Response:
+    """A completion or chat completion: validated, generated, answered whole or streamed.
+
+    The engine gets the canonical name; the answer carries the name the client used, as
+    OpenAI's does for an alias.
+    """
+    requested = body.get("model")
+    body["model"] = canonical = names.resolve(requested)
+    tracker = metrics.track(canonical, route)  # refusals of a known model count too
+    with _counting_failure(tracker, Exception):
+        parsed = schema.model_validate(body)
+    client_wants_usage = parsed.wants_usage_in_stream()
+    if parsed.stream:  # always count tokens; drop the usage chunk if the client did not ask
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    with _counting_failure(tracker):
+        output = await call(body)
+    if isinstance(output, dict):
+        _count_usage(tracker, output.get("usage"))
+        tracker.done(200)
+        if requested != canonical:  # answer with the name the client used, as OpenAI does
+            output["model"] = requested
+        return JSONResponse(to_openai_shape(output))
+    rename = None
+    if requested != canonical:
+        rename = (f'"model":{json.dumps(canonical)}', f'"model":{json.dumps(requested)}')
+    return StreamingResponse(
+        _relay(output, tracker, keep_usage=client_wants_usage, rename=rename),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@contextmanager
+def _counting_failure(
+    tracker: RequestTracker, catch: type[BaseException] = BaseException
+) -> Iterator[None]:
+    """Count a request that fails here under the status its error answers with (a cancelled
+    request too), then let the error go on to the handlers that answer it."""
+    try:
+        yield
+    except catch as exc:
+        tracker.done(error_response(exc).status_code)
+        raise
 
 
 def to_openai_shape(body: dict[str, Any]) -> dict[str, Any]:

@@ -9,17 +9,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .config import AppConfig, EngineKind, PoolConfig
+from .config import AppConfig, Engine
 from .sources import resolve_model_source
 
 
-def deployment_name(config: AppConfig, pool: PoolConfig) -> str:
+def deployment_name(config: AppConfig) -> str:
     """The Serve deployment name of a pool: model and pool, in characters Serve accepts."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", f"{config.model_name}-{pool.name}")
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", f"{config.model_name}-{config.pool.name}")
 
 
-def deployment_options(config: AppConfig, pool: PoolConfig) -> dict[str, Any]:
+def deployment_options(config: AppConfig) -> dict[str, Any]:
     """Serve options of a pool's deployment (replicas, queueing, placement)."""
+    pool = config.pool
     autoscaling: dict[str, Any] = {
         "min_replicas": pool.min_replicas,
         "max_replicas": pool.max_replicas,
@@ -42,8 +43,8 @@ def deployment_options(config: AppConfig, pool: PoolConfig) -> dict[str, Any]:
 def build_app(args: dict[str, Any]) -> Any:
     """Build the Serve application of one pool of an InferenceModel.
 
-    An InferenceModel with N pools becomes N applications, each given an AppConfig that holds
-    exactly its pool (the operator renders them; ``modelgrid up`` deploys them likewise).
+    An InferenceModel with N pools becomes N applications, each given the AppConfig of its pool
+    (the operator renders them; ``modelgrid up`` deploys them likewise).
 
     Args:
         args: An :class:`AppConfig` as a dict (the ``args`` of the Serve config).
@@ -54,36 +55,30 @@ def build_app(args: dict[str, Any]) -> Any:
     Raises:
         pydantic.ValidationError: ``args`` is not a valid AppConfig.
         ModelSourceError: the model source is a local path that does not exist.
-        ValueError: not exactly one pool, or an MLX pool without ``mlx_server_url``.
+        ValueError: an MLX pool without ``mlx_server_url``.
     """
     config = AppConfig.model_validate(args)
-    if len(config.pools) != 1:
-        raise ValueError(
-            f"{config.model_name}: {len(config.pools)} pools in one application; each pool is "
-            "its own application (one AppConfig per pool)"
-        )
-    pool = config.pools[0]
     config = config.model_copy(update={"model_source": resolve_model_source(config.model_source)})
-    if pool.engine == EngineKind.MLX:
-        return _build_mlx(config, pool)
-    return _build_vllm(config, pool)
+    if config.pool.engine == Engine.MLX:
+        return _build_mlx(config)
+    return _build_vllm(config)
 
 
-def _build_vllm(config: AppConfig, pool: PoolConfig) -> Any:
+def _build_vllm(config: AppConfig) -> Any:
     from ray import serve
 
     from .engines.vllm import to_llm_config
     from .server import VLLMServer
 
-    llm_config = to_llm_config(config, pool)
+    llm_config = to_llm_config(config)
     options = VLLMServer.get_deployment_options(llm_config)
-    ours = deployment_options(config, pool)
+    ours = deployment_options(config)
     actor = {**options.get("ray_actor_options", {}), **ours.pop("ray_actor_options")}
     if "resources" in actor and options.get("placement_group_bundles"):
         # The replica actor takes the first bundle: the pool's resource must be in it.
         first, *rest = options["placement_group_bundles"]
         options["placement_group_bundles"] = [{**first, **actor["resources"]}, *rest]
-    options.update(ours, ray_actor_options=actor, name=deployment_name(config, pool))
+    options.update(ours, ray_actor_options=actor, name=deployment_name(config))
     deployment = serve.deployment(VLLMServer, **options)
     return deployment.bind(llm_config, app_config=config.model_dump(mode="json"))
 
@@ -92,7 +87,8 @@ MLX_REPLICA_CPUS = 0.5
 """An MLX replica only relays HTTP; the MLX server beside it does the work."""
 
 
-def _build_mlx(config: AppConfig, pool: PoolConfig) -> Any:
+def _build_mlx(config: AppConfig) -> Any:
+    pool = config.pool
     if not pool.mlx_server_url:
         raise ValueError(
             f"{config.model_name}: pool {pool.name} runs MLX but has no mlx_server_url "
@@ -102,7 +98,7 @@ def _build_mlx(config: AppConfig, pool: PoolConfig) -> Any:
 
     from .mlx_server import MLXServer
 
-    options = deployment_options(config, pool)
+    options = deployment_options(config)
     options["ray_actor_options"] = {"num_cpus": MLX_REPLICA_CPUS, **options["ray_actor_options"]}
-    deployment = serve.deployment(MLXServer, name=deployment_name(config, pool), **options)
+    deployment = serve.deployment(MLXServer, name=deployment_name(config), **options)
     return deployment.bind(app_config=config.model_dump(mode="json"))

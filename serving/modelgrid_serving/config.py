@@ -1,15 +1,19 @@
 """The contract between the operator and the Serve application.
 
 The operator renders an InferenceModel into a RayService whose ``serveConfigV2`` deploys
-``modelgrid_serving.app:build_app`` with an :class:`AppConfig` as its ``args``; ``modelgrid up``
-builds the same object from the same YAML. Keeping it here (pydantic only, no Ray, no engine)
-lets both sides validate it without importing anything heavy.
+``modelgrid_serving.app:build_app`` once per pool, each with an :class:`AppConfig` as its
+``args``; ``modelgrid up`` builds a :class:`LocalRun` from the same YAML and deploys one
+AppConfig per pool the same way. Keeping it here (pydantic only, no Ray, no engine) lets both
+sides validate it without importing anything heavy, and it is the one place that says what an
+engine and an accelerator are and how a pool's application is named and routed: the operator's
+typed API imports these rather than declaring its own (``.importlinter`` lets the operator import
+this module, never serving's internals).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,11 +21,17 @@ IMPORT_PATH = "modelgrid_serving.app:build_app"
 """What the rendered Serve config imports to build the application."""
 
 
-class EngineKind(StrEnum):
-    """The inference engine that runs a pool's replicas."""
+class Engine(StrEnum):
+    """Which inference engine serves the model."""
 
+    AUTO = "auto"
+    """vLLM on NVIDIA and CPU pools, MLX on Apple pools."""
     VLLM = "vllm"
     MLX = "mlx"
+
+
+RunningEngine = Literal[Engine.VLLM, Engine.MLX]
+"""The engine a pool's replicas actually run: ``auto`` is resolved before a pool is deployed."""
 
 
 class Accelerator(StrEnum):
@@ -41,7 +51,7 @@ class PoolConfig(_Frozen):
 
     name: str
     accelerator: Accelerator
-    engine: EngineKind
+    engine: RunningEngine
     min_replicas: int = Field(ge=0)
     max_replicas: int = Field(ge=1)
     ray_resource: str | None = Field(
@@ -57,8 +67,9 @@ class PoolConfig(_Frozen):
     )
 
 
-class AppConfig(_Frozen):
-    """Everything the Serve application needs to serve one InferenceModel."""
+class ModelConfig(_Frozen):
+    """How a model is served, whichever pool serves it: what :class:`AppConfig` (one pool, in a
+    cluster or locally) and :class:`LocalRun` (every pool ``modelgrid up`` runs) share."""
 
     model_name: str = Field(description="The served model name (the `model` field of requests).")
     aliases: tuple[str, ...] = ()
@@ -81,7 +92,6 @@ class AppConfig(_Frozen):
     max_ongoing_requests: int = Field(default=64, ge=1)
     max_queued_requests: int = Field(default=256, ge=-1)
     target_ongoing_requests: int | None = None
-    pools: tuple[PoolConfig, ...] = Field(min_length=1)
     metrics_port: int | None = Field(
         default=None,
         ge=1,
@@ -96,9 +106,29 @@ class AppConfig(_Frozen):
         return (self.model_name, *self.aliases)
 
 
-def split_pools(config: AppConfig) -> tuple[AppConfig, ...]:
-    """One AppConfig per pool, each holding exactly that pool: one Serve application each."""
-    return tuple(config.model_copy(update={"pools": (pool,)}) for pool in config.pools)
+class AppConfig(ModelConfig):
+    """Everything one Serve application needs: the model, and the one pool it serves.
+
+    A model with several pools is several applications, so a pool that fails to deploy leaves
+    the others serving, and the gateway can weigh pools apart.
+    """
+
+    pool: PoolConfig
+
+
+class LocalRun(ModelConfig):
+    """What ``modelgrid up`` serves on this machine: the model and each pool it runs.
+
+    Each pool still becomes its own application (:meth:`applications`), named and routed as in a
+    cluster (:func:`application_name`, :func:`route_prefix`).
+    """
+
+    pools: tuple[PoolConfig, ...] = Field(min_length=1)
+
+    def applications(self) -> tuple[AppConfig, ...]:
+        """One AppConfig per pool, in the order of the pools."""
+        common = self.model_dump(exclude={"pools"})
+        return tuple(AppConfig(**common, pool=pool) for pool in self.pools)
 
 
 def application_name(model_name: str, pool: str, n_pools: int) -> str:

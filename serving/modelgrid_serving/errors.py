@@ -30,11 +30,31 @@ class ErrorResponse(BaseModel):
 
 
 class APIError(Exception):
-    """Base of the errors modelgrid answers on purpose. Subclasses fix status, type and code."""
+    """Base of the errors modelgrid answers on purpose.
+
+    Each subclass declares what it answers in its class line, so the whole table reads at a
+    glance: ``class Gone(ClientError, status=410, code="gone")``. Omitted keywords inherit.
+    """
 
     status_code: int = 500
     type: str = "server_error"
     code: str | None = None
+
+    def __init_subclass__(
+        cls,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        code: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
+        if error_type is not None:
+            cls.type = error_type
+        if code is not None:
+            cls.code = code
 
     def __init__(
         self,
@@ -52,141 +72,97 @@ class APIError(Exception):
         self.headers = dict(headers or {})
 
 
-class InvalidRequest(APIError):
+class ClientError(APIError, status=400, error_type="invalid_request_error"):
+    """A request the client can fix: OpenAI's ``invalid_request_error``."""
+
+
+class RetryLater(APIError, status=503, error_type="service_unavailable"):
+    """503 with ``Retry-After``: the request is fine, the moment is not."""
+
+    retry_after_s: int = 5
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
+        wait = self.retry_after_s if retry_after_s is None else retry_after_s
+        super().__init__(message, headers={"Retry-After": str(wait)})
+
+
+class InvalidRequest(ClientError, code="invalid_value"):
     """400: a field is missing, of the wrong type or out of range (``param`` names it)."""
 
-    status_code = 400
-    type = "invalid_request_error"
-    code = "invalid_value"
 
-
-class InvalidJSON(InvalidRequest):
+class InvalidJSON(InvalidRequest, code="invalid_json"):
     """400: the body is not a JSON object."""
 
-    code = "invalid_json"
 
-
-class ContextLengthExceeded(InvalidRequest):
+class ContextLengthExceeded(InvalidRequest, code="context_length_exceeded"):
     """400: the prompt plus the requested tokens do not fit the model's context."""
 
-    code = "context_length_exceeded"
 
-
-class UnsupportedForModel(InvalidRequest):
+class UnsupportedForModel(InvalidRequest, code="unsupported_for_model"):
     """400: the model exists but cannot do this (embeddings on a generative model...)."""
 
-    code = "unsupported_for_model"
 
-
-class ModelNotFound(APIError):
+class ModelNotFound(ClientError, status=404, code="model_not_found"):
     """404: no served name or alias matches the request's ``model``."""
-
-    status_code = 404
-    type = "invalid_request_error"
-    code = "model_not_found"
 
     def __init__(self, model: str, *, available: tuple[str, ...] = ()) -> None:
         hint = f" Available: {', '.join(available)}." if available else ""
         super().__init__(f"The model '{model}' does not exist.{hint}", param="model")
 
 
-class RouteNotFound(APIError):
+class RouteNotFound(ClientError, status=404, code="not_found"):
     """404: no such path."""
 
-    status_code = 404
-    type = "invalid_request_error"
-    code = "not_found"
 
-
-class MethodNotAllowed(APIError):
+class MethodNotAllowed(ClientError, status=405, code="method_not_allowed"):
     """405: the path exists, the method does not."""
 
-    status_code = 405
-    type = "invalid_request_error"
-    code = "method_not_allowed"
 
-
-class ModelNotReady(APIError):
+class ModelNotReady(RetryLater, code="model_not_ready"):
     """503 with ``Retry-After``: the model exists but cannot answer yet (loading, scaling up)."""
 
-    status_code = 503
-    type = "service_unavailable"
-    code = "model_not_ready"
 
-    def __init__(self, message: str, *, retry_after_s: int = 5) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
-
-
-class Overloaded(APIError):
+class Overloaded(RetryLater, code="overloaded"):
     """503 with ``Retry-After``: too many requests queued."""
 
-    status_code = 503
-    type = "service_unavailable"
-    code = "overloaded"
-
-    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+    retry_after_s = 1
 
 
-class EngineError(APIError):
+class EngineError(APIError, status=500, error_type="server_error", code="engine_error"):
     """500: the engine failed while serving a valid request."""
 
-    status_code = 500
-    type = "server_error"
-    code = "engine_error"
 
-
-class Unauthorized(APIError):
+class Unauthorized(ClientError, status=401, code="invalid_api_key"):
     """401: no API key, or one the gateway does not know."""
 
-    status_code = 401
-    type = "invalid_request_error"
-    code = "invalid_api_key"
 
-
-class PayloadTooLarge(APIError):
+class PayloadTooLarge(ClientError, status=413, code="request_too_large"):
     """413: the request body is over the configured limit."""
 
-    status_code = 413
-    type = "invalid_request_error"
-    code = "request_too_large"
 
-
-class RateLimited(APIError):
+class RateLimited(APIError, status=429, error_type="requests", code="rate_limit_exceeded"):
     """429 with ``Retry-After``: a per-key limit; ``type`` is ``requests`` or ``tokens``, as OpenAI."""
-
-    status_code = 429
-    type = "requests"
-    code = "rate_limit_exceeded"
 
     def __init__(self, message: str, *, kind: str, headers: dict[str, str]) -> None:
         super().__init__(message, headers=headers)
         self.type = kind
 
 
-class ConcurrencyLimited(RateLimited):
+class ConcurrencyLimited(RateLimited, code="concurrency_limit_exceeded"):
     """429 with ``Retry-After: 1``: the key has as many requests in flight as it may."""
-
-    code = "concurrency_limit_exceeded"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, kind="requests", headers={"Retry-After": "1"})
 
 
-class RequestTimeout(APIError):
+class RequestTimeout(ClientError, status=408, code="request_timeout"):
     """408: the request body did not arrive within the deadline, or arrived too slowly."""
 
-    status_code = 408
-    type = "invalid_request_error"
-    code = "request_timeout"
 
-
-class UpstreamUnavailable(APIError):
+class UpstreamUnavailable(
+    APIError, status=502, error_type="server_error", code="upstream_unavailable"
+):
     """502: no backend of the model could be reached (connection failures on every try)."""
-
-    status_code = 502
-    type = "server_error"
-    code = "upstream_unavailable"
 
 
 @dataclass(frozen=True)

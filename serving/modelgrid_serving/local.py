@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import mlx_sidecar
-from .config import AppConfig, EngineKind, application_name, route_prefix, split_pools
+from .config import AppConfig, Engine, LocalRun, ModelConfig, application_name, route_prefix
 from .sources import ModelSourceError, resolve_model_source
 
 SESSION_ENV = "MODELGRID_LOCAL_SESSION"
@@ -55,7 +55,7 @@ class PoolEndpoint:
     """Base URL, no trailing slash."""
 
 
-Front = Callable[[AppConfig, Sequence[PoolEndpoint], str, int], AbstractContextManager[object]]
+Front = Callable[[ModelConfig, Sequence[PoolEndpoint], str, int], AbstractContextManager[object]]
 """Serves the model's name on ``host:port`` over its pools (a gateway), for as long as the
 context lasts: ``front(config, endpoints, host, port)``. Used when the model has several pools."""
 
@@ -65,7 +65,7 @@ class _Stop(Exception):
 
 
 def serve(
-    config: AppConfig,
+    config: LocalRun,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -81,7 +81,7 @@ def serve(
     an mlx-lm server started here as its sidecar.
 
     Args:
-        config: The application config; each pool runs one replica on this machine (one engine
+        config: The model and its pools; each pool runs one replica on this machine (one engine
             per pool is all one machine should run).
         host: The interface the OpenAI API listens on.
         port: Its port.
@@ -98,17 +98,7 @@ def serve(
     """
     out = sys.stdout
     started = time.perf_counter()
-    with _phase(out, "resolve model"):
-        try:
-            source = resolve_model_source(config.model_source)
-        except ModelSourceError as exc:
-            raise SystemExit(f"modelgrid: {exc}") from None
-        pools = tuple(
-            p.model_copy(update={"min_replicas": 1, "max_replicas": 1}) for p in config.pools
-        )
-        config = config.model_copy(update={"model_source": source, "pools": pools})
-    _say(out, f"  model {config.model_name!r} from {source}")
-
+    config = _resolve(config, out)
     session = uuid.uuid4().hex[:12]
     temp_dir = tempfile.mkdtemp(prefix=f"modelgrid-{session}-")
     os.environ[SESSION_ENV] = session
@@ -135,10 +125,7 @@ def serve(
             url = f"http://{_display_host(host)}:{port}"
             if several and not front:
                 url = endpoints[0].url  # no single URL over the pools: show the first
-            front_port = port if several else console_port
-            if not several and front and front_port and not _port_free(host, front_port):
-                _say(out, f"web console: port {front_port} is taken; none (see --console-port)")
-                front_port = None
+            front_port = _front_port(host, port, several, front, console_port, out)
             try:  # a signal may come while the front starts, too
                 with (
                     front(config, endpoints, host, front_port)
@@ -148,17 +135,7 @@ def serve(
                     if front and front_port:
                         console = f"http://{_display_host(host)}:{front_port}/ui/"
                         _say(out, f"web console at {console}")
-                    total = time.perf_counter() - started
-                    _say(
-                        out,
-                        f"ready: {config.model_name} in {total:.1f} s ("
-                        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
-                        + ")",
-                    )
-                    _say(out, f"OpenAI API at {url}/v1")
-                    _say(out, "try:")
-                    _say(out, curl_example(url, config.model_name, route))
-                    _say(out, "Ctrl-C to stop")
+                    _say_ready(config, timings, time.perf_counter() - started, url, route, out)
                     while True:
                         time.sleep(3600)
             except _Stop:
@@ -167,6 +144,56 @@ def serve(
         _shutdown(session, temp_dir, sidecars)
         for name in (SESSION_ENV, *_RAY_SERVE_ENV):
             os.environ.pop(name, None)
+
+
+def _resolve(config: LocalRun, out: TextIO) -> LocalRun:
+    """The "resolve model" phase: check the source before anything heavy starts (a missing
+    path ends the run with one line, not a Ray traceback), and give each pool one replica (one
+    engine per pool is all one machine should run)."""
+    with _phase(out, "resolve model"):
+        try:
+            source = resolve_model_source(config.model_source)
+        except ModelSourceError as exc:
+            raise SystemExit(f"modelgrid: {exc}") from None
+        pools = tuple(
+            p.model_copy(update={"min_replicas": 1, "max_replicas": 1}) for p in config.pools
+        )
+        config = config.model_copy(update={"model_source": source, "pools": pools})
+    _say(out, f"  model {config.model_name!r} from {source}")
+    return config
+
+
+def _front_port(
+    host: str, port: int, several: bool, front: Front | None, console_port: int | None, out: TextIO
+) -> int | None:
+    """Where the front (gateway and web console) listens: ``port`` over several pools, else
+    the console port, unless that is taken (one pool still serves without a console)."""
+    front_port = port if several else console_port
+    if not several and front and front_port and not _port_free(host, front_port):
+        _say(out, f"web console: port {front_port} is taken; none (see --console-port)")
+        return None
+    return front_port
+
+
+def _say_ready(
+    config: ModelConfig,
+    timings: dict[str, float],
+    total: float,
+    url: str,
+    route: str,
+    out: TextIO,
+) -> None:
+    """The "ready" lines: the time of each phase, the API's URL and a request to paste."""
+    _say(
+        out,
+        f"ready: {config.model_name} in {total:.1f} s ("
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+        + ")",
+    )
+    _say(out, f"OpenAI API at {url}/v1")
+    _say(out, "try:")
+    _say(out, curl_example(url, config.model_name, route))
+    _say(out, "Ctrl-C to stop")
 
 
 _WARM_UP_REQUESTS = {
@@ -190,7 +217,7 @@ def curl_example(url: str, model: str, route: str = "chat") -> str:
 
 
 def _start(
-    config: AppConfig,
+    config: LocalRun,
     *,
     host: str,
     port: int,
@@ -205,16 +232,40 @@ def _start(
     Returns:
         The time of each phase, where each pool answers, and the route that answered.
     """
-    import ray
-    from ray import serve
+    _quiet_engine_logs()
+    proxy_port = _set_ingress(host, port, direct=direct, proxy_on_port=proxy_on_port)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    apps = _with_sidecars(config.applications(), Path(temp_dir), sidecars, out)
+    _say(out, "load: starting Ray and the engine (this takes a minute on CPU)")
+    _start_ray(host, proxy_port, temp_dir)
+    base = f"http://{_display_host(host)}:{port if direct else proxy_port}"
+    endpoints = [_deploy(app, len(apps), base) for app in apps]
+    timings["load"] = time.perf_counter() - t0
+    _say(out, f"load: done in {timings['load']:.1f} s")
+    if direct:
+        _say(out, f"  Serve proxy at http://{_display_host(host)}:{proxy_port} (same routes)")
 
-    from .app import build_app
+    t1 = time.perf_counter()
+    routes = [_warm_up(endpoint.url, config.model_name) for endpoint in endpoints]
+    timings["warm-up"] = time.perf_counter() - t1
+    _say(out, f"warm-up: done in {timings['warm-up']:.2f} s")
+    return timings, endpoints, routes[0]
 
-    # Engine and client chatter goes to Ray's log files; the terminal shows our phases.
+
+def _quiet_engine_logs() -> None:
+    """Engine and client chatter goes to Ray's log files; the terminal shows our phases."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("vllm").setLevel(logging.ERROR)  # its import-time notices, in this process
-    display = _display_host(host)
+
+
+def _set_ingress(host: str, port: int, *, direct: bool, proxy_on_port: bool) -> int:
+    """Set the environment Ray Serve reads at process start for how requests reach replicas.
+
+    Returns:
+        The port of the Serve proxy: ``port`` when it serves the API, else a spare one.
+    """
     proxy_port = port if proxy_on_port else _free_port(host)
     # Ray Serve's throughput mode: user code and the router run on the replica's own event loop
     # (no thread hop per streamed chunk), access logs are buffered, the GC is frozen after
@@ -236,10 +287,15 @@ def _start(
     # Ray starts its workers at niceness 15, below its own daemons; here the worker is the
     # engine, the one process that should win the CPU.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    apps = _with_sidecars(split_pools(config), Path(temp_dir), sidecars, out)
-    _say(out, "load: starting Ray and the engine (this takes a minute on CPU)")
+    return proxy_port
+
+
+def _start_ray(host: str, proxy_port: int, temp_dir: str) -> None:
+    """An embedded Ray with enough logical CPUs to schedule every actor, then Serve's proxy.
+    Signals are trapped again after each: Ray installs its own SIGTERM handler."""
+    import ray
+    from ray import serve
+
     ray.init(
         num_cpus=max(_MIN_LOGICAL_CPUS, os.cpu_count() or 1),
         _temp_dir=temp_dir,
@@ -253,32 +309,32 @@ def _start(
         http_options={"host": host, "port": proxy_port}, logging_config={"log_level": "WARNING"}
     )
     _trap_signals()
-    endpoints = []
-    for app in apps:
-        pool = app.pools[0]
-        name = application_name(config.model_name, pool.name, len(apps))
-        prefix = route_prefix(pool.name, len(apps))
-        try:
-            serve.run(build_app(app.model_dump(mode="json")), name=name, route_prefix=prefix)
-        except _Stop:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any deploy failure ends the run with one line
-            raise SystemExit(
-                f"modelgrid: {config.model_name} (pool {pool.name}) failed to start: "
-                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
-            ) from None
-        base = f"http://{display}:{port if direct else proxy_port}"
-        endpoints.append(PoolEndpoint(pool.name, pool.engine.value, base + prefix.rstrip("/")))
-    timings["load"] = time.perf_counter() - t0
-    _say(out, f"load: done in {timings['load']:.1f} s")
-    if direct:
-        _say(out, f"  Serve proxy at http://{display}:{proxy_port} (same routes)")
 
-    t1 = time.perf_counter()
-    routes = [_warm_up(endpoint.url, config.model_name) for endpoint in endpoints]
-    timings["warm-up"] = time.perf_counter() - t1
-    _say(out, f"warm-up: done in {timings['warm-up']:.2f} s")
-    return timings, endpoints, routes[0]
+
+def _deploy(app: AppConfig, n_pools: int, base: str) -> PoolEndpoint:
+    """Deploy one pool's application, named and routed as in a cluster; a failure ends the run
+    with Ray's last line, not its traceback.
+
+    Returns:
+        Where the pool answers: ``base`` plus its route prefix.
+    """
+    from ray import serve
+
+    from .app import build_app
+
+    pool = app.pool
+    name = application_name(app.model_name, pool.name, n_pools)
+    prefix = route_prefix(pool.name, n_pools)
+    try:
+        serve.run(build_app(app.model_dump(mode="json")), name=name, route_prefix=prefix)
+    except _Stop:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any deploy failure ends the run with one line
+        raise SystemExit(
+            f"modelgrid: {app.model_name} (pool {pool.name}) failed to start: "
+            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
+        ) from None
+    return PoolEndpoint(pool.name, pool.engine.value, base + prefix.rstrip("/"))
 
 
 def _with_sidecars(
@@ -287,8 +343,8 @@ def _with_sidecars(
     """Start an MLX server for each MLX pool that names none; point the pool at it."""
     ready = []
     for app in apps:
-        pool = app.pools[0]
-        if pool.engine == EngineKind.MLX and not pool.mlx_server_url:
+        pool = app.pool
+        if pool.engine == Engine.MLX and not pool.mlx_server_url:
             _say(out, f"load: starting the MLX server of pool {pool.name}")
             try:
                 sidecar = mlx_sidecar.start(
@@ -298,7 +354,7 @@ def _with_sidecars(
                 raise SystemExit(f"modelgrid: pool {pool.name}: {exc}") from None
             sidecars.append(sidecar)
             pool = pool.model_copy(update={"mlx_server_url": sidecar.url})
-            app = app.model_copy(update={"pools": (pool,)})
+            app = app.model_copy(update={"pool": pool})
         ready.append(app)
     return ready
 
@@ -463,20 +519,20 @@ def _say(out: TextIO, line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m modelgrid_serving.local CONFIG.json [--host H] [--port P]``: serve an AppConfig
+    """``python -m modelgrid_serving.local CONFIG.json [--host H] [--port P]``: serve a LocalRun
     file (JSON) directly. ``modelgrid up`` is the user-facing way; this one serves tests and
-    benchmarks, which build their AppConfig in code."""
+    benchmarks, which build their LocalRun in code."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m modelgrid_serving.local")
-    parser.add_argument("config", type=Path, help="an AppConfig as JSON")
+    parser.add_argument("config", type=Path, help="a LocalRun (a model and its pools) as JSON")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument(
         "--via-proxy", action="store_true", help="serve through the Serve proxy, as in a cluster"
     )
     args = parser.parse_args(argv)
-    config = AppConfig.model_validate_json(args.config.read_text())
+    config = LocalRun.model_validate_json(args.config.read_text())
     serve(config, host=args.host, port=args.port, direct=not args.via_proxy)
 
 

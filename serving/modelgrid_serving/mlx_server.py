@@ -33,9 +33,9 @@ class MLXServer:
     async def __init__(self, *, app_config: dict[str, Any]) -> None:
         self._app_config = AppConfig.model_validate(app_config)
         # One pool per application (app.py): its name labels every sample of this replica.
-        self._metrics = Metrics(pool=self._app_config.pools[0].name)
+        self._metrics = Metrics(pool=self._app_config.pool.name)
         self._created = int(time.time())
-        self._engine = MLXEngine(self._app_config, self._app_config.pools[0])
+        self._engine = MLXEngine(self._app_config)
         await self._wait_for_sidecar()
         port = self._app_config.metrics_port
         if port:

@@ -52,7 +52,7 @@ class VLLMServer(LLMServer):
     async def __init__(self, llm_config: LLMConfig, *, app_config: dict[str, Any]) -> None:
         self._app_config = AppConfig.model_validate(app_config)
         # One pool per application (app.py): its name labels every sample of this replica.
-        self._metrics = Metrics(pool=self._app_config.pools[0].name)
+        self._metrics = Metrics(pool=self._app_config.pool.name)
         self._metrics.watch_engine(VLLM_STATS, model=self._app_config.model_name)
         self._created = int(time.time())
         await super().__init__(llm_config)

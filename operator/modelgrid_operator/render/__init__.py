@@ -5,26 +5,22 @@ same model and settings always give the same objects, so handlers only diff and 
 ``modelgrid render`` shows exactly what the operator would write.
 """
 
-from modelgrid_operator.render.app_config import to_app_config, to_local_app_config
+from modelgrid_operator.render.app_config import to_app_config, to_local_run
 from modelgrid_operator.render.metadata import Owner, owner_of
 from modelgrid_operator.render.network_policy import render_network_policy
 from modelgrid_operator.render.rayservice import (
-    application_name,
     pool_endpoint,
     render_rayservice,
-    route_prefix,
     serve_endpoint,
 )
 
 __all__ = [
     "Owner",
-    "application_name",
     "owner_of",
     "pool_endpoint",
     "render_network_policy",
     "render_rayservice",
-    "route_prefix",
     "serve_endpoint",
     "to_app_config",
-    "to_local_app_config",
+    "to_local_run",
 ]

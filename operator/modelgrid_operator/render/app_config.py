@@ -1,15 +1,15 @@
 """InferenceModel -> the Serve application's :class:`~modelgrid_serving.config.AppConfig`.
 
-The same function feeds the cluster (through the RayService's Serve config) and ``modelgrid
-up`` (through an embedded Ray), so both serve a model the same way.
+The same fields feed the cluster (one AppConfig per pool, through the RayService's Serve config)
+and ``modelgrid up`` (a :class:`~modelgrid_serving.config.LocalRun` of the pools it runs, through
+an embedded Ray), so both serve a model the same way.
 """
 
 from __future__ import annotations
 
 import posixpath
 
-from modelgrid_serving.config import Accelerator as ServingAccelerator
-from modelgrid_serving.config import AppConfig, EngineKind, PoolConfig
+from modelgrid_serving.config import AppConfig, LocalRun, PoolConfig
 
 from modelgrid_operator import api
 from modelgrid_operator.settings import RenderSettings
@@ -45,8 +45,8 @@ def _pool_config(
     low, high = pool.replica_bounds
     return PoolConfig(
         name=pool.name,
-        accelerator=ServingAccelerator(pool.accelerator.value),
-        engine=EngineKind(engine.value),
+        accelerator=pool.accelerator,
+        engine=engine,
         min_replicas=low,
         max_replicas=high,
         ray_resource=pool_resource(pool),
@@ -89,15 +89,15 @@ def to_app_config(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
     """
     return AppConfig(
         **_common(model, model_path_in_pod(model.spec.model, settings)),
-        pools=(_pool_config(model.spec, pool, settings),),
+        pool=_pool_config(model.spec, pool, settings),
         metrics_port=settings.metrics_port,
     )
 
 
-def to_local_app_config(
+def to_local_run(
     model: api.InferenceModel, *, builtin_root: str, pool: str | None = None
-) -> AppConfig:
-    """The Serve application config for ``modelgrid up``: one replica per pool, this machine.
+) -> LocalRun:
+    """What ``modelgrid up`` serves: one replica per pool, this machine.
 
     Args:
         model: the InferenceModel, as the cluster would get it.
@@ -124,13 +124,13 @@ def to_local_app_config(
         if source.kind is api.SourceKind.BUILTIN
         else source.location
     )
-    return AppConfig(
+    return LocalRun(
         **_common(model, path),
         pools=tuple(
             PoolConfig(
                 name=p.name,
-                accelerator=ServingAccelerator(p.accelerator.value),
-                engine=EngineKind(model.spec.engine_for(p).value),
+                accelerator=p.accelerator,
+                engine=model.spec.engine_for(p),
                 min_replicas=1,
                 max_replicas=1,
                 gpus_per_replica=model.spec.engine_args.gpus_per_replica

@@ -15,7 +15,7 @@ from collections.abc import Collection
 from typing import Any
 
 import yaml
-from modelgrid_serving.config import IMPORT_PATH
+from modelgrid_serving.config import IMPORT_PATH, application_name, route_prefix
 
 from modelgrid_operator import api
 from modelgrid_operator.ray_ports import RAY_METRICS_PORT
@@ -37,16 +37,6 @@ def rayservice_name(model_name: str) -> str:
     return model_name
 
 
-def application_name(model: api.InferenceModel, pool: api.Pool) -> str:
-    """The Serve application of a pool: the model's name alone, ``<model>-<pool>`` for several."""
-    return model.name if len(model.spec.pools) == 1 else f"{model.name}-{pool.name}"
-
-
-def route_prefix(model: api.InferenceModel, pool: api.Pool) -> str:
-    """Where a pool's application answers: ``/`` alone, ``/pools/<pool>`` for several pools."""
-    return "/" if len(model.spec.pools) == 1 else f"/pools/{pool.name}"
-
-
 def pool_endpoint(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> str:
     """In-cluster base URL of a pool's application (KubeRay's ``<name>-serve-svc`` + the route
     prefix, no trailing slash): its OpenAI routes are ``<endpoint>/v1/...``."""
@@ -54,7 +44,7 @@ def pool_endpoint(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
         f"http://{rayservice_name(model.name)}-serve-svc.{model.namespace}.svc:"
         f"{settings.serve_port}"
     )
-    return service + route_prefix(model, pool).rstrip("/")
+    return service + route_prefix(pool.name, len(model.spec.pools)).rstrip("/")
 
 
 def serve_endpoint(
@@ -82,8 +72,10 @@ def serve_config(
         "http_options": {"host": "0.0.0.0", "port": settings.serve_port},
         "applications": [
             {
-                "name": application_name(model, pool),
-                "route_prefix": route_prefix(model, pool),
+                # Named and routed by the spec's pool count, not the rendered one, so a refused
+                # pool never moves the others.
+                "name": application_name(model.name, pool.name, len(model.spec.pools)),
+                "route_prefix": route_prefix(pool.name, len(model.spec.pools)),
                 "import_path": IMPORT_PATH,
                 "args": to_app_config(model, pool, settings).model_dump(mode="json"),
             }

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from ..config import AppConfig, PoolConfig
+from ..config import AppConfig
 from ..errors import (
     APIError,
     EngineError,
@@ -94,9 +94,8 @@ class MLXEngine:
 
     kind = "mlx"
 
-    def __init__(
-        self, config: AppConfig, pool: PoolConfig, *, counter: PromptCounter | None = None
-    ) -> None:
+    def __init__(self, config: AppConfig, *, counter: PromptCounter | None = None) -> None:
+        pool = config.pool
         if not pool.mlx_server_url:
             raise ValueError(f"pool {pool.name}: an MLX pool needs mlx_server_url")
         self._url = pool.mlx_server_url.rstrip("/")

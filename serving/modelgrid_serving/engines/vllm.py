@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import Accelerator, AppConfig, PoolConfig
+from ..config import Accelerator, AppConfig
 from ..errors import APIError, EngineError, from_engine_error
 from .base import EngineOutput
 
@@ -25,12 +25,11 @@ _ENGINE_ENV_DEFAULTS = {"VLLM_NO_USAGE_STATS": "1", "VLLM_CPU_KVCACHE_SPACE": "1
 model. Override through the process environment or ``engine_kwargs``."""
 
 
-def to_llm_config(config: AppConfig, pool: PoolConfig) -> LLMConfig:
+def to_llm_config(config: AppConfig) -> LLMConfig:
     """Ray Serve LLM's config for one pool's vLLM replicas.
 
     Args:
-        config: The application config.
-        pool: The pool whose replicas this config describes.
+        config: The application config of the pool.
 
     Returns:
         An ``LLMConfig`` whose ``model_id`` is the canonical served name.
@@ -46,13 +45,13 @@ def to_llm_config(config: AppConfig, pool: PoolConfig) -> LLMConfig:
         engine_kwargs["revision"] = config.revision
     if config.max_model_len:
         engine_kwargs["max_model_len"] = config.max_model_len
-    if pool.accelerator == Accelerator.NVIDIA:
+    if config.pool.accelerator == Accelerator.NVIDIA:
         engine_kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
     engine_kwargs.update(config.engine_kwargs)
 
     accelerator: dict[str, Any] = {"kind": "cpu"}
     env = dict(_ENGINE_ENV_DEFAULTS)
-    if pool.accelerator == Accelerator.NVIDIA:
+    if config.pool.accelerator == Accelerator.NVIDIA:
         accelerator = {"kind": "gpu"}
         env.pop("VLLM_CPU_KVCACHE_SPACE")
     return LLMConfig(

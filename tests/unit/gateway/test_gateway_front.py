@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from modelgrid_serving.config import AppConfig, PoolConfig
+from modelgrid_serving.config import LocalRun, PoolConfig
 from modelgrid_serving.gateway.config import GatewayConfig
 from modelgrid_serving.gateway.front import front_config
 from modelgrid_serving.gateway.routing import build_table
@@ -25,7 +25,7 @@ def test_front_config_one_name_over_every_pool_labelled_by_pool():
         PoolConfig(name=n, accelerator="cpu", engine=e, min_replicas=1, max_replicas=1)
         for n, e in (("cpu", "vllm"), ("apple", "mlx"))
     )
-    app = AppConfig(model_name="tiny", aliases=("tiny-chat",), model_source="/m", pools=pools)
+    app = LocalRun(model_name="tiny", aliases=("tiny-chat",), model_source="/m", pools=pools)
     endpoints = [
         Endpoint("cpu", "http://127.0.0.1:9000/pools/cpu"),
         Endpoint("apple", "http://127.0.0.1:9000/pools/apple/"),

@@ -14,7 +14,6 @@ from modelgrid_operator.admission import (
     admit,
     estimate_memory,
     facts_from_config,
-    parse_quantity,
 )
 from modelgrid_operator.model_info import facts_from_directory, read_model_facts
 from modelgrid_operator.settings import RenderSettings
@@ -41,15 +40,6 @@ APPLE = {"kubernetes.io/arch": "arm64", "modelgrid.io/accelerator": "apple"}
 
 def node(name: str, labels: dict[str, str], **allocatable: str) -> dict:
     return {"metadata": {"name": name, "labels": labels}, "status": {"allocatable": allocatable}}
-
-
-def test_admission_parse_quantity_reads_kubernetes_memory_forms():
-    assert parse_quantity("16Gi") == 16 * GIB
-    assert parse_quantity("16G") == 16 * 10**9
-    assert parse_quantity("131072Ki") == 128 * 1024**2
-    assert parse_quantity("17179869184") == 16 * GIB
-    assert parse_quantity(1024) == 1024
-    assert parse_quantity("lots") is None
 
 
 def test_admission_config_json_gives_llama_parameters_and_kv_architecture():

@@ -12,7 +12,7 @@ from modelgrid_operator.render import (
     pool_endpoint,
     render_rayservice,
     serve_endpoint,
-    to_local_app_config,
+    to_local_run,
 )
 from modelgrid_operator.settings import RenderSettings, from_env
 from modelgrid_operator.validation import load_models
@@ -104,7 +104,7 @@ def test_render_mixed_pools_pin_replicas_by_custom_resource():
     model = make_model(pools=[pool("gpu", "nvidia", maxReplicas=4), pool("mac", "apple")])
     rs = render_rayservice(model, settings=SETTINGS)
     groups = _groups(rs)
-    pools = {p["name"]: p for app in _apps(rs) for p in app["args"]["pools"]}
+    pools = {app["args"]["pool"]["name"]: app["args"]["pool"] for app in _apps(rs)}
     for name in ("gpu", "mac"):
         resources = json.loads(json.loads(groups[name]["rayStartParams"]["resources"]))
         assert resources == {pools[name]["ray_resource"]: 1}
@@ -118,7 +118,7 @@ def test_render_one_pool_is_one_application_at_root_named_after_the_model():
     model = make_model()
     (app,) = _apps(render_rayservice(model, settings=SETTINGS))
     assert (app["name"], app["route_prefix"]) == ("demo", "/")
-    assert [p["name"] for p in app["args"]["pools"]] == ["gpu"]
+    assert app["args"]["pool"]["name"] == "gpu"
     assert pool_endpoint(model, model.spec.pools[0], SETTINGS) == (
         "http://demo-serve-svc.ml.svc:8000"
     )
@@ -134,7 +134,7 @@ def test_render_each_pool_of_several_is_its_own_application_under_pools_prefix()
     ]
     for app, name in zip(apps, ("gpu", "mac"), strict=True):
         assert app["import_path"] == "modelgrid_serving.app:build_app"
-        assert [p["name"] for p in app["args"]["pools"]] == [name]  # build_app's one-pool rule
+        assert app["args"]["pool"]["name"] == name  # one pool per application
         assert app["args"]["model_name"] == "demo"
     assert [pool_endpoint(model, p, SETTINGS) for p in model.spec.pools] == [
         "http://demo-serve-svc.ml.svc:8000/pools/gpu",
@@ -258,32 +258,32 @@ def test_settings_from_env_override_images():
     assert settings.cpu_image == "registry.local/serving:dev"
 
 
-def test_local_app_config_collapses_to_one_replica_of_the_chosen_pool():
+def test_local_run_collapses_to_one_replica_of_the_chosen_pool():
     model = make_model(
         model={"uri": "builtin://tiny-llama"},
         pools=[pool("gpu", "nvidia", minReplicas=3), pool("cpu", "cpu")],
     )
-    config = to_local_app_config(model, builtin_root="/cache/models", pool="cpu")
+    config = to_local_run(model, builtin_root="/cache/models", pool="cpu")
     assert config.model_source == "/cache/models/tiny-llama"
     assert [(p.name, p.min_replicas, p.max_replicas, p.ray_resource) for p in config.pools] == [
         ("cpu", 1, 1, None)
     ]
 
 
-def test_local_app_config_serves_every_pool_by_default_one_replica_each():
+def test_local_run_serves_every_pool_by_default_one_replica_each():
     model = make_model(
         model={"uri": "builtin://tiny-llama"},
         pools=[pool("cpu", "cpu", minReplicas=2), pool("mac", "apple")],
     )
-    config = to_local_app_config(model, builtin_root="/cache/models")
+    config = to_local_run(model, builtin_root="/cache/models")
     assert [(p.name, p.engine.value, p.min_replicas, p.max_replicas) for p in config.pools] == [
         ("cpu", "vllm", 1, 1),
         ("mac", "mlx", 1, 1),
     ]
 
 
-def test_local_app_config_refuses_pvc_and_unknown_pool():
+def test_local_run_refuses_pvc_and_unknown_pool():
     with pytest.raises(ValueError, match="exists only in a cluster"):
-        to_local_app_config(make_model(model={"uri": "pvc://c/m"}), builtin_root="/x")
+        to_local_run(make_model(model={"uri": "pvc://c/m"}), builtin_root="/x")
     with pytest.raises(ValueError, match="no pool named 'nope'"):
-        to_local_app_config(make_model(), builtin_root="/x", pool="nope")
+        to_local_run(make_model(), builtin_root="/x", pool="nope")

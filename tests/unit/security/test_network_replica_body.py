@@ -44,15 +44,13 @@ def app(limit: int = LIMIT) -> Any:
             "model_name": "tiny",
             "model_source": "/models/tiny",
             "max_body_bytes": limit,
-            "pools": [
-                {
-                    "name": "p",
-                    "accelerator": "cpu",
-                    "engine": "vllm",
-                    "min_replicas": 1,
-                    "max_replicas": 1,
-                }
-            ],
+            "pool": {
+                "name": "p",
+                "accelerator": "cpu",
+                "engine": "vllm",
+                "min_replicas": 1,
+                "max_replicas": 1,
+            },
         }
     )
     return build_api(NoEngine(), config, metrics=Metrics(), created=0)  # type: ignore[arg-type]

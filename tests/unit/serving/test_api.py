@@ -27,15 +27,13 @@ def make_config(**overrides: Any) -> AppConfig:
         "model_name": "tiny",
         "aliases": ("tiny-chat",),
         "model_source": "/models/tiny",
-        "pools": [
-            {
-                "name": "local",
-                "accelerator": "cpu",
-                "engine": "vllm",
-                "min_replicas": 1,
-                "max_replicas": 1,
-            }
-        ],
+        "pool": {
+            "name": "local",
+            "accelerator": "cpu",
+            "engine": "vllm",
+            "min_replicas": 1,
+            "max_replicas": 1,
+        },
     }
     return AppConfig.model_validate({**fields, **overrides})
 

@@ -82,19 +82,17 @@ def engine_for(url: str) -> MLXEngine:
             "model_name": "tiny",
             "model_source": "/models/tiny",
             "max_model_len": 64,
-            "pools": [
-                {
-                    "name": "mac",
-                    "accelerator": "apple",
-                    "engine": "mlx",
-                    "min_replicas": 1,
-                    "max_replicas": 1,
-                    "mlx_server_url": url,
-                }
-            ],
+            "pool": {
+                "name": "mac",
+                "accelerator": "apple",
+                "engine": "mlx",
+                "min_replicas": 1,
+                "max_replicas": 1,
+                "mlx_server_url": url,
+            },
         }
     )
-    return MLXEngine(config, config.pools[0], counter=FakeCounter())
+    return MLXEngine(config, counter=FakeCounter())
 
 
 async def test_mlx_engine_stream_drops_keepalives_and_sends_the_mlx_model(

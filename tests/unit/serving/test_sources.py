@@ -39,18 +39,18 @@ def make_config(**overrides: object) -> AppConfig:
         "max_replicas": 4,
         "ray_resource": "modelgrid.io/pool-gpu-a",
     }
-    fields = {"model_name": "org/llama.3", "model_source": "org/llama", "pools": [pool]}
+    fields = {"model_name": "org/llama.3", "model_source": "org/llama", "pool": pool}
     return AppConfig.model_validate({**fields, **overrides})
 
 
 def test_deployment_name_is_model_and_pool() -> None:
     config = make_config()
-    assert deployment_name(config, config.pools[0]) == "org_llama_3-gpu-a"
+    assert deployment_name(config) == "org_llama_3-gpu-a"
 
 
 def test_deployment_options_replicas_and_pool_resource() -> None:
     config = make_config(target_ongoing_requests=8)
-    options = deployment_options(config, config.pools[0])
+    options = deployment_options(config)
     assert options["autoscaling_config"] == {
         "min_replicas": 2,
         "max_replicas": 4,
