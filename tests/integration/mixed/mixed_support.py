@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from local_stack import _marked_pids, _stop, engine_env, free_port
+from polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "mixed-tiny.yaml"
@@ -62,11 +62,13 @@ def mixed_stack(work: Path) -> Iterator[Mixed]:
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while b"[modelgrid] ready:" not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"modelgrid up did not get ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"modelgrid up exited before ready:\n{log.read_text()[-3000:]}")
+            return b"[modelgrid] ready:" in log.read_bytes()
+
+        wait_for(ready, timeout=START_DEADLINE_S, what=f"modelgrid up to get ready (log: {log})")
         text = log.read_text()
         pools = {m[0]: (m[1], m[2]) for m in POOL_LINE.findall(text)}
         yield Mixed(f"http://127.0.0.1:{port}", MODEL, pools, _mlx_server(marker), log)

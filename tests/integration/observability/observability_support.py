@@ -24,7 +24,8 @@ import httpx
 import pytest
 import yaml
 from integration.gateway.gateway_support import Gateway, Servers
-from local_stack import free_port, wait_for
+from local_stack import free_port
+from polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARDS = ROOT / "charts" / "modelgrid" / "dashboards"

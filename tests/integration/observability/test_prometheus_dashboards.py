@@ -26,7 +26,6 @@ import pytest
 from emulated_cluster import (
     NAMESPACE,
     OperatorThread,
-    eventually,
     operator_settings,
     point_client_at,
 )
@@ -48,6 +47,7 @@ from observability_support import (
     substitute,
     wait_for,
 )
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 

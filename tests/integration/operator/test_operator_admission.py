@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from emulated_cluster import eventually
 from modelgrid_operator.settings import RenderSettings
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 

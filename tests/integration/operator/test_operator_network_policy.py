@@ -13,10 +13,11 @@ from typing import Any
 
 import kubernetes
 import pytest
-from emulated_cluster import NAMESPACE, eventually
+from emulated_cluster import NAMESPACE
 from modelgrid_operator.render import render_network_policy
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.validation import parse_model
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 
