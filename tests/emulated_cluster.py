@@ -128,6 +128,9 @@ class OperatorThread:
             self._loop.run_until_complete(asyncio.wait(leftovers, timeout=5))
         self._loop.run_until_complete(self._loop.shutdown_default_executor())
         self._loop.close()
+        # kopf runs sync handlers in its settings' executor and never shuts it down (a process
+        # runs one operator); here each test starts its own, so end its threads with it.
+        self._settings.execution.executor.shutdown(wait=True, cancel_futures=True)
 
     def start(self) -> OperatorThread:
         self._thread.start()
