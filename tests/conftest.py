@@ -8,6 +8,10 @@ So each test is checked on its way out, and fails naming what it left.
 Only the threads of session-scoped fixtures outlive a test by design; each fixture that may own
 such threads is named in :data:`SESSION_THREAD_OWNERS` with the reason, and its threads are
 recognised by having been started while that fixture was set up.
+
+Also here: the local stacks (``tests/local_stack.py``: real Ray Serve with vLLM CPU or MLX CPU,
+and ``modelgrid up`` of the mixed example), each kind started once a session and shared by the
+integration and e2e tiers.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from local_stack import Stack, Stacks, tiny_model_dir
+from mixed_support import Mixed, mixed_stack
 
 THREAD_GRACE_S = 2.0
 """How long a thread that is finishing (an executor worker told to stop, a server's last
@@ -97,3 +104,77 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
     if left:
         names = ", ".join(f"{t.get_name()!r} ({t.get_coro()!r:.120})" for t in left)
         pytest.fail(f"the test left {len(left)} asyncio task(s) pending: {names}")
+
+
+# ---- the local stack (tests/local_stack.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The tiny model (generated once, cached between sessions)."""
+    return tiny_model_dir()
+
+
+@pytest.fixture(scope="session")
+def stacks(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
+    """The session's stacks; on teardown, fails if one crashed or left a process behind."""
+    manager = Stacks(tiny_model, tmp_path_factory.mktemp("stacks"))
+    try:
+        yield manager
+    finally:
+        manager.stop()
+    assert not manager.problems, "; ".join(manager.problems)
+
+
+@pytest.fixture
+def stack(stacks: Stacks) -> Stack:
+    """The chat stack: the tiny model as a generative model, with an alias."""
+    return stacks.get("chat")
+
+
+@pytest.fixture
+def embedding_stack(stacks: Stacks) -> Stack:
+    """The tiny model served as an embedding model."""
+    return stacks.get("embed")
+
+
+@pytest.fixture
+def mlx_stack(stacks: Stacks) -> Stack:
+    """The chat stack's model, name and alias on the MLX engine (an Apple pool run on CPU)."""
+    return stacks.get("mlx")
+
+
+@pytest.fixture
+def mlx_pools_stack(stacks: Stacks) -> Stack:
+    """One model in two MLX pools: two Serve applications, at ``/pools/mac-a`` and ``/pools/mac-b``."""
+    return stacks.get("mlx-pools")
+
+
+@pytest.fixture(scope="session")
+def mixed(stacks: Stacks, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mixed]:
+    """``modelgrid up examples/mixed-tiny.yaml``: one name over a vLLM and an MLX pool behind
+    the gateway; started after the shared stacks stopped (two vLLM engines on this machine at
+    once would starve each other)."""
+    stacks.stop()
+    with mixed_stack(tmp_path_factory.mktemp("mixed")) as stack:
+        yield stack
+
+
+def stack_order(item: pytest.Item) -> int:
+    """Which stack a test needs, as a sort key: the MLX ones first (seconds to start), then the
+    vLLM chat stack, then the embedding stack, then the mixed stack (the e2e tests before the
+    integration ones, which stop one of its pools); so each kind starts once a session."""
+    fixtures = getattr(item, "fixturenames", ())
+    callspec = getattr(item, "callspec", None)
+    if "mixed" in fixtures:
+        return 4 if item.get_closest_marker("e2e") else 5
+    if "mlx_pools_stack" in fixtures:
+        return 0
+    if "mlx_stack" in fixtures or (callspec and callspec.params.get("engine") == "mlx"):
+        return 1
+    return 3 if "embedding_stack" in fixtures else 2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order tests by the stack they use (a stable sort: file order otherwise)."""
+    items.sort(key=stack_order)

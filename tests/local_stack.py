@@ -3,7 +3,7 @@
 Embedded Ray, the Serve application and a real engine on the tiny model: vLLM (CPU build), or
 MLX (``mlx[cpu]``, an mlx-lm server that local mode starts as the replica's sidecar). Starting
 vLLM takes 30-70 s on two cores (MLX a few seconds), so a test session starts each kind of stack
-once (the fixtures are in ``tests/integration/conftest.py``) and runs one at a time. Every process a stack
+once (the fixtures are in ``tests/conftest.py``) and runs one at a time. Every process a stack
 starts inherits a marker in its environment; stopping a stack SIGTERMs it and reports any marked
 process left.
 """
