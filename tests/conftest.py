@@ -5,9 +5,10 @@ A leaked task or thread is a test that did not wait for what it started: it pass
 makes a later test flaky (a server still answering, a watcher still writing, a port still held).
 So each test is checked on its way out, and fails naming what it left.
 
-Only the threads of session-scoped fixtures outlive a test by design; each fixture that may own
-such threads is named in :data:`SESSION_THREAD_OWNERS` with the reason, and its threads are
-recognised by having been started while that fixture was set up.
+No thread is allowed to outlive its test, not even a session-scoped fixture's: none needs to
+today (the local stacks are processes, kmock serves on the test's own loop, Playwright's sync
+API runs on greenlets), so a session-scoped fixture that starts a thread fails the first test
+that sets it up, and whoever adds one decides here, with the reason, whether it may.
 
 Also here: the local stacks (``tests/local_stack.py``: real Ray Serve with vLLM CPU or MLX CPU,
 and ``modelgrid up`` of the mixed example), each kind started once a session and shared by the
@@ -21,7 +22,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from local_stack import Stack, Stacks, tiny_model_dir
@@ -30,26 +30,6 @@ from mixed_support import Mixed, mixed_stack
 THREAD_GRACE_S = 2.0
 """How long a thread that is finishing (an executor worker told to stop, a server's last
 connection) has to end after its test."""
-
-SESSION_THREAD_OWNERS: dict[str, str] = {}
-"""Session-scoped fixtures whose threads outlive each test, each with why."""
-
-_owned: dict[threading.Thread, str] = {}
-"""Threads started while a session-scoped fixture was set up -> that fixture's name."""
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Iterator[None]:
-    """Note the threads a session-scoped fixture starts: they belong to the session."""
-    if fixturedef.scope != "session":
-        return (yield)
-    before = set(threading.enumerate())
-    try:
-        return (yield)
-    finally:
-        for thread in set(threading.enumerate()) - before:
-            _owned[thread] = fixturedef.argname
-
 
 _THREADS_BEFORE = pytest.StashKey[set[threading.Thread]]()
 
@@ -77,21 +57,24 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
 
 
 def _leaked_threads(before: set[threading.Thread]) -> list[str]:
-    leaked = []
-    for thread in threading.enumerate():
-        if thread in before or not thread.is_alive():
-            continue
-        owner = _owned.get(thread)
-        if owner is not None and owner in SESSION_THREAD_OWNERS:
-            continue
-        kind = "daemon" if thread.daemon else "non-daemon"
-        started_by = f", started by session fixture {owner!r} (not allowed)" if owner else ""
-        leaked.append(f"{thread.name!r} ({kind}{started_by})")
-    return leaked
+    return [
+        f"{thread.name!r} ({'daemon' if thread.daemon else 'non-daemon'})"
+        for thread in threading.enumerate()
+        if thread not in before and thread.is_alive()
+    ]
 
 
 @pytest.fixture(autouse=True)
-async def _no_leaked_tasks() -> AsyncIterator[None]:
+def _no_leaked_tasks(request: pytest.FixtureRequest) -> None:
+    """Check an asyncio test's loop for pending tasks on its way out. Sync tests are left out:
+    they get no loop from pytest-asyncio, and one that drives a loop of its own (Playwright's
+    sync API does) must not have another running beside it."""
+    if request.node.get_closest_marker("asyncio") is not None:
+        request.getfixturevalue("_pending_tasks_fail_the_test")
+
+
+@pytest.fixture
+async def _pending_tasks_fail_the_test() -> AsyncIterator[None]:
     """Fail a test that leaves a task pending on its event loop."""
     loop = asyncio.get_running_loop()
     before = asyncio.all_tasks(loop)
