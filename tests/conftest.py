@@ -5,10 +5,8 @@ A leaked task or thread is a test that did not wait for what it started: it pass
 makes a later test flaky (a server still answering, a watcher still writing, a port still held).
 So each test is checked on its way out, and fails naming what it left.
 
-No thread is allowed to outlive its test, not even a session-scoped fixture's: none needs to
-today (the local stacks are processes, kmock serves on the test's own loop, Playwright's sync
-API runs on greenlets), so a session-scoped fixture that starts a thread fails the first test
-that sets it up, and whoever adds one decides here, with the reason, whether it may.
+A thread may outlive its test only where a fixture wider than the test owns it, named in
+:data:`THREAD_OWNERS` with the reason; those threads must then end when that fixture does.
 
 Also here: the local stacks (``tests/local_stack.py``: real Ray Serve with vLLM CPU or MLX CPU,
 and ``modelgrid up`` of the mixed example), each kind started once a session and shared by the
@@ -20,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +29,16 @@ THREAD_GRACE_S = 2.0
 """How long a thread that is finishing (an executor worker told to stop, a server's last
 connection) has to end after its test."""
 
+THREAD_OWNERS: dict[str, str] = {
+    "playwright": "Playwright's sync API runs an event loop of its own for the module's browser"
+    " tests; that loop's executor and child-watcher threads start when a test first needs them"
+    " and end when the fixture closes the loop",
+}
+"""Fixtures (by name) whose threads may outlive the tests that use them -> why."""
+
 _THREADS_BEFORE = pytest.StashKey[set[threading.Thread]]()
+_owned: dict[str, set[threading.Thread]] = {}
+"""Threads that outlived a test, by the fixture in :data:`THREAD_OWNERS` that owns them."""
 
 
 @pytest.hookimpl(wrapper=True)
@@ -48,20 +55,38 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     """
     result = yield
     before = item.stash.get(_THREADS_BEFORE, set())
-    deadline = time.monotonic() + THREAD_GRACE_S
-    while (left := _leaked_threads(before)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if left:
-        pytest.fail(f"the test left {len(left)} thread(s) running: " + ", ".join(left))
+    left = _still_running(lambda: set(threading.enumerate()) - before)
+    owner = next(
+        (name for name in THREAD_OWNERS if name in getattr(item, "fixturenames", ())), None
+    )
+    if left and owner is not None:
+        _owned.setdefault(owner, set()).update(left)
+    elif left:
+        pytest.fail(f"the test left {len(left)} thread(s) running: {_describe(left)}")
     return result
 
 
-def _leaked_threads(before: set[threading.Thread]) -> list[str]:
-    return [
-        f"{thread.name!r} ({'daemon' if thread.daemon else 'non-daemon'})"
-        for thread in threading.enumerate()
-        if thread not in before and thread.is_alive()
-    ]
+def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef[object]) -> None:
+    """The threads a fixture in :data:`THREAD_OWNERS` owns must end with it."""
+    threads = _owned.pop(fixturedef.argname, set())
+    if left := _still_running(lambda: threads):
+        pytest.fail(f"{fixturedef.argname} left {len(left)} thread(s) running: {_describe(left)}")
+
+
+def _still_running(
+    threads: Callable[[], set[threading.Thread]],
+) -> set[threading.Thread]:
+    """``threads()`` still alive after at most :data:`THREAD_GRACE_S`."""
+    deadline = time.monotonic() + THREAD_GRACE_S
+    while (alive := {t for t in threads() if t.is_alive()}) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return alive
+
+
+def _describe(threads: set[threading.Thread]) -> str:
+    return ", ".join(
+        sorted(f"{t.name!r} ({'daemon' if t.daemon else 'non-daemon'})" for t in threads)
+    )
 
 
 @pytest.fixture(autouse=True)
