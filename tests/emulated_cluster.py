@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +25,6 @@ NAMESPACE = "default"
 IM = f"{api.GROUP}/{api.VERSION}/{api.PLURAL}"
 RS = "ray.io/v1/rayservices"
 VERBS = {"list", "watch", "get", "create", "patch", "update", "delete"}
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, what: str = "") -> Any:
-    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
-        await asyncio.sleep(0.05)
 
 
 def declare_resources(emulator: Any) -> None:
@@ -142,6 +128,9 @@ class OperatorThread:
             self._loop.run_until_complete(asyncio.wait(leftovers, timeout=5))
         self._loop.run_until_complete(self._loop.shutdown_default_executor())
         self._loop.close()
+        # kopf runs sync handlers in its settings' executor and never shuts it down (a process
+        # runs one operator); here each test starts its own, so end its threads with it.
+        self._settings.execution.executor.shutdown(wait=True, cancel_futures=True)
 
     def start(self) -> OperatorThread:
         self._thread.start()

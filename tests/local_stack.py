@@ -3,7 +3,7 @@
 Embedded Ray, the Serve application and a real engine on the tiny model: vLLM (CPU build), or
 MLX (``mlx[cpu]``, an mlx-lm server that local mode starts as the replica's sidecar). Starting
 vLLM takes 30-70 s on two cores (MLX a few seconds), so a test session starts each kind of stack
-once (the fixtures are in ``tests/integration/conftest.py``) and runs one at a time. Every process a stack
+once (the fixtures are in ``tests/conftest.py``) and runs one at a time. Every process a stack
 starts inherits a marker in its environment; stopping a stack SIGTERMs it and reports any marked
 process left.
 """
@@ -22,13 +22,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_for
 
 MODEL = "tiny"
 ALIAS = "tiny-chat"
@@ -74,18 +75,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def engine_env(marker: str) -> dict[str, str]:
@@ -258,16 +247,13 @@ def _proxy_url(log_path: Path, url: str) -> str:
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-3000:]
             pytest.fail(f"the stack exited with {proc.returncode} before ready:\n{tail}")
-        if b"[modelgrid] ready:" in log_path.read_bytes():
-            return
-        time.sleep(0.5)
-    tail = log_path.read_text(errors="replace")[-3000:]
-    pytest.fail(f"the stack was not ready within {START_DEADLINE_S:.0f} s:\n{tail}")
+        return b"[modelgrid] ready:" in log_path.read_bytes()
+
+    wait_for(ready, timeout=START_DEADLINE_S, what=f"the stack at {url} (log: {log_path})")
 
 
 def _stop(proc: subprocess.Popen[bytes], marker: str) -> list[int]:

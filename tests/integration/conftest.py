@@ -1,6 +1,5 @@
-"""Fixtures every integration tier shares: OpenAI's published API description as a validator,
-the tiny model, and the local stacks (real Ray Serve + vLLM CPU or MLX CPU, each kind started
-once a session).
+"""Fixtures every integration tier shares: OpenAI's published API description as a validator
+(the local stacks are in ``tests/conftest.py``, shared with the e2e tier).
 
 The description is read from the shared folder beside the repository (it is not part of the
 project); without it, the schema checks skip and say where they looked.
@@ -8,13 +7,12 @@ project); without it, the schema checks skip and say where they looked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from local_stack import Stack, Stacks, tiny_model_dir
 
 OPENAPI = Path(__file__).resolve().parents[2] / ".." / "shared" / "openai-openapi" / "openapi.yaml"
 
@@ -60,64 +58,3 @@ def _nullable_to_null(node: Any) -> Any:
     if node.get("nullable") is True:
         return {"anyOf": [converted, {"type": "null"}]}
     return converted
-
-
-# ---- the local stack (tests/local_stack.py) ---------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def tiny_model() -> Path:
-    """The tiny model (generated once, cached between sessions)."""
-    return tiny_model_dir()
-
-
-@pytest.fixture(scope="session")
-def stacks(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
-    """The session's stacks; on teardown, fails if one crashed or left a process behind."""
-    manager = Stacks(tiny_model, tmp_path_factory.mktemp("stacks"))
-    try:
-        yield manager
-    finally:
-        manager.stop()
-    assert not manager.problems, "; ".join(manager.problems)
-
-
-@pytest.fixture
-def stack(stacks: Stacks) -> Stack:
-    """The chat stack: the tiny model as a generative model, with an alias."""
-    return stacks.get("chat")
-
-
-@pytest.fixture
-def embedding_stack(stacks: Stacks) -> Stack:
-    """The tiny model served as an embedding model."""
-    return stacks.get("embed")
-
-
-@pytest.fixture
-def mlx_stack(stacks: Stacks) -> Stack:
-    """The chat stack's model, name and alias on the MLX engine (an Apple pool run on CPU)."""
-    return stacks.get("mlx")
-
-
-@pytest.fixture
-def mlx_pools_stack(stacks: Stacks) -> Stack:
-    """One model in two MLX pools: two Serve applications, at ``/pools/mac-a`` and ``/pools/mac-b``."""
-    return stacks.get("mlx-pools")
-
-
-def stack_order(item: pytest.Item) -> int:
-    """Which stack a test needs, as a sort key: the MLX ones first (seconds to start), then the
-    vLLM chat stack, then the embedding stack; so each kind starts once a session."""
-    fixtures = getattr(item, "fixturenames", ())
-    callspec = getattr(item, "callspec", None)
-    if "mlx_pools_stack" in fixtures:
-        return 0
-    if "mlx_stack" in fixtures or (callspec and callspec.params.get("engine") == "mlx"):
-        return 1
-    return 3 if "embedding_stack" in fixtures else 2
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order tests by the stack they use (a stable sort: file order otherwise)."""
-    items.sort(key=stack_order)

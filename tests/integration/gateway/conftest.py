@@ -13,8 +13,8 @@ from gateway_support import (
     Gateway,
     Servers,
     static_config,
-    wait_for,
 )
+from polling import wait_for
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from local_stack import free_port, wait_for
+from local_stack import free_port
+from polling import wait_for
 
 START_DEADLINE_S = 90.0  # mlx starts in 1-3 s alone; two cores shared with other suites
 

@@ -12,8 +12,9 @@ import httpx
 import openai
 import pytest
 import yaml
-from gateway_support import Backends, Gateway, Servers, static_config, wait_for
+from gateway_support import Backends, Gateway, Servers, static_config
 from modelgrid_serving.gateway.auth import hash_key
+from polling import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from gateway_support import Backends, Gateway, Server, Servers, backend, free_port, wait_for
+from gateway_support import Backends, Gateway, Server, Servers, backend, free_port
+from polling import wait_for
 
 pytestmark = pytest.mark.integration
 

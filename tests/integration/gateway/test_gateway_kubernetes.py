@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import yaml
 from emulated_cluster import point_client_at
 from gateway_support import Backends, Servers
 from modelgrid_serving.gateway.auth import hash_key
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +29,6 @@ IM = "modelgrid.io/v1alpha1/inferencemodels"
 GROUP, VERSION, PLURAL = "modelgrid.io", "v1alpha1", "inferencemodels"
 SERVED = "default_model"
 KEY = "sk-k8s-0001"
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture()

@@ -5,8 +5,6 @@ until both sides declare the share; each namespace is its own watch, resolved to
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,9 @@ import kubernetes
 import pytest
 from emulated_cluster import point_client_at
 from gateway_support import Servers
+from polling import eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 GROUP, VERSION, PLURAL = "modelgrid.io", "v1alpha1", "inferencemodels"
 SERVED = "llama-3.1-8b-instruct"
@@ -40,17 +39,6 @@ def inference_model(namespace: str, name: str, created: str) -> dict[str, Any]:
             "readyReplicas": 1,
         },
     }
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_gateway_routes_a_name_to_the_namespace_that_claimed_it_first(

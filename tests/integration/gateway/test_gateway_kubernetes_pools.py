@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from gateway_support import Servers
+from polling import eventually
 from test_gateway_kubernetes import (  # kube is a fixture: imported to be used here
     GROUP,
     NAMESPACE,
@@ -22,7 +23,6 @@ from test_gateway_kubernetes import (  # kube is a fixture: imported to be used 
     SERVED,
     VERSION,
     _status,
-    eventually,
     inference_model,
     kube,  # noqa: F401 - a fixture, used by name
     start_gateway,

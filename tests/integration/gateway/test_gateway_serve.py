@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from gateway_support import Backends, Gateway, Servers, backend, free_port, wait_for
+from gateway_support import Backends, Gateway, Servers, backend, free_port
 from local_stack import Stacks
 from modelgrid_serving.gateway.auth import hash_key
+from polling import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,86 +13,34 @@ How a pool is stopped: its engine process is terminated, as when a node dies und
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 from local_stack import throttled
-from mixed_support import Mixed
+from mixed_support import Mixed, burst, gateway_client, ready_pools
+from polling import wait_for
 
 pytestmark = pytest.mark.integration
 
-REQUESTS, CONCURRENCY = 40, 4
 SLOW_RUN_S, SLOW_PERIOD_S = 0.01, 0.1
 SETTLE = 8
 """Requests sent after a change and not counted: the gateway measures the change first."""
-
-
-def _per_pool(mixed: Mixed) -> dict[str, int]:
-    with urllib.request.urlopen(f"{mixed.url}/v1/stats", timeout=10) as resp:
-        (model,) = json.load(resp)["models"]
-    return {b["backend"].split("/")[0]: b["requests"] for b in model["backends"]}
-
-
-def _ready_pools(mixed: Mixed) -> set[str]:
-    with urllib.request.urlopen(f"{mixed.url}/v1/stats", timeout=10) as resp:
-        (model,) = json.load(resp)["models"]
-    return {b["backend"].split("/")[0] for b in model["backends"] if b["ready"]}
-
-
-def _client(mixed: Mixed) -> openai.OpenAI:
-    """A client of the gateway (close it: ``with _client(mixed) as client``)."""
-    return openai.OpenAI(base_url=f"{mixed.url}/v1", api_key="unused", max_retries=0, timeout=60)
-
-
-def _burst(mixed: Mixed, n: int = REQUESTS) -> dict[str, int]:
-    """``n`` chat completions, ``CONCURRENCY`` at a time; requests per pool during the burst."""
-    with _client(mixed) as client:
-
-        def one(_: int) -> str:
-            reply = client.chat.completions.create(
-                model=mixed.model, messages=[{"role": "user", "content": "hi"}], max_tokens=16
-            )
-            return reply.choices[0].finish_reason
-
-        before = _per_pool(mixed)
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            reasons = list(pool.map(one, range(n)))
-    after = _per_pool(mixed)
-    assert len(reasons) == n
-    return {name: after[name] - before.get(name, 0) for name in after}
 
 
 def _share(counts: dict[str, int], pool: str) -> float:
     return counts.get(pool, 0) / max(1, sum(counts.values()))
 
 
-def test_mixed_one_name_over_a_vllm_pool_and_an_mlx_pool(mixed: Mixed) -> None:
-    assert {name: engine for name, (engine, _) in mixed.pools.items()} == {
-        "cpu": "vllm",
-        "mac": "mlx",
-    }
-    with _client(mixed) as client:
-        listed = [m.id for m in client.models.list()]
-    assert listed.count(mixed.model) == 1
-    counts = _burst(mixed)
-    print(f"\nsplit over {REQUESTS} requests: {counts}")
-    assert sum(counts.values()) == REQUESTS
-    assert counts["cpu"] > 0 and counts["mac"] > 0, counts
-
-
 def test_mixed_slowed_pool_gets_a_smaller_share(mixed: Mixed) -> None:
-    base = _burst(mixed)
+    base = burst(mixed)
     with throttled(mixed.mlx_pid, run_s=SLOW_RUN_S, period_s=SLOW_PERIOD_S):
-        _burst(mixed, SETTLE)
-        slow = _burst(mixed)
-    _burst(mixed, SETTLE)
-    after = _burst(mixed)
+        burst(mixed, SETTLE)
+        slow = burst(mixed)
+    burst(mixed, SETTLE)
+    after = burst(mixed)
     shares = [round(_share(c, "mac"), 3) for c in (base, slow, after)]
     print(f"\nmac share: normal {base}, slowed {slow}, resumed {after}; shares {shares}")
     assert base["mac"] > 0 and base["cpu"] > 0, base
@@ -103,7 +51,7 @@ def test_mixed_slowed_pool_gets_a_smaller_share(mixed: Mixed) -> None:
 def test_mixed_stopped_pool_keeps_the_name_served(mixed: Mixed) -> None:
     os.kill(mixed.mlx_pid, signal.SIGTERM)
     started, statuses = time.monotonic(), []
-    with _client(mixed) as client:
+    with gateway_client(mixed) as client:
         for _ in range(30):
             try:
                 client.chat.completions.create(
@@ -117,8 +65,8 @@ def test_mixed_stopped_pool_keeps_the_name_served(mixed: Mixed) -> None:
         f"\nafter the mac pool's engine stopped: {statuses} in {time.monotonic() - started:.1f} s"
     )
     assert statuses == [200] * 30
-    deadline = time.monotonic() + 30
-    while "mac" in _ready_pools(mixed):  # the health probe takes the pool out of the route
-        assert time.monotonic() < deadline, "the stopped pool stayed in the route"
-        time.sleep(0.5)
-    assert _ready_pools(mixed) == {"cpu"}
+    # the health probe takes the pool out of the route
+    wait_for(
+        lambda: "mac" not in ready_pools(mixed), timeout=30, what="the mac pool out of the route"
+    )
+    assert ready_pools(mixed) == {"cpu"}

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,8 @@ import httpx
 import pytest
 import yaml
 from integration.gateway.gateway_support import Gateway, Servers
-from local_stack import free_port, wait_for
+from local_stack import free_port
+from polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARDS = ROOT / "charts" / "modelgrid" / "dashboards"
@@ -100,6 +103,26 @@ class Prometheus:
         """Scrape job -> health of its target."""
         active = self.get("/api/v1/targets")["activeTargets"]
         return {t["labels"]["job"]: t["health"] for t in active}
+
+    def scraped_after(self, moment: datetime) -> bool:
+        """Whether every target's latest scrape began after ``moment``."""
+        active = self.get("/api/v1/targets")["activeTargets"]
+        return bool(active) and all(_instant(t["lastScrape"]) > moment for t in active)
+
+    def wait_for_scrapes(self, count: int) -> None:
+        """Until every target has been scraped ``count`` more times (rates see what just
+        happened)."""
+        for n in range(1, count + 1):
+            since = datetime.now(UTC)
+            wait_for(lambda since=since: self.scraped_after(since), timeout=30, what=f"scrape {n}")
+
+
+def _instant(text: str) -> datetime:
+    """Prometheus's RFC 3339 time (nanoseconds, ``Z``) as an aware datetime."""
+    head, _, fraction = text.removesuffix("Z").partition(".")
+    fraction, sign, offset = re.match(r"(\d*)([+-]?)(.*)", fraction).groups()  # type: ignore[union-attr]
+    zone = f"{sign}{offset}" if sign else "+00:00"
+    return datetime.fromisoformat(f"{head}.{(fraction or '0')[:6]:0<6}{zone}")
 
 
 class PromQLError(AssertionError):

@@ -26,7 +26,6 @@ import pytest
 from emulated_cluster import (
     NAMESPACE,
     OperatorThread,
-    eventually,
     operator_settings,
     point_client_at,
 )
@@ -48,6 +47,7 @@ from observability_support import (
     substitute,
     wait_for,
 )
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -225,7 +225,7 @@ async def test_every_dashboard_query_returns_data_from_a_real_prometheus(
                         timeout=30,
                         what=f"Prometheus to scrape {sent} gateway answers",
                     )
-                    await asyncio.sleep(3)  # a few more 1 s scrapes of every target
+                    await asyncio.to_thread(prom.wait_for_scrapes, 2)
                 await asyncio.to_thread(
                     wait_for,
                     lambda: prom.query(

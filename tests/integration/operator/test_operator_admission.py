@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from emulated_cluster import eventually
 from modelgrid_operator.settings import RenderSettings
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,11 @@ async def test_operator_refuses_pool_that_fits_no_node_then_admits_when_one_join
     assert "KV cache 2.0 GiB (16384 tokens x 1 sequence)" in ready["message"]
     assert "largest node mac-mini has 16.0 GiB (allocatable memory)" in ready["message"]
     assert _condition(cluster, "llama", "MemoryAdmitted")["status"] == "False"
-    await asyncio.sleep(0.5)  # a few refreshes: still nothing is created
+    # Two more refreshes (each reads the nodes to admit the model): still nothing is created.
+    looked = len(cluster.writes("/nodes", "GET"))
+    await eventually(
+        lambda: len(cluster.writes("/nodes", "GET")) >= looked + 2, what="two more refreshes"
+    )
     assert cluster.rayservice("llama") is None
     assert cluster.writes("/rayservices", "POST") == []
 

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 import yaml
-from emulated_cluster import RS, eventually
+from emulated_cluster import RS
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 

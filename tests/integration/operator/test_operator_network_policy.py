@@ -13,12 +13,13 @@ from typing import Any
 
 import kubernetes
 import pytest
-from emulated_cluster import NAMESPACE, eventually
+from emulated_cluster import NAMESPACE
 from modelgrid_operator.render import render_network_policy
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.validation import parse_model
+from polling import eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 NP = "networking.k8s.io/v1/networkpolicies"
 SPEC = {

@@ -9,9 +9,9 @@ import copy
 
 import pytest
 import yaml
-from emulated_cluster import NAMESPACE, eventually
+from emulated_cluster import NAMESPACE
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 SPEC = {
     "model": {"uri": "hf://org/demo-1b"},
@@ -37,6 +37,7 @@ spec:
           containers: [{name: ray-head, image: "rayproject/ray:2.60.0"}]
 """
 )
+from polling import eventually
 
 
 def condition(cluster, name: str, kind: str) -> dict:

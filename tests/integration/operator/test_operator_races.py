@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-from emulated_cluster import NAMESPACE, RS, eventually
+from emulated_cluster import NAMESPACE, RS
 from modelgrid_operator.k8s import Client
+from polling import eventually
 
 pytestmark = pytest.mark.integration
 

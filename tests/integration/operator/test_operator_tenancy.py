@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from emulated_cluster import IM, NAMESPACE, eventually
+from emulated_cluster import IM, NAMESPACE
 from modelgrid_operator import api
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 TEAM_B = "team-b"
 
@@ -51,6 +51,7 @@ spec:
   pools: [{name: cpu, accelerator: cpu}]
 """
 )
+from polling import eventually
 
 
 async def create(cluster, body: dict[str, Any]) -> None:

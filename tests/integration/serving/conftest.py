@@ -1,4 +1,4 @@
-"""Fixtures of the serving tests (the shared stacks are in ``tests/integration/conftest.py``).
+"""Fixtures of the serving tests (the shared stacks are in ``tests/conftest.py``).
 
 Here ``stack`` is parametrized over the engines: one OpenAI test suite runs against vLLM and
 against MLX, through the same Serve replica code. Where MLX behaves differently, the test

@@ -22,7 +22,7 @@ import yaml
 from chart_support import CHECKOV_CONFIG, ROOT, VALUE_SETS, Checkov, Finding, Rendered, Scan
 from modelgrid_cli import main as cli
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml"))
 

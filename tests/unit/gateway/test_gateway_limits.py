@@ -75,7 +75,15 @@ def test_limits_are_per_key() -> None:
 def test_a_changed_limit_starts_a_fresh_bucket() -> None:
     limiter = RateLimiter()
     limiter.admit(KeyPolicy(name="k", requests_per_minute=1), now=0)
-    limiter.admit(KeyPolicy(name="k", requests_per_minute=5), now=0)
+    with pytest.raises(RateLimited):  # the one-a-minute bucket is empty
+        limiter.admit(KeyPolicy(name="k", requests_per_minute=1), now=0)
+    raised = limiter.admit(KeyPolicy(name="k", requests_per_minute=5), now=0)
+    # A full bucket of the new size, less this request: nothing carried over from the old one.
+    assert raised["x-ratelimit-limit-requests"] == "5"
+    assert raised["x-ratelimit-remaining-requests"] == "4"
+    lowered = limiter.admit(KeyPolicy(name="k", requests_per_minute=3), now=0)
+    assert lowered["x-ratelimit-limit-requests"] == "3"
+    assert lowered["x-ratelimit-remaining-requests"] == "2"
 
 
 def test_concurrent_requests_are_bounded_per_key_and_released_when_settled() -> None:

@@ -9,7 +9,7 @@ import pytest
 from modelgrid_serving.gateway.routing import build_table
 from modelgrid_serving.gateway.sources import NamespacedModels, entries_from_inferencemodels
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 
 def inference_model(

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-
-import aiohttp
 import pytest
-from aiohttp import web
 from modelgrid_serving.errors import RateLimited
 from modelgrid_serving.gateway.app import Gateway
 from modelgrid_serving.gateway.auth import KeyPolicy
@@ -24,7 +18,7 @@ from modelgrid_serving.gateway.peers import (
 )
 from modelgrid_serving.gateway.state import GatewayState
 from pydantic import ValidationError
-from test_gateway_asgi import call
+from unit.gateway.test_gateway_asgi import call
 
 pytestmark = pytest.mark.unit
 
@@ -92,66 +86,6 @@ def test_peers_config_refuses_bad_addresses() -> None:
     for bad in ({"dns": "peers"}, {"urls": ["peer:8080"]}, {"interval_s": 0}):
         with pytest.raises(ValidationError):
             PeersConfig.model_validate(bad)
-
-
-async def test_two_processes_share_one_allowance_over_http(monkeypatch) -> None:
-    """Two gateway states poll each other's real /internal/usage through aiohttp."""
-    monkeypatch.setenv(PEER_SECRET_ENV, "s3cret")
-    runners, states = [], []
-    try:
-        ports = []
-        for _ in range(2):
-            runner = web.ServerRunner(web.Server(lambda r: web.Response()))
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            ports.append(runner.addresses[0][1])
-            await runner.cleanup()  # only to reserve a free port number
-        for mine, theirs in ((ports[0], ports[1]), (ports[1], ports[0])):
-            config = GatewayConfig.model_validate(
-                {"limits": {"peers": {"urls": [f"http://127.0.0.1:{theirs}"], "interval_s": 0.05}}}
-            )
-            state = GatewayState(config)
-            states.append(state)
-            app = Gateway(state)
-
-            async def handle(request: web.BaseRequest, app: Gateway = app) -> web.Response:
-                headers = {"authorization": request.headers.get("authorization", "")}
-                status, _, body = await call(app, "GET", request.path, headers=headers)
-                return web.Response(status=status, body=body)
-
-            runner = web.ServerRunner(web.Server(handle))
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", mine).start()
-            runners.append(runner)
-        for state in states:
-            await state.startup()
-        a, b = states
-        b.live.record(
-            "m", now=time.monotonic(), status=200, duration_s=0.01, ttft_s=None, completion_tokens=1
-        )
-        a.limiter.admit(POLICY, now=0)  # before B's first poll: part of A's baseline
-        await asyncio.sleep(0.3)
-        a.limiter.admit(POLICY, now=0)
-        a.limiter.admit(POLICY, now=0)
-        await asyncio.sleep(0.3)
-        b.limiter.admit(POLICY, now=0)
-        b.limiter.admit(POLICY, now=0)  # 2 seen from A + 2 here: the allowance is spent
-        with pytest.raises(RateLimited):
-            b.limiter.admit(POLICY, now=0)
-        async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{ports[0]}{USAGE_PATH}"
-            async with session.get(url) as resp:
-                assert resp.status == 401
-            async with session.get(url, headers={"authorization": "Bearer s3cret"}) as resp:
-                answer = json.loads(await resp.read())
-        assert answer["keys"] == {"team": [3, 0]}
-        assert [live["totals"] for live in a.peers.peers_live("m")] == [[1, 0]]  # B's figures
-    finally:
-        for state in states:
-            await state.shutdown()
-        for runner in runners:
-            await runner.cleanup()
 
 
 async def test_usage_route_is_absent_without_peers_and_auth_needs_a_secret(monkeypatch) -> None:

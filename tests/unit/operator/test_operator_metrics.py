@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 from modelgrid_cli.main import build_parser
-from modelgrid_operator.metrics import OperatorMetrics, model_label, serve_metrics
+from modelgrid_operator.metrics import OperatorMetrics, model_label
 
 pytestmark = pytest.mark.unit
 
@@ -121,22 +120,6 @@ def test_operator_metrics_pools_that_go_and_deleted_models_leave_no_gauges() -> 
     for gauge in ("models", "replicas_ready", "replicas_desired", "time_to_ready_seconds"):
         assert f"modelgrid_operator_{gauge}{{" not in text, gauge
     assert "modelgrid_operator_reconciles_total{" in text  # counters stay
-
-
-def test_operator_metrics_served_over_http() -> None:
-    m = OperatorMetrics()
-    m.reconciled(BODY, action="created", status=_status(), seconds=0.0)
-    server = serve_metrics(m, 0, host="127.0.0.1")
-    try:
-        port = server.server_address[1]
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert (
-        'modelgrid_operator_reconciles_total{model="l3",namespace="team-a",result="created"}'
-        in text
-    )
 
 
 def test_operator_metrics_port_flag() -> None:

@@ -23,7 +23,7 @@ from modelgrid_operator.render.metadata import MODEL_LABEL
 from modelgrid_operator.settings import RenderSettings
 from netpol import Pod, admits
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "cpu-tiny.yaml"

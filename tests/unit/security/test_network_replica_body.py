@@ -18,7 +18,7 @@ from modelgrid_serving.api import build_api
 from modelgrid_serving.config import AppConfig
 from modelgrid_serving.metrics import Metrics
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 LIMIT = 1024
 

@@ -13,7 +13,7 @@ from modelgrid_operator.ownership import describe_owner, is_owned_by
 from modelgrid_operator.render import render_rayservice
 from modelgrid_operator.settings import RenderSettings
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 OWNER = {"name": "demo", "uid": "uid-demo"}
 

@@ -12,7 +12,7 @@ from modelgrid_operator.admission import Admission
 from modelgrid_operator.status import Observation, compute_status
 from modelgrid_serving.claims import Claim, LostName
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MODEL = make_model(pools=[pool("gpu", "nvidia")], aliases=["gpt-4o-mini"])

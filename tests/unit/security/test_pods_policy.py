@@ -25,7 +25,7 @@ from modelgrid_operator.reconcile import reconcile
 from modelgrid_operator.settings import RenderSettings, from_env
 from modelgrid_operator.validation import InvalidModel, parse_model
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
 

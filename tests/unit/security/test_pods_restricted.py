@@ -22,7 +22,7 @@ from modelgrid_operator.render.security import HOME_PATH
 from modelgrid_operator.settings import RenderSettings
 from pss import restricted_violations
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

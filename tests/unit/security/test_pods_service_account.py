@@ -20,7 +20,7 @@ from modelgrid_operator.render import render_rayservice
 from modelgrid_operator.render.security import API_ACCESS_PATH, API_ACCESS_VOLUME
 from modelgrid_operator.settings import RenderSettings
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 SETTINGS = RenderSettings()
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from modelgrid_serving.claims import Claim, claim_of, lost_names, resolve
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 
 def inference_model(

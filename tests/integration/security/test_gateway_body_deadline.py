@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from unit.security.gateway_attack import gateway, json_body, read_response
+from integration.security.gateway_attack import gateway, json_body, read_response
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 BODY = b'{"model": "llama", "messages": [{"role": "user", "content": "' + b"x" * 900 + b'"}]}'
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-length: %d\r\n\r\n" % len(BODY)

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 from modelgrid_serving.gateway.sources import entry_from_inferencemodel
-from unit.security.gateway_attack import CHAT_PATH, Backend, backends, chat, error_of, gateway
+from integration.security.gateway_attack import CHAT_PATH, Backend, backends, chat, error_of, gateway
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 COMPLETIONS = "/v1/completions"
 

@@ -5,13 +5,13 @@ and a slot comes back when a request ends."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from modelgrid_serving.gateway.auth import hash_key
-from unit.security.gateway_attack import (
+from polling import eventually
+from integration.security.gateway_attack import (
     CHAT_PATH,
     Backend,
     backends,
@@ -21,7 +21,7 @@ from unit.security.gateway_attack import (
     gateway,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 GREEDY, OTHER = "sk-greedy-0001", "sk-other-0002"
 
@@ -49,10 +49,7 @@ async def test_one_key_cannot_take_more_than_its_concurrent_requests(tmp_path: P
                 )
                 for _ in range(3)
             ]
-            deadline = time.monotonic() + 10
-            while len(backend.seen) < 3:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
+            await eventually(lambda: len(backend.seen) == 3, what="three held at the backend")
             refused = await client.post(CHAT_PATH, json=chat("llama"), headers=bearer(GREEDY))
             assert refused.status_code == 429
             assert refused.headers["retry-after"] == "1"
@@ -60,9 +57,8 @@ async def test_one_key_cannot_take_more_than_its_concurrent_requests(tmp_path: P
             other = asyncio.create_task(
                 client.post(CHAT_PATH, json=chat("llama"), headers=bearer(OTHER))
             )
-            while len(backend.seen) < 4:  # the other key is admitted beside the greedy one
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
+            # the other key is admitted beside the greedy one
+            await eventually(lambda: len(backend.seen) == 4, what="the other key's request")
             backend.release.set()
             assert [r.status_code for r in await asyncio.gather(*held, other)] == [200] * 4
             again = await client.post(CHAT_PATH, json=chat("llama"), headers=bearer(GREEDY))

@@ -3,20 +3,24 @@ MLX CPU pools, the gateway in front), and what the tests need to know of it."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
-import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import openai
 import pytest
 from local_stack import _marked_pids, _stop, engine_env, free_port
+from polling import wait_for
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mixed-tiny.yaml"
 START_DEADLINE_S = 420.0
 MODEL = "tiny-chat"
@@ -62,14 +66,56 @@ def mixed_stack(work: Path) -> Iterator[Mixed]:
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while b"[modelgrid] ready:" not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"modelgrid up did not get ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"modelgrid up exited before ready:\n{log.read_text()[-3000:]}")
+            return b"[modelgrid] ready:" in log.read_bytes()
+
+        wait_for(ready, timeout=START_DEADLINE_S, what=f"modelgrid up to get ready (log: {log})")
         text = log.read_text()
         pools = {m[0]: (m[1], m[2]) for m in POOL_LINE.findall(text)}
         yield Mixed(f"http://127.0.0.1:{port}", MODEL, pools, _mlx_server(marker), log)
     finally:
         leftovers = _stop(proc, marker)
     assert not leftovers, f"modelgrid up left processes after SIGTERM: {leftovers}"
+
+
+REQUESTS, CONCURRENCY = 40, 4
+
+
+def requests_per_pool(mixed: Mixed) -> dict[str, int]:
+    """The gateway's own count of requests per pool (``/v1/stats``)."""
+    with urllib.request.urlopen(f"{mixed.url}/v1/stats", timeout=10) as resp:
+        (model,) = json.load(resp)["models"]
+    return {b["backend"].split("/")[0]: b["requests"] for b in model["backends"]}
+
+
+def ready_pools(mixed: Mixed) -> set[str]:
+    """The pools the gateway routes to now."""
+    with urllib.request.urlopen(f"{mixed.url}/v1/stats", timeout=10) as resp:
+        (model,) = json.load(resp)["models"]
+    return {b["backend"].split("/")[0] for b in model["backends"] if b["ready"]}
+
+
+def gateway_client(mixed: Mixed) -> openai.OpenAI:
+    """A client of the gateway (close it: ``with gateway_client(mixed) as client``)."""
+    return openai.OpenAI(base_url=f"{mixed.url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def burst(mixed: Mixed, n: int = REQUESTS) -> dict[str, int]:
+    """``n`` chat completions, ``CONCURRENCY`` at a time; requests per pool during the burst."""
+    with gateway_client(mixed) as client:
+
+        def one(_: int) -> str:
+            reply = client.chat.completions.create(
+                model=mixed.model, messages=[{"role": "user", "content": "hi"}], max_tokens=16
+            )
+            return reply.choices[0].finish_reason
+
+        before = requests_per_pool(mixed)
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            reasons = list(pool.map(one, range(n)))
+    after = requests_per_pool(mixed)
+    assert len(reasons) == n
+    return {name: after[name] - before.get(name, 0) for name in after}

@@ -12,7 +12,7 @@ from modelgrid_serving.config import AppConfig
 from modelgrid_serving.engines.mlx import MLXEngine
 from modelgrid_serving.errors import EngineError, InvalidRequest, ModelNotReady
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 

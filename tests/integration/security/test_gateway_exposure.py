@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from modelgrid_serving.gateway.auth import hash_key
-from unit.security.gateway_attack import CHAT_PATH, bearer, chat, gateway
+from integration.security.gateway_attack import CHAT_PATH, bearer, chat, gateway
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 NARROW, LIMITED = "sk-narrow-0001", "sk-limited-0002"
 RAW_GUESSES = ["sk-guess-aaaa", "limited", 'x",key="injected', "sk-" + "z" * 60]

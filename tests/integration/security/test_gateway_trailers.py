@@ -8,9 +8,9 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from unit.security.gateway_attack import gateway, json_body, read_response
+from integration.security.gateway_attack import gateway, json_body, read_response
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 BODY = b'{"model": "nope", "messages": []}'
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ntransfer-encoding: chunked\r\n\r\n"

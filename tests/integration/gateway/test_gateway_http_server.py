@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from modelgrid_serving.gateway.asgi import CANCEL_ON_DISCONNECT, Receive, Scope, Send
 from modelgrid_serving.gateway.http_server import HTTPServer
+from polling import eventually
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 
 class App:
@@ -26,9 +27,14 @@ class App:
         self.told_gone = asyncio.Event()
         self.sent_chunks = 0
         self.finished = asyncio.Event()
+        self.started = asyncio.Event()
+        """Set when a request reaches the app."""
+        self.waiting = asyncio.Event()
+        """Set when ``/hang`` or ``/watch`` has read the request and waits on the client."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
+        self.started.set()
         try:
             behaviour = getattr(self, "_" + (path.strip("/").split("/")[0] or "echo"))
             await behaviour(scope, receive, send)
@@ -76,6 +82,7 @@ class App:
     async def _hang(self, scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
         scope["extensions"][CANCEL_ON_DISCONNECT](self.told_gone.set)
+        self.waiting.set()
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
@@ -85,6 +92,7 @@ class App:
     async def _watch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """No extension: waits for ``http.disconnect`` the plain ASGI way."""
         await receive()
+        self.waiting.set()
         if (await receive())["type"] == "http.disconnect":
             self.told_gone.set()
 
@@ -97,7 +105,7 @@ class App:
             self.told_gone.set()
 
     async def _slow(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # slowness is this path's behaviour: a request stays in flight
         await self._echo(scope, receive, send)
 
 
@@ -333,7 +341,7 @@ async def test_a_client_that_leaves_cancels_an_application_that_asked_for_it(sta
     server, app = await start()
     reader, writer = await connect(server)
     writer.write(post("/hang", b"{}"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(app.waiting.wait(), 5)
     writer.close()
     await asyncio.wait_for(app.cancelled.wait(), 5)
     assert app.told_gone.is_set()
@@ -343,7 +351,7 @@ async def test_a_client_that_leaves_is_an_http_disconnect_message_otherwise(star
     server, app = await start()
     reader, writer = await connect(server)
     writer.write(post("/watch", b"{}"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(app.waiting.wait(), 5)
     writer.close()
     await asyncio.wait_for(app.told_gone.wait(), 5)
 
@@ -352,6 +360,7 @@ async def test_a_client_that_does_not_read_holds_the_application_back(start: Sta
     server, app = await start()
     reader, writer = await connect(server)
     writer.write(post("/flood", b""))
+    # The time the application is given to run ahead is the subject: it must not get far.
     await asyncio.sleep(1.0)
     # 256 MiB offered; socket buffers take a few MiB, the rest waits for the reader
     assert 0 < app.sent_chunks < 64
@@ -381,10 +390,10 @@ async def test_an_upgrade_request_is_answered_and_the_connection_closed(start: S
 async def test_stop_lets_a_request_in_flight_finish_and_refuses_new_connections(
     start: Start,
 ) -> None:
-    server, _ = await start()
+    server, app = await start()
     reader, writer = await connect(server)
     writer.write(post("/slow", b"abc"))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(app.started.wait(), 5)
     stopping = asyncio.create_task(server.stop(grace_s=5))
     status, headers, body = await read_response(reader)
     assert (status, json.loads(body)["length"], headers[b"connection"]) == (200, 3, b"close")
@@ -411,7 +420,9 @@ async def test_a_head_trickling_in_is_cut_off(start: Start) -> None:
             if reader.at_eof():
                 break
             writer.write(b"x")
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(
+                0.25
+            )  # the trickle is the subject: slower than a head, faster than idle
     assert await closed(reader)
     writer.close()
 
@@ -488,7 +499,7 @@ async def test_stop_releases_an_answer_stuck_on_a_client_that_reads_nothing(
     server, app = await start()
     reader, writer = await connect(server)
     writer.write(post("/flood", b""))
-    await asyncio.sleep(0.5)
+    await eventually(lambda: app.sent_chunks, timeout=5, what="the flood to start")
     assert not app.finished.is_set()  # blocked: the client reads nothing
     await asyncio.wait_for(server.stop(grace_s=0.2), 5)
     assert app.finished.is_set()

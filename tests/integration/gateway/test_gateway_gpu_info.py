@@ -18,9 +18,9 @@ from modelgrid_serving.gateway.config import GatewayConfig
 from modelgrid_serving.gateway.gpu_info import gather_gpu_info
 from modelgrid_serving.gateway.routing import Backend, ModelEntry, build_table
 from modelgrid_serving.gateway.state import GatewayState
-from test_gateway_asgi import call
+from unit.gateway.test_gateway_asgi import call
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 H100 = {"id": 0, "name": "NVIDIA H100", "vendor": "nvidia", "total_memory_gb": 80.0}
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from modelgrid_serving.gateway.upstream import BrokenResponse, ConnectFailed, ReadTimeout, Upstream
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 JSON_BODY = b'{"ok": true}'
@@ -110,7 +110,7 @@ async def test_idle_connections_older_than_keepalive_are_not_reused(serve) -> No
         resp = await client.post(backend.url, b"{}", [])
         await resp.read()
         resp.close()
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the subject: the idle connection outlives the keep-alive
     assert backend.connections == 2
     client.close()
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from modelgrid_serving.gateway.auth import hash_key
 from modelgrid_serving.gateway.sources import entry_from_inferencemodel
-from unit.security.gateway_attack import CHAT_PATH, Backend, backends, bearer, chat, gateway
+from integration.security.gateway_attack import CHAT_PATH, Backend, backends, bearer, chat, gateway
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 KEY = "sk-team-a-0001"
 

@@ -12,9 +12,9 @@ from aiohttp import web
 from modelgrid_serving.gateway.app import Gateway
 from modelgrid_serving.gateway.config import GatewayConfig
 from modelgrid_serving.gateway.state import GatewayState
-from test_gateway_asgi import call
+from unit.gateway.test_gateway_asgi import call
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 CHAT = json.dumps({"model": "llama", "messages": [{"role": "user", "content": "hi"}]}).encode()
 GONE = {"error": {"message": "engine gone", "type": "x", "param": None, "code": "model_not_ready"}}
