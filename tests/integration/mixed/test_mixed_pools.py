@@ -39,13 +39,21 @@ def test_mixed_slowed_pool_gets_a_smaller_share(mixed: Mixed) -> None:
     with throttled(mixed.mlx_pid, run_s=SLOW_RUN_S, period_s=SLOW_PERIOD_S):
         burst(mixed, SETTLE)
         slow = burst(mixed)
-    burst(mixed, SETTLE)
-    after = burst(mixed)
+
+    def resumed() -> dict[str, int] | None:
+        counts = burst(mixed, SETTLE)
+        return counts if counts.get("mac") else None
+
+    # Once resumed, the pool is measured again and gets traffic: not at the first request but
+    # once its latency estimate (seconds, from the throttled answers) has decayed with its idle
+    # time (balancer.IDLE_DECAY_S, 1 s): a few seconds, as many as the log of how slow its last
+    # answers were. One fixed burst right after the resume missed that window on a loaded
+    # machine (0 of 40 requests, twice), so the test waits for it, bounded.
+    after = wait_for(resumed, timeout=30, what="the resumed mac pool getting traffic again")
     shares = [round(_share(c, "mac"), 3) for c in (base, slow, after)]
     print(f"\nmac share: normal {base}, slowed {slow}, resumed {after}; shares {shares}")
     assert base["mac"] > 0 and base["cpu"] > 0, base
     assert shares[1] < 0.5 * shares[0], shares  # the slowed pool's share at least halves
-    assert after["mac"] > 0, after  # once resumed it is measured again and gets traffic
 
 
 def test_mixed_stopped_pool_keeps_the_name_served(mixed: Mixed) -> None:
