@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from ..config import AppConfig
+from ..config import ModelConfig
 
 START_DEADLINE_S = 60.0
 STOP_GRACE_S = 5.0
@@ -43,7 +43,7 @@ class PoolURL(Protocol):
     def url(self) -> str: ...
 
 
-def front_config(config: AppConfig, endpoints: Sequence[PoolURL]) -> dict[str, Any]:
+def front_config(config: ModelConfig, endpoints: Sequence[PoolURL]) -> dict[str, Any]:
     """The gateway's static file: the model's name and aliases, one backend per pool."""
     return {
         "models": [
@@ -67,7 +67,7 @@ def _answers(url: str) -> bool:
 
 @contextmanager
 def gateway_front(
-    config: AppConfig, endpoints: Sequence[PoolURL], host: str, port: int
+    config: ModelConfig, endpoints: Sequence[PoolURL], host: str, port: int
 ) -> Iterator[str]:
     """Run the gateway on ``host:port`` over ``endpoints`` while the context lasts.
 
