@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import Unauthorized
 from .config import KeyConfig
@@ -35,10 +35,12 @@ class KeyPolicy:
     max_concurrent: int | None = None
     """Requests in flight at once; ``None``: no bound (auth off)."""
 
-    @property
-    def restricted(self) -> bool:
-        """The key has an allowlist (of models, namespaces or both)."""
-        return self.models is not None or self.namespaces is not None
+    restricted: bool = field(init=False)
+    """The key has an allowlist (of models, namespaces or both): set once, read per request."""
+
+    def __post_init__(self) -> None:
+        restricted = self.models is not None or self.namespaces is not None
+        object.__setattr__(self, "restricted", restricted)
 
     @classmethod
     def from_config(cls, key: KeyConfig, *, max_concurrent: int) -> KeyPolicy:

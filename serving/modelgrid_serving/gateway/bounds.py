@@ -15,8 +15,6 @@ from ..errors import InvalidRequest
 from .config import LimitsConfig
 from .routing import Route
 
-_MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
-
 
 def check_bounds(
     payload: dict[str, Any], route_label: str, route: Route, limits: LimitsConfig
@@ -36,16 +34,16 @@ def check_bounds(
     Raises:
         InvalidRequest: 400 naming the field over its bound.
     """
-    for field in ("n", "best_of"):
-        value = payload.get(field)
-        if type(value) is int and value > limits.max_n:
-            raise InvalidRequest(
-                f"'{field}' is {value}; this gateway allows at most {limits.max_n} choices "
-                "per request.",
-                param=field,
-            )
+    # straight-line look-ups, no loops: this runs on every proxied request
+    get = payload.get
+    max_n = limits.max_n
+    n, best_of = get("n"), get("best_of")
+    if type(n) is int and n > max_n:
+        raise _too_many_choices("n", n, max_n)
+    if type(best_of) is int and best_of > max_n:
+        raise _too_many_choices("best_of", best_of, max_n)
     if route_label == "completions":
-        prompt = payload.get("prompt")
+        prompt = get("prompt")
         # a list of token ids is one prompt; a list of strings or of id lists is many
         if type(prompt) is list and len(prompt) > limits.max_prompts and type(prompt[0]) is not int:
             raise InvalidRequest(
@@ -53,16 +51,27 @@ def check_bounds(
                 f"{limits.max_prompts} in one request.",
                 param="prompt",
             )
-    requested: int | None = None
-    for field in _MAX_TOKENS_FIELDS:
-        value = payload.get(field)
-        if type(value) is not int:
-            continue
-        if route.max_model_len is not None and value > route.max_model_len:
-            raise InvalidRequest(
-                f"'{field}' is {value}, more than the model's context length of "
-                f"{route.max_model_len} tokens.",
-                param=field,
-            )
-        requested = value if requested is None else max(requested, value)
-    return requested
+    max_tokens, max_completion = get("max_tokens"), get("max_completion_tokens")
+    if type(max_tokens) is not int:
+        max_tokens = None
+    if type(max_completion) is not int:
+        max_completion = None
+    context = route.max_model_len
+    if context is not None:
+        for field, value in (("max_tokens", max_tokens), ("max_completion_tokens", max_completion)):
+            if value is not None and value > context:
+                raise InvalidRequest(
+                    f"'{field}' is {value}, more than the model's context length of "
+                    f"{context} tokens.",
+                    param=field,
+                )
+    if max_completion is None:
+        return max_tokens
+    return max_completion if max_tokens is None else max(max_tokens, max_completion)
+
+
+def _too_many_choices(field: str, value: int, max_n: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"'{field}' is {value}; this gateway allows at most {max_n} choices per request.",
+        param=field,
+    )

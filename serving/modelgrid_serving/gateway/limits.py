@@ -125,7 +125,6 @@ class RateLimiter:
             RateLimited: a limit is exhausted (429, ``Retry-After`` and the same headers).
             ConcurrencyLimited: the key has ``max_concurrent`` requests in flight (429).
         """
-        headers: dict[str, str] = {}
         requests = tokens = None
         bound = policy.max_concurrent
         active = 0
@@ -152,7 +151,7 @@ class RateLimiter:
                 kind="requests",
                 headers={"Retry-After": str(max(1, math.ceil(wait))), **_headers(requests, tokens)},
             )
-        need = self.reservation(policy, reserve)
+        need = 0 if tokens is None else self.reservation(policy, reserve)
         if tokens is not None and tokens.level < need:
             wait = tokens.seconds_until(need)
             raise RateLimited(
@@ -168,8 +167,9 @@ class RateLimiter:
             tokens.level -= need
         if bound is not None:
             self._active[policy.name] = active + 1
-        headers.update(_headers(requests, tokens))
-        return headers
+        if requests is None and tokens is None:
+            return {}
+        return _headers(requests, tokens)
 
     def reservation(self, policy: KeyPolicy, reserve: int) -> int:
         """What :meth:`admit` takes for ``reserve`` (what :meth:`settle` gives back)."""
