@@ -4,8 +4,6 @@ the model's engine, behind the gateway (the ``serve`` extra and an engine's)."""
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 from modelgrid_cli.models import read_models, refusing_invalid_models
 
@@ -27,17 +25,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     up.set_defaults(run=run)
 
 
-def default_cache() -> Path:
-    """Where modelgrid keeps generated models: ``$MODELGRID_CACHE`` or ``~/.cache/modelgrid``."""
-    return Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
-
-
 def run(args: argparse.Namespace) -> int:
     """Serve the chosen model until SIGINT or SIGTERM. Blocks."""
     from modelgrid_operator import api
     from modelgrid_operator.render import to_local_run
     from modelgrid_serving.gateway.front import gateway_front
     from modelgrid_serving.local import serve
+    from modelgrid_serving.sources import default_cache
     from modelgrid_serving.tiny_model import write_tiny_model
 
     with refusing_invalid_models():

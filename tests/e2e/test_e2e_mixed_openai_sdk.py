@@ -39,6 +39,9 @@ def test_e2e_streams_are_answered_by_both_pools(mixed: Mixed) -> None:
                 max_tokens=16,
                 stream=True,
                 stream_options={"include_usage": True},
+                # The tiny model has random weights: unpinned, it may sample EOS first and
+                # answer an empty (and correct) "stop"; CI once drew exactly that.
+                extra_body={"ignore_eos": True},
             )
             text, finish, completion_tokens = "", None, 0
             for chunk in stream:
@@ -57,7 +60,7 @@ def test_e2e_streams_are_answered_by_both_pools(mixed: Mixed) -> None:
     counts = {name: after[name] - before.get(name, 0) for name in after}
     print(f"\nsplit over {REQUESTS} streams: {counts}")
     for text, finish, completion_tokens in streams:
-        assert text and finish in ("stop", "length"), (text, finish)
-        assert completion_tokens > 0  # the usage chunk closes every stream
+        assert text and finish == "length", (text, finish)
+        assert completion_tokens == 16  # the usage chunk closes every stream
     assert sum(counts.values()) == REQUESTS
     assert counts["cpu"] > 0 and counts["mac"] > 0, counts
