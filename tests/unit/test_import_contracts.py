@@ -53,6 +53,11 @@ FORBIDDEN = [
         "The OpenAI protocol imports nothing of ours",
     ),
     (
+        "serving/modelgrid_serving/blocking_http.py",
+        "from modelgrid_serving import errors",
+        "The blocking HTTP helper imports nothing of ours",
+    ),
+    (
         "serving/modelgrid_serving/engines/base.py",
         "from modelgrid_serving import app",
         "Serving layers",
