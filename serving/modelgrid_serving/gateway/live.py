@@ -22,7 +22,10 @@ import math
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .sink import Finished
 
 RATE_WINDOW_S = 10.0
 """Requests/s, errors/s and tokens/s are averaged over this many seconds."""
@@ -106,6 +109,17 @@ class LiveFigures:
         totals.requests += 1
         totals.errors += is_error(status)
         self._prune(samples, now)
+
+    def finished(self, call: Finished) -> None:
+        """A relayed request ended (a recorder of the sink)."""
+        self.record(
+            call.model,
+            now=call.ended,
+            status=call.status,
+            duration_s=call.duration_s,
+            ttft_s=call.ttft_s,
+            completion_tokens=call.completion_tokens,
+        )
 
     def _prune(self, samples: deque[Sample], now: float) -> None:
         horizon = now - self.percentile_window_s

@@ -11,13 +11,17 @@ only the API port).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ..errors import MethodNotAllowed, RouteNotFound
 from ..metrics import CONTENT_TYPE, GATEWAY, build_families
 from .asgi import Receive, Scope, Send, send_body, send_error
+
+if TYPE_CHECKING:
+    from .routing import RoutingTable
+    from .sink import Finished
 
 __all__ = ["CONTENT_TYPE", "NO_POOL", "GatewayMetrics", "MetricsApp"]
 
@@ -92,6 +96,24 @@ class GatewayMetrics:
         duration.observe(seconds)
         prompt.inc(prompt_tokens)
         generation.inc(generation_tokens)
+
+    def finished(self, call: Finished) -> None:
+        """A relayed request ended (a recorder of the sink)."""
+        self.answered(
+            call.model,
+            call.pool,
+            call.route,
+            call.status,
+            call.duration_s,
+            call.prompt_tokens,
+            call.completion_tokens,
+        )
+
+    def count_ready_backends(self, table: RoutingTable) -> None:
+        """Each model's ready backends in a new routing table (a listener of the catalog)."""
+        for name, route in table.routes.items():
+            if name == route.model:
+                self.backends_ready.labels(name).set(len(route.backends))
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
