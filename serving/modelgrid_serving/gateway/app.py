@@ -5,9 +5,11 @@ body (bounded in size, and by the server in time), reads ``model``, resolves it 
 key's allowlist (a model the key may not use is answered as an unknown one), holds the protocol
 bounds (:mod:`.bounds`), admits it against the key's limits (reserving its tokens), picks a
 backend (:mod:`.balancer`) and relays the answer through its pooled client (:mod:`.upstream`):
-JSON in one piece, SSE chunk by chunk as it arrives; then settles the reservation to the real
-usage. A client that goes away cancels the upstream request; a connection failure before any
-byte is retried on another backend. Every error is OpenAI-shaped through
+JSON in one piece, SSE chunk by chunk as it arrives (:mod:`.relay`); then reports the outcome to
+the sink (:mod:`.sink`), which counts it and settles the reservation to the real usage. Nothing
+here counts: every outcome, a refusal included, goes to the sink. A client that goes away
+cancels the upstream request; a connection failure before any byte is retried on another
+backend. Every error is OpenAI-shaped through
 :func:`~modelgrid_serving.errors.error_response`. Metrics are served on a port of their own
 (:class:`~.metrics.MetricsApp`), never here.
 """
@@ -75,7 +77,7 @@ class Gateway:
     """The ASGI application over a :class:`~.state.GatewayState` (what the routes read).
 
     Args:
-        state: the routing table, keys, limits and the sources that keep them current.
+        state: the gateway's parts (catalog, limits, balancer, sink) and their services.
     """
 
     def __init__(self, state: GatewayState) -> None:

@@ -20,8 +20,8 @@ from ..metrics import CONTENT_TYPE, GATEWAY, build_families
 from .asgi import Receive, Scope, Send, send_body, send_error
 
 if TYPE_CHECKING:
+    from .finished import Finished
     from .routing import RoutingTable
-    from .sink import Finished
 
 __all__ = ["CONTENT_TYPE", "NO_POOL", "GatewayMetrics", "MetricsApp"]
 
@@ -71,18 +71,10 @@ class GatewayMetrics:
         """A request answered before any backend (an error, or the client went away)."""
         self.requests.labels(model, NO_POOL, route, str(status)).inc()
 
-    def answered(
-        self,
-        model: str,
-        pool: str,
-        route: str,
-        status: int,
-        seconds: float,
-        prompt_tokens: int,
-        generation_tokens: int,
-    ) -> None:
-        """A request that went to a backend (``pool``), whatever the outcome."""
-        key = (model, pool, route, status)
+    def finished(self, call: Finished) -> None:
+        """A request that went to a backend (``call.pool``), whatever the outcome (a recorder
+        of the sink)."""
+        model, pool, route, status = key = (call.model, call.pool, call.route, call.status)
         series = self._answered.get(key)
         if series is None:
             series = self._answered[key] = (
@@ -93,21 +85,9 @@ class GatewayMetrics:
             )
         requests, duration, prompt, generation = series
         requests.inc()
-        duration.observe(seconds)
-        prompt.inc(prompt_tokens)
-        generation.inc(generation_tokens)
-
-    def finished(self, call: Finished) -> None:
-        """A relayed request ended (a recorder of the sink)."""
-        self.answered(
-            call.model,
-            call.pool,
-            call.route,
-            call.status,
-            call.duration_s,
-            call.prompt_tokens,
-            call.completion_tokens,
-        )
+        duration.observe(call.duration_s)
+        prompt.inc(call.prompt_tokens)
+        generation.inc(call.completion_tokens)
 
     def count_ready_backends(self, table: RoutingTable) -> None:
         """Each model's ready backends in a new routing table (a listener of the catalog)."""

@@ -11,35 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from ..errors import APIError
 from .auth import KeyPolicy
+from .finished import Finished
 from .limits import RateLimiter
 from .metrics import GatewayMetrics
 from .proxy import estimate_prompt_tokens
 from .relay import Relay
-
-
-class Finished(Protocol):
-    """A relayed request as it ended: what every recorder reads."""
-
-    model: str
-    pool: str
-    """The pool of the backend that took it (the last one tried)."""
-    route: str
-    """Its route label (``chat``, ``completions``, ``embeddings``)."""
-    status: int
-    duration_s: float
-    """From the first byte of the request to the end of the answer."""
-    ended: float
-    """``time.monotonic()`` at its end."""
-    ttft_s: float | None
-    """Seconds to the first streamed event (streams only)."""
-    prompt_tokens: int
-    completion_tokens: int
-    """Usage as the backend reported it; else the prompt's estimate and one token an event."""
-
 
 Recorder = Callable[[Finished], None]
 """Told each request that was relayed (whatever its status), in registration order."""

@@ -16,7 +16,7 @@ from .catalog import Catalog
 from .routing import Route
 
 if TYPE_CHECKING:
-    from .sink import Finished
+    from .finished import Finished
 
 
 @dataclass(slots=True)
