@@ -254,9 +254,8 @@ def _start(
 
 
 def _quiet_engine_logs() -> None:
-    """Engine and client chatter goes to Ray's log files; the terminal shows our phases."""
+    """Engine chatter goes to Ray's log files; the terminal shows our phases."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("vllm").setLevel(logging.ERROR)  # its import-time notices, in this process
 
 
@@ -365,7 +364,7 @@ def _warm_up(url: str, model: str, *, deadline_s: float = 60.0) -> str:
     Returns:
         The route that answered: "chat", or "embeddings" for an embedding model.
     """
-    import httpx
+    from . import blocking_http
 
     end = time.monotonic() + deadline_s
     routes = list(_WARM_UP_REQUESTS)
@@ -373,17 +372,19 @@ def _warm_up(url: str, model: str, *, deadline_s: float = 60.0) -> str:
     while routes and time.monotonic() < end:
         path, fields = _WARM_UP_REQUESTS[routes[0]]
         try:
-            reply = httpx.post(f"{url}{path}", json={"model": model, **fields}, timeout=30)
-        except httpx.HTTPError as exc:  # not listening yet: retry
+            reply = blocking_http.post_json(
+                f"{url}{path}", {"model": model, **fields}, timeout_s=30
+            )
+        except blocking_http.NoAnswer as exc:  # not listening yet: retry
             last = exc
             time.sleep(0.2)
             continue
-        if reply.status_code == 200:
+        if reply.status == 200:
             return routes[0]
-        last = f"HTTP {reply.status_code}: {reply.text[:200]}"
-        if reply.status_code == 400 and "unsupported_for_model" in reply.text:
+        last = f"HTTP {reply.status}: {reply.text[:200]}"
+        if reply.status == 400 and "unsupported_for_model" in reply.text:
             routes.pop(0)  # an embedding model: try the next kind of request
-        elif reply.status_code < 500:
+        elif reply.status < 500:
             break  # a client error will not go away by retrying
         else:
             time.sleep(0.2)

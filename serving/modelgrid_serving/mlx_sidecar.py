@@ -64,7 +64,7 @@ def start(model: str, *, port: int, work: Path, deadline_s: float = START_DEADLI
     Raises:
         SidecarError: it exited or did not answer in time (it is stopped first).
     """
-    import httpx
+    from . import blocking_http
 
     hf_cache = work / "hf-cache"
     hf_cache.mkdir(parents=True, exist_ok=True)
@@ -85,9 +85,9 @@ def start(model: str, *, port: int, work: Path, deadline_s: float = START_DEADLI
         if proc.poll() is not None:
             raise SidecarError(f"the MLX server exited with {proc.returncode}:\n{_tail(log)}")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+            if blocking_http.get(f"{url}/health", timeout_s=2).status == 200:
                 return sidecar
-        except httpx.HTTPError:
+        except blocking_http.NoAnswer:
             pass
         time.sleep(0.2)
     sidecar.stop()

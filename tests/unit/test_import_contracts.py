@@ -53,6 +53,11 @@ FORBIDDEN = [
         "The OpenAI protocol imports nothing of ours",
     ),
     (
+        "serving/modelgrid_serving/blocking_http.py",
+        "from modelgrid_serving import errors",
+        "The blocking HTTP helper imports nothing of ours",
+    ),
+    (
         "serving/modelgrid_serving/engines/base.py",
         "from modelgrid_serving import app",
         "Serving layers",
@@ -61,6 +66,11 @@ FORBIDDEN = [
         "serving/modelgrid_serving/gateway/routing.py",
         "from modelgrid_serving.engines import vllm",
         "The gateway imports no engine",
+    ),
+    (
+        "serving/modelgrid_serving/gateway/sink.py",
+        "from modelgrid_serving.gateway import state",
+        "The gateway's parts import neither its assembly",
     ),
     (
         "serving/modelgrid_serving/names.py",

@@ -5,9 +5,11 @@ body (bounded in size, and by the server in time), reads ``model``, resolves it 
 key's allowlist (a model the key may not use is answered as an unknown one), holds the protocol
 bounds (:mod:`.bounds`), admits it against the key's limits (reserving its tokens), picks a
 backend (:mod:`.balancer`) and relays the answer through its pooled client (:mod:`.upstream`):
-JSON in one piece, SSE chunk by chunk as it arrives; then settles the reservation to the real
-usage. A client that goes away cancels the upstream request; a connection failure before any
-byte is retried on another backend. Every error is OpenAI-shaped through
+JSON in one piece, SSE chunk by chunk as it arrives (:mod:`.relay`); then reports the outcome to
+the sink (:mod:`.sink`), which counts it and settles the reservation to the real usage. Nothing
+here counts: every outcome, a refusal included, goes to the sink. A client that goes away
+cancels the upstream request; a connection failure before any byte is retried on another
+backend. Every error is OpenAI-shaped through
 :func:`~modelgrid_serving.errors.error_response`. Metrics are served on a port of their own
 (:class:`~.metrics.MetricsApp`), never here.
 """
@@ -39,9 +41,9 @@ from .console import Console
 from .gpu_info import gather_gpu_info
 from .peers import USAGE_PATH
 from .proxy import estimate_prompt_tokens, parse_body
-from .relay import Relay
+from .relay import ProxyRequest, Relay
 from .routing import filter_listing
-from .state import GatewayState, ModelCounters
+from .state import GatewayState
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ class Gateway:
     """The ASGI application over a :class:`~.state.GatewayState` (what the routes read).
 
     Args:
-        state: the routing table, keys, limits and the sources that keep them current.
+        state: the gateway's parts (catalog, limits, balancer, sink) and their services.
     """
 
     def __init__(self, state: GatewayState) -> None:
@@ -140,9 +142,10 @@ class Gateway:
     # ---- GET routes -----------------------------------------------------------------------
 
     def _policy(self, scope: Scope) -> KeyPolicy:
-        if not self.state.keys.enabled:
+        keys = self.state.catalog.keys
+        if not keys.enabled:
             return ANONYMOUS
-        return self.state.keys.authenticate(header(scope, b"authorization"))
+        return keys.authenticate(header(scope, b"authorization"))
 
     async def _info(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
         """Who we are; the models only to a valid key (those it may use), not to anyone."""
@@ -151,13 +154,13 @@ class Gateway:
             "role": "gateway",
             "version": __version__,
             "endpoints": sorted({*PROXY_ROUTES, *self._get_routes, "/v1/models/{id}"}),
-            "auth": self.state.keys.enabled,
+            "auth": self.state.catalog.keys.enabled,
         }
         try:
-            allowed = self.state.allowed_for(self._policy(scope))
+            allowed = self.state.catalog.allowed_for(self._policy(scope))
         except Unauthorized:
             allowed = {}
-        table = self.state.table
+        table = self.state.catalog.table
         body["models"] = [
             n
             for n in table.cards
@@ -170,37 +173,34 @@ class Gateway:
         return 200, b'{"status":"ok"}', JSON
 
     async def _ready(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
-        if self.state.pending_sources:
-            pending = ", ".join(sorted(self.state.pending_sources))
+        if self.state.catalog.pending_sources:
+            pending = ", ".join(sorted(self.state.catalog.pending_sources))
             raise GatewayStarting(f"Waiting for the first listing of: {pending}.")
         return 200, b'{"status":"ok"}', JSON
 
     async def _list_models(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
-        policy = self._policy(scope)
-        allowed = self.state.allowed_for(policy)
-        body = (
-            self.state.table.listing
-            if allowed is None
-            else filter_listing(self.state.table, allowed)
-        )
+        catalog = self.state.catalog
+        allowed = catalog.allowed_for(self._policy(scope))
+        body = catalog.table.listing if allowed is None else filter_listing(catalog.table, allowed)
         return 200, body, JSON
 
     async def _get_model(self, scope: Scope, model_id: bytes | None) -> tuple[int, bytes, Headers]:
-        allowed = self.state.allowed_for(self._policy(scope))
+        catalog = self.state.catalog
+        allowed = catalog.allowed_for(self._policy(scope))
         requested = (model_id or b"").decode()
-        self.state.table.resolve(requested, allowed)  # 404 unknown or not allowed, 503 not ready
-        return 200, self.state.table.cards[requested], JSON
+        table = catalog.table
+        table.resolve(requested, allowed)  # 404 unknown or not allowed, 503 not ready
+        return 200, table.cards[requested], JSON
 
     async def _stats(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
-        allowed = self.state.allowed_for(self._policy(scope))
-        return 200, json.dumps(self.state.stats(allowed)).encode(), JSON
+        allowed = self.state.catalog.allowed_for(self._policy(scope))
+        return 200, json.dumps(self.state.stats.render(allowed)).encode(), JSON
 
     async def _gpu_info(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
-        policy = self._policy(scope)
+        catalog = self.state.catalog
+        allowed = catalog.allowed_for(self._policy(scope))
         assert self.state.session is not None
-        body = await gather_gpu_info(
-            self.state.session, self.state.table, self.state.allowed_for(policy)
-        )
+        body = await gather_gpu_info(self.state.session, catalog.table, allowed)
         return 200, json.dumps(body).encode(), JSON
 
     async def _peer_usage(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
@@ -214,9 +214,10 @@ class Gateway:
     # ---- the proxy --------------------------------------------------------------------------
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, route_label: str) -> None:
+        """Check, admit, relay; every outcome is reported to the sink, which does the counting."""
         started = time.perf_counter()
         state = self.state
-        limiter = state.limiter
+        sink = state.sink
         model = "-"
         policy = ANONYMOUS
         reserved = 0
@@ -224,33 +225,34 @@ class Gateway:
             policy = self._policy(scope)
             body = await self._read_body(scope, receive)
             payload = parse_body(body)
-            route = state.table.resolve(payload.get("model"), state.allowed_for(policy))
+            catalog, limits, limiter = state.catalog, state.limits, state.limiter
+            route = catalog.table.resolve(payload.get("model"), catalog.allowed_for(policy))
             model = route.model
-            max_tokens = check_bounds(payload, route_label, route, state.limits)
+            max_tokens = check_bounds(payload, route_label, route, limits)
             if policy.tokens_per_minute:
-                answer = max_tokens or state.limits.reserve_completion_tokens
+                answer = max_tokens or limits.reserve_completion_tokens
                 reserved = limiter.reservation(policy, estimate_prompt_tokens(body) + answer)
             rl_headers = limiter.admit(policy, now=time.monotonic(), reserve=reserved)
         except _ClientGone:
-            state.metrics.refused(model, route_label, 499)
+            sink.refused(model, route_label, 499)
             return
         except APIError as exc:
-            if exc.status_code == 429:
-                state.metrics.rate_limited.labels(policy.name, exc.type).inc()
-            state.metrics.rejected.labels(exc.code or exc.type).inc()
-            status = await send_error(send, exc)
-            state.metrics.refused(model, route_label, status)
+            sink.rejected(policy, exc)
+            sink.refused(model, route_label, await send_error(send, exc))
             return
         except Exception as exc:  # our bug: a 500 in OpenAI's shape, logged
             logger.exception("%s checks failed", route_label)
             await send_error(send, exc)
-            state.metrics.refused(model, route_label, 500)
+            sink.refused(model, route_label, 500)
             return
 
-        used = 0  # what the reservation settles to; nothing for a request that broke off
+        extra = [(k.encode(), v.encode()) for k, v in rl_headers.items()]
+        request = ProxyRequest(
+            scope, route_label, model, body, payload, extra, policy, reserved, started
+        )
+        call = Relay(request, send, state.upstream, state.balancer, state.metrics)
+        status: int | None = None
         try:
-            extra = [(k.encode(), v.encode()) for k, v in rl_headers.items()]
-            call = Relay(state, scope, send, route_label, model, body, payload, extra, started)
             watcher = None
             cancel_on_disconnect = scope.get("extensions", {}).get(CANCEL_ON_DISCONNECT)
             if cancel_on_disconnect is not None:
@@ -260,7 +262,7 @@ class Gateway:
                 assert task is not None
                 watcher = asyncio.create_task(call.watch_disconnect(receive, task))
             try:
-                status = await call.run(route.backends)
+                status = await call.run(route.backends, limits.retries)
             except asyncio.CancelledError:
                 if not call.client_gone:
                     raise
@@ -270,28 +272,8 @@ class Gateway:
                 call.done = True
                 if watcher is not None:
                     watcher.cancel()
-            elapsed, now = time.perf_counter() - started, time.monotonic()
-            counters = state.counters.get(model)
-            if counters is None:
-                counters = state.counters[model] = ModelCounters()
-            counters.requests += 1
-            prompt, completion = call.usage or (estimate_prompt_tokens(body), call.events)
-            counters.prompt_tokens += prompt
-            counters.completion_tokens += completion
-            state.metrics.answered(
-                model, call.pool, route_label, status, elapsed, prompt, completion
-            )
-            state.live.record(
-                model,
-                now=now,
-                status=status,
-                duration_s=elapsed,
-                ttft_s=call.ttft_s,
-                completion_tokens=completion,
-            )
-            used = prompt + completion
         finally:
-            limiter.settle(policy, reserved=reserved, used=used, now=time.monotonic())
+            sink.finished(call, status)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.state.limits.max_body_bytes

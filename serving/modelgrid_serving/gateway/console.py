@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +38,10 @@ ASSETS = {
 UI_HEADERS: Headers = [
     (
         b"content-security-policy",
-        b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        b"img-src 'self' data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+        (
+            b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+            b"img-src 'self' data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+        ),
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -89,9 +91,9 @@ class Console:
 
     async def _view(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
         policy = self._policy(scope)
-        allowed = self.state.allowed_for(policy)
+        allowed = self.state.catalog.allowed_for(policy)
         body = console_view(self.state, self.state.live, allowed, now=time.monotonic())
-        body["key"] = policy.name if self.state.keys.enabled else None
+        body["key"] = policy.name if self.state.catalog.keys.enabled else None
         return 200, json.dumps(body).encode(), JSON
 
 
@@ -103,16 +105,21 @@ def _load(name: str, content_type: str) -> tuple[bytes, Headers, bytes]:
 
 
 def console_view(
-    state: GatewayState, live: LiveFigures, allowed: frozenset[str] | None, *, now: float
+    state: GatewayState, live: LiveFigures, allowed: Mapping[str, Route] | None, *, now: float
 ) -> dict[str, Any]:
-    """``/v1/console``: every model ``allowed`` may see (``None``: all), as the page shows it."""
-    table = state.table
+    """``/v1/console``: every model ``allowed`` may see (``None``: all), as the page shows it.
+
+    Args:
+        allowed: What the caller's key may use (canonical model -> its route,
+            :meth:`~.catalog.Catalog.allowed_for`); ``None``: everything.
+    """
+    table = state.catalog.table
     models = [
         _model_view(state, live, entry, table.routes[name], now=now)
         for name, entry in table.models.items()
         if allowed is None or name in allowed
     ]
-    return {"object": "console", "auth": state.keys.enabled, "models": models}
+    return {"object": "console", "auth": state.catalog.keys.enabled, "models": models}
 
 
 def model_state(entry: ModelEntry, route: Route) -> str:

@@ -17,8 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from .. import blocking_http
 from ..config import ModelConfig
 
 START_DEADLINE_S = 60.0
@@ -59,9 +58,8 @@ def front_config(config: ModelConfig, endpoints: Sequence[PoolURL]) -> dict[str,
 
 def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own local URL
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
+        return blocking_http.get(url, timeout_s=2).status == 200
+    except blocking_http.NoAnswer:
         return False
 
 

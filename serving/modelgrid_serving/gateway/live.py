@@ -22,7 +22,10 @@ import math
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .finished import Finished
 
 RATE_WINDOW_S = 10.0
 """Requests/s, errors/s and tokens/s are averaged over this many seconds."""
@@ -86,6 +89,13 @@ class LiveFigures:
         self._samples: dict[str, deque[Sample]] = {}
         self._totals: dict[str, _Totals] = {}
 
+    def finished(self, call: Finished) -> None:
+        """A relayed request ended (a recorder of the sink)."""
+        sample = Sample(
+            call.ended, call.status, call.duration_s, call.ttft_s, call.completion_tokens
+        )
+        self._add(call.model, sample)
+
     def record(
         self,
         model: str,
@@ -96,16 +106,19 @@ class LiveFigures:
         ttft_s: float | None,
         completion_tokens: int,
     ) -> None:
-        """Note one relayed request of ``model`` that ended at ``now``."""
+        """Note one relayed request of ``model`` that ended at ``now``, told field by field."""
+        self._add(model, Sample(now, status, duration_s, ttft_s, completion_tokens))
+
+    def _add(self, model: str, sample: Sample) -> None:
         samples = self._samples.get(model)
         if samples is None:
             samples = self._samples[model] = deque(maxlen=self._max)
             self._totals[model] = _Totals()
-        samples.append(Sample(now, status, duration_s, ttft_s, completion_tokens))
+        samples.append(sample)
         totals = self._totals[model]
         totals.requests += 1
-        totals.errors += is_error(status)
-        self._prune(samples, now)
+        totals.errors += is_error(sample.status)
+        self._prune(samples, sample.at)
 
     def _prune(self, samples: deque[Sample], now: float) -> None:
         horizon = now - self.percentile_window_s

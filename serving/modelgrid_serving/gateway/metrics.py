@@ -11,13 +11,17 @@ only the API port).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ..errors import MethodNotAllowed, RouteNotFound
 from ..metrics import CONTENT_TYPE, GATEWAY, build_families
 from .asgi import Receive, Scope, Send, send_body, send_error
+
+if TYPE_CHECKING:
+    from .finished import Finished
+    from .routing import RoutingTable
 
 __all__ = ["CONTENT_TYPE", "NO_POOL", "GatewayMetrics", "MetricsApp"]
 
@@ -67,18 +71,10 @@ class GatewayMetrics:
         """A request answered before any backend (an error, or the client went away)."""
         self.requests.labels(model, NO_POOL, route, str(status)).inc()
 
-    def answered(
-        self,
-        model: str,
-        pool: str,
-        route: str,
-        status: int,
-        seconds: float,
-        prompt_tokens: int,
-        generation_tokens: int,
-    ) -> None:
-        """A request that went to a backend (``pool``), whatever the outcome."""
-        key = (model, pool, route, status)
+    def finished(self, call: Finished) -> None:
+        """A request that went to a backend (``call.pool``), whatever the outcome (a recorder
+        of the sink)."""
+        model, pool, route, status = key = (call.model, call.pool, call.route, call.status)
         series = self._answered.get(key)
         if series is None:
             series = self._answered[key] = (
@@ -89,9 +85,15 @@ class GatewayMetrics:
             )
         requests, duration, prompt, generation = series
         requests.inc()
-        duration.observe(seconds)
-        prompt.inc(prompt_tokens)
-        generation.inc(generation_tokens)
+        duration.observe(call.duration_s)
+        prompt.inc(call.prompt_tokens)
+        generation.inc(call.completion_tokens)
+
+    def count_ready_backends(self, table: RoutingTable) -> None:
+        """Each model's ready backends in a new routing table (a listener of the catalog)."""
+        for name, route in table.routes.items():
+            if name == route.model:
+                self.backends_ready.labels(name).set(len(route.backends))
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""

@@ -129,7 +129,7 @@ class PeerSync:
                 # that comes back starts from a new baseline.
                 self._seen = {i: totals for i, totals in self._seen.items() if i in heard}
                 self._live = {i: live for i, live in self._live.items() if i in heard}
-            except Exception:  # noqa: BLE001 - keep syncing; limits stay local meanwhile
+            except Exception:  # keep syncing; limits stay local meanwhile (logged)
                 logger.exception("peer sync failed")
             await asyncio.sleep(self.config.interval_s)
 

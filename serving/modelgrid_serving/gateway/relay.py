@@ -13,8 +13,9 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import (
     APIError,
@@ -25,13 +26,12 @@ from ..errors import (
     from_engine_error,
 )
 from .asgi import Receive, Scope, Send, header, send_body, send_error
-from .metrics import NO_POOL
+from .auth import KeyPolicy
+from .balancer import Balancer
+from .metrics import NO_POOL, GatewayMetrics
 from .proxy import HOP_BY_HOP, find_usage, model_renamer, rewrite_model
 from .routing import Backend
-from .upstream import BrokenResponse, ConnectFailed, ReadTimeout, Response
-
-if TYPE_CHECKING:
-    from .state import GatewayState
+from .upstream import BrokenResponse, ConnectFailed, ReadTimeout, Response, Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -45,41 +45,72 @@ _DONE = b"data: [DONE]\n\n"
 _DONE_EVENT = b"data: [DONE]"
 
 
+@dataclass(slots=True)
+class ProxyRequest:
+    """A request that passed its checks: what the client sent, and what it was admitted with."""
+
+    scope: Scope
+    route: str
+    """The route label: ``chat``, ``completions`` or ``embeddings``."""
+    model: str
+    """The canonical model name it resolved to."""
+    body: bytes
+    payload: dict[str, Any]
+    """``body`` parsed."""
+    headers: list[tuple[bytes, bytes]]
+    """Added to the answer, whatever it is (the key's ``x-ratelimit-*``)."""
+    policy: KeyPolicy
+    reserved: int
+    """Tokens reserved at admission, settled to the real usage when it ends (:mod:`.sink`)."""
+    started: float
+    """``time.perf_counter()`` when it arrived."""
+
+
 class Relay:
-    """One proxied request after its checks: backend choice with retries, then the relay."""
+    """One proxied request after its checks: backend choice with retries, then the relay. It
+    records what happened (pool, status, usage, TTFT) for the sink (:class:`~.sink.Finished`).
+
+    Args:
+        request: The admitted request.
+        send: The ASGI ``send`` of the client's connection.
+        upstream: The pooled client that reaches backends.
+        balancer: Picks the backend and learns from each answer.
+        metrics: In-flight, TTFT and upstream error series.
+    """
 
     __slots__ = (
-        "body",
+        "balancer",
         "client_gone",
+        "completion_tokens",
         "done",
+        "duration_s",
+        "ended",
         "events",
-        "extra",
+        "metrics",
         "model",
-        "payload",
         "pool",
+        "prompt_tokens",
+        "request",
         "route",
-        "scope",
         "send",
         "started",
-        "state",
+        "status",
         "ttft_s",
+        "upstream",
         "usage",
     )
 
     def __init__(
         self,
-        state: GatewayState,
-        scope: Scope,
+        request: ProxyRequest,
         send: Send,
-        route: str,
-        model: str,
-        body: bytes,
-        payload: dict[str, Any],
-        extra: list[tuple[bytes, bytes]],
-        started: float,
+        upstream: Upstream,
+        balancer: Balancer,
+        metrics: GatewayMetrics,
     ) -> None:
-        self.state, self.scope, self.send, self.route, self.model = state, scope, send, route, model
-        self.body, self.payload, self.extra, self.started = body, payload, extra, started
+        self.request, self.send, self.upstream = request, send, upstream
+        self.balancer, self.metrics = balancer, metrics
+        self.model, self.route, self.started = request.model, request.route, request.started
         self.client_gone = False
         self.done = False
         self.events = 0
@@ -88,6 +119,12 @@ class Relay:
         self.usage: tuple[int, int] | None = None
         self.ttft_s: float | None = None
         """Seconds from the request to the first streamed event (streams only)."""
+        # The outcome, filled in by the sink when the request ends (:class:`~.sink.Finished`).
+        self.status = 0
+        self.duration_s = 0.0
+        self.ended = 0.0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
 
     def client_left(self) -> None:
         """The client went away before its answer was complete. Its task is cancelled next (by
@@ -105,40 +142,37 @@ class Relay:
             self.client_left()
             task.cancel()
 
-    async def run(self, backends: tuple[Backend, ...]) -> int:
-        """Send the request to one of ``backends`` and relay the answer; returns the status."""
-        state = self.state
-        upstream = state.upstream
-        assert upstream is not None
+    async def run(self, backends: tuple[Backend, ...], retries: int) -> int:
+        """Send the request to one of ``backends`` (trying ``retries`` others after a failed
+        connection) and relay the answer; returns the status."""
+        balancer, metrics, extra = self.balancer, self.metrics, self.request.headers
         tried: list[str] = []
-        attempts = state.limits.retries + 1
+        attempts = retries + 1
         for attempt in range(attempts):
-            backend = state.balancer.choose(backends, now=time.monotonic(), exclude=tried)
+            backend = balancer.choose(backends, now=time.monotonic(), exclude=tried)
             if backend is None:
                 break
             tried.append(backend.url)
             self.pool = backend.pool
-            state.balancer.started(backend.url)
-            in_flight = state.metrics.in_flight_for(self.model, backend.pool)
+            balancer.started(backend.url)
+            in_flight = metrics.in_flight_for(self.model, backend.pool)
             in_flight.inc()
             try:
                 sent = time.perf_counter()
                 try:
-                    resp = await upstream.post(
+                    resp = await self.upstream.post(
                         backend.url + UPSTREAM_SUFFIX[self.route],
                         self._body_for(backend),
                         self._headers_for(backend),
                     )
                 except ReadTimeout:
-                    state.metrics.upstream_errors.labels(self.model, backend.pool, "timeout").inc()
+                    metrics.upstream_errors.labels(self.model, backend.pool, "timeout").inc()
                     return await send_error(
-                        self.send,
-                        EngineError("The model's backend did not answer in time."),
-                        self.extra,
+                        self.send, EngineError("The model's backend did not answer in time."), extra
                     )
                 except ConnectFailed as exc:
-                    state.balancer.failed(backend.url, now=time.monotonic())
-                    state.metrics.upstream_errors.labels(self.model, backend.pool, "connect").inc()
+                    balancer.failed(backend.url, now=time.monotonic())
+                    metrics.upstream_errors.labels(self.model, backend.pool, "connect").inc()
                     logger.warning("backend %s: %s; trying another", backend.url, exc)
                     continue
                 if resp.status == 503 and attempt + 1 < attempts and len(tried) < len(backends):
@@ -146,22 +180,18 @@ class Relay:
                     # has not processed this one: eject it like a refused connection and try
                     # another. Its fast 503s would otherwise look like a fast backend.
                     resp.close()
-                    state.balancer.failed(backend.url, now=time.monotonic())
-                    state.metrics.upstream_errors.labels(
-                        self.model, backend.pool, "unavailable"
-                    ).inc()
+                    balancer.failed(backend.url, now=time.monotonic())
+                    metrics.upstream_errors.labels(self.model, backend.pool, "unavailable").inc()
                     logger.warning("backend %s answered 503; trying another", backend.url)
                     continue
-                state.balancer.responded(
-                    backend.url, time.perf_counter() - sent, now=time.monotonic()
-                )
+                balancer.responded(backend.url, time.perf_counter() - sent, now=time.monotonic())
                 try:
                     return await self._relay(resp, backend)
                 finally:
                     resp.close()  # a cancelled relay closes the connection: the backend stops
             finally:
                 in_flight.dec()
-                state.balancer.finished(backend.url, now=time.monotonic())
+                balancer.finished(backend.url, now=time.monotonic())
         if tried:
             exc: APIError = UpstreamUnavailable(
                 f"No backend of the model '{self.model}' could be reached ({len(tried)} tried)."
@@ -170,16 +200,17 @@ class Relay:
             exc = Overloaded(
                 f"Every backend of the model '{self.model}' is at its in-flight limit."
             )
-        return await send_error(self.send, exc, self.extra)
+        return await send_error(self.send, exc, extra)
 
     def _body_for(self, backend: Backend) -> bytes:
-        if backend.upstream_model and backend.upstream_model != self.payload["model"]:
-            return rewrite_model(self.body, self.payload, backend.upstream_model)
-        return self.body
+        request = self.request
+        if backend.upstream_model and backend.upstream_model != request.payload["model"]:
+            return rewrite_model(request.body, request.payload, backend.upstream_model)
+        return request.body
 
     def _headers_for(self, backend: Backend) -> list[tuple[bytes, bytes]]:
         headers = [(b"content-type", b"application/json")]
-        request_id = header(self.scope, b"x-request-id")
+        request_id = header(self.request.scope, b"x-request-id")
         if request_id:
             headers.append((b"x-request-id", request_id))
         if backend.api_key:
@@ -192,12 +223,13 @@ class Relay:
             for k, v in resp.raw_headers
             if k.lower() not in HOP_BY_HOP and not k.lower().startswith(b"x-ratelimit")
         ]
-        headers.extend(self.extra)
+        extra = self.request.headers
+        headers.extend(extra)
         streaming = resp.content_type == "text/event-stream"
         if resp.status >= 400:
             return await self._relay_error(resp, headers)
         rename = None
-        requested = self.payload["model"]
+        requested = self.request.payload["model"]
         if backend.upstream_model and backend.upstream_model != requested:
             rename = model_renamer(backend.upstream_model, requested)
         if not streaming:
@@ -205,7 +237,7 @@ class Relay:
                 data = await resp.read()
             except (ReadTimeout, ConnectionError) as exc:
                 failure = self._broke_off(backend, exc, "before its answer was complete")
-                return await send_error(self.send, failure, self.extra)
+                return await send_error(self.send, failure, extra)
             if rename is not None:
                 data = rename(data)
             self.usage = find_usage(data)
@@ -224,7 +256,7 @@ class Relay:
                     if first:
                         first = False
                         self.ttft_s = time.perf_counter() - self.started
-                        self.state.metrics.ttft_for(self.model, backend.pool).observe(self.ttft_s)
+                        self.metrics.ttft_for(self.model, backend.pool).observe(self.ttft_s)
                     self.events += chunk.count(b"data:")
                     usage = find_usage(chunk)
                     if usage is not None:
@@ -248,7 +280,7 @@ class Relay:
     def _broke_off(self, backend: Backend, exc: Exception, when: str) -> UpstreamUnavailable:
         """Count and log a backend that broke off its answer; the error the client gets."""
         kind = "timeout" if isinstance(exc, ReadTimeout) else "stream"
-        self.state.metrics.upstream_errors.labels(self.model, backend.pool, kind).inc()
+        self.metrics.upstream_errors.labels(self.model, backend.pool, kind).inc()
         logger.warning("backend %s broke off its answer (%s): %r", backend.url, kind, exc)
         return UpstreamUnavailable(f"The backend of the model '{self.model}' failed {when}.")
 

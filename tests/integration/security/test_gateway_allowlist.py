@@ -40,8 +40,9 @@ async def test_a_forbidden_model_answers_as_an_unknown_one(tmp_path: Path) -> No
             },
         }
         async with gateway(config, tmp_path) as gw:
-            gw.state._down = {"http://127.0.0.1:9/v1"}  # what the health probe finds
-            gw.state._rebuild()
+            gw.state.catalog.set_down(
+                frozenset({"http://127.0.0.1:9/v1"})
+            )  # what the health probe finds
             async with httpx.AsyncClient(base_url=gw.url, headers=bearer(KEY)) as client:
                 unknown = await client.post(CHAT_PATH, json=chat("ghost"))
                 for name in ("qwen", "chat", "loading"):
@@ -88,7 +89,9 @@ async def test_a_key_limited_to_a_namespace_reaches_only_that_namespaces_models(
         key = {"name": "a", "sha256": hash_key(KEY), "namespaces": ["team-a"]}
         config = {"auth": {"enabled": True, "keys": [key]}}
         async with gateway(config, tmp_path) as gw:
-            gw.state.set_entries("kubernetes:*", [entry_from_inferencemodel(o) for o in objs])
+            gw.state.catalog.set_entries(
+                "kubernetes:*", [entry_from_inferencemodel(o) for o in objs]
+            )
             async with httpx.AsyncClient(base_url=gw.url, headers=bearer(KEY)) as client:
                 listed = (await client.get("/v1/models")).json()["data"]
                 assert sorted(m["id"] for m in listed) == ["alpha", "shared"]

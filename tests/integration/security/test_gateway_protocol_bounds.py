@@ -10,7 +10,14 @@ from typing import Any
 import httpx
 import pytest
 from modelgrid_serving.gateway.sources import entry_from_inferencemodel
-from integration.security.gateway_attack import CHAT_PATH, Backend, backends, chat, error_of, gateway
+from integration.security.gateway_attack import (
+    CHAT_PATH,
+    Backend,
+    backends,
+    chat,
+    error_of,
+    gateway,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
@@ -80,7 +87,7 @@ async def test_the_context_of_an_inferencemodel_bounds_max_tokens(tmp_path: Path
             },
         }
         async with gateway({}, tmp_path) as gw, httpx.AsyncClient(base_url=gw.url) as client:
-            gw.state.set_entries("kubernetes:*", [entry_from_inferencemodel(obj)])
+            gw.state.catalog.set_entries("kubernetes:*", [entry_from_inferencemodel(obj)])
             refused = await client.post(CHAT_PATH, json=chat("tiny", max_tokens=513))
             fits = await client.post(CHAT_PATH, json=chat("tiny", max_tokens=512))
     assert (refused.status_code, error_of(refused)["param"]) == (400, "max_tokens")

@@ -56,7 +56,7 @@ async def test_a_raw_key_in_a_reloaded_keys_file_is_never_logged(
             await eventually(
                 lambda: "keeping the previous keys" in caplog.text, what="the reload refused"
             )
-        assert len(gw.state.keys) == 1
+        assert len(gw.state.catalog.keys) == 1
     assert RAW not in shown(caplog)
 
 

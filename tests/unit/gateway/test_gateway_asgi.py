@@ -124,8 +124,7 @@ async def test_oversized_content_length_is_refused_before_reading() -> None:
 
 async def test_model_without_ready_backend_is_503_retry_after() -> None:
     app = make_gateway()
-    app.state._down = {"http://127.0.0.1:9/v1"}
-    app.state._rebuild()
+    app.state.catalog.set_down(frozenset({"http://127.0.0.1:9/v1"}))
     status, headers, body = await call(app, "POST", "/v1/chat/completions", b'{"model": "chat"}')
     assert (status, headers["retry-after"], error_code(body)) == (503, "5", "model_not_ready")
     assert json.loads((await call(app, "GET", "/v1/models"))[2])["data"] == []
@@ -147,7 +146,7 @@ async def test_keys_401_404_and_filtered_listing() -> None:
 async def test_rate_limit_429_headers_before_any_backend() -> None:
     keys = [{"name": "ci", "sha256": hash_key(KEY), "requests_per_minute": 1}]
     app = make_gateway(auth={"enabled": True, "keys": keys})
-    policy = app.state.keys.authenticate(f"Bearer {KEY}".encode())
+    policy = app.state.catalog.keys.authenticate(f"Bearer {KEY}".encode())
     app.state.limiter.admit(policy, now=time.monotonic())  # the minute's one request
     auth = {"authorization": f"Bearer {KEY}"}
     status, headers, body = await call(
@@ -162,8 +161,8 @@ async def test_rate_limit_429_headers_before_any_backend() -> None:
 async def test_ready_waits_for_pending_sources() -> None:
     app = make_gateway()
     assert (await call(app, "GET", "/ready"))[0] == 200
-    app.state.pending_sources.add("kubernetes")
+    app.state.catalog.pending_sources.add("kubernetes")
     status, _, body = await call(app, "GET", "/ready")
     assert (status, error_code(body)) == (503, "starting")
-    app.state.set_entries("kubernetes", [])
+    app.state.catalog.set_entries("kubernetes", [])
     assert (await call(app, "GET", "/ready"))[0] == 200

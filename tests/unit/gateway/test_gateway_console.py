@@ -230,13 +230,11 @@ def test_view_of_static_models_groups_backends_by_pool() -> None:
 
 def test_view_of_static_model_with_a_backend_down_is_degraded_then_unavailable() -> None:
     state = make_state()
-    state._down = {"http://127.0.0.1:9/v1"}
-    state._rebuild()
+    state.catalog.set_down(frozenset({"http://127.0.0.1:9/v1"}))
     llama = console_view(state, LiveFigures(), None, now=0.0)["models"][0]
     assert llama["state"] == "Degraded"
     assert [(p["name"], p["ready"]) for p in llama["pools"]] == [("a", 0), ("b", 1)]
-    state._down = {"http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"}
-    state._rebuild()
+    state.catalog.set_down(frozenset({"http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"}))
     llama = console_view(state, LiveFigures(), None, now=0.0)["models"][0]
     assert (llama["state"], llama["ready"]) == ("Unavailable", False)
 
@@ -245,7 +243,7 @@ def test_view_of_an_inferencemodel_shows_phase_pools_timeline_and_problems() -> 
     state = make_state(models=[])
     loading = make_inferencemodel("llama-gpu", phase="Loading", readyReplicas=0)
     loading["status"]["timeToReady"] = {"pending": 2.0, "scheduling": 0.0, "loading": 0.0}
-    state.set_entries("kubernetes:team", [entry_from_inferencemodel(loading)])  # type: ignore[arg-type]
+    state.catalog.set_entries("kubernetes:team", [entry_from_inferencemodel(loading)])  # type: ignore[arg-type]
     (model,) = console_view(state, LiveFigures(), None, now=0.0)["models"]
     assert (model["state"], model["ready"]) == ("Loading", False)
     assert model["pools"] == [
