@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from . import __version__, devices
 from .config import AppConfig
 from .engines.base import Engine, EngineOutput
+from .engines.events import Delta, Done, StreamError, StreamEvent, Usage
 from .errors import (
     APIError,
     InvalidJSON,
@@ -43,11 +44,13 @@ from .protocol import (
     ModelList,
     SamplingRequest,
     ServiceInfo,
+    chunk_usage,
 )
+from .sse import DONE_FRAME, data_frame
 
 logger = logging.getLogger(__name__)
 
-_DONE = "data: [DONE]\n\n"
+RequestT = TypeVar("RequestT", bound=SamplingRequest)
 
 
 def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: int) -> FastAPI:
@@ -159,9 +162,8 @@ def _add_generation_routes(
         body["model"] = canonical = names.resolve(body.get("model"))
         tracker = metrics.track(canonical, "embeddings")
         with _counting_failure(tracker):
-            EmbeddingRequest.model_validate(body)
-            output = await engine.embeddings(body)
-        _count_usage(tracker, output.get("usage"))
+            output = await engine.embeddings(EmbeddingRequest.model_validate(body))
+        _count_usage(tracker, output)
         tracker.done(200)
         return JSONResponse(drop_nulls(output))
 
@@ -169,15 +171,16 @@ def _add_generation_routes(
 async def _generate(
     body: dict[str, Any],
     route: str,
-    schema: type[SamplingRequest],
-    call: Callable[[dict[str, Any]], Awaitable[EngineOutput]],
+    schema: type[RequestT],
+    call: Callable[[RequestT], Awaitable[EngineOutput]],
     names: ServedNames,
     metrics: Metrics,
 ) -> Response:
     """A completion or chat completion: validated, generated, answered whole or streamed.
 
-    The engine gets the canonical name; the answer carries the name the client used, as
-    OpenAI's does for an alias.
+    The engine gets the parsed request under the canonical name, asking for usage if it streams
+    (every stream's tokens are counted; the usage chunk is dropped for a client that did not ask
+    for it); the answer carries the name the client used, as OpenAI's does for an alias.
     """
     requested = body.get("model")
     body["model"] = canonical = names.resolve(requested)
@@ -185,12 +188,10 @@ async def _generate(
     with _counting_failure(tracker, Exception):
         parsed = schema.model_validate(body)
     client_wants_usage = parsed.wants_usage_in_stream()
-    if parsed.stream:  # always count tokens; drop the usage chunk if the client did not ask
-        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     with _counting_failure(tracker):
-        output = await call(body)
+        output = await call(parsed.with_usage_in_stream())
     if isinstance(output, dict):
-        _count_usage(tracker, output.get("usage"))
+        _count_usage(tracker, output)
         tracker.done(200)
         if requested != canonical:  # answer with the name the client used, as OpenAI does
             output["model"] = requested
@@ -300,26 +301,22 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-def _count_usage(tracker: RequestTracker, usage: Any) -> None:
-    if isinstance(usage, dict):
-        tracker.usage(
-            int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        )
-
-
-def _is_usage_frame(frame: str) -> bool:
-    return '"choices":[]' in frame and '"usage"' in frame
+def _count_usage(tracker: RequestTracker, body: dict[str, Any]) -> None:
+    usage = chunk_usage(body)
+    if usage is not None:
+        tracker.usage(*usage)
 
 
 async def _relay(
-    frames: AsyncIterator[str],
+    events: AsyncIterator[StreamEvent],
     tracker: RequestTracker,
     *,
     keep_usage: bool,
     rename: tuple[str, str] | None = None,
 ) -> AsyncIterator[str]:
-    """Pass SSE frames through: time tokens as the engine makes them, count the usage chunk
-    (kept only if the client asked), echo the model name the client used, and coalesce.
+    """Write the engine's events as SSE: time tokens as the engine makes them, count the usage
+    (its chunk kept only if the client asked), echo the model name the client used, end with
+    ``[DONE]`` (after an error body if the engine failed), and coalesce.
 
     A pump task reads the engine while the previous write is in flight; each write sends every
     frame that arrived meanwhile. Idle, a frame goes out alone and at once (no added latency);
@@ -329,18 +326,21 @@ async def _relay(
 
     async def pump() -> None:
         try:
-            async for frame in frames:
-                if frame == _DONE:
-                    continue  # added once, after the usage frame
-                if _is_usage_frame(frame):
-                    _count_usage(tracker, json.loads(frame[len("data: ") :]).get("usage"))
-                    if not keep_usage:
-                        continue
-                else:
-                    tracker.token()
+            async for event in events:
+                match event:
+                    case Delta(chunk=chunk):
+                        tracker.token()
+                    case Usage(prompt_tokens=prompt, completion_tokens=completion, chunk=chunk):
+                        tracker.usage(prompt, completion)
+                        if not keep_usage:
+                            continue
+                    case StreamError(error=error):
+                        raise error
+                    case Done():
+                        break
                 if rename:  # the alias the client used, not the canonical name
-                    frame = frame.replace(*rename, 1)
-                pending.put_nowait(frame)
+                    chunk = chunk.replace(*rename, 1)
+                pending.put_nowait(data_frame(chunk))
             pending.put_nowait(None)
         except Exception as exc:  # noqa: BLE001 - handed to the writer, which tells the client
             pending.put_nowait(exc)
@@ -357,9 +357,9 @@ async def _relay(
             if isinstance(end, BaseException):  # the engine broke mid-stream
                 logger.error("stream failed", exc_info=end)
                 status = 500
-                frames_out.append(f"data: {json.dumps(error_response(end).content())}\n\n")
+                frames_out.append(data_frame(json.dumps(error_response(end).content())))
             if end is not False:
-                frames_out.append(_DONE)
+                frames_out.append(DONE_FRAME)
             if frames_out:
                 yield "".join(frames_out)
             if end is not False:

@@ -1,15 +1,16 @@
 """The engine contract: the one interface the OpenAI routes call, whatever runs the model.
 
-Requests arrive as validated OpenAI bodies (dicts, ``model`` already the canonical name).
+Requests arrive parsed: the routes validate the body into the protocol's model
+(:class:`~modelgrid_serving.protocol.ChatCompletionRequest`, ...), ``model`` already the canonical
+name, and a stream always asks for usage (``stream_options.include_usage``: the replica counts
+tokens from it). Fields the protocol does not declare ride along in the model's extras.
 
 ``chat`` and ``completions`` return either
 
 * one ``dict``: the whole response body, when the request did not ask to stream; or
-* an async iterator of ``str``: Server-Sent-Events frames, each ``"data: {json}\\n\\n"`` holding
-  one OpenAI chunk, the last one ``"data: [DONE]\\n\\n"``. A stream whose request has
-  ``stream_options.include_usage`` ends with a chunk whose ``choices`` is empty and whose
-  ``usage`` counts the tokens. If the engine fails mid-stream it yields one ``data:`` frame with
-  an OpenAI error body, then ``[DONE]``.
+* an async iterator of :data:`~.events.StreamEvent`: the deltas, the usage event, and
+  :data:`~.events.DONE` last; or a :class:`~.events.StreamError` last if the engine fails after
+  the stream began (raising then is the same to the replica). The replica writes the SSE.
 
 ``embeddings`` returns one ``dict``. Every method raises :class:`~modelgrid_serving.errors.APIError`
 subclasses (never bare engine exceptions) for requests it refuses before producing output.
@@ -20,7 +21,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
 
-EngineOutput = dict[str, Any] | AsyncIterator[str]
+from ..protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from .events import StreamEvent
+
+EngineOutput = dict[str, Any] | AsyncIterator[StreamEvent]
 
 
 @runtime_checkable
@@ -36,15 +40,15 @@ class Engine(Protocol):
         """The context length, prompt plus output, in tokens."""
         ...
 
-    async def chat(self, body: dict[str, Any]) -> EngineOutput:
+    async def chat(self, request: ChatCompletionRequest) -> EngineOutput:
         """Run a chat completion (see the module docstring for what comes back)."""
         ...
 
-    async def completions(self, body: dict[str, Any]) -> EngineOutput:
+    async def completions(self, request: CompletionRequest) -> EngineOutput:
         """Run a legacy completion."""
         ...
 
-    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def embeddings(self, request: EmbeddingRequest) -> dict[str, Any]:
         """Embed the input (embedding models only; others raise ``UnsupportedForModel``)."""
         ...
 

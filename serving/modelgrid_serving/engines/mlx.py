@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,16 @@ from ..errors import (
     UnsupportedForModel,
     from_engine_error,
 )
+from ..protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from ..sse import EventTooLarge, read_data
 from .base import EngineOutput
+from .events import StreamEvent, until_end
 from .mlx_translation import (
     PromptCounter,
     Stamp,
     Target,
-    normalise_frame,
     normalise_response,
+    stream_event,
     to_mlx_chat,
     to_mlx_completion,
 )
@@ -111,15 +114,15 @@ class MLXEngine:
     def max_model_len(self) -> int | None:
         return self._target.max_model_len
 
-    async def chat(self, body: dict[str, Any]) -> EngineOutput:
-        request = to_mlx_chat(body, self._target)
-        return await self._generate("/v1/chat/completions", request, chat=True)
+    async def chat(self, request: ChatCompletionRequest) -> EngineOutput:
+        mlx_request = to_mlx_chat(request, self._target)
+        return await self._generate("/v1/chat/completions", mlx_request, chat=True)
 
-    async def completions(self, body: dict[str, Any]) -> EngineOutput:
-        request = to_mlx_completion(body, self._target)
-        return await self._generate("/v1/completions", request, chat=False)
+    async def completions(self, request: CompletionRequest) -> EngineOutput:
+        mlx_request = to_mlx_completion(request, self._target)
+        return await self._generate("/v1/completions", mlx_request, chat=False)
 
-    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def embeddings(self, request: EmbeddingRequest) -> dict[str, Any]:
         raise UnsupportedForModel(
             f"The model '{self._model}' does not support embeddings: its MLX engine serves "
             "text generation only.",
@@ -168,23 +171,18 @@ class MLXEngine:
         if not request["stream"]:
             async with reply:
                 return normalise_response(await reply.json(content_type=None), stamp)
-        return _frames(reply, stamp)
+        return until_end(_events(reply, stamp), source="The MLX server")
 
 
-async def _frames(reply: Any, stamp: Stamp) -> AsyncIterator[str]:
-    """The MLX server's SSE stream as our frames; a stream cut before ``[DONE]`` is an error."""
-    done = False
+async def _events(reply: Any, stamp: Stamp) -> AsyncGenerator[StreamEvent, None]:
+    """The MLX server's SSE stream as our events (its keep-alive comments dropped)."""
     try:
-        async for raw in reply.content:
-            frame = normalise_frame(raw.decode("utf-8", errors="replace"), stamp)
-            if frame is None:
-                continue
-            done = frame == "data: [DONE]\n\n"
-            yield frame
+        async for data in read_data(reply.content.iter_any()):
+            yield stream_event(data, stamp)
+    except EventTooLarge as exc:
+        raise EngineError(f"The MLX server's stream cannot be read: {exc}.") from None
     finally:
         reply.release()
-    if not done:
-        raise EngineError("The MLX server ended the stream early.")
 
 
 async def _reply_error(reply: Any) -> APIError:

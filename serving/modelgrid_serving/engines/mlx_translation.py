@@ -8,7 +8,7 @@ and every field MLX cannot honour is refused with a 400 that names it, never dro
 Its replies differ from OpenAI's in small ways that strict clients notice: ``: keepalive``
 comment lines in streams, a usage chunk whose ``object`` is ``chat.completion``, the served
 ``created`` being the server's start time, ``model`` being the path it loaded, no ``logprobs``
-/ ``refusal`` keys. :func:`normalise_response` and :func:`normalise_frame` fix those.
+/ ``refusal`` keys. :func:`normalise_response` and :func:`stream_event` fix those.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from ..errors import ContextLengthExceeded, InvalidRequest
 from ..protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
+from ..sse import DONE as DONE_DATA
+from .events import DONE, StreamEvent, chunk_event, load_chunk
 
 NO_EOS_BIAS = -1.0e9
 """Logit bias that keeps end-of-sequence tokens from being sampled: how ``ignore_eos`` is done."""
@@ -62,11 +64,11 @@ def unsupported(param: str, why: str) -> InvalidRequest:
     )
 
 
-def to_mlx_chat(body: Mapping[str, Any], target: Target) -> dict[str, Any]:
+def to_mlx_chat(request: ChatCompletionRequest, target: Target) -> dict[str, Any]:
     """An mlx-lm server body for an OpenAI chat completion request.
 
     Args:
-        body: The request as the routes received it (``model`` already the canonical name).
+        request: The request as the routes validated it (``model`` already the canonical name).
         target: The model behind the MLX server.
 
     Returns:
@@ -76,7 +78,6 @@ def to_mlx_chat(body: Mapping[str, Any], target: Target) -> dict[str, Any]:
         InvalidRequest: a field is invalid or cannot be honoured by MLX (``param`` names it).
         ContextLengthExceeded: the prompt plus the output limit do not fit the context.
     """
-    request = ChatCompletionRequest.model_validate(body)
     _refuse_extra_fields(request)
     if request.logprobs:
         raise unsupported(
@@ -106,14 +107,13 @@ def to_mlx_chat(body: Mapping[str, Any], target: Target) -> dict[str, Any]:
     return out
 
 
-def to_mlx_completion(body: Mapping[str, Any], target: Target) -> dict[str, Any]:
+def to_mlx_completion(request: CompletionRequest, target: Target) -> dict[str, Any]:
     """An mlx-lm server body for an OpenAI (legacy) completion request.
 
     Raises:
         InvalidRequest: as :func:`to_mlx_chat`; also for a prompt that is not one string.
         ContextLengthExceeded: the prompt plus the output limit do not fit the context.
     """
-    request = CompletionRequest.model_validate(body)
     _refuse_extra_fields(request)
     if not isinstance(request.prompt, str):
         raise unsupported("prompt", "it takes one prompt string per request")
@@ -292,20 +292,21 @@ def normalise_response(body: Mapping[str, Any], stamp: Stamp) -> dict[str, Any]:
     }
 
 
-def normalise_frame(line: str, stamp: Stamp) -> str | None:
-    """One line of the MLX server's SSE stream as our SSE frame, or None to drop it.
+def stream_event(data: str, stamp: Stamp) -> StreamEvent:
+    """One event of the MLX server's stream (its data) as ours.
 
-    Comment lines (``: keepalive 16/17``) and blank separators are dropped; ``data: [DONE]`` is
-    kept; every chunk gets our id, created, model and ``object`` (the usage chunk included).
-    Frames are compact JSON, which the routes' usage detection and alias rewrite rely on.
+    ``[DONE]`` ends the stream; every chunk gets our id, created, model and ``object`` (the
+    usage chunk included) and is written as compact JSON, which the routes' alias rewrite
+    relies on; an error body stays the error it reports.
+
+    Raises:
+        EngineError: the data is not a JSON object.
     """
-    line = line.strip()
-    if not line.startswith("data:"):
-        return None
-    payload = line[len("data:") :].strip()
-    if payload == "[DONE]":
-        return "data: [DONE]\n\n"
-    chunk = json.loads(payload)
+    if data == DONE_DATA:
+        return DONE
+    chunk = load_chunk(data, source="The MLX server")
+    if "error" in chunk:
+        return chunk_event(chunk, data)
     out: dict[str, Any] = {
         "id": stamp.id,
         "object": stamp.chunk_object,
@@ -315,7 +316,7 @@ def normalise_frame(line: str, stamp: Stamp) -> str | None:
     }
     if chunk.get("usage") is not None:
         out["usage"] = _usage(chunk["usage"])
-    return f"data: {json.dumps(out, separators=(',', ':'), ensure_ascii=False)}\n\n"
+    return chunk_event(out, json.dumps(out, separators=(",", ":"), ensure_ascii=False))
 
 
 def _chunk_choice(choice: Mapping[str, Any], chat: bool) -> dict[str, Any]:

@@ -1,21 +1,27 @@
 """vLLM through Ray Serve LLM: our :class:`~modelgrid_serving.engines.base.Engine` over Ray's engine.
 
 Ray Serve LLM (``ray.serve.llm``) owns starting vLLM (CPU or CUDA build, the same code path),
-placement and health. This module translates: AppConfig -> ``LLMConfig``, OpenAI dicts -> Ray's
-request models, and Ray's outputs and errors -> our contract and our error classes.
+placement and health. This module translates: AppConfig -> ``LLMConfig``, our parsed requests ->
+Ray's request models (what the client sent, extensions included: vLLM understands many), and
+Ray's outputs -> our contract: whole bodies, stream events, our error classes.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncGenerator, MutableMapping
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Accelerator, AppConfig
-from ..errors import APIError, EngineError, from_engine_error
+from ..errors import APIError, EngineError
+from ..protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, OpenAIBaseModel
+from ..sse import DONE as DONE_DATA
+from ..sse import event_data
 from .base import EngineOutput
+from .events import DONE, StreamEvent, error_from_body, parse_chunk, until_end
 
 if TYPE_CHECKING:
     from ray.serve.llm import LLMConfig
@@ -121,17 +127,17 @@ class VLLMEngine:
             self._max_model_len = getattr(model_config, "max_model_len", None)
         return self._max_model_len
 
-    async def chat(self, body: dict[str, Any]) -> EngineOutput:
-        request = self._parse(self._oai.ChatCompletionRequest, body)
-        return await self._generate(self._engine.chat(request, None))
+    async def chat(self, request: ChatCompletionRequest) -> EngineOutput:
+        ray_request = self._parse(self._oai.ChatCompletionRequest, request)
+        return await self._generate(self._engine.chat(ray_request, None))
 
-    async def completions(self, body: dict[str, Any]) -> EngineOutput:
-        request = self._parse(self._oai.CompletionRequest, body)
-        return await self._generate(self._engine.completions(request, None))
+    async def completions(self, request: CompletionRequest) -> EngineOutput:
+        ray_request = self._parse(self._oai.CompletionRequest, request)
+        return await self._generate(self._engine.completions(ray_request, None))
 
-    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
-        request = self._parse(self._oai.EmbeddingRequest, body)
-        first = await anext(self._engine.embeddings(request, None))
+    async def embeddings(self, request: EmbeddingRequest) -> dict[str, Any]:
+        ray_request = self._parse(self._oai.EmbeddingRequest, request)
+        first = await anext(self._engine.embeddings(ray_request, None))
         self._raise_if_error(first)
         return first.model_dump()
 
@@ -139,24 +145,26 @@ class VLLMEngine:
         await self._engine.check_health()
 
     @staticmethod
-    def _parse(model: Any, body: dict[str, Any]) -> Any:
+    def _parse(model: Any, request: OpenAIBaseModel) -> Any:
+        """Ray's request model of ``request``: the fields the client set (defaults left to
+        vLLM's own) and the extensions it sent."""
         from pydantic import ValidationError
 
         try:
-            return _adapter(model).validate_python(body)
+            return _adapter(model).validate_python(request.model_dump(exclude_unset=True))
         except ValidationError as exc:
             # Our protocol validated first; what vLLM's models still refuse is a client error too.
             from ..errors import from_validation_error
 
             raise from_validation_error(exc) from None
 
-    async def _generate(self, outputs: AsyncIterator[Any]) -> EngineOutput:
+    async def _generate(self, outputs: AsyncGenerator[Any, None]) -> EngineOutput:
         try:
             first = await anext(outputs)
         except StopAsyncIteration:
             raise EngineError("The engine returned no output.") from None
         if isinstance(first, str):
-            return _chain(first, outputs)
+            return until_end(_events(first, outputs), source="The vLLM engine")
         self._raise_if_error(first)
         return first.model_dump()
 
@@ -189,12 +197,16 @@ def _adapter(model: Any) -> Any:
 
 
 def _to_api_error(response: Any) -> APIError:
-    error = response.error
-    status = error.code if isinstance(error.code, int) else 500
-    return from_engine_error(error.message, status_code=status, param=error.param)
+    return error_from_body(response.error.model_dump())
 
 
-async def _chain(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
-    yield first
-    async for frame in rest:
-        yield frame
+async def _events(first: str, rest: AsyncGenerator[str, None]) -> AsyncGenerator[StreamEvent, None]:
+    """vLLM's SSE frames (one event each, ``data: {chunk}``) as our events. vLLM reports a
+    failure mid-stream as an error chunk, then ``[DONE]``: :func:`until_end` ends at the error."""
+    async with aclosing(rest):
+        frame: str | None = first
+        while frame is not None:
+            data = event_data(frame)
+            if data is not None:
+                yield DONE if data == DONE_DATA else parse_chunk(data)
+            frame = await anext(rest, None)

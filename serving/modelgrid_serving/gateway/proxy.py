@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidJSON
+from ..protocol import chunk_usage
 
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
@@ -86,6 +87,18 @@ def find_usage(data: bytes) -> tuple[int, int] | None:
     if prompt is None and completion is None:
         return None
     return (int(prompt.group(1)) if prompt else 0, int(completion.group(1)) if completion else 0)
+
+
+def event_usage(data: str | None) -> tuple[int, int] | None:
+    """``(prompt_tokens, completion_tokens)`` of a stream event's data, parsed (a chunk whose
+    content merely mentions usage has none), if it has a usage object."""
+    if data is None:
+        return None
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return None
+    return chunk_usage(chunk) if isinstance(chunk, dict) else None
 
 
 def estimate_prompt_tokens(body: bytes) -> int:

@@ -1,7 +1,8 @@
 """One proxied request: pick a backend, retry connection failures, relay the answer.
 
-JSON answers are relayed in one piece; SSE answers chunk by chunk as they arrive, with the first
-event timed (TTFT) and usage read on the way. A client that disconnects cancels the request's
+JSON answers are relayed in one piece; SSE answers event by event as they arrive (whole events
+only, :class:`~modelgrid_serving.sse.SSEReader`), with the first event timed (TTFT) and usage
+read on the way. A client that disconnects cancels the request's
 task (:meth:`Relay.client_left`), which closes the upstream connection: the engine stops.
 Connection failures before any byte are retried on another backend; after the first byte
 nothing is retried, and a broken stream ends with one OpenAI error event and ``[DONE]``.
@@ -25,11 +26,12 @@ from ..errors import (
     error_response,
     from_engine_error,
 )
+from ..sse import DONE, DONE_FRAME, EventTooLarge, SSEReader, data_frame, last_data_with
 from .asgi import Receive, Scope, Send, header, send_body, send_error
 from .auth import KeyPolicy
 from .balancer import Balancer
 from .metrics import NO_POOL, GatewayMetrics
-from .proxy import HOP_BY_HOP, find_usage, model_renamer, rewrite_model
+from .proxy import HOP_BY_HOP, event_usage, find_usage, model_renamer, rewrite_model
 from .routing import Backend
 from .upstream import BrokenResponse, ConnectFailed, ReadTimeout, Response, Upstream
 
@@ -41,8 +43,7 @@ UPSTREAM_SUFFIX = {
     "embeddings": "/embeddings",
 }
 """Route label -> path under the backend's ``/v1``."""
-_DONE = b"data: [DONE]\n\n"
-_DONE_EVENT = b"data: [DONE]"
+_DONE_TEXT = DONE.encode()
 
 
 @dataclass(slots=True)
@@ -245,37 +246,48 @@ class Relay:
             return resp.status
         send = self.send
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-        first = True
-        tail = b""  # the end of the previous chunk: the [DONE] event may straddle two
+        reader = SSEReader()
         saw_done = False
         try:
             async for chunk in resp.iter_chunks():
-                saw_done = saw_done or _DONE_EVENT in tail + chunk[:16] or _DONE_EVENT in chunk
-                tail = chunk[-16:]
-                if b"data:" in chunk:
-                    if first:
-                        first = False
-                        self.ttft_s = time.perf_counter() - self.started
-                        self.metrics.ttft_for(self.model, backend.pool).observe(self.ttft_s)
-                    self.events += chunk.count(b"data:")
-                    usage = find_usage(chunk)
-                    if usage is not None:
-                        self.usage = usage
+                block = reader.feed(chunk)
+                if block:
+                    saw_done = self._read_events(block, backend) or saw_done
                     if rename is not None:
-                        chunk = rename(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        block = rename(block)
+                    await send({"type": "http.response.body", "body": block, "more_body": True})
+            block = reader.finish()
+            if block:  # an event without its blank line at the very end: forwarded, not lost
+                saw_done = self._read_events(block, backend) or saw_done
+                await send({"type": "http.response.body", "body": block, "more_body": True})
             if not saw_done:
                 # A backend that frames by closing the connection (HTTP/1.0, as mlx_lm.server)
                 # ends a killed stream like a finished one: only the missing [DONE] tells.
                 raise BrokenResponse("the stream ended without [DONE]")
-        except (ReadTimeout, ConnectionError) as exc:
+        except (ReadTimeout, ConnectionError, EventTooLarge) as exc:
             failure = self._broke_off(backend, exc, "mid-stream; the answer is incomplete")
-            event = b"data: " + json.dumps(error_response(failure).content()).encode() + b"\n\n"
-            await send({"type": "http.response.body", "body": event + _DONE, "more_body": False})
+            event = data_frame(json.dumps(error_response(failure).content())) + DONE_FRAME
+            await send({"type": "http.response.body", "body": event.encode(), "more_body": False})
             return 502
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.events = max(0, self.events - 1)  # the [DONE] event carries no token
         return resp.status
+
+    def _read_events(self, block: bytes, backend: Backend) -> bool:
+        """Note what whole events say: the first one's time, how many carry data, the usage
+        (from the last event with a ``usage`` key, parsed); True when ``[DONE]`` is among them."""
+        # Each event of a block starts at its start or after a line end.
+        events = block.count(b"\ndata:") + block.startswith(b"data:")
+        if events:
+            if self.ttft_s is None:
+                self.ttft_s = time.perf_counter() - self.started
+                self.metrics.ttft_for(self.model, backend.pool).observe(self.ttft_s)
+            self.events += events
+        if b'"usage"' in block:
+            usage = event_usage(last_data_with(block, b'"usage"'))
+            if usage is not None:
+                self.usage = usage
+        return _DONE_TEXT in block and last_data_with(block, _DONE_TEXT) == DONE
 
     def _broke_off(self, backend: Backend, exc: Exception, when: str) -> UpstreamUnavailable:
         """Count and log a backend that broke off its answer; the error the client gets."""

@@ -10,6 +10,7 @@ from .completions import CompletionRequest
 from .embeddings import EmbeddingRequest
 from .models import GPUDevice, GPUInfo, Health, ModelCard, ModelList, ServiceInfo
 from .sampling import ResponseFormat, SamplingRequest, StreamOptions
+from .stream import chunk_usage
 
 __all__ = [
     "ChatCompletionRequest",
@@ -27,4 +28,5 @@ __all__ = [
     "ServiceInfo",
     "StreamOptions",
     "Tool",
+    "chunk_usage",
 ]

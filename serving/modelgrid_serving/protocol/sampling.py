@@ -6,7 +6,7 @@ Bounds are plain numbers (no torch): OpenAI documents temperature 0..2, top_p 0.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -67,6 +67,17 @@ class SamplingRequest(OpenAIBaseModel):
     def wants_usage_in_stream(self) -> bool:
         """True when a stream must end with a usage chunk."""
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+    def with_usage_in_stream(self) -> Self:
+        """This request, asking for the usage chunk if it streams (other stream options kept):
+        the replica counts every stream's tokens, and drops that chunk for a client that did not
+        ask for it."""
+        if not self.stream:
+            return self
+        options = (self.stream_options or StreamOptions()).model_copy(
+            update={"include_usage": True}
+        )
+        return self.model_copy(update={"stream_options": options})
 
 
 ResponseFormatType = Literal["text", "json_object", "json_schema"]

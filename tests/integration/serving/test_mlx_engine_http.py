@@ -9,12 +9,17 @@ from typing import Any
 import pytest
 from aiohttp import web
 from modelgrid_serving.config import AppConfig
+from modelgrid_serving.engines.events import DONE, Delta
 from modelgrid_serving.engines.mlx import MLXEngine
 from modelgrid_serving.errors import EngineError, InvalidRequest, ModelNotReady
+from modelgrid_serving.protocol import ChatCompletionRequest
 
 pytestmark = pytest.mark.integration
 
-CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+CHAT = ChatCompletionRequest.model_validate(
+    {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+)
+STREAM = CHAT.model_copy(update={"stream": True})
 
 
 class FakeCounter:
@@ -99,15 +104,17 @@ async def test_mlx_engine_stream_drops_keepalives_and_sends_the_mlx_model(
     server: tuple[str, Script],
 ) -> None:
     url, script = server
-    script.frames = [b": keepalive 1/2\n\n", chunk("a"), chunk("b", "length"), b"data: [DONE]\n\n"]
+    split = chunk("a")  # torn across two writes: one event all the same
+    script.frames = [b": keepalive 1/2\n\n", split[:9], split[9:], chunk("b", "length")]
+    script.frames.append(b"data: [DONE]\n\n")
     engine = engine_for(url)
     try:
         await engine.check_health()
-        frames = [f async for f in await engine.chat({**CHAT, "stream": True})]  # type: ignore[union-attr]
+        events = [e async for e in await engine.chat(STREAM)]  # type: ignore[union-attr]
     finally:
         await engine.close()
-    assert len(frames) == 3 and frames[-1] == "data: [DONE]\n\n"
-    assert all('"model":"tiny"' in f for f in frames[:-1])
+    assert len(events) == 3 and events[-1] is DONE
+    assert all(isinstance(e, Delta) and '"model":"tiny"' in e.chunk for e in events[:-1])
     assert script.sent[0]["model"] == "/models/tiny"
 
 
@@ -118,9 +125,9 @@ async def test_mlx_engine_stream_cut_before_done_is_an_engine_error(
     script.frames = [chunk("a")]
     engine = engine_for(url)
     try:
-        frames = await engine.chat({**CHAT, "stream": True})
+        events = await engine.chat(STREAM)
         with pytest.raises(EngineError):
-            async for _ in frames:  # type: ignore[union-attr]
+            async for _ in events:  # type: ignore[union-attr]
                 pass
     finally:
         await engine.close()

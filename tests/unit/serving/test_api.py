@@ -16,8 +16,10 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 from modelgrid_serving.api import build_api, drop_nulls
 from modelgrid_serving.config import AppConfig
-from modelgrid_serving.errors import ContextLengthExceeded
+from modelgrid_serving.engines.events import DONE, Delta, StreamError, StreamEvent, Usage
+from modelgrid_serving.errors import ContextLengthExceeded, EngineError
 from modelgrid_serving.metrics import Metrics
+from modelgrid_serving.protocol import ChatCompletionRequest, SamplingRequest
 
 pytestmark = pytest.mark.unit
 
@@ -39,6 +41,7 @@ def make_config(**overrides: Any) -> AppConfig:
 
 
 def chunk(content: str | None = None, *, usage: dict[str, int] | None = None) -> str:
+    """An engine's chunk as compact JSON text."""
     choices = [] if usage else [{"index": 0, "delta": {"content": content}, "finish_reason": None}]
     body: dict[str, Any] = {
         "id": "c1",
@@ -49,7 +52,7 @@ def chunk(content: str | None = None, *, usage: dict[str, int] | None = None) ->
     }
     if usage:
         body["usage"] = usage
-    return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+    return json.dumps(body, separators=(",", ":"))
 
 
 class ScriptedEngine:
@@ -57,23 +60,31 @@ class ScriptedEngine:
     version = "0"
 
     def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
+        self.requests: list[SamplingRequest] = []
         self.refuse: Exception | None = None
+        self.events: list[StreamEvent] = [
+            Delta(chunk("a")),
+            Delta(chunk("b")),
+            Usage(
+                3, 2, chunk(usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
+            ),
+            DONE,
+        ]
 
     def max_model_len(self) -> int | None:
         return 512
 
-    async def chat(self, body: dict[str, Any]) -> Any:
-        self.bodies.append(body)
+    async def chat(self, request: SamplingRequest) -> Any:
+        self.requests.append(request)
         if self.refuse:
             raise self.refuse
-        if body.get("stream"):
+        if request.stream:
             return self._stream()
         return {
             "id": "c1",
             "object": "chat.completion",
             "created": 1,
-            "model": body["model"],
+            "model": request.model,
             "choices": [
                 {
                     "index": 0,
@@ -90,16 +101,14 @@ class ScriptedEngine:
             },
         }
 
-    async def _stream(self) -> AsyncIterator[str]:
-        yield chunk("a")
-        yield chunk("b")
-        yield chunk(usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
-        yield "data: [DONE]\n\n"
+    async def _stream(self) -> AsyncIterator[StreamEvent]:
+        for event in self.events:
+            yield event
 
-    async def completions(self, body: dict[str, Any]) -> Any:
-        return await self.chat(body)
+    async def completions(self, request: SamplingRequest) -> Any:
+        return await self.chat(request)
 
-    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def embeddings(self, request: Any) -> dict[str, Any]:
         raise AssertionError("not scripted")
 
     async def check_health(self) -> None:
@@ -129,8 +138,18 @@ def test_chat_alias_reaches_the_engine_as_canonical_name(
 ) -> None:
     reply = client.post("/v1/chat/completions", json={"model": "tiny-chat", **CHAT})
     assert reply.status_code == 200
-    assert engine.bodies[0]["model"] == "tiny"
+    assert engine.requests[0].model == "tiny"
     assert reply.json()["model"] == "tiny-chat"  # echoed as the client named it
+
+
+def test_engine_gets_the_parsed_request_with_its_extensions(
+    client: TestClient, engine: ScriptedEngine
+) -> None:
+    body = {"model": "tiny", "temperature": 0.5, "guided_json": {"type": "object"}, **CHAT}
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    request = engine.requests[0]
+    assert isinstance(request, ChatCompletionRequest) and request.temperature == 0.5
+    assert request.model_extra == {"guided_json": {"type": "object"}}
 
 
 def test_stream_echoes_the_alias(client: TestClient) -> None:
@@ -149,7 +168,8 @@ def test_chat_response_drops_unset_extensions(client: TestClient) -> None:
 
 def test_stream_hides_usage_unless_asked(client: TestClient, engine: ScriptedEngine) -> None:
     text = client.post("/v1/chat/completions", json={"model": "tiny", "stream": True, **CHAT}).text
-    assert engine.bodies[0]["stream_options"] == {"include_usage": True}  # we always count
+    options = engine.requests[0].stream_options
+    assert options is not None and options.include_usage  # we always count
     frames = [f for f in text.split("\n\n") if f]
     assert frames[-1] == "data: [DONE]" and len(frames) == 3
     assert '"usage"' not in text
@@ -161,26 +181,72 @@ def test_stream_keeps_usage_when_asked(client: TestClient) -> None:
     assert len(frames) == 4 and '"usage"' in frames[2]
 
 
+def test_stream_keeps_the_clients_other_stream_options(
+    client: TestClient, engine: ScriptedEngine
+) -> None:
+    options = {"include_usage": False, "continuous_usage_stats": True}
+    body = {"model": "tiny", "stream": True, "stream_options": options, **CHAT}
+    client.post("/v1/chat/completions", json=body)
+    sent = engine.requests[0].stream_options
+    assert sent is not None and sent.include_usage
+    assert sent.model_extra == {"continuous_usage_stats": True}
+
+
+def test_stream_error_event_ends_the_stream_with_an_error_body(
+    client: TestClient, engine: ScriptedEngine, metrics: Metrics
+) -> None:
+    engine.events = [Delta(chunk("a")), StreamError(EngineError("the engine died")), DONE]
+    text = client.post("/v1/chat/completions", json={"model": "tiny", "stream": True, **CHAT}).text
+    frames = [f for f in text.split("\n\n") if f]
+    assert len(frames) == 3 and frames[-1] == "data: [DONE]"
+    error = json.loads(frames[1][len("data: ") :])["error"]
+    assert error["code"] == "engine_error" and error["message"] == "the engine died"
+    failed = {"model": "tiny", "pool": "local", "route": "chat", "status": "500"}
+    assert metrics.registry.get_sample_value("modelgrid_replica_requests_total", failed) == 1
+
+
 def test_metrics_count_stream_tokens(client: TestClient, metrics: Metrics) -> None:
     client.post("/v1/chat/completions", json={"model": "tiny", "stream": True, **CHAT})
     registry = metrics.registry
-    assert registry.get_sample_value("modelgrid_replica_generation_tokens_total", {"model": "tiny", "pool": "local"}) == 2
     assert (
-        registry.get_sample_value("modelgrid_replica_time_to_first_token_seconds_count", {"model": "tiny", "pool": "local"})
-        == 1
+        registry.get_sample_value(
+            "modelgrid_replica_generation_tokens_total", {"model": "tiny", "pool": "local"}
+        )
+        == 2
     )
     assert (
-        registry.get_sample_value("modelgrid_replica_inter_token_latency_seconds_count", {"model": "tiny", "pool": "local"})
+        registry.get_sample_value(
+            "modelgrid_replica_time_to_first_token_seconds_count",
+            {"model": "tiny", "pool": "local"},
+        )
         == 1
     )
     assert (
         registry.get_sample_value(
-            "modelgrid_replica_requests_total", {"model": "tiny", "pool": "local", "route": "chat", "status": "200"}
+            "modelgrid_replica_inter_token_latency_seconds_count",
+            {"model": "tiny", "pool": "local"},
         )
         == 1
     )
-    assert registry.get_sample_value("modelgrid_replica_requests_running", {"model": "tiny", "pool": "local"}) == 0
-    assert registry.get_sample_value("modelgrid_replica_requests_queued", {"model": "tiny", "pool": "local"}) == 0
+    assert (
+        registry.get_sample_value(
+            "modelgrid_replica_requests_total",
+            {"model": "tiny", "pool": "local", "route": "chat", "status": "200"},
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "modelgrid_replica_requests_running", {"model": "tiny", "pool": "local"}
+        )
+        == 0
+    )
+    assert (
+        registry.get_sample_value(
+            "modelgrid_replica_requests_queued", {"model": "tiny", "pool": "local"}
+        )
+        == 0
+    )
 
 
 def test_engine_refusal_is_answered_in_openai_shape(
@@ -192,7 +258,8 @@ def test_engine_refusal_is_answered_in_openai_shape(
     assert reply.json()["error"]["code"] == "context_length_exceeded"
     assert (
         metrics.registry.get_sample_value(
-            "modelgrid_replica_requests_total", {"model": "tiny", "pool": "local", "route": "chat", "status": "400"}
+            "modelgrid_replica_requests_total",
+            {"model": "tiny", "pool": "local", "route": "chat", "status": "400"},
         )
         == 1
     )
@@ -251,7 +318,7 @@ def test_routes_answer_without_v1_too(client: TestClient, engine: ScriptedEngine
     assert client.get("/models/tiny-chat").json()["root"] == "tiny"
     assert client.post("/chat/completions", json={"model": "tiny", **CHAT}).status_code == 200
     assert client.post("/completions", json={"model": "tiny", "prompt": "x"}).status_code == 200
-    assert [b["model"] for b in engine.bodies] == ["tiny", "tiny"]
+    assert [r.model for r in engine.requests] == ["tiny", "tiny"]
 
 
 def test_root_and_health(client: TestClient) -> None:

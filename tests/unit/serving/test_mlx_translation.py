@@ -6,16 +6,18 @@ import json
 from typing import Any
 
 import pytest
+from modelgrid_serving.engines.events import DONE, Delta, StreamError, Usage
 from modelgrid_serving.engines.mlx_translation import (
     NO_EOS_BIAS,
     Stamp,
     Target,
-    normalise_frame,
     normalise_response,
+    stream_event,
     to_mlx_chat,
     to_mlx_completion,
 )
-from modelgrid_serving.errors import ContextLengthExceeded, InvalidRequest
+from modelgrid_serving.errors import ContextLengthExceeded, EngineError, InvalidRequest
+from modelgrid_serving.protocol import ChatCompletionRequest, CompletionRequest
 
 pytestmark = pytest.mark.unit
 
@@ -39,11 +41,15 @@ STAMP = Stamp(id="chatcmpl-ours", created=1700000000, model="tiny", chat=True)
 
 
 def chat(**fields: Any) -> dict[str, Any]:
-    return to_mlx_chat({"model": "tiny", "messages": MESSAGES, **fields}, TARGET)
+    request = ChatCompletionRequest.model_validate(
+        {"model": "tiny", "messages": MESSAGES, **fields}
+    )
+    return to_mlx_chat(request, TARGET)
 
 
 def completion(**fields: Any) -> dict[str, Any]:
-    return to_mlx_completion({"model": "tiny", "prompt": "hello", **fields}, TARGET)
+    request = CompletionRequest.model_validate({"model": "tiny", "prompt": "hello", **fields})
+    return to_mlx_completion(request, TARGET)
 
 
 def test_to_mlx_chat_sends_the_mlx_model_and_openai_defaults() -> None:
@@ -213,13 +219,11 @@ def test_normalise_response_completion() -> None:
     assert out["choices"] == [{"index": 0, "finish_reason": "stop", "logprobs": None, "text": "ab"}]
 
 
-def test_normalise_frame_drops_keepalives_and_blank_lines() -> None:
-    assert normalise_frame(": keepalive 16/17", STAMP) is None
-    assert normalise_frame("", STAMP) is None
-    assert normalise_frame("data: [DONE]", STAMP) == "data: [DONE]\n\n"
+def test_stream_event_done() -> None:
+    assert stream_event("[DONE]", STAMP) is DONE
 
 
-def test_normalise_frame_restamps_chunks_compactly() -> None:
+def test_stream_event_restamps_chunks_compactly() -> None:
     theirs = {
         "id": "chatcmpl-theirs",
         "system_fingerprint": "x",
@@ -230,10 +234,10 @@ def test_normalise_frame_restamps_chunks_compactly() -> None:
             {"index": 0, "finish_reason": None, "delta": {"role": "assistant", "content": "é"}}
         ],
     }
-    frame = normalise_frame(f"data: {json.dumps(theirs)}\n", STAMP)
-    assert frame is not None and frame.startswith("data: {") and frame.endswith("}\n\n")
-    assert '"model":"tiny"' in frame and "é" in frame  # compact, as the routes' rewrite expects
-    assert json.loads(frame[6:]) == {
+    event = stream_event(json.dumps(theirs), STAMP)
+    assert isinstance(event, Delta)
+    assert '"model":"tiny"' in event.chunk and "é" in event.chunk  # compact, for the alias rewrite
+    assert json.loads(event.chunk) == {
         "id": "chatcmpl-ours",
         "object": "chat.completion.chunk",
         "created": 1700000000,
@@ -249,7 +253,7 @@ def test_normalise_frame_restamps_chunks_compactly() -> None:
     }
 
 
-def test_normalise_frame_fixes_the_usage_chunk_object() -> None:
+def test_stream_event_usage_chunk_is_usage_with_the_object_fixed() -> None:
     theirs = {
         "object": "chat.completion",  # mlx-lm's mistake: a chunk is a chat.completion.chunk
         "choices": [],
@@ -260,18 +264,31 @@ def test_normalise_frame_fixes_the_usage_chunk_object() -> None:
             "prompt_tokens_details": {"cached_tokens": 16},
         },
     }
-    frame = normalise_frame("data: " + json.dumps(theirs), STAMP)
-    assert frame is not None and '"choices":[]' in frame  # what the routes detect usage by
-    chunk = json.loads(frame[6:])
+    event = stream_event(json.dumps(theirs), STAMP)
+    assert isinstance(event, Usage)
+    assert (event.prompt_tokens, event.completion_tokens) == (17, 5)
+    chunk = json.loads(event.chunk)
     assert chunk["object"] == "chat.completion.chunk"
     assert chunk["usage"]["prompt_tokens_details"] == {"cached_tokens": 16}
 
 
-def test_normalise_frame_completion_chunk() -> None:
+def test_stream_event_completion_chunk() -> None:
     stamp = Stamp(id="cmpl-ours", created=5, model="tiny", chat=False)
     theirs = {
         "object": "text_completion",
         "choices": [{"index": 0, "text": "a", "finish_reason": None}],
     }
-    chunk = json.loads((normalise_frame("data: " + json.dumps(theirs), stamp) or "")[6:])
+    event = stream_event(json.dumps(theirs), stamp)
+    assert isinstance(event, Delta)
+    chunk = json.loads(event.chunk)
     assert chunk["object"] == "text_completion" and chunk["choices"][0]["text"] == "a"
+
+
+def test_stream_event_error_body_is_a_stream_error() -> None:
+    event = stream_event(json.dumps({"error": {"message": "boom", "code": 500}}), STAMP)
+    assert isinstance(event, StreamError) and isinstance(event.error, EngineError)
+
+
+def test_stream_event_refuses_what_is_not_a_json_object() -> None:
+    with pytest.raises(EngineError):
+        stream_event("[1, 2]", STAMP)
