@@ -24,14 +24,17 @@ from modelgrid_operator.handlers import OperatorConfig, build_registry
 NAMESPACE = "default"
 IM = f"{api.GROUP}/{api.VERSION}/{api.PLURAL}"
 RS = "ray.io/v1/rayservices"
+RC = "ray.io/v1/rayclusters"
 VERBS = {"list", "watch", "get", "create", "patch", "update", "delete"}
 
 
 def declare_resources(emulator: Any) -> None:
-    """Declare the built-in resources, InferenceModel and RayService (both with ``/status``)."""
+    """Declare the built-in resources, InferenceModel, RayService and RayCluster (each with
+    ``/status``)."""
     emulator.resources.load_bundled()
     emulator.resources[IM] = _resource_info(api.KIND, api.SINGULAR)
     emulator.resources[RS] = _resource_info("RayService", "rayservice")
+    emulator.resources[RC] = _resource_info("RayCluster", "raycluster")
 
 
 def _resource_info(kind: str, singular: str) -> kmock.ResourceInfo:

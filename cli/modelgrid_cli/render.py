@@ -1,5 +1,5 @@
 """``modelgrid render model.yaml``: print every Kubernetes object the operator would apply for
-each InferenceModel (its RayService and NetworkPolicy), under the same policy (host paths,
+each InferenceModel (a RayService per pool, and its NetworkPolicy), under the same policy (host paths,
 scheduling, engine args). Needs only the operator's API and renderers: no cluster, no kopf."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     render = sub.add_parser(
         "render",
         help="print every Kubernetes object the operator would create for an InferenceModel "
-        "(its RayService and NetworkPolicy), refusing what the operator's policy refuses",
+        "(a RayService per pool, and its NetworkPolicy), refusing what the operator's policy refuses",
     )
     render.add_argument("file", help="InferenceModel YAML, one or more documents")
     render.add_argument(
@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     """Render each model of the file, refusing what the operator would refuse."""
     from modelgrid_operator.policy import check_policy
-    from modelgrid_operator.render import render_network_policy, render_rayservice
+    from modelgrid_operator.render import render_network_policy, render_rayservices
     from modelgrid_operator.settings import from_env
 
     from modelgrid_cli.documents import dump_documents
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         for model in read_models(args.file):
             check_policy(model, settings, source=args.file)  # what the operator would refuse
             objects += [
-                render_rayservice(model, settings=settings),
+                *render_rayservices(model, settings=settings),
                 render_network_policy(model, settings=settings),
             ]
     sys.stdout.write(dump_documents(objects))

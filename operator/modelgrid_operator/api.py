@@ -573,6 +573,9 @@ class ConditionType(StrEnum):
     NAMES_CLAIMED = "NamesClaimed"
     """The model holds every name it declares: no other namespace claimed one first (or that
     namespace shares it, see ``spec.shareNamesWith``)."""
+    PROGRESSING = "Progressing"
+    """No pool's new Ray cluster has been starting for longer than the operator's upgrade
+    deadline (False: one has, and the message says what it lacks)."""
 
 
 class Reason(StrEnum):
@@ -599,6 +602,13 @@ class Reason(StrEnum):
     NAME_CONFLICT = "NameConflict"
     CONFLICT = "Conflict"
     """An object of the child's name exists that this model does not own: nothing is written."""
+    UP_TO_DATE = "UpToDate"
+    """Every pool runs the Ray cluster of its current spec."""
+    NEW_CLUSTER_STARTING = "NewClusterStarting"
+    """A pool's new Ray cluster is starting, within the deadline; the serving one serves."""
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    """A pool's new Ray cluster did not serve within the deadline (the message says what it
+    lacks); the serving one keeps serving."""
 
 
 class Condition(_Object):
@@ -631,6 +641,11 @@ class PoolStatus(_Object):
         description="In-cluster base URL of the pool's Serve application (no trailing slash; "
         "OpenAI routes are `<endpoint>/v1/...`). Unset while the pool is not rendered.",
     )
+    ray_service: str | None = Field(
+        default=None,
+        description="Name of the pool's own RayService (one per pool). Unset while the pool "
+        "has none.",
+    )
 
 
 class PhaseTimes(_Object):
@@ -655,7 +670,7 @@ class InferenceModelStatus(_Object):
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Standard conditions: Ready, SpecValid, RayServiceApplied, MemoryAdmitted, "
-        "NamesClaimed.",
+        "NamesClaimed, Progressing.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(
@@ -679,7 +694,11 @@ class InferenceModelStatus(_Object):
     time_to_ready: PhaseTimes = Field(
         default_factory=PhaseTimes, description="Seconds per phase until the first Ready."
     )
-    ray_service: str | None = Field(default=None, description="Name of the child RayService.")
+    ray_service: str | None = Field(
+        default=None,
+        description="Name of the first pool's RayService (each pool's own is in "
+        "pools[].rayService).",
+    )
 
 
 class InferenceModel(_Object):

@@ -55,6 +55,12 @@ def contains(live: Any, desired: Any) -> bool:
     return _matches(live, desired, (), owned=False)
 
 
+def spec_matches(live: Any, desired: Any) -> bool:
+    """True when a live RayService ``spec`` holds the rendered one, by the rules above (pod
+    templates owned whole, elsewhere only our fields compared)."""
+    return _matches(live, desired, (), owned=False)
+
+
 def _owned(path: Path) -> bool:
     """True when ``path`` (relative to ``spec``; list items as ``*``) is in an owned subtree."""
     return any(
@@ -131,6 +137,6 @@ def drift_patch(live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]
     }
     if meta:
         patch["metadata"] = meta
-    if not _matches(live.get("spec"), desired["spec"], (), owned=False):
+    if not spec_matches(live.get("spec"), desired["spec"]):
         patch["spec"] = _merge_patch(live.get("spec"), desired["spec"], (), owned=False)
     return patch or None

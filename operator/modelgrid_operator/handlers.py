@@ -30,7 +30,6 @@ from modelgrid_operator.reconcile import (
     read_local_facts,
     reconcile,
 )
-from modelgrid_operator.render.rayservice import rayservice_name
 from modelgrid_operator.settings import RenderSettings
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
@@ -83,7 +82,7 @@ def _report(outcome: Outcome, body: kopf.Body, logger: logging.Logger) -> None:
         kopf.info(
             body,
             reason=f"RayService{outcome.action.capitalize()}",
-            message=f"RayService {body['metadata']['name']} {outcome.action}",
+            message=f"RayServices of {body['metadata']['name']} {outcome.action}",
         )
     if outcome.phase != outcome.previous_phase:
         post = kopf.warn if outcome.phase in _WARNING_PHASES else kopf.info
@@ -261,22 +260,23 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     @kopf.on.event(*RESOURCE, registry=registry)
     async def gone(type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
-        """A deleted model: forget it, and delete its RayService now rather than wait for
-        garbage collection (only when the model owns it; without the operator, Kubernetes'
-        garbage collector does the same through the owner reference)."""
+        """A deleted model: forget it, and delete its RayServices now rather than wait for
+        garbage collection (only those the model owns; without the operator, Kubernetes'
+        garbage collector does the same through the owner references)."""
         if type != "DELETED":
             return
         config.metrics.forget(body)
         models.forget(body["metadata"]["uid"])
         namespace = body["metadata"].get("namespace") or "default"
-        name = rayservice_name(body["metadata"]["name"])
         assert models.client is not None
         try:
-            child = await models.client.get_rayservice(namespace, name)
+            children = await models.client.list_rayservices(namespace, body["metadata"]["name"])
         except KubeRayMissing:
             return  # no RayService API: nothing of ours to delete
-        ours = child is not None and is_owned_by(child, body["metadata"]["uid"])
-        if ours and await models.client.delete_rayservice(namespace, name):
-            logger.info("deleted RayService %s/%s", namespace, name)
+        for child in children:
+            name = child["metadata"]["name"]
+            ours = is_owned_by(child, body["metadata"]["uid"])
+            if ours and await models.client.delete_rayservice(namespace, name):
+                logger.info("deleted RayService %s/%s", namespace, name)
 
     return registry

@@ -1,5 +1,7 @@
-"""The operator's few Kubernetes calls: read a model and write its status; read, create, patch
-and delete a RayService; read, create and patch a NetworkPolicy; list pods and nodes.
+"""The operator's few Kubernetes calls: read a model and write its status; list, read, create,
+patch and delete RayServices; read, patch and delete a RayCluster (what KubeRay itself leaves
+alone: bounds, tolerations, an outdated cluster under upgrade strategy ``None``); read, create and
+patch a NetworkPolicy; list pods and nodes.
 
 Everything that talks to the API server is here, so handlers stay about diffing and status,
 and tests can count exactly which calls a reconcile made. The official client is synchronous;
@@ -22,6 +24,7 @@ from modelgrid_operator import api
 from modelgrid_operator.render.metadata import MODEL_LABEL
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
+RAY_CLUSTERS = "rayclusters"
 logger = logging.getLogger(__name__)
 
 
@@ -86,10 +89,14 @@ class Client:
             raise
         return True
 
-    async def _rayservices(self, call: Callable[..., Any], namespace: str, *args: Any) -> Any:
+    async def _rayservices(
+        self, call: Callable[..., Any], namespace: str, *args: Any, **kwargs: Any
+    ) -> Any:
         """``call`` (a CustomObjectsApi method) on the RayServices of ``namespace``, in a thread:
         the client blocks, the operator's event loop must not."""
-        return await asyncio.to_thread(call, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, *args)
+        return await asyncio.to_thread(
+            call, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, *args, **kwargs
+        )
 
     async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The RayService, or None when it does not exist."""
@@ -103,6 +110,22 @@ class Client:
             if exc.status == 404:
                 return None
             raise
+
+    async def list_rayservices(self, namespace: str, model: str) -> list[dict[str, Any]]:
+        """The RayServices labelled with the model's name (one per pool), whoever made them:
+        the caller checks ownership before it writes to one."""
+        try:
+            result = await self._rayservices(
+                self._custom.list_namespaced_custom_object,
+                namespace,
+                label_selector=f"{MODEL_LABEL}={model}",
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise KubeRayMissing(_KUBERAY_MISSING) from None
+            raise
+        items = result.get("items") or []
+        return [i for i in items if (i["metadata"].get("labels") or {}).get(MODEL_LABEL) == model]
 
     async def create_rayservice(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a RayService; a 409 returns the object that exists under that name, which the
@@ -138,6 +161,48 @@ class Client:
         """Delete a RayService; False when it was already gone."""
         try:
             await self._rayservices(self._custom.delete_namespaced_custom_object, namespace, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def _rayclusters(
+        self, call: Callable[..., Any], namespace: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        """``call`` on the RayClusters of ``namespace``, in a thread (see :meth:`_rayservices`)."""
+        return await asyncio.to_thread(
+            call, RAY_GROUP, RAY_VERSION, namespace, RAY_CLUSTERS, *args, **kwargs
+        )
+
+    async def get_raycluster(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A RayCluster (KubeRay's, made for a RayService), or None when it does not exist."""
+        try:
+            return await self._rayclusters(
+                self._custom.get_namespaced_custom_object, namespace, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_raycluster(
+        self, namespace: str, name: str, operations: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """JSON-patch (RFC 6902) a RayCluster: operations address one worker group by index and
+        ``test`` its name first, so a list that changed meanwhile refuses the patch (422)."""
+        return await self._rayclusters(
+            self._custom.patch_namespaced_custom_object,
+            namespace,
+            name,
+            operations,
+            _content_type="application/json-patch+json",
+        )
+
+    async def delete_raycluster(self, namespace: str, name: str) -> bool:
+        """Delete a RayCluster; False when it was already gone."""
+        try:
+            await self._rayclusters(self._custom.delete_namespaced_custom_object, namespace, name)
         except ApiException as exc:
             if exc.status == 404:
                 return False

@@ -2,8 +2,8 @@
 
 Both the change handlers (create, update, resume) and the periodic refresh call
 :func:`reconcile`, so there is one path that writes children and status. It writes only what
-differs: a second reconcile of an unchanged world makes read calls only. It writes only a
-RayService the model controls (its owner reference), and never deletes one: see :func:`_apply`.
+differs: a second reconcile of an unchanged world makes read calls only. It writes only
+RayServices the model controls (its owner reference): see :mod:`.pool_services`.
 """
 
 from __future__ import annotations
@@ -20,20 +20,18 @@ from pydantic import ValidationError
 
 from modelgrid_operator import api
 from modelgrid_operator.admission import Admission, ModelFacts, admit
-from modelgrid_operator.drift import drift_patch
 from modelgrid_operator.k8s import Client, KubeRayMissing
 from modelgrid_operator.model_info import read_model_facts
 from modelgrid_operator.network import apply_network_policy
-from modelgrid_operator.ownership import describe_owner, is_owned_by
 from modelgrid_operator.policy import check_policy
+from modelgrid_operator.pool_services import apply_pools
+from modelgrid_operator.progress import judge_progress
 from modelgrid_operator.render import (
     Owner,
     owner_of,
     pool_endpoint,
     render_network_policy,
-    render_rayservice,
 )
-from modelgrid_operator.render.rayservice import rayservice_name
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.status import Observation, compute_status, invalid_status
 from modelgrid_operator.validation import InvalidModel, parse_model
@@ -51,7 +49,8 @@ class Outcome:
         status: the status to store, as the wire dict, or None when it is unchanged.
         phase: the phase after this reconcile.
         previous_phase: the phase before it (None on the first reconcile).
-        action: what happened to the child: "created", "patched", or "" for nothing.
+        action: what happened to the children: "created" (a RayService), "patched" (any
+            other write), or "" for nothing.
         message: the Ready condition's message, for events and logs.
     """
 
@@ -108,26 +107,6 @@ def read_local_facts(source: api.ModelSource) -> ModelFacts | None:
     return read_model_facts(source, hub=False)
 
 
-def _worker_groups(rayservice: dict[str, Any] | None) -> set[str]:
-    """Names of the worker groups (pools) a RayService runs."""
-    spec = (rayservice or {}).get("spec") or {}
-    groups = (spec.get("rayClusterConfig") or {}).get("workerGroupSpecs") or []
-    return {g.get("groupName") for g in groups if isinstance(g, dict)}
-
-
-def _conflict(
-    model: api.InferenceModel, rayservice: dict[str, Any], admissions: tuple[Admission, ...]
-) -> Observation:
-    """Someone else's RayService has the child's name: report it, write nothing."""
-    name = rayservice["metadata"]["name"]
-    message = (
-        f"RayService {model.namespace}/{name} exists and is not this InferenceModel's: "
-        f"{describe_owner(rayservice)}; the operator neither changes nor deletes it. Rename the "
-        "InferenceModel, or remove that RayService"
-    )
-    return Observation(None, apply_error=(api.Reason.CONFLICT, message), admissions=admissions)
-
-
 async def _apply(
     model: api.InferenceModel,
     owner: Owner,
@@ -135,45 +114,31 @@ async def _apply(
     *,
     client: Client,
     settings: RenderSettings,
+    now: datetime,
 ) -> tuple[Observation, str]:
-    """Create or correct the model's RayService; return what was observed and the action.
-
-    Only a RayService whose controller is this model (its uid) is ever written. A pool that
-    runs is kept even when the memory admission would refuse it now (:meth:`Admission.keep`):
-    while such a pool would change, the RayService is left as it runs and the observation says
-    why (``held``), since applying a spec that fits no node could only break what serves.
-    Nothing is ever deleted here; a model that has no RayService and fits nowhere creates none.
-    """
-    name = rayservice_name(model.name)
-    live = await client.get_rayservice(model.namespace, name)
-    if live is not None and not is_owned_by(live, owner["uid"]):
-        return _conflict(model, live, admissions), ""
-    running = _worker_groups(live)
-    admissions = tuple(a.keep() if a.pool in running else a for a in admissions)
-    deployed = [a.pool for a in admissions if a.admitted or a.kept]
-    kept = [a.message for a in admissions if a.kept]
-    action, held = "", ""
-    if not deployed:
-        if live is not None:  # every pool it runs left the spec, every new one is refused
-            held = "no pool of the spec fits any node now; the RayService is kept as it runs"
-    elif live is None:
-        desired = render_rayservice(model, settings=settings, owner=owner, pools=deployed)
-        live = await client.create_rayservice(desired)
-        if not is_owned_by(live, owner["uid"]):  # another writer was faster: not ours either
-            return _conflict(model, live, admissions), ""
-        action = "created"
-    else:
-        desired = render_rayservice(model, settings=settings, owner=owner, pools=deployed)
-        if (patch := drift_patch(live, desired)) is not None:
-            if kept:
-                held = "the spec is not applied; the RayService is kept as it runs: " + "; ".join(
-                    kept
-                )
-            else:
-                live = await client.patch_rayservice(model.namespace, name, patch)
-                action = "patched"
-    pods = await client.list_model_pods(model.namespace, model.name) if live else []
-    return Observation(live, pods=pods, admissions=admissions, held=held), action
+    """Apply the model's RayServices (:func:`.pool_services.apply_pools`) and observe them:
+    their pods, and whether a new Ray cluster of a pool is late (:mod:`.progress`)."""
+    applied = await apply_pools(model, owner, admissions, client=client, settings=settings)
+    lives = applied.rayservices
+    pods = await client.list_model_pods(model.namespace, model.name) if lives else []
+    observation = Observation(
+        lives,
+        pods=pods,
+        admissions=applied.admissions,
+        held=applied.held,
+        apply_error=(api.Reason.CONFLICT, applied.conflict) if applied.conflict else None,
+        progressing=judge_progress(
+            model,
+            lives,
+            pods,
+            applied.pending_since,
+            deadline_seconds=settings.upgrade_deadline_seconds,
+            now=now,
+        )
+        if lives
+        else None,
+    )
+    return observation, applied.action
 
 
 async def reconcile(
@@ -210,17 +175,17 @@ async def reconcile(
     facts = await asyncio.to_thread(read_facts, model.spec.model)
     admissions = admit(model, facts, await client.list_nodes(), settings)
     owner = owner_of(body)
-    action, writing = "", "NetworkPolicy"
+    action, writing = "", "the NetworkPolicy"
     try:
         await apply_network_policy(
             client, render_network_policy(model, settings=settings, owner=owner)
         )
-        writing = "RayService"
+        writing = "the RayServices"
         observation, action = await _apply(
-            model, owner, admissions, client=client, settings=settings
+            model, owner, admissions, client=client, settings=settings, now=now
         )
     except (KubeRayMissing, ApiException) as exc:
-        observation = _write_refused(exc, f"{writing} {model.name}", admissions)
+        observation = _write_refused(exc, f"{writing} of {model.name}", admissions)
     observation = replace(observation, lost_names=lost)
     status = compute_status(
         model,
@@ -282,7 +247,7 @@ def _write_refused(
         error = (api.Reason.KUBERAY_MISSING, str(exc))
     else:
         error = (api.Reason.APPLY_FAILED, f"writing {what} failed: {exc.status} {exc.reason}")
-    return Observation(None, apply_error=error, admissions=admissions)
+    return Observation({}, apply_error=error, admissions=admissions)
 
 
 def _deployed_endpoints(

@@ -102,6 +102,23 @@ class RenderSettings(BaseModel):
         default="2Gi", description="Memory request and limit of the Ray worker on Apple nodes."
     )
 
+    # Updates of a pool's Ray cluster (docs/operator.md#what-a-change-costs).
+    upgrade_surge_limit: int = Field(
+        default=4,
+        ge=0,
+        description="Most accelerators (GPUs, Apple nodes) a pool may hold twice while a "
+        "changed Ray cluster starts beside the serving one (KubeRay's `NewCluster` upgrade). A "
+        "pool that would need more is replaced in place (`None`): its old cluster is deleted "
+        "first, and the pool does not serve until the new one is ready.",
+    )
+    upgrade_deadline_seconds: int = Field(
+        default=900,
+        ge=1,
+        description="Seconds a new Ray cluster of a pool may take to serve before the model "
+        "reports `Progressing=False, ProgressDeadlineExceeded` with what is missing (the "
+        "serving cluster keeps serving meanwhile).",
+    )
+
     # Pod security (Pod Security Standards "restricted"; docs/operator.md#security).
     run_as_user: int = Field(
         default=10001,

@@ -1,7 +1,7 @@
 """Compute an InferenceModel's status from what the operator observed. Pure: the clock is an
 argument, the previous status is an argument, nothing is read or written here.
 
-Phases follow the child RayService:
+Phases follow the model's RayServices (one per pool):
 
 ======== ==========================================================================
 Pending  no RayService yet (or KubeRay is missing)
@@ -27,10 +27,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelgrid_serving.claims import LostName
-from modelgrid_serving.config import application_name
 
 from modelgrid_operator import api
 from modelgrid_operator.admission import Admission
+from modelgrid_operator.clusters import cluster_names
+from modelgrid_operator.render.rayservice import application_name
 
 _TO_BUCKET = {
     api.Phase.PENDING: "pending",
@@ -49,12 +50,16 @@ def parse_time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
+Judgement = tuple[bool, api.Reason, str]
+"""A condition's verdict: whether it holds, why, and the message a user reads."""
+
+
 @dataclass(frozen=True)
 class Observation:
     """What the operator saw of a model's children in one look.
 
     Attributes:
-        rayservice: the child RayService as read, or None when it does not exist.
+        rayservices: pool name -> the pool's RayService as read (a pool without one is absent).
         pods: worker pods labelled with the model's name.
         apply_error: why the child could not be written, when it could not: (reason, message).
         admissions: the memory admission decision of each pool (empty: every pool admitted,
@@ -62,14 +67,17 @@ class Observation:
         held: why the RayService was left as it runs instead of being patched to the spec
             (a pool it runs would not fit any node now); empty when it was not held.
         lost_names: the names another namespace owns (:mod:`modelgrid_serving.claims`).
+        progressing: the ``Progressing`` condition (:mod:`modelgrid_operator.progress`), or None
+            when no RayService was looked at.
     """
 
-    rayservice: dict[str, Any] | None
+    rayservices: Mapping[str, dict[str, Any]]
     pods: list[dict[str, Any]] = field(default_factory=list)
     apply_error: tuple[api.Reason, str] | None = None
     admissions: tuple[Admission, ...] = ()
     held: str = ""
     lost_names: tuple[LostName, ...] = ()
+    progressing: Judgement | None = None
 
     @property
     def refused(self) -> list[Admission]:
@@ -86,7 +94,8 @@ class Verdict:
     message: str
 
 
-def _pod_ready(pod: dict[str, Any]) -> bool:
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    """A pod counts as ready while its Ready condition is True and it is not terminating."""
     if pod.get("metadata", {}).get("deletionTimestamp"):
         return False
     for condition in pod.get("status", {}).get("conditions") or []:
@@ -100,8 +109,9 @@ def pool_statuses(
     observation: Observation,
     endpoints: Mapping[str, str] | None = None,
 ) -> list[api.PoolStatus]:
-    """Ready and desired worker pods per pool, counting only the serving Ray cluster's pods,
-    and the endpoint of each rendered pool once the RayService exists.
+    """Ready and desired worker pods per pool, counting only the pods of the cluster that
+    serves the pool (its RayService's active cluster, else the pending one), and the endpoint
+    and RayService of each pool that has one.
 
     A pool whose Serve application failed to deploy has no replica ready to serve, whatever its
     pods say: the gateway routes by these counts, and Serve's proxy answers 404 for the route of
@@ -109,13 +119,12 @@ def pool_statuses(
     """
     spec = model.spec
     endpoints = endpoints or {}
-    rs_status = (observation.rayservice or {}).get("status") or {}
-    apps = _applications(model, rs_status)
-    cluster = (rs_status.get("activeServiceStatus") or {}).get("rayClusterName") or (
-        rs_status.get("pendingServiceStatus") or {}
-    ).get("rayClusterName")
+    apps = _applications(model, observation)
     result = []
     for pool in spec.pools:
+        rayservice = observation.rayservices.get(pool.name)
+        active, pending = cluster_names(rayservice) if rayservice else ("", "")
+        cluster = active or pending or None
         pods = [
             p
             for p in observation.pods
@@ -134,23 +143,24 @@ def pool_statuses(
                 engine=spec.engine_for(pool),
                 ready_replicas=0
                 if apps[pool.name].get("status") == "DEPLOY_FAILED"
-                else sum(_pod_ready(p) for p in pods),
+                else sum(pod_ready(p) for p in pods),
                 desired_replicas=0 if refused else max(low, len(pods)),
-                endpoint=endpoints.get(pool.name) if observation.rayservice is not None else None,
+                endpoint=endpoints.get(pool.name) if rayservice is not None else None,
+                ray_service=rayservice["metadata"]["name"] if rayservice is not None else None,
             )
         )
     return result
 
 
-def _applications(
-    model: api.InferenceModel, rs_status: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """Each pool's Serve application status (active cluster first, else the pending one)."""
-    active = (rs_status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
-    pending = (rs_status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}
+def _applications(model: api.InferenceModel, observation: Observation) -> dict[str, dict[str, Any]]:
+    """Each pool's Serve application status in its own RayService (the active cluster's, else
+    the pending one's); empty for a pool without a RayService."""
     apps = {}
     for pool in model.spec.pools:
-        name = application_name(model.name, pool.name, len(model.spec.pools))
+        status = (observation.rayservices.get(pool.name) or {}).get("status") or {}
+        name = application_name(model, pool)
+        active = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+        pending = (status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}
         apps[pool.name] = active.get(name) or pending.get(name) or {}
     return apps
 
@@ -183,15 +193,15 @@ def judge(
             api.Reason.INSUFFICIENT_MEMORY,
             "; ".join(a.message for a in refused),
         )
-    if observation.rayservice is None:
+    if not observation.rayservices:
         return Verdict(
             api.Phase.PENDING,
             api.Reason.WAITING_FOR_RAY_SERVICE,
-            "waiting for the RayService to be created",
+            "waiting for the RayServices to be created",
         )
     names = {a.pool for a in refused}
     verdict = _judge_serving(
-        model, observation.rayservice, [p for p in pools if p.name not in names], was_ready
+        model, observation, [p for p in pools if p.name not in names], was_ready
     )
     if not refused or verdict.phase is api.Phase.FAILED:
         return verdict
@@ -205,13 +215,13 @@ def judge(
 
 def _judge_serving(
     model: api.InferenceModel,
-    rayservice: dict[str, Any],
+    observation: Observation,
     pools: list[api.PoolStatus],
     was_ready: bool,
 ) -> Verdict:
-    """The phase of the rendered pools: each is one Serve application."""
+    """The phase of the rendered pools: each is one Serve application in its own RayService."""
     several = len(model.spec.pools) > 1
-    all_apps = _applications(model, rayservice.get("status") or {})
+    all_apps = _applications(model, observation)
     apps = {p.name: all_apps[p.name] for p in pools}
 
     def said(name: str, default: str) -> str:
@@ -278,10 +288,6 @@ def _admitted(observation: Observation) -> Judgement:
     return True, reason, "; ".join(a.message for a in observation.admissions)
 
 
-Judgement = tuple[bool, api.Reason, str]
-"""A condition's verdict: whether it holds, why, and the message a user reads."""
-
-
 def _judgements(
     verdict: Verdict, observation: Observation
 ) -> tuple[tuple[api.ConditionType, Judgement], ...]:
@@ -295,6 +301,11 @@ def _judgements(
         (api.ConditionType.RAY_SERVICE_APPLIED, _applied(observation)),
         (api.ConditionType.MEMORY_ADMITTED, _admitted(observation)),
         (api.ConditionType.NAMES_CLAIMED, _names(observation)),
+        *(
+            ((api.ConditionType.PROGRESSING, observation.progressing),)
+            if observation.progressing is not None
+            else ()
+        ),
     )
 
 
@@ -343,8 +354,8 @@ def _applied(observation: Observation) -> Judgement:
     """Whether the child matches the spec, and why not."""
     if observation.apply_error is not None:
         return False, *observation.apply_error
-    if observation.rayservice is None:
-        return False, api.Reason.WAITING_FOR_RAY_SERVICE, "the RayService does not exist yet"
+    if not observation.rayservices:
+        return False, api.Reason.WAITING_FOR_RAY_SERVICE, "no RayService of the model exists yet"
     if observation.held:
         return False, api.Reason.KEPT_RUNNING, observation.held
     return True, api.Reason.APPLIED, "RayService matches the spec"
@@ -418,13 +429,13 @@ def compute_status(
             prev.conditions, _judgements(verdict, observation), generation=generation, now=now
         ),
         observed_generation=generation,
-        endpoint=f"{first}/v1" if first and observation.rayservice is not None else None,
+        endpoint=f"{first}/v1" if first and observation.rayservices else None,
         served_model_names=model.served_names,
         ready_replicas=ready,
         replicas=f"{ready}/{desired}",
         pools=pools,
         time_to_ready=_advance_times(prev, verdict.phase, since, now),
-        ray_service=observation.rayservice["metadata"]["name"] if observation.rayservice else None,
+        ray_service=next((p.ray_service for p in pools if p.ray_service), None),
     )
 
 

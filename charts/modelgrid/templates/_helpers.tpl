@@ -139,10 +139,16 @@ namespace when watchNamespaces is set, else into the ClusterRole with the cluste
 - apiGroups: [modelgrid.io]
   resources: [inferencemodels/status]
   verbs: [get, patch]
-# The child of each model (read, created, corrected on drift, deleted with the model).
+# The children of each model, one per pool (listed by the model's label; read, created,
+# corrected on drift, deleted with the model or the pool).
 - apiGroups: [ray.io]
   resources: [rayservices]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, create, patch, delete]
+# KubeRay's clusters of those RayServices: the operator puts in the bounds and tolerations
+# KubeRay ignores, and deletes an outdated one under upgrade strategy None.
+- apiGroups: [ray.io]
+  resources: [rayclusters]
+  verbs: [get, patch, delete]
 # Each model's NetworkPolicy (created, corrected on drift; deleted with the model by its owner
 # reference).
 - apiGroups: [networking.k8s.io]

@@ -10,7 +10,9 @@ from modelgrid_operator.render.metadata import Owner, owner_of
 from modelgrid_operator.render.network_policy import render_network_policy
 from modelgrid_operator.render.rayservice import (
     pool_endpoint,
+    rayservice_name,
     render_rayservice,
+    render_rayservices,
     serve_endpoint,
 )
 
@@ -18,8 +20,10 @@ __all__ = [
     "Owner",
     "owner_of",
     "pool_endpoint",
+    "rayservice_name",
     "render_network_policy",
     "render_rayservice",
+    "render_rayservices",
     "serve_endpoint",
     "to_app_config",
     "to_local_run",

@@ -1,4 +1,5 @@
-"""Pod templates of the RayService's head and worker groups, one builder per accelerator.
+"""Pod templates of a pool's RayService: its head and its worker group, one builder per
+accelerator.
 
 - NVIDIA workers run vLLM inside the Ray worker and ask for ``tensor x pipeline`` GPUs.
 - CPU workers run vLLM's CPU build the same way.
@@ -236,9 +237,11 @@ def _tolerations(defaults: list[dict[str, Any]], pool: api.Pool) -> list[dict[st
     return defaults + [t for t in extra if t not in defaults]
 
 
-def head_pod(model: api.InferenceModel, settings: RenderSettings) -> Pod:
-    """The head pod: GCS, dashboard, Serve controller and the HTTP proxy; no model replica."""
-    nvidia = any(p.accelerator is api.Accelerator.NVIDIA for p in model.spec.pools)
+def head_pod(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> Pod:
+    """The head pod of one pool's Ray cluster: GCS, dashboard, Serve controller and the HTTP
+    proxy; no model replica. It runs the pool's serving image (CUDA for an NVIDIA pool), so the
+    Serve controller imports the application from the image its replicas run."""
+    nvidia = pool.accelerator is api.Accelerator.NVIDIA
     pod: Pod = {
         "metadata": {"labels": {MODEL_LABEL: model.name}},
         "spec": {

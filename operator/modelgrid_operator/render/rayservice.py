@@ -1,50 +1,71 @@
-"""InferenceModel -> KubeRay RayService (ray.io/v1).
+"""InferenceModel -> KubeRay RayServices (ray.io/v1), one per pool.
 
-One RayService per model: a head group and one worker group per pool. Each pool is its own Serve
-application (``<model>-<pool>`` at ``/pools/<pool>`` when there are several pools; the model's
-name at ``/`` when there is one), so pools deploy, fail and are measured apart. Each worker
-advertises its pool's custom Ray resource once, and each pool's Serve deployment asks for one
-unit per replica, so replicas land on their own pool's nodes, one per worker pod. The Serve config is
-built as data and dumped to YAML (KubeRay takes ``serveConfigV2`` as a string).
+Each pool gets a RayService of its own (a head and the pool's worker group, one Serve
+application at ``/``), named ``<model>-<pool>-<hash>`` and labelled with the model and the pool,
+so that a pool fails, upgrades, scales and waits for capacity on its own: KubeRay counts a
+RayService ready only when every application in it runs (``getAndCheckServeStatus``), switches
+its ``<name>-serve-svc`` only then, and replaces the whole Ray cluster for any change of any
+group. The gateway merges the pools again by the model's ``status.pools[].endpoint``. Each
+worker advertises its pool's custom Ray resource once, and the pool's Serve deployment asks for
+one unit per replica, so there is one replica per worker pod. The Serve config is built as data
+and dumped to YAML (KubeRay takes ``serveConfigV2`` as a string).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Collection
 from typing import Any
 
 import yaml
-from modelgrid_serving.config import IMPORT_PATH, application_name, route_prefix
+from modelgrid_serving.config import IMPORT_PATH
 
 from modelgrid_operator import api
 from modelgrid_operator.ray_ports import RAY_METRICS_PORT
 from modelgrid_operator.render.app_config import pool_resource, to_app_config
-from modelgrid_operator.render.metadata import Owner, child_metadata
+from modelgrid_operator.render.metadata import POOL_LABEL, Owner, child_metadata
 from modelgrid_operator.render.pods import head_pod, worker_pod
 from modelgrid_operator.render.security import (
     api_access_mount,
     api_access_volume,
     container_security_context,
 )
+from modelgrid_operator.render.upgrade import upgrade_strategy
 from modelgrid_operator.settings import RenderSettings
 
 RAY_API_VERSION = "ray.io/v1"
+MAX_RAYSERVICE_NAME = 47
+"""KubeRay's ``MaxRayServiceNameLength`` (``ValidateRayServiceMetadata``): its RayClusters add a
+6-character suffix to the name, and Services derive from it."""
+NAME_HASH_LENGTH = 5
 
 
-def rayservice_name(model_name: str) -> str:
-    """The child RayService is named after the model."""
-    return model_name
+def rayservice_name(model_name: str, pool_name: str) -> str:
+    """The RayService of one pool: ``<model>-<pool>-<5 hex>``, at most 47 characters.
+
+    The hash is of the model and pool names together, so two pools whose names are cut to the
+    same prefix still get two names, and ``a-b`` / pool ``c`` never meets ``a`` / pool ``b-c``.
+    The model name starts with a letter and the hash ends in one or a digit: a DNS-1035 label.
+    """
+    digest = hashlib.sha256(f"{model_name}/{pool_name}".encode()).hexdigest()[:NAME_HASH_LENGTH]
+    stem = f"{model_name}-{pool_name}"[: MAX_RAYSERVICE_NAME - NAME_HASH_LENGTH - 1].rstrip("-")
+    return f"{stem}-{digest}"
+
+
+def application_name(model: api.InferenceModel, pool: api.Pool) -> str:
+    """The pool's Serve application in its RayService: ``<model>-<pool>``, whatever the number
+    of pools, so adding or removing a pool never renames (and so redeploys) another's."""
+    return f"{model.name}-{pool.name}"
 
 
 def pool_endpoint(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> str:
-    """In-cluster base URL of a pool's application (KubeRay's ``<name>-serve-svc`` + the route
-    prefix, no trailing slash): its OpenAI routes are ``<endpoint>/v1/...``."""
-    service = (
-        f"http://{rayservice_name(model.name)}-serve-svc.{model.namespace}.svc:"
+    """In-cluster base URL of a pool's application (KubeRay's ``<rayservice>-serve-svc``, no
+    trailing slash): its OpenAI routes are ``<endpoint>/v1/...``."""
+    return (
+        f"http://{rayservice_name(model.name, pool.name)}-serve-svc.{model.namespace}.svc:"
         f"{settings.serve_port}"
     )
-    return service + route_prefix(pool.name, len(model.spec.pools)).rstrip("/")
 
 
 def serve_endpoint(
@@ -64,23 +85,19 @@ def serve_endpoint(
 
 
 def serve_config(
-    model: api.InferenceModel, settings: RenderSettings, pools: Collection[str] | None = None
+    model: api.InferenceModel, pool: api.Pool, settings: RenderSettings
 ) -> dict[str, Any]:
-    """The Serve config (``serveConfigV2``) as data: one application per rendered pool."""
+    """The Serve config (``serveConfigV2``) of a pool's RayService, as data: one application."""
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": "0.0.0.0", "port": settings.serve_port},
         "applications": [
             {
-                # Named and routed by the spec's pool count, not the rendered one, so a refused
-                # pool never moves the others.
-                "name": application_name(model.name, pool.name, len(model.spec.pools)),
-                "route_prefix": route_prefix(pool.name, len(model.spec.pools)),
+                "name": application_name(model, pool),
+                "route_prefix": "/",
                 "import_path": IMPORT_PATH,
                 "args": to_app_config(model, pool, settings).model_dump(mode="json"),
             }
-            for pool in model.spec.pools
-            if pools is None or pool.name in pools
         ],
     }
 
@@ -114,27 +131,25 @@ def _worker_group(
 
 def render_rayservice(
     model: api.InferenceModel,
+    pool: api.Pool,
     *,
     settings: RenderSettings,
     owner: Owner | None = None,
-    pools: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """Render the RayService that serves ``model``.
+    """Render the RayService that serves one pool of ``model``.
 
     Args:
         model: a validated InferenceModel.
+        pool: one of its pools.
         settings: images and cluster conventions.
         owner: the model's name and uid; when given, the RayService is owned by the model so
             Kubernetes deletes it with the model.
-        pools: names of the pools to render (default: all). A pool left out (refused by the
-            memory admission) gets neither a worker group nor an application; application names
-            and route prefixes still follow the spec's pool count, so they never move.
 
     Returns:
         The RayService as a plain dict, ready to apply.
     """
-    rendered = [p for p in model.spec.pools if pools is None or p.name in pools]
-    autoscaling = any(p.replica_bounds[0] != p.replica_bounds[1] for p in rendered)
+    low, high = pool.replica_bounds
+    autoscaling = low != high
     cluster: dict[str, Any] = {
         "rayVersion": settings.ray_version,
         "enableInTreeAutoscaling": autoscaling,
@@ -146,9 +161,9 @@ def render_rayservice(
                 "dashboard-host": settings.dashboard_host,
                 **_ray_metrics_param(),
             },
-            "template": head_pod(model, settings),
+            "template": head_pod(model, pool, settings),
         },
-        "workerGroupSpecs": [_worker_group(model, p, settings) for p in rendered],
+        "workerGroupSpecs": [_worker_group(model, pool, settings)],
     }
     if autoscaling:
         # KubeRay adds its autoscaler as a sidecar of the head (``BuildAutoscalerContainer`` in
@@ -165,19 +180,48 @@ def render_rayservice(
             "securityContext": container_security_context(),
             "volumeMounts": [api_access_mount()],
         }
+    metadata = child_metadata(model, rayservice_name(model.name, pool.name), owner)
+    metadata["labels"][POOL_LABEL] = pool.name
     return {
         "apiVersion": RAY_API_VERSION,
         "kind": "RayService",
-        "metadata": dict(child_metadata(model, rayservice_name(model.name), owner)),
+        "metadata": dict(metadata),
         "spec": {
+            # Said, never defaulted: KubeRay's default (zero-downtime) would start a whole second
+            # cluster for any cluster change, however many GPUs that takes (render/upgrade.py).
+            # Outside ``rayClusterConfig``, so changing it starts no new cluster.
+            "upgradeStrategy": upgrade_strategy(model, pool, settings),
             # KubeRay's serve Service (``<name>-serve-svc``) selects pods labelled
             # ``ray.io/serve=true``; KubeRay sets that label on the head from its proxy's health
             # unless this is true (``updateHeadPodServeLabel`` in rayservice_controller.go,
             # v1.6/v1.7). The head runs no replica and is sized for GCS and the controller:
-            # requests enter through the workers' proxies only. Outside ``rayClusterConfig``,
-            # so setting it starts no new cluster.
+            # requests enter through the pool's workers' proxies only. Outside
+            # ``rayClusterConfig``, so setting it starts no new cluster.
             "excludeHeadPodFromServeSvc": True,
-            "serveConfigV2": yaml.safe_dump(serve_config(model, settings, pools), sort_keys=False),
+            "serveConfigV2": yaml.safe_dump(serve_config(model, pool, settings), sort_keys=False),
             "rayClusterConfig": cluster,
         },
     }
+
+
+def render_rayservices(
+    model: api.InferenceModel,
+    *,
+    settings: RenderSettings,
+    owner: Owner | None = None,
+    pools: Collection[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The RayServices of ``model``, one per pool, in spec order.
+
+    Args:
+        model: a validated InferenceModel.
+        settings: images and cluster conventions.
+        owner: the model's name and uid (see :func:`render_rayservice`).
+        pools: names of the pools to render (default: all); a pool left out (refused by the
+            memory admission) gets no RayService.
+    """
+    return [
+        render_rayservice(model, p, settings=settings, owner=owner)
+        for p in model.spec.pools
+        if pools is None or p.name in pools
+    ]

@@ -34,6 +34,7 @@ from modelgrid_operator import api
 from modelgrid_operator.handlers import OperatorConfig
 from modelgrid_operator.k8s import Client
 from modelgrid_operator.metrics import OperatorMetrics, serve_metrics
+from modelgrid_operator.render import rayservice_name
 from observability_support import (
     Prometheus,
     PromQLError,
@@ -95,7 +96,7 @@ async def _kuberay_serves(client: Any, model: str, cluster: str) -> None:
         "status": {
             "activeServiceStatus": {
                 "rayClusterName": cluster,
-                "applicationStatuses": {model: {"status": "RUNNING"}},
+                "applicationStatuses": {f"{model}-{POOL}": {"status": "RUNNING"}},
             }
         }
     }
@@ -105,7 +106,7 @@ async def _kuberay_serves(client: Any, model: str, cluster: str) -> None:
         "v1",
         NAMESPACE,
         "rayservices",
-        model,
+        rayservice_name(model, POOL),
         status,
     )
     pod = {

@@ -7,6 +7,7 @@ RayService's status and the worker pods themselves. Schema and CEL fidelity live
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from emulated_cluster import (
     IM,
     NAMESPACE,
+    RC,
     RS,
     OperatorThread,
     operator_settings,
@@ -24,17 +26,27 @@ from emulated_cluster import (
 from modelgrid_operator import api
 from modelgrid_operator.handlers import OperatorConfig
 from modelgrid_operator.k8s import Client
+from modelgrid_operator.render import rayservice_name
 from modelgrid_operator.settings import RenderSettings
 
 
 class Cluster:
-    """Test-side access to the emulated cluster: create objects over HTTP, read them back."""
+    """Test-side access to the emulated cluster: create objects over HTTP, read them back.
+
+    A model's RayServices are one per pool; where a test names only the model, it means the
+    model's only pool (or its first).
+    """
 
     def __init__(self, kmock: Any) -> None:
         self.kmock = kmock
         self.api = kubernetes.client.ApiClient()
         self.custom = kubernetes.client.CustomObjectsApi(self.api)
         self.core = kubernetes.client.CoreV1Api(self.api)
+        self.pools: dict[str, list[str]] = {}
+
+    def rs_name(self, model: str, pool: str | None = None) -> str:
+        """The RayService name of ``model``'s pool (default: its first pool)."""
+        return rayservice_name(model, pool or self.pools[model][0])
 
     def get(self, resource: str, name: str) -> dict[str, Any] | None:
         try:
@@ -46,13 +58,18 @@ class Cluster:
     def model(self, name: str) -> dict[str, Any] | None:
         return self.get(IM, name)
 
-    def rayservice(self, name: str) -> dict[str, Any] | None:
-        return self.get(RS, name)
+    def rayservice(self, model: str, pool: str | None = None) -> dict[str, Any] | None:
+        """The RayService of ``model``'s pool (default: its first pool)."""
+        return self.get(RS, self.rs_name(model, pool))
+
+    def raycluster(self, name: str) -> dict[str, Any] | None:
+        return self.get(RC, name)
 
     def phase(self, name: str) -> str | None:
         return ((self.model(name) or {}).get("status") or {}).get("phase")
 
     async def create_model(self, name: str, spec: dict[str, Any], uid: str | None = None) -> None:
+        self.pools[name] = [p["name"] for p in spec.get("pools") or []]
         body = {
             "apiVersion": api.API_VERSION,
             "kind": api.KIND,
@@ -75,6 +92,8 @@ class Cluster:
         )
 
     async def patch_model(self, name: str, patch: dict[str, Any]) -> None:
+        if "pools" in patch.get("spec", {}):
+            self.pools[name] = [p["name"] for p in patch["spec"]["pools"]]
         await asyncio.to_thread(
             self.custom.patch_namespaced_custom_object,
             api.GROUP,
@@ -117,20 +136,33 @@ class Cluster:
         )
 
     async def kuberay_serves(
-        self, model: str, *, cluster: str, pools: dict[str, int], app_status: str = "RUNNING"
+        self,
+        model: str,
+        *,
+        cluster: str,
+        pools: dict[str, int],
+        app_status: str = "RUNNING",
+        apps: tuple[str, ...] | None = None,
     ) -> None:
-        """Play KubeRay: report the application status and create ready worker pods."""
-        await self.patch_rayservice(
-            model,
-            {
-                "status": {
-                    "activeServiceStatus": {
-                        "rayClusterName": cluster,
-                        "applicationStatuses": {model: {"status": app_status}},
+        """Play KubeRay: report the application status of each pool in ``apps`` (default:
+        every pool of the model) on its RayService's active cluster ``cluster``, and create
+        ready worker pods (``pools``: how many per pool)."""
+        for pool in self.pools[model] if apps is None else apps:
+            await self.patch_rayservice(
+                self.rs_name(model, pool),
+                {
+                    "status": {
+                        "activeServiceStatus": {
+                            "rayClusterName": cluster,
+                            "applicationStatuses": {f"{model}-{pool}": {"status": app_status}},
+                        }
                     }
-                }
-            },
-        )
+                },
+            )
+        await self.create_pods(model, cluster=cluster, pools=pools)
+
+    async def create_pods(self, model: str, *, cluster: str, pools: dict[str, int]) -> None:
+        """Ready worker pods of ``cluster``, ``pools[p]`` for each pool ``p``."""
         for pool, count in pools.items():
             for index in range(count):
                 pod = {
@@ -148,6 +180,68 @@ class Cluster:
                     "status": {"conditions": [{"type": "Ready", "status": "True"}]},
                 }
                 await asyncio.to_thread(self.core.create_namespaced_pod, NAMESPACE, pod)
+
+    async def kuberay_builds_cluster(
+        self,
+        model: str,
+        pool: str,
+        name: str,
+        *,
+        role: str = "active",
+        created: str = "2026-01-01T00:00:00Z",
+    ) -> dict[str, Any]:
+        """Play KubeRay's ``constructRayClusterForRayService``: a RayCluster controlled by the
+        pool's RayService, its spec copied from ``rayClusterConfig`` as it is now, named in the
+        RayService's ``activeServiceStatus`` or ``pendingServiceStatus`` (``role``). kmock
+        assigns no uid, so the RayService gets one here, as an API server would have given."""
+        rs_name = self.rs_name(model, pool)
+        rs = self.rayservice(model, pool)
+        assert rs is not None, f"no RayService {rs_name}"
+        uid = rs["metadata"].get("uid") or f"uid-{rs_name}"
+        await self.patch_rayservice(rs_name, {"metadata": {"uid": uid}})
+        body = {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayCluster",
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                "creationTimestamp": created,
+                "labels": {"ray.io/originated-from-cr-name": rs_name},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "ray.io/v1",
+                        "kind": "RayService",
+                        "name": rs_name,
+                        "uid": uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": copy.deepcopy(rs["spec"]["rayClusterConfig"]),
+        }
+        await asyncio.to_thread(
+            self.custom.create_namespaced_custom_object,
+            "ray.io",
+            "v1",
+            NAMESPACE,
+            "rayclusters",
+            body,
+        )
+        status = "activeServiceStatus" if role == "active" else "pendingServiceStatus"
+        await self.patch_rayservice(rs_name, {"status": {status: {"rayClusterName": name}}})
+        return body
+
+    async def patch_raycluster(self, name: str, patch: dict[str, Any]) -> None:
+        await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object,
+            "ray.io",
+            "v1",
+            NAMESPACE,
+            "rayclusters",
+            name,
+            patch,
+        )
 
     def writes(self, resource_path: str, *methods: str) -> list[Any]:
         """Requests to a resource's URL path with one of the given HTTP methods."""

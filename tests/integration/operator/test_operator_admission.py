@@ -99,25 +99,24 @@ async def test_operator_without_any_estimate_admits_and_says_so(cluster, operato
     assert "no memory estimate" in memory["message"]
 
 
-async def test_operator_two_pools_are_two_applications_with_pool_endpoints(cluster, operator):
+async def test_operator_two_pools_are_two_rayservices_with_pool_endpoints(cluster, operator):
     await operator()
     spec = {
         "model": {"uri": "hf://org/demo-1b"},
         "pools": [{"name": "cpu", "accelerator": "cpu"}, {"name": "mac", "accelerator": "apple"}],
     }
     await cluster.create_model("duo", spec)
-    await eventually(lambda: cluster.rayservice("duo"), what="RayService created")
-    # Play KubeRay: worker pods of both pools, then one application status per pool.
-    await cluster.kuberay_serves("duo", cluster="duo-1", pools={"cpu": 1, "mac": 1}, app_status="")
-    apps = {name: {"status": "RUNNING"} for name in ("duo-cpu", "duo-mac")}
-    await cluster.patch_rayservice(
-        "duo", {"status": {"activeServiceStatus": {"applicationStatuses": apps}}}
+    await eventually(
+        lambda: cluster.rayservice("duo", "cpu") and cluster.rayservice("duo", "mac"),
+        what="a RayService per pool",
     )
+    # Play KubeRay: worker pods of both pools, then each pool's application on its own.
+    await cluster.kuberay_serves("duo", cluster="duo-1", pools={"cpu": 1, "mac": 1}, app_status="")
+    await cluster.kuberay_serves("duo", cluster="duo-1", pools={}, apps=("cpu", "mac"))
     await eventually(lambda: cluster.phase("duo") == "Ready", what="phase Ready")
     status = cluster.model("duo")["status"]
-    service = "http://duo-serve-svc.default.svc:8000"
-    assert [(p["name"], p["endpoint"]) for p in status["pools"]] == [
-        ("cpu", f"{service}/pools/cpu"),
-        ("mac", f"{service}/pools/mac"),
+    services = {p: cluster.rs_name("duo", p) for p in ("cpu", "mac")}
+    assert [(p["name"], p["endpoint"], p["rayService"]) for p in status["pools"]] == [
+        (p, f"http://{services[p]}-serve-svc.default.svc:8000", services[p]) for p in services
     ]
-    assert status["endpoint"] == f"{service}/pools/cpu/v1"
+    assert status["endpoint"] == f"http://{services['cpu']}-serve-svc.default.svc:8000/v1"

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 import yaml
-from emulated_cluster import RS
 from polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -53,7 +52,8 @@ async def test_operator_child_ready_makes_model_ready_with_endpoint_and_time_to_
     await cluster.kuberay_serves("demo", cluster="demo-x1", pools={}, app_status="RUNNING")
     await eventually(lambda: cluster.phase("demo") == "Ready", what="phase Ready")
     status = cluster.model("demo")["status"]
-    assert status["endpoint"] == "http://demo-serve-svc.default.svc:8000/v1"
+    service = f"http://{cluster.rs_name('demo')}-serve-svc.default.svc:8000"
+    assert status["endpoint"] == f"{service}/v1"
     assert status["readyReplicas"] == 1
     assert status["pools"][0] == {
         "name": "cpu",
@@ -61,7 +61,8 @@ async def test_operator_child_ready_makes_model_ready_with_endpoint_and_time_to_
         "engine": "vllm",
         "readyReplicas": 1,
         "desiredReplicas": 1,
-        "endpoint": "http://demo-serve-svc.default.svc:8000",
+        "endpoint": service,
+        "rayService": cluster.rs_name("demo"),
     }
     times = status["timeToReady"]
     assert times["total"] is not None
@@ -84,7 +85,7 @@ async def test_operator_update_patches_child_in_place(cluster, operator):
         what="RayService updated",
     )
     assert len(cluster.writes("/rayservices", "POST")) == 1
-    assert cluster.writes("/rayservices/demo", "DELETE") == []
+    assert cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "DELETE") == []
 
 
 async def test_operator_delete_removes_child_and_holds_no_finalizer(cluster, operator):
@@ -105,23 +106,23 @@ async def test_operator_restart_duplicates_and_rewrites_nothing(cluster, operato
     await first.stop()
     posts, patches = (
         len(cluster.writes("/rayservices", "POST")),
-        len(cluster.writes("/rayservices/demo", "PATCH")),
+        len(cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "PATCH")),
     )
-    gets_before = len(cluster.writes("/rayservices/demo", "GET"))
+    gets_before = len(cluster.writes("/rayservices", "GET"))
     await operator()
     await eventually(
-        lambda: len(cluster.writes("/rayservices/demo", "GET")) >= gets_before + 3,
+        lambda: len(cluster.writes("/rayservices", "GET")) >= gets_before + 3,
         what="the restarted operator to reconcile several times",
     )
     assert len(cluster.writes("/rayservices", "POST")) == posts == 1
-    assert len(cluster.writes("/rayservices/demo", "PATCH")) == patches
+    assert len(cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "PATCH")) == patches
 
 
 async def test_operator_recreates_child_deleted_behind_its_back(cluster, operator):
     await operator()
     await cluster.create_model("demo", SPEC)
     await eventually(lambda: cluster.rayservice("demo"), what="RayService created")
-    await cluster.delete_rayservice("demo")
+    await cluster.delete_rayservice(cluster.rs_name("demo"))
     await eventually(lambda: cluster.rayservice("demo"), what="RayService recreated")
     assert len(cluster.writes("/rayservices", "POST")) == 2
 
@@ -133,7 +134,7 @@ async def test_operator_corrects_hand_edited_child(cluster, operator):
     original = rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     edited = [{**original[0], "maxReplicas": 9}]
     await cluster.patch_rayservice(
-        "demo", {"spec": {"rayClusterConfig": {"workerGroupSpecs": edited}}}
+        cluster.rs_name("demo"), {"spec": {"rayClusterConfig": {"workerGroupSpecs": edited}}}
     )
     await eventually(
         lambda: (
@@ -209,7 +210,7 @@ async def test_operator_two_models_at_once_each_get_one_child(cluster, operator)
         lambda: cluster.rayservice("one") and cluster.rayservice("two"), what="two RayServices"
     )
     assert len(cluster.writes("/rayservices", "POST")) == 2
-    assert cluster.get(RS, "one")["metadata"]["labels"]["modelgrid.io/model"] == "one"
+    assert cluster.rayservice("one")["metadata"]["labels"]["modelgrid.io/model"] == "one"
 
 
 async def test_operator_posts_events_on_phase_transitions(cluster, operator):

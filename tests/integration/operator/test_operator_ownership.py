@@ -1,5 +1,5 @@
-"""Ownership on an emulated API, written as a tenant would try it: an InferenceModel named like
-a hand-made RayService, hand edits to the RayService's pod templates, a node that fits no more
+"""Ownership on an emulated API, written as a tenant would try it: an InferenceModel whose pool's
+RayService name a hand-made RayService has, hand edits to the RayService's pod templates, a node that fits no more
 while the model serves, and deleting models while no operator runs."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import copy
 import pytest
 import yaml
 from emulated_cluster import NAMESPACE
+from modelgrid_operator.render import rayservice_name
+from polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
@@ -19,11 +21,11 @@ SPEC = {
 }
 
 HAND_MADE = yaml.safe_load(
-    """
+    f"""
 apiVersion: ray.io/v1
 kind: RayService
 metadata:
-  name: billing
+  name: {rayservice_name("billing", "cpu")}
   namespace: default
   uid: uid-hand-made
   resourceVersion: "1"
@@ -31,13 +33,12 @@ spec:
   serveConfigV2: "applications: []"
   rayClusterConfig:
     headGroupSpec:
-      rayStartParams: {}
+      rayStartParams: {{}}
       template:
         spec:
-          containers: [{name: ray-head, image: "rayproject/ray:2.60.0"}]
+          containers: [{{name: ray-head, image: "rayproject/ray:2.60.0"}}]
 """
 )
-from polling import eventually
 
 
 def condition(cluster, name: str, kind: str) -> dict:
@@ -56,7 +57,7 @@ async def create_rayservice(cluster, body: dict) -> None:
     )
 
 
-async def test_ownership_model_named_like_a_hand_made_rayservice_takes_nothing(cluster, operator):
+async def test_ownership_model_whose_rayservice_name_is_hand_made_takes_nothing(cluster, operator):
     await create_rayservice(cluster, copy.deepcopy(HAND_MADE))
     await operator()
     await cluster.create_model("billing", SPEC)
@@ -66,14 +67,16 @@ async def test_ownership_model_named_like_a_hand_made_rayservice_takes_nothing(c
     assert "no controller owner reference" in applied["message"]
     assert condition(cluster, "billing", "Ready")["reason"] == "Conflict"
     await asyncio.sleep(0.6)  # several refreshes
-    assert cluster.writes("/rayservices/billing", "PATCH", "PUT", "DELETE") == []
+    assert (
+        cluster.writes(f"/rayservices/{cluster.rs_name('billing')}", "PATCH", "PUT", "DELETE") == []
+    )
     assert cluster.rayservice("billing")["spec"] == HAND_MADE["spec"]
 
     await cluster.delete_model("billing")
     await eventually(lambda: cluster.model("billing") is None, what="model gone")
     await asyncio.sleep(0.3)
     assert cluster.rayservice("billing") is not None, "the hand-made RayService was deleted"
-    assert cluster.writes("/rayservices/billing", "DELETE") == []
+    assert cluster.writes(f"/rayservices/{cluster.rs_name('billing')}", "DELETE") == []
 
 
 async def test_ownership_rayservice_of_an_older_model_of_that_name_is_not_taken(cluster, operator):
@@ -99,7 +102,7 @@ async def test_ownership_rayservice_of_an_older_model_of_that_name_is_not_taken(
         "controlled by Deployment billing (uid uid-deploy)"
         in condition(cluster, "billing", "RayServiceApplied")["message"]
     )
-    assert cluster.writes("/rayservices/billing", "PATCH", "DELETE") == []
+    assert cluster.writes(f"/rayservices/{cluster.rs_name('billing')}", "PATCH", "DELETE") == []
 
 
 async def test_ownership_hand_edits_to_pod_templates_are_removed(cluster, operator):
@@ -119,9 +122,11 @@ async def test_ownership_hand_edits_to_pod_templates_are_removed(cluster, operat
                 port["protocol"] = "TCP"
     for group in live["workerGroupSpecs"]:
         group["numOfHosts"] = 1
-    await cluster.patch_rayservice("demo", {"spec": {"rayClusterConfig": live}})
+    await cluster.patch_rayservice(cluster.rs_name("demo"), {"spec": {"rayClusterConfig": live}})
     await asyncio.sleep(0.6)
-    assert cluster.writes("/rayservices/demo", "PATCH")[1:] == [], "defaults were 'corrected'"
+    assert cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "PATCH")[1:] == [], (
+        "defaults were 'corrected'"
+    )
 
     # What someone adds by hand: removed within a refresh.
     head = {"hostNetwork": True, "serviceAccountName": "admin"}
@@ -129,7 +134,7 @@ async def test_ownership_hand_edits_to_pod_templates_are_removed(cluster, operat
     worker[0]["template"]["spec"]["containers"][0]["securityContext"] = {"privileged": True}
     worker[0]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "x"})
     await cluster.patch_rayservice(
-        "demo",
+        cluster.rs_name("demo"),
         {
             "spec": {
                 "rayClusterConfig": {
@@ -188,11 +193,11 @@ async def test_ownership_admission_with_no_fitting_node_keeps_the_running_rayser
     assert "the pool keeps running as deployed" in admitted["message"]
     await asyncio.sleep(0.6)
     assert cluster.rayservice("demo") is not None
-    assert cluster.writes("/rayservices/demo", "DELETE") == []
+    assert cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "DELETE") == []
     assert cluster.phase("demo") == "Ready"
 
     # A spec change that cannot be placed now is not applied; the model says why.
-    patches = len(cluster.writes("/rayservices/demo", "PATCH"))
+    patches = len(cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "PATCH"))
     await cluster.patch_model("demo", {"spec": {"serving": {"maxConcurrentRequests": 3}}})
     await eventually(
         lambda: condition(cluster, "demo", "RayServiceApplied").get("reason") == "KeptRunning",
@@ -200,7 +205,7 @@ async def test_ownership_admission_with_no_fitting_node_keeps_the_running_rayser
     )
     assert "the spec is not applied" in condition(cluster, "demo", "RayServiceApplied")["message"]
     await asyncio.sleep(0.4)
-    assert len(cluster.writes("/rayservices/demo", "PATCH")) == patches
+    assert len(cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "PATCH")) == patches
     assert cluster.phase("demo") == "Ready"
 
 

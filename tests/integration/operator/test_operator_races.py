@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from emulated_cluster import NAMESPACE, RS
+from emulated_cluster import NAMESPACE
 from modelgrid_operator.k8s import Client
 from polling import eventually
 
@@ -80,7 +80,7 @@ async def test_race_update_during_reconcile_ends_with_latest_spec(cluster, opera
         lambda: cluster.rayservice("demo") and _concurrency(cluster) == 16,
         what="RayService with the updated spec",
     )
-    assert _rayservices(cluster) == ["demo"]
+    assert _rayservices(cluster) == [cluster.rs_name("demo")]
 
 
 @pytest.mark.parametrize("killed_before", ["create_rayservice", "list_model_pods"])
@@ -96,7 +96,7 @@ async def test_race_operator_killed_mid_reconcile_restarts_without_duplicate_or_
 
     await operator(refresh=60)
     await eventually(lambda: cluster.phase("demo") == "Scheduling", what="status after restart")
-    assert _rayservices(cluster) == ["demo"]
+    assert _rayservices(cluster) == [cluster.rs_name("demo")]
     created_after_restart = len(cluster.writes("/rayservices", "POST")) - posts
     assert created_after_restart == (1 if killed_before == "create_rayservice" else 0)
 
@@ -112,9 +112,9 @@ async def test_race_steady_state_writes_nothing(cluster, operator):
     )
     status_writes = len(cluster.writes("/inferencemodels/demo/status", "PATCH"))
     child_writes = len(cluster.writes("/rayservices", "POST", "PATCH", "PUT", "DELETE"))
-    reads = len(cluster.writes("/rayservices/demo", "GET"))
+    reads = len(cluster.writes("/rayservices", "GET"))
     await eventually(
-        lambda: len(cluster.writes("/rayservices/demo", "GET")) >= reads + 5,
+        lambda: len(cluster.writes("/rayservices", "GET")) >= reads + 5,
         what="five more refreshes",
     )
     assert len(cluster.writes("/inferencemodels/demo/status", "PATCH")) == status_writes
@@ -127,24 +127,24 @@ async def test_race_stale_pods_of_an_old_cluster_do_not_make_the_model_ready(clu
     await eventually(lambda: cluster.phase("demo") == "Scheduling", what="phase Scheduling")
     await cluster.kuberay_serves("demo", cluster="old", pools={"cpu": 1}, app_status="DEPLOYING")
     await cluster.patch_rayservice(
-        "demo",
+        cluster.rs_name("demo"),
         {
             "status": {
                 "activeServiceStatus": {
                     "rayClusterName": "new",
-                    "applicationStatuses": {"demo": {"status": "RUNNING"}},
+                    "applicationStatuses": {"demo-cpu": {"status": "RUNNING"}},
                 }
             }
         },
     )
-    reads = len(cluster.writes("/rayservices/demo", "GET"))
+    reads = len(cluster.writes("/rayservices", "GET"))
     await eventually(
-        lambda: len(cluster.writes("/rayservices/demo", "GET")) >= reads + 3, what="refreshes"
+        lambda: len(cluster.writes("/rayservices", "GET")) >= reads + 3, what="refreshes"
     )
     assert cluster.phase("demo") == "Scheduling"
     assert cluster.model("demo")["status"]["replicas"] == "0/1"
     assert NAMESPACE == cluster.rayservice("demo")["metadata"]["namespace"]
-    assert cluster.get(RS, "demo") is not None
+    assert cluster.rayservice("demo") is not None
 
 
 async def test_race_stale_watch_event_never_moves_status_backwards(cluster, operator):
@@ -161,8 +161,8 @@ async def test_race_stale_watch_event_never_moves_status_backwards(cluster, oper
     # Replay the old version on the watch stream, as a reconnecting watch may.
     bus = cluster.kmock._buses[kmock.resource("modelgrid.io", "v1alpha1", "inferencemodels")]
     await bus.put({"type": "MODIFIED", "object": stale})
-    reads = len(cluster.writes("/rayservices/demo", "GET"))
+    reads = len(cluster.writes("/rayservices", "GET"))
     await eventually(
-        lambda: len(cluster.writes("/rayservices/demo", "GET")) >= reads + 5, what="refreshes"
+        lambda: len(cluster.writes("/rayservices", "GET")) >= reads + 5, what="refreshes"
     )
     assert cluster.model("demo")["status"] == ready

@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 from factories import make_model, pool
 from local_stack import free_port
-from modelgrid_operator.render import render_rayservice
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_serving import mlx_sidecar
+from rendered import pool_rayservice
 
 pytestmark = pytest.mark.integration
 
 
 def _probe_commands(mlx_port: int) -> dict[str, list[str]]:
     model = make_model(engine="mlx", pools=[pool("mac", "apple")])
-    rayservice = render_rayservice(model, settings=RenderSettings(mlx_port=mlx_port))
+    rayservice = pool_rayservice(model, settings=RenderSettings(mlx_port=mlx_port))
     (group,) = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     (sidecar,) = [c for c in group["template"]["spec"]["containers"] if c["name"] == "mlx-server"]
     assert sidecar["args"][sidecar["args"].index("--host") + 1] == "127.0.0.1"

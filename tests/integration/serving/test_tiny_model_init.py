@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from factories import make_model, pool
-from modelgrid_operator.render import render_rayservice
 from modelgrid_operator.settings import RenderSettings
+from rendered import pool_rayservice
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def test_rendered_init_container_command_writes_the_model_with_the_serving_packa
 ) -> None:
     settings = RenderSettings(model_cache_path=str(tmp_path))
     model = make_model(model={"uri": "builtin://tiny-llama"}, pools=[pool("cpu", "cpu")])
-    group = render_rayservice(model, settings=settings)["spec"]["rayClusterConfig"][
+    group = pool_rayservice(model, settings=settings)["spec"]["rayClusterConfig"][
         "workerGroupSpecs"
     ][0]
     (init,) = group["template"]["spec"]["initContainers"]

@@ -122,15 +122,17 @@ def kuberay_pods(rayservice: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def test_kuberay_pods_come_from_every_group():
     objects = render_example("mixed-nvidia-apple.yaml")
-    (rayservice,) = [o for o in objects if o["kind"] == "RayService"]
-    pods = list(kuberay_pods(rayservice))
+    gpu, mac = [o for o in objects if o["kind"] == "RayService"]  # one per pool
+    pods = [*kuberay_pods(gpu), *kuberay_pods(mac)]
+    gpu_name, mac_name = gpu["metadata"]["name"], mac["metadata"]["name"]
     assert [p["metadata"]["name"] for p in pods] == [
-        "llama-8b-head",
-        "llama-8b-worker-gpu",
-        "llama-8b-worker-mac",
+        f"{gpu_name}-head",
+        f"{gpu_name}-worker-gpu",
+        f"{mac_name}-head",
+        f"{mac_name}-worker-mac",
     ]
-    assert pods[2]["metadata"]["labels"]["modelgrid.io/pool"] == "mac"
-    assert [c["name"] for c in pods[2]["spec"]["containers"]] == ["ray-worker", "mlx-server"]
+    assert pods[3]["metadata"]["labels"]["modelgrid.io/pool"] == "mac"
+    assert [c["name"] for c in pods[3]["spec"]["containers"]] == ["ray-worker", "mlx-server"]
 
 
 @pytest.fixture(scope="module")

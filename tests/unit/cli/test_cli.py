@@ -8,6 +8,8 @@ import pytest
 import yaml
 from modelgrid_cli.main import main
 from modelgrid_operator.crd import CRD_FILE
+from modelgrid_operator.render import rayservice_name
+from modelgrid_operator.validation import load_models
 
 pytestmark = pytest.mark.unit
 
@@ -20,10 +22,12 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_cli_render_prints_every_object_the_operator_creates(example, capsys):
     assert main(["render", str(example)]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["RayService", "NetworkPolicy"] * (len(docs) // 2)
+    expected = []
+    for model in load_models(example):
+        expected += [("RayService", rayservice_name(model.name, p.name)) for p in model.spec.pools]
+        expected.append(("NetworkPolicy", model.name))
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == expected
     assert yaml.safe_load(docs[0]["spec"]["serveConfigV2"])["applications"][0]["import_path"]
-    for rayservice, policy in zip(docs[::2], docs[1::2], strict=True):
-        assert policy["metadata"]["name"] == rayservice["metadata"]["name"]
 
 
 def _node_path_model(tmp_path, uri: str):

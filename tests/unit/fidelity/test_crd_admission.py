@@ -249,9 +249,13 @@ def _without_nulls(value):
 @pytest.mark.parametrize("rendered", [False, True], ids=["no-rayservice", "rayservice"])
 def test_admission_status_the_operator_writes_is_stored_unpruned(rendered):
     model = parse_model(model_doc(pools=[pool(minReplicas=1, maxReplicas=3)]))
-    child = render_rayservice(model, settings=RenderSettings()) if rendered else None
+    child = render_rayservice(model, model.spec.pools[0], settings=RenderSettings())
+    late = (False, api.Reason.PROGRESS_DEADLINE_EXCEEDED, "pool gpu: Ray cluster x is late")
+    observation = (
+        Observation(rayservices={"gpu": child}, progressing=late) if rendered else Observation({})
+    )
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    status = compute_status(model, Observation(rayservice=child), previous=None, generation=2,
+    status = compute_status(model, observation, previous=None, generation=2,
                             endpoints={"gpu": "http://demo-serve-svc.ml.svc:8000"}, now=now)
     for written in (status, invalid_status(status, "bad spec", generation=3, now=now)):
         document = {**model_doc(), "status": _status_as_written(written)}

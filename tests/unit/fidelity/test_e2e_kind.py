@@ -70,8 +70,12 @@ def _client_calls() -> dict[tuple[str, str], set[str]]:
     """The verbs the operator's API client uses, read off its source."""
     source = Path(k8s.__file__).read_text()
     calls: dict[tuple[str, str], set[str]] = {}
-    for verb in re.findall(r"self\._custom\.(\w+?)_namespaced_custom_object", source):
-        calls.setdefault((k8s.RAY_GROUP, k8s.RAY_PLURAL), set()).add(verb)
+    plurals = {"rayservices": k8s.RAY_PLURAL, "rayclusters": k8s.RAY_CLUSTERS}
+    for helper, verb in re.findall(
+        r"self\._(rayservices|rayclusters)\(\s*self\._custom\.(\w+?)_namespaced_custom_object",
+        source,
+    ):
+        calls.setdefault((k8s.RAY_GROUP, plurals[helper]), set()).add(verb)
     for verb, resource in re.findall(r"self\._core\.(\w+?)_namespaced_(\w+)", source):
         calls.setdefault(("", resource + "s"), set()).add(verb)
     for verb, resource in re.findall(r"self\._core\.(\w+?)_(node)\b", source):

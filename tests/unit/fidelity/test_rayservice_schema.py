@@ -20,7 +20,7 @@ from fidelity_support.kuberay import RAYSERVICES, kuberay_crd
 from fidelity_support.openapi import schema_errors
 from fidelity_support import SUPPORTED_KUBERNETES
 from modelgrid_operator.render import rayservice as rayservice_module
-from modelgrid_operator.render import render_rayservice
+from modelgrid_operator.render import render_rayservices
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.validation import load_models
 
@@ -37,8 +37,11 @@ def _rayservice_schema() -> dict[str, Any]:
 
 def _rendered(path: Path) -> list[dict[str, Any]]:
     return [
-        render_rayservice(model, settings=RenderSettings(), owner={**OWNER, "name": model.name})
+        rayservice
         for model in load_models(path)
+        for rayservice in render_rayservices(
+            model, settings=RenderSettings(), owner={**OWNER, "name": model.name}
+        )
     ]
 
 
@@ -118,7 +121,9 @@ def test_rayservice_misspelled_cluster_field_is_caught(monkeypatch):
 
     monkeypatch.setattr(rayservice_module, "render_rayservice", broken)
     model = next(load_models(ROOT / "examples" / "cpu-tiny.yaml"))
-    errors = kuberay_errors(rayservice_module.render_rayservice(model, settings=RenderSettings()))
+    errors = kuberay_errors(
+        rayservice_module.render_rayservice(model, model.spec.pools[0], settings=RenderSettings())
+    )
     assert [path for path, _ in errors] == ["spec.rayClusterConfig"]
     assert "workerGroupSpec" in errors[0][1]
 

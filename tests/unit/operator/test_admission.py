@@ -186,13 +186,15 @@ def test_admission_refused_pool_makes_ready_false_insufficient_memory_other_pool
     admissions = admit(model, FACTS, nodes, SETTINGS)
     assert [a.admitted for a in admissions] == [True, False]
     rs = {
-        "metadata": {"name": "demo"},
-        "status": {
-            "activeServiceStatus": {
-                "rayClusterName": "c",
-                "applicationStatuses": {"demo-gpu": {"status": "RUNNING"}},
-            }
-        },
+        "gpu": {
+            "metadata": {"name": "demo-gpu-00000"},
+            "status": {
+                "activeServiceStatus": {
+                    "rayClusterName": "c",
+                    "applicationStatuses": {"demo-gpu": {"status": "RUNNING"}},
+                }
+            },
+        }
     }
     pods = [
         {
@@ -218,7 +220,7 @@ def test_admission_every_pool_refused_is_failed_with_the_numbers():
         engine="mlx", engineArgs={"maxModelLen": 16384}, pools=[pool("mac", "apple")]
     )
     admissions = admit(model, FACTS, [node("mini", APPLE, memory="16Gi")], SETTINGS)
-    status = _status(model, Observation(None, admissions=admissions))
+    status = _status(model, Observation({}, admissions=admissions))
     ready = next(c for c in status.conditions if c.type == "Ready")
     assert status.phase is api.Phase.FAILED
     assert (ready.status, ready.reason) == ("False", "InsufficientMemory")

@@ -6,16 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from factories import make_model, pool
 from modelgrid_operator.render import (
     pool_endpoint,
-    render_rayservice,
+    rayservice_name,
+    render_rayservices,
     serve_endpoint,
     to_local_run,
 )
+from modelgrid_operator.render.rayservice import MAX_RAYSERVICE_NAME
 from modelgrid_operator.settings import RenderSettings, from_env
 from modelgrid_operator.validation import load_models
+from rendered import applications, pool_rayservice, worker_groups
 
 pytestmark = pytest.mark.unit
 
@@ -28,26 +30,52 @@ def _groups(rs: dict) -> dict[str, dict]:
     return {g["groupName"]: g for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
 
 
-def _apps(rs: dict) -> list[dict]:
-    return yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"]
-
-
 def _app(rs: dict) -> dict:
-    return _apps(rs)[0]
+    (app,) = applications(rs)
+    return app
 
 
-def test_render_every_example_has_one_group_per_pool():
+def test_render_every_example_has_one_rayservice_per_pool_each_with_its_group():
+    """KubeRay counts a RayService ready only when every application in it runs
+    (``getAndCheckServeStatus``) and replaces its whole cluster for any group's change
+    (``shouldPrepareNewCluster``): one pool per RayService keeps pools apart."""
     assert len(EXAMPLES) >= 4
     for path in EXAMPLES:
         for model in load_models(path):
-            rs = render_rayservice(model, settings=SETTINGS)
-            assert rs["kind"] == "RayService" and rs["apiVersion"] == "ray.io/v1"
-            assert list(_groups(rs)) == [p.name for p in model.spec.pools], path
+            services = render_rayservices(model, settings=SETTINGS)
+            assert [rs["kind"] for rs in services] == ["RayService"] * len(model.spec.pools)
+            assert all(rs["apiVersion"] == "ray.io/v1" for rs in services)
+            assert [list(_groups(rs)) for rs in services] == [[p.name] for p in model.spec.pools], (
+                path
+            )
+            assert [rs["metadata"]["labels"]["modelgrid.io/pool"] for rs in services] == [
+                p.name for p in model.spec.pools
+            ]
+            assert {rs["metadata"]["labels"]["modelgrid.io/model"] for rs in services} == {
+                model.name
+            }
+
+
+def test_render_rayservice_names_are_dns_1035_within_kuberays_47_and_distinct():
+    """``ValidateRayServiceMetadata`` refuses names that are no DNS-1035 label or longer than
+    47 (``MaxRayServiceNameLength``), then never reconciles the RayService."""
+    long_model, long_pool = "m" + "x" * 39, "p" * 40
+    names = {
+        rayservice_name(long_model, long_pool),
+        rayservice_name(long_model, long_pool[:-1] + "q"),
+        rayservice_name("a-b", "c"),
+        rayservice_name("a", "b-c"),
+    }
+    assert len(names) == 4
+    for name in names:
+        assert len(name) <= MAX_RAYSERVICE_NAME == 47
+        assert name[0].isalpha() and name[-1].isalnum() and "--" not in name[-7:]
+    assert rayservice_name("demo", "gpu").startswith("demo-gpu-")
 
 
 def test_render_nvidia_pool_requests_tp_times_pp_gpus():
     model = make_model(engineArgs={"tensorParallelSize": 4, "pipelineParallelSize": 2})
-    group = _groups(render_rayservice(model, settings=SETTINGS))["gpu"]
+    group = worker_groups(model)["gpu"]
     container = group["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert group["rayStartParams"]["num-gpus"] == "8"
@@ -64,7 +92,7 @@ def test_render_apple_pool_has_mlx_sidecar_and_selects_apple_nodes():
         model={"uri": "pvc://models/qwen"},
         pools=[pool("mac", "apple", resources={"requests": {"memory": "24Gi"}})],
     )
-    spec = _groups(render_rayservice(model, settings=SETTINGS))["mac"]["template"]["spec"]
+    spec = worker_groups(model)["mac"]["template"]["spec"]
     names = [c["name"] for c in spec["containers"]]
     assert names == ["ray-worker", "mlx-server"]
     sidecar = spec["containers"][1]
@@ -82,9 +110,8 @@ def test_render_apple_pool_has_mlx_sidecar_and_selects_apple_nodes():
 def test_render_apple_replica_sees_the_model_where_its_app_config_says(uri):
     """The MLX replica reads the tokenizer at the app's ``model_source``, as the sidecar does."""
     model = make_model(engine="mlx", model={"uri": uri}, pools=[pool("mac", "apple")])
-    rs = render_rayservice(model, settings=SETTINGS)
-    (app,) = _apps(rs)
-    source = app["args"]["model_source"]
+    rs = pool_rayservice(model)
+    source = _app(rs)["args"]["model_source"]
     spec = _groups(rs)["mac"]["template"]["spec"]
     for container in spec["containers"]:
         mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
@@ -102,60 +129,64 @@ def test_render_apple_replica_sees_the_model_where_its_app_config_says(uri):
 
 def test_render_mixed_pools_pin_replicas_by_custom_resource():
     model = make_model(pools=[pool("gpu", "nvidia", maxReplicas=4), pool("mac", "apple")])
-    rs = render_rayservice(model, settings=SETTINGS)
-    groups = _groups(rs)
-    pools = {app["args"]["pool"]["name"]: app["args"]["pool"] for app in _apps(rs)}
+    services = {p: pool_rayservice(model, p) for p in ("gpu", "mac")}
+    groups = worker_groups(model)
+    pools = {p: _app(rs)["args"]["pool"] for p, rs in services.items()}
     for name in ("gpu", "mac"):
         resources = json.loads(json.loads(groups[name]["rayStartParams"]["resources"]))
         assert resources == {pools[name]["ray_resource"]: 1}
     assert (pools["gpu"]["engine"], pools["mac"]["engine"]) == ("vllm", "mlx")
     assert pools["mac"]["mlx_server_url"] == f"http://127.0.0.1:{SETTINGS.mlx_port}"
-    assert rs["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is True
+    # Autoscaling is a cluster's own: the fixed pool's cluster runs no autoscaler.
+    autoscaled = {
+        p: rs["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] for p, rs in services.items()
+    }
+    assert autoscaled == {"gpu": True, "mac": False}
     assert (groups["gpu"]["minReplicas"], groups["gpu"]["maxReplicas"]) == (1, 4)
 
 
-def test_render_one_pool_is_one_application_at_root_named_after_the_model():
+def test_render_one_pool_is_one_application_at_root_of_its_own_service():
     model = make_model()
-    (app,) = _apps(render_rayservice(model, settings=SETTINGS))
-    assert (app["name"], app["route_prefix"]) == ("demo", "/")
+    (app,) = applications(pool_rayservice(model))
+    assert (app["name"], app["route_prefix"]) == ("demo-gpu", "/")
     assert app["args"]["pool"]["name"] == "gpu"
-    assert pool_endpoint(model, model.spec.pools[0], SETTINGS) == (
-        "http://demo-serve-svc.ml.svc:8000"
-    )
-    assert serve_endpoint(model, SETTINGS) == "http://demo-serve-svc.ml.svc:8000/v1"
+    service = f"http://{rayservice_name('demo', 'gpu')}-serve-svc.ml.svc:8000"
+    assert pool_endpoint(model, model.spec.pools[0], SETTINGS) == service
+    assert serve_endpoint(model, SETTINGS) == service + "/v1"
 
 
-def test_render_each_pool_of_several_is_its_own_application_under_pools_prefix():
+def test_render_each_pool_of_several_is_its_own_application_in_its_own_rayservice():
+    """Names and prefixes do not follow the number of pools: adding a pool renames (and so
+    redeploys) no other pool's application."""
     model = make_model(pools=[pool("gpu", "nvidia"), pool("mac", "apple")])
-    apps = _apps(render_rayservice(model, settings=SETTINGS))
-    assert [(a["name"], a["route_prefix"]) for a in apps] == [
-        ("demo-gpu", "/pools/gpu"),
-        ("demo-mac", "/pools/mac"),
-    ]
+    services = render_rayservices(model, settings=SETTINGS)
+    apps = [_app(rs) for rs in services]
+    assert [(a["name"], a["route_prefix"]) for a in apps] == [("demo-gpu", "/"), ("demo-mac", "/")]
     for app, name in zip(apps, ("gpu", "mac"), strict=True):
         assert app["import_path"] == "modelgrid_serving.app:build_app"
         assert app["args"]["pool"]["name"] == name  # one pool per application
         assert app["args"]["model_name"] == "demo"
     assert [pool_endpoint(model, p, SETTINGS) for p in model.spec.pools] == [
-        "http://demo-serve-svc.ml.svc:8000/pools/gpu",
-        "http://demo-serve-svc.ml.svc:8000/pools/mac",
+        f"http://{rayservice_name('demo', p)}-serve-svc.ml.svc:8000" for p in ("gpu", "mac")
     ]
-    assert serve_endpoint(model, SETTINGS) == "http://demo-serve-svc.ml.svc:8000/pools/gpu/v1"
+    alone = make_model(pools=[pool("gpu", "nvidia")])
+    assert pool_rayservice(alone) == services[0], "adding a pool changed another's RayService"
 
 
-def test_render_left_out_pool_has_no_group_and_no_application_and_names_stay():
+def test_render_left_out_pool_has_no_rayservice():
     model = make_model(pools=[pool("gpu", "nvidia"), pool("mac", "apple")])
-    rs = render_rayservice(model, settings=SETTINGS, pools=["mac"])
+    (rs,) = render_rayservices(model, settings=SETTINGS, pools=["mac"])
     assert list(_groups(rs)) == ["mac"]
-    assert [(a["name"], a["route_prefix"]) for a in _apps(rs)] == [("demo-mac", "/pools/mac")]
-    assert serve_endpoint(model, SETTINGS, pools=["mac"]).endswith("/pools/mac/v1")
+    assert serve_endpoint(model, SETTINGS, pools=["mac"]) == (
+        f"http://{rayservice_name('demo', 'mac')}-serve-svc.ml.svc:8000/v1"
+    )
 
 
 def test_render_serve_config_deploys_modelgrid_app_with_names():
     model = make_model(
         servedModelName="llama", aliases=["gpt-4o"], serving={"maxConcurrentRequests": 10}
     )
-    app = _app(render_rayservice(model, settings=SETTINGS))
+    app = _app(pool_rayservice(model))
     assert app["import_path"] == "modelgrid_serving.app:build_app"
     assert app["args"]["model_name"] == "llama"
     assert app["args"]["aliases"] == ["gpt-4o"]
@@ -165,8 +196,8 @@ def test_render_serve_config_deploys_modelgrid_app_with_names():
 
 def test_render_owner_reference_only_when_owner_known():
     model = make_model()
-    assert "ownerReferences" not in render_rayservice(model, settings=SETTINGS)["metadata"]
-    refs = render_rayservice(model, settings=SETTINGS, owner=OWNER)["metadata"]["ownerReferences"]
+    assert "ownerReferences" not in pool_rayservice(model)["metadata"]
+    refs = pool_rayservice(model, owner=OWNER)["metadata"]["ownerReferences"]
     assert refs == [
         {
             "apiVersion": "modelgrid.io/v1alpha1",
@@ -181,7 +212,7 @@ def test_render_owner_reference_only_when_owner_known():
 
 def test_render_pvc_source_mounts_claim_read_only():
     model = make_model(model={"uri": "pvc://weights/llama/8b"})
-    spec = _groups(render_rayservice(model, settings=SETTINGS))["gpu"]["template"]["spec"]
+    spec = worker_groups(model)["gpu"]["template"]["spec"]
     volume = next(v for v in spec["volumes"] if v["name"] == "model")
     assert volume["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
     mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "model")
@@ -211,7 +242,7 @@ def test_render_builtin_model_is_generated_by_the_serving_package_on_the_serving
         engine="auto",
         pools=[pool("p", accelerator)],
     )
-    rs = render_rayservice(model, settings=settings)
+    rs = pool_rayservice(model, settings=settings)
     spec = _groups(rs)["p"]["template"]["spec"]
     (init,) = spec["initContainers"]
     assert init["command"] == [
@@ -234,23 +265,20 @@ def test_render_serve_service_leaves_the_head_out(pools):
     common/service.go); ``updateHeadPodServeLabel`` (rayservice_controller.go, v1.6/v1.7) labels
     the head true while its proxy is healthy unless ``excludeHeadPodFromServeSvc`` is set. The
     head hosts no replica: traffic must enter through the workers' proxies only."""
-    rs = render_rayservice(make_model(pools=pools), settings=SETTINGS)
-    assert rs["spec"]["excludeHeadPodFromServeSvc"] is True
-    assert {k: v for k, v in rs["spec"].items() if k != "rayClusterConfig"}.keys() == {
-        "excludeHeadPodFromServeSvc",
-        "serveConfigV2",
-    }
+    for rs in render_rayservices(make_model(pools=pools), settings=SETTINGS):
+        assert rs["spec"]["excludeHeadPodFromServeSvc"] is True
+        assert {k: v for k, v in rs["spec"].items() if k != "rayClusterConfig"}.keys() == {
+            "excludeHeadPodFromServeSvc",
+            "serveConfigV2",
+            "upgradeStrategy",
+        }
 
 
 def test_render_is_pure():
     model = make_model(pools=[pool("gpu", "nvidia"), pool("mac", "apple")])
-    assert render_rayservice(model, settings=SETTINGS) == render_rayservice(
+    assert render_rayservices(model, settings=SETTINGS) == render_rayservices(
         model, settings=SETTINGS
     )
-
-
-def test_render_endpoint_names_serve_service():
-    assert serve_endpoint(make_model(), SETTINGS) == "http://demo-serve-svc.ml.svc:8000/v1"
 
 
 def test_settings_from_env_override_images():

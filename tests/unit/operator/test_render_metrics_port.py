@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from factories import make_model, pool
-from modelgrid_operator.render import render_rayservice
+from modelgrid_operator.render import render_rayservices
 from modelgrid_operator.settings import RenderSettings
 from pydantic import ValidationError
 
@@ -23,32 +23,41 @@ POOLS = [
 ]
 
 
-def _ray_containers(rayservice: dict) -> dict[str, dict]:
-    """The Ray container of the head and of every worker group, by group name."""
-    cluster = rayservice["spec"]["rayClusterConfig"]
-    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
-    workers = {
-        g["groupName"]: g["template"]["spec"]["containers"][0] for g in cluster["workerGroupSpecs"]
-    }
-    return {"head": head, **workers}
+def _ray_containers(services: list[dict]) -> dict[str, dict]:
+    """The Ray container of each pool's head and worker group, by group name."""
+    found = {}
+    for rayservice in services:
+        cluster = rayservice["spec"]["rayClusterConfig"]
+        for g in cluster["workerGroupSpecs"]:
+            found[f"head@{g['groupName']}"] = cluster["headGroupSpec"]["template"]["spec"][
+                "containers"
+            ][0]
+            found[g["groupName"]] = g["template"]["spec"]["containers"][0]
+    return found
 
 
-def _start_params(rayservice: dict) -> dict[str, dict]:
-    cluster = rayservice["spec"]["rayClusterConfig"]
-    groups = {g["groupName"]: g["rayStartParams"] for g in cluster["workerGroupSpecs"]}
-    return {"head": cluster["headGroupSpec"]["rayStartParams"], **groups}
+def _start_params(services: list[dict]) -> dict[str, dict]:
+    found = {}
+    for rayservice in services:
+        cluster = rayservice["spec"]["rayClusterConfig"]
+        for g in cluster["workerGroupSpecs"]:
+            found[f"head@{g['groupName']}"] = cluster["headGroupSpec"]["rayStartParams"]
+            found[g["groupName"]] = g["rayStartParams"]
+    return found
 
 
 @pytest.mark.parametrize("pools", POOLS)
 def test_render_replicas_serve_metrics_where_the_podmonitor_scrapes(pools) -> None:
     settings = RenderSettings(metrics_port=9123)
-    rs = render_rayservice(make_model(pools=pools), settings=settings)
+    services = render_rayservices(make_model(pools=pools), settings=settings)
     scraped = yaml.safe_load(VALUES.read_text())["monitoring"]["podMonitor"]["port"]
-    applications = yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"]
+    applications = [
+        a for rs in services for a in yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"]
+    ]
     assert len(applications) == len(pools)
     for application in applications:
         assert application["args"]["metrics_port"] == 9123
-    groups = rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    groups = [g for rs in services for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]]
     assert len(groups) == len(pools)
     for group in groups:
         (worker,) = [
@@ -64,9 +73,9 @@ def test_render_every_ray_container_declares_rays_metrics_port_as_kuberay_names_
     ``DefaultWorkerPodTemplate`` add a container port named ``metrics`` at 8080 only when the
     Ray container has none of that name. So the port named ``metrics`` must be Ray's 8080 on
     every Ray container, said in the template, and no port of ours may carry that name."""
-    rs = render_rayservice(make_model(pools=pools), settings=RenderSettings())
+    rs = render_rayservices(make_model(pools=pools), settings=RenderSettings())
     containers = _ray_containers(rs)
-    assert len(containers) == len(pools) + 1
+    assert len(containers) == 2 * len(pools)  # a head and a worker group per pool
     for group, container in containers.items():
         named = [p for p in container["ports"] if p["name"] == "metrics"]
         assert named == [{"name": "metrics", "containerPort": 8080}], group

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from factories import make_model, pool
-from modelgrid_operator.render import render_rayservice
+from modelgrid_operator.render import render_rayservices
 from modelgrid_operator.render.pods import DASHBOARD_AGENT_PORT
 from modelgrid_operator.settings import RenderSettings
 
@@ -27,7 +27,14 @@ ALL_POOLS = [pool("gpu", "nvidia"), pool("cpu", "cpu"), pool("mac", "apple")]
 
 def _cluster(settings: RenderSettings, uri: str = "hf://org/demo-1b") -> dict[str, Any]:
     model = make_model(model={"uri": uri}, engine="auto", pools=ALL_POOLS)
-    return render_rayservice(model, settings=settings)["spec"]["rayClusterConfig"]
+    clusters = [
+        rs["spec"]["rayClusterConfig"] for rs in render_rayservices(model, settings=settings)
+    ]
+    # Every pool's cluster has a head alike but for its image; the groups are one per pool.
+    return {
+        "headGroupSpec": clusters[0]["headGroupSpec"],
+        "workerGroupSpecs": [g for c in clusters for g in c["workerGroupSpecs"]],
+    }
 
 
 def _container(template: dict[str, Any], name: str) -> dict[str, Any]:

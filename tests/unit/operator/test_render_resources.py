@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from factories import make_model, pool
 from modelgrid_operator import api
-from modelgrid_operator.render import render_rayservice
+from modelgrid_operator.render import render_rayservices
 from modelgrid_operator.render.pods import engine_resources
 from modelgrid_operator.settings import RenderSettings
 
@@ -59,11 +59,12 @@ def test_render_resources_engine_gpus_are_requested_and_limited():
     assert found["requests"]["nvidia.com/gpu"] == found["limits"]["nvidia.com/gpu"] == 4
 
 
-def _containers(rayservice: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    cluster = rayservice["spec"]["rayClusterConfig"]
-    groups = [("head", cluster["headGroupSpec"])] + [
-        (g["groupName"], g) for g in cluster["workerGroupSpecs"]
-    ]
+def _containers(services: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    groups = []
+    for rayservice in services:
+        cluster = rayservice["spec"]["rayClusterConfig"]
+        for g in cluster["workerGroupSpecs"]:
+            groups += [(f"head@{g['groupName']}", cluster["headGroupSpec"]), (g["groupName"], g)]
     return {
         f"{name}/{c['name']}": c
         for name, group in groups
@@ -80,7 +81,7 @@ def test_render_resources_every_container_has_cpu_and_memory_requests_and_limits
         engine="auto",
         pools=[pool("gpu", "nvidia"), pool("cpu", "cpu"), pool("mac", "apple")],
     )
-    containers = _containers(render_rayservice(model, settings=SETTINGS))
+    containers = _containers(render_rayservices(model, settings=SETTINGS))
     assert {"gpu/generate-model", "mac/mlx-server", "mac/ray-worker"} <= set(containers)
     for name, container in containers.items():
         for kind in ("requests", "limits"):
@@ -93,8 +94,8 @@ def test_render_resources_around_the_engines_come_from_settings():
         apple_worker_cpu="500m", apple_worker_cpu_limit="1", apple_worker_memory="1Gi",
     )  # fmt: skip
     model = make_model(pools=[pool("mac", "apple", resources={"requests": {"memory": "24Gi"}})])
-    containers = _containers(render_rayservice(model, settings=settings))
-    assert containers["head/ray-head"]["resources"] == {
+    containers = _containers(render_rayservices(model, settings=settings))
+    assert containers["head@mac/ray-head"]["resources"] == {
         "requests": {"cpu": "2", "memory": "6Gi"},
         "limits": {"cpu": "3", "memory": "6Gi"},
     }

@@ -19,16 +19,19 @@ MODEL = make_model(
 
 def rayservice(
     app_status: str | None = None, cluster: str = "demo-a", message: str = "", **per_pool: str
-) -> dict:
-    """A RayService whose two applications (one per pool) are in ``app_status``, or per pool."""
-    status = {}
-    if app_status or per_pool:
-        apps = {
-            f"demo-{name}": {"status": per_pool.get(name, app_status), "message": message}
-            for name in ("gpu", "mac")
-        }
-        status = {"activeServiceStatus": {"rayClusterName": cluster, "applicationStatuses": apps}}
-    return {"metadata": {"name": "demo"}, "status": status}
+) -> dict[str, dict]:
+    """Each pool's RayService (one application each) with the application in ``app_status``,
+    or per pool."""
+    services = {}
+    for name in ("gpu", "mac"):
+        status = {}
+        if app_status or per_pool:
+            apps = {f"demo-{name}": {"status": per_pool.get(name, app_status), "message": message}}
+            status = {
+                "activeServiceStatus": {"rayClusterName": cluster, "applicationStatuses": apps}
+            }
+        services[name] = {"metadata": {"name": f"demo-{name}-00000"}, "status": status}
+    return services
 
 
 def pods(cluster: str = "demo-a", **ready_per_pool: int) -> list[dict]:
@@ -55,7 +58,7 @@ def step(previous, observation, seconds):
 
 
 def test_status_walks_phases_and_adds_time_to_ready():
-    s = step(None, Observation(None), 0)
+    s = step(None, Observation({}), 0)
     assert s.phase is api.Phase.PENDING and s.endpoint is None
     s = step(s, Observation(rayservice()), 2)
     assert s.phase is api.Phase.SCHEDULING
@@ -114,7 +117,7 @@ def test_status_invalid_spec_is_failed():
 
 
 def test_status_applied_condition_is_consistent_before_the_child_exists():
-    s = step(None, Observation(None), 0)
+    s = step(None, Observation({}), 0)
     applied = next(c for c in s.conditions if c.type == "RayServiceApplied")
     assert (applied.status, applied.reason) == ("False", "WaitingForRayService")
 

@@ -19,8 +19,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class StoredModel:
-    """One InferenceModel and its RayService as an API server would store them; every call
-    yields to the event loop first, as a real round trip does."""
+    """One InferenceModel (of one pool) and its RayService as an API server would store them;
+    every call yields to the event loop first, as a real round trip does."""
 
     def __init__(self) -> None:
         self.model: dict[str, Any] | None = model_doc()
@@ -45,6 +45,10 @@ class StoredModel:
 
     async def list_nodes(self) -> None:
         return None  # no node listing: nothing is refused for memory
+
+    async def list_rayservices(self, namespace: str, model: str) -> list[dict[str, Any]]:
+        await asyncio.sleep(0)
+        return [copy.deepcopy(self.rayservice)] if self.rayservice else []
 
     async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         await asyncio.sleep(0)

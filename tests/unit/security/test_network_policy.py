@@ -18,10 +18,11 @@ import yaml
 from factories import make_model, pool
 from fidelity_support import SUPPORTED_KUBERNETES
 from modelgrid_cli.main import main
-from modelgrid_operator.render import render_network_policy, render_rayservice
+from modelgrid_operator.render import render_network_policy
 from modelgrid_operator.render.metadata import MODEL_LABEL
 from modelgrid_operator.settings import RenderSettings
 from netpol import Pod, admits
+from rendered import pool_rayservice
 
 pytestmark = [pytest.mark.unit, pytest.mark.security]
 
@@ -153,8 +154,7 @@ def test_network_policy_is_owned_by_the_model_and_named_after_it():
     policy = render_network_policy(
         model, settings=RenderSettings(), owner={"name": "demo", "uid": "u1"}
     )
-    rayservice = render_rayservice(model, settings=RenderSettings())
-    assert policy["metadata"]["name"] == rayservice["metadata"]["name"]
+    assert policy["metadata"]["name"] == model.name
     assert policy["metadata"]["namespace"] == model.namespace
     assert policy["metadata"]["ownerReferences"][0]["uid"] == "u1"
 
@@ -198,9 +198,9 @@ def test_network_dashboard_listens_where_the_setting_says():
     """0.0.0.0 by default: KubeRay's operator reaches it through the head Service (the policy,
     not the bind address, keeps everyone else out)."""
     model = make_model()
-    default = render_rayservice(model, settings=RenderSettings())
+    default = pool_rayservice(model, settings=RenderSettings())
     params = default["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]
     assert params["dashboard-host"] == "0.0.0.0"
-    local = render_rayservice(model, settings=RenderSettings(dashboard_host="127.0.0.1"))
+    local = pool_rayservice(model, settings=RenderSettings(dashboard_host="127.0.0.1"))
     params = local["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]
     assert params["dashboard-host"] == "127.0.0.1"

@@ -10,8 +10,8 @@ import pytest
 from factories import make_model, pool
 from modelgrid_operator.drift import drift_patch
 from modelgrid_operator.ownership import describe_owner, is_owned_by
-from modelgrid_operator.render import render_rayservice
 from modelgrid_operator.settings import RenderSettings
+from rendered import pool_rayservice
 
 pytestmark = [pytest.mark.unit, pytest.mark.security]
 
@@ -20,7 +20,7 @@ OWNER = {"name": "demo", "uid": "uid-demo"}
 
 def desired() -> dict[str, Any]:
     model = make_model(pools=[pool("gpu", "nvidia", resources={"requests": {"memory": "16Gi"}})])
-    return render_rayservice(model, settings=RenderSettings(), owner=OWNER)
+    return pool_rayservice(model, settings=RenderSettings(), owner=OWNER)
 
 
 def with_server_defaults(rayservice: dict[str, Any]) -> dict[str, Any]:

@@ -17,13 +17,15 @@ pytestmark = [pytest.mark.unit, pytest.mark.security]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MODEL = make_model(pools=[pool("gpu", "nvidia")], aliases=["gpt-4o-mini"])
 RUNNING = {
-    "metadata": {"name": "demo"},
-    "status": {
-        "activeServiceStatus": {
-            "rayClusterName": "demo-a",
-            "applicationStatuses": {"demo": {"status": "RUNNING"}},
-        }
-    },
+    "gpu": {
+        "metadata": {"name": "demo-gpu-00000"},
+        "status": {
+            "activeServiceStatus": {
+                "rayClusterName": "demo-a",
+                "applicationStatuses": {"demo-gpu": {"status": "RUNNING"}},
+            }
+        },
+    }
 }
 READY_POD = {
     "metadata": {"labels": {"modelgrid.io/pool": "gpu", "ray.io/cluster": "demo-a"}},
@@ -49,7 +51,7 @@ def condition(s: api.InferenceModelStatus, kind: str) -> api.Condition:
 
 
 def test_ownership_conflict_is_failed_and_names_the_owner() -> None:
-    s = status(Observation(None, apply_error=(api.Reason.CONFLICT, "owned by Deployment x")))
+    s = status(Observation({}, apply_error=(api.Reason.CONFLICT, "owned by Deployment x")))
     assert s.phase is api.Phase.FAILED
     assert condition(s, "RayServiceApplied").reason == "Conflict"
     assert condition(s, "Ready").message == "owned by Deployment x"

@@ -17,10 +17,11 @@ from fidelity_support.admission import admit, crd_schema
 from fidelity_support.kuberay import RAYSERVICES, kuberay_crd
 from fidelity_support.openapi import schema_errors
 from modelgrid_cli.main import main
-from modelgrid_operator.render import render_rayservice
+from modelgrid_operator.render import render_rayservices
 from modelgrid_operator.render.security import HOME_PATH
 from modelgrid_operator.settings import RenderSettings
 from pss import restricted_violations
+from rendered import pool_rayservice
 
 pytestmark = [pytest.mark.unit, pytest.mark.security]
 
@@ -69,7 +70,7 @@ def test_pods_restricted_every_source_on_every_accelerator(uri, accelerator):
         engine="auto",
         pools=[pool("p", accelerator, minReplicas=1, maxReplicas=3)],
     )
-    rayservice = render_rayservice(model, settings=RenderSettings())
+    rayservice = pool_rayservice(model, settings=RenderSettings())
     assert violations(rayservice) == {}
     if uri.startswith("builtin://"):  # the init container that generates the model, too
         worker = pod_templates(rayservice)[1][1]["spec"]
@@ -78,7 +79,7 @@ def test_pods_restricted_every_source_on_every_accelerator(uri, accelerator):
 
 def test_pods_restricted_numeric_ids_come_from_settings():
     settings = RenderSettings(run_as_user=2000, run_as_group=3000, fs_group=4000)
-    rayservice = render_rayservice(make_model(), settings=settings)
+    rayservice = pool_rayservice(make_model(), settings=settings)
     for _, template in pod_templates(rayservice):
         context = template["spec"]["securityContext"]
         assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (
@@ -92,7 +93,7 @@ def test_pods_restricted_default_ids_are_no_users_of_the_node():
     """Above 10000 (checkov CKV_K8S_40), like the chart's own pods: a uid the node's own users
     (1000 is the first login user of most distributions) do not have, so a container breakout
     or a shared hostPath owns nothing of theirs."""
-    rayservice = render_rayservice(make_model(), settings=RenderSettings())
+    rayservice = pool_rayservice(make_model(), settings=RenderSettings())
     for name, template in pod_templates(rayservice):
         context = template["spec"]["securityContext"]
         assert min(context["runAsUser"], context["runAsGroup"], context["fsGroup"]) > 10000, name
@@ -102,7 +103,10 @@ def test_pods_restricted_engines_write_only_to_emptydirs():
     """Ray's session dir (/tmp/ray), vLLM's sockets (/tmp) and caches ($HOME, XDG) are
     writable volumes in every container; the root file system is read-only."""
     model = make_model(pools=[pool("gpu", "nvidia"), pool("mac", "apple")], engine="auto")
-    for _, template in pod_templates(render_rayservice(model, settings=RenderSettings())):
+    templates = [
+        t for rs in render_rayservices(model, settings=RenderSettings()) for t in pod_templates(rs)
+    ]
+    for _, template in templates:
         spec = template["spec"]
         empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
@@ -117,7 +121,7 @@ def test_pods_restricted_engines_write_only_to_emptydirs():
 def test_pods_restricted_autoscaler_sidecar_is_hardened_and_kuberay_accepts_it():
     """KubeRay adds the autoscaler to the head from autoscalerOptions; it must pass too."""
     model = make_model(pools=[pool("gpu", "nvidia", minReplicas=0, maxReplicas=4)])
-    rayservice = render_rayservice(model, settings=RenderSettings())
+    rayservice = pool_rayservice(model, settings=RenderSettings())
     options = rayservice["spec"]["rayClusterConfig"]["autoscalerOptions"]
     sidecar = {"name": "autoscaler", "securityContext": options["securityContext"]}
     head = pod_templates(rayservice)[0][1]["spec"]
@@ -140,7 +144,7 @@ def test_pss_checker_refuses_a_pod_without_security_context():
 
 
 def test_pss_checker_refuses_host_path_host_network_and_root():
-    rayservice = render_rayservice(make_model(), settings=RenderSettings())
+    rayservice = pool_rayservice(make_model(), settings=RenderSettings())
     spec = pod_templates(rayservice)[1][1]["spec"]
     assert restricted_violations(spec) == []
     spec = {
@@ -160,5 +164,5 @@ def test_pss_checker_names_an_allowed_host_path_as_the_one_exception():
     by the one volume the checker names, and nothing else."""
     settings = RenderSettings(allowed_host_paths=("/models",))
     model = make_model(model={"uri": "/models/demo"}, pools=[pool("cpu", "cpu")])
-    found = violations(render_rayservice(model, settings=settings))
+    found = violations(pool_rayservice(model, settings=settings))
     assert found == {"cpu": ["volume model: type ['hostPath'] is not allowed"]}

@@ -16,9 +16,10 @@ from factories import make_model, pool
 from fidelity_support.admission import crd_schema
 from fidelity_support.kuberay import RAYSERVICES, kuberay_crd
 from fidelity_support.openapi import schema_errors
-from modelgrid_operator.render import render_rayservice
+from modelgrid_operator.render import render_rayservices
 from modelgrid_operator.render.security import API_ACCESS_PATH, API_ACCESS_VOLUME
 from modelgrid_operator.settings import RenderSettings
+from rendered import pool_rayservice
 
 pytestmark = [pytest.mark.unit, pytest.mark.security]
 
@@ -43,7 +44,7 @@ def _mounts_token(container: dict[str, Any]) -> bool:
 @pytest.mark.parametrize("uri", ["hf://org/demo-1b", "builtin://tiny-llama"])
 def test_service_account_token_mounted_in_no_container_of_a_fixed_size_model(accelerator, uri):
     model = make_model(model={"uri": uri}, engine="auto", pools=[pool("p", accelerator)])
-    rayservice = render_rayservice(model, settings=SETTINGS)
+    rayservice = pool_rayservice(model, settings=SETTINGS)
     assert "autoscalerOptions" not in rayservice["spec"]["rayClusterConfig"]
     for template in _templates(rayservice):
         spec = template["spec"]
@@ -55,10 +56,13 @@ def test_service_account_token_mounted_in_no_container_of_a_fixed_size_model(acc
 
 def test_service_account_token_only_for_the_autoscaler_of_an_autoscaled_model():
     model = make_model(pools=[pool("gpu", "nvidia", maxReplicas=4), pool("mac", "apple")])
-    rayservice = render_rayservice(model, settings=SETTINGS)
-    cluster = rayservice["spec"]["rayClusterConfig"]
+    autoscaled, fixed = render_rayservices(model, settings=SETTINGS)
+    cluster = autoscaled["spec"]["rayClusterConfig"]
     assert cluster["enableInTreeAutoscaling"] is True
-    head, *workers = _templates(rayservice)
+    # The fixed pool's own cluster runs no autoscaler, so its pods hold no token at all.
+    assert "autoscalerOptions" not in fixed["spec"]["rayClusterConfig"]
+    head, *workers = _templates(autoscaled)
+    workers += _templates(fixed)
     # The head pod holds the projected token as a volume; none of its own containers mounts it.
     (volume,) = [v for v in head["spec"]["volumes"] if v["name"] == API_ACCESS_VOLUME]
     sources = volume["projected"]["sources"]
@@ -78,7 +82,7 @@ def test_service_account_token_autoscaler_mount_is_in_kuberays_schema():
     """``autoscalerOptions.volumeMounts`` is KubeRay's own field: a strict validation against its
     CRD would name a field it does not have."""
     model = make_model(pools=[pool("gpu", "nvidia", maxReplicas=4)])
-    rayservice = render_rayservice(model, settings=SETTINGS)
+    rayservice = pool_rayservice(model, settings=SETTINGS)
     schema = crd_schema(kuberay_crd(RAYSERVICES), "v1")
     assert schema_errors(rayservice, schema, strict=True) == []
     rayservice["spec"]["rayClusterConfig"]["autoscalerOptions"]["volumeMount"] = []
