@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Accelerator, AppConfig
-from ..errors import APIError, EngineError, from_engine_error
+from ..errors import (
+    APIError,
+    EngineError,
+    InvalidRequest,
+    from_engine_error,
+    from_validation_error,
+)
 from .base import EngineOutput
 
 if TYPE_CHECKING:
@@ -141,14 +147,18 @@ class VLLMEngine:
     @staticmethod
     def _parse(model: Any, body: dict[str, Any]) -> Any:
         from pydantic import ValidationError
+        from vllm.exceptions import VLLMClientError
 
         try:
             return _adapter(model).validate_python(body)
         except ValidationError as exc:
             # Our protocol validated first; what vLLM's models still refuse is a client error too.
-            from ..errors import from_validation_error
-
             raise from_validation_error(exc) from None
+        except VLLMClientError as exc:
+            # vLLM's request validators raise this, which pydantic does not wrap: unmapped, a
+            # client mistake would leave as a 500.
+            message = str(exc.args[0]) if exc.args else str(exc)
+            raise InvalidRequest(message, param=getattr(exc, "parameter", None)) from None
 
     async def _generate(self, outputs: AsyncIterator[Any]) -> EngineOutput:
         try:
