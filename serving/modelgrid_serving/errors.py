@@ -202,9 +202,18 @@ def error_response(exc: BaseException) -> ErrorReply:
 
 
 def from_validation_error(exc: ValidationError) -> InvalidRequest:
-    """Turn pydantic's first error into an :class:`InvalidRequest` whose ``param`` is its path."""
-    first = exc.errors(include_url=False)[0]
-    param = ".".join(str(p) for p in first["loc"] if not _is_union_tag(p)) or None
+    """Turn pydantic's first error into an :class:`InvalidRequest` whose ``param`` is its path,
+    or the field a cross-field rule names (``ctx["param"]``, see ``protocol.base.invalid``)."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    named = (first.get("ctx") or {}).get("param")  # a cross-field rule names its field itself
+    if isinstance(named, str):
+        return InvalidRequest(first["msg"], param=named)
+    # A union's members each fail on the first field: the member that got deepest says best
+    # what is wrong (an object tool_choice is wrong in its "function", not for not being "auto").
+    same_field = [e for e in errors if e["loc"][:1] == first["loc"][:1]]
+    first = max(same_field, key=lambda e: len(_param_path(e["loc"])))
+    param = ".".join(_param_path(first["loc"])) or None
     message = first["msg"]
     if first["type"] == "missing":
         message = f"'{param}' is a required property"
@@ -241,9 +250,16 @@ def from_engine_error(
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal", "tuple"}
 
 
+def _param_path(loc: tuple[int | str, ...]) -> list[str]:
+    return [str(p) for p in loc if not _is_union_tag(p)]
+
+
 def _is_union_tag(part: object) -> bool:
-    """Pydantic puts the tried member of a union in ``loc`` ("list[str]"); a param never has it."""
-    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or "(" in part)
+    """Pydantic puts the tried member of a union in ``loc`` ("list[str]", or a model's class name:
+    "NamedToolChoice"); a param never has it (OpenAI's fields are snake_case)."""
+    return isinstance(part, str) and (
+        part in _TYPE_TAGS or "[" in part or "(" in part or part[:1].isupper()
+    )
 
 
 def _is_scalar(value: Any) -> bool:

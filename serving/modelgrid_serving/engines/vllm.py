@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Accelerator, AppConfig
-from ..errors import APIError, EngineError
+from ..errors import APIError, EngineError, InvalidRequest, from_validation_error
 from ..protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, OpenAIBaseModel
 from ..sse import DONE as DONE_DATA
 from ..sse import event_data
@@ -149,14 +149,18 @@ class VLLMEngine:
         """Ray's request model of ``request``: the fields the client set (defaults left to
         vLLM's own) and the extensions it sent."""
         from pydantic import ValidationError
+        from vllm.exceptions import VLLMClientError
 
         try:
             return _adapter(model).validate_python(request.model_dump(exclude_unset=True))
         except ValidationError as exc:
             # Our protocol validated first; what vLLM's models still refuse is a client error too.
-            from ..errors import from_validation_error
-
             raise from_validation_error(exc) from None
+        except VLLMClientError as exc:
+            # vLLM's request validators raise this, which pydantic does not wrap: unmapped, a
+            # client mistake would leave as a 500.
+            message = str(exc.args[0]) if exc.args else str(exc)
+            raise InvalidRequest(message, param=getattr(exc, "parameter", None)) from None
 
     async def _generate(self, outputs: AsyncGenerator[Any, None]) -> EngineOutput:
         try:

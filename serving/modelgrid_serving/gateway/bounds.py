@@ -3,12 +3,13 @@
 What one request may ask for is bounded here, so that one client cannot turn one admitted
 request into a batch (``n``, ``best_of``, many prompts) or an answer longer than the model's
 context (``max_tokens``). Only what these bounds need is read from the parsed body, a few
-dictionary look-ups; the engine still validates everything else (types, ranges) and answers in
-the same error shape.
+dictionary look-ups, each refused unless it is a JSON integer; the replica still validates
+everything else (types, ranges) and answers in the same error shape.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..errors import InvalidRequest
@@ -29,18 +30,29 @@ def check_bounds(
 
     Returns:
         The answer's token bound the request sets (``max_completion_tokens`` or ``max_tokens``,
-        the larger when both), ``None`` when it sets none or not as an integer.
+        the larger when both), ``None`` when it sets none.
 
     Raises:
-        InvalidRequest: 400 naming the field over its bound.
+        InvalidRequest: 400 naming the field over its bound, or not an integer.
     """
     # straight-line look-ups, no loops: this runs on every proxied request
     get = payload.get
     max_n = limits.max_n
     n, best_of = get("n"), get("best_of")
-    if type(n) is int and n > max_n:
+    max_tokens, max_completion = get("max_tokens"), get("max_completion_tokens")
+    # a field read here as an integer must be one (OpenAI refuses "2" and 2.0 as strictly as
+    # the replica does); a bool is not one either, though Python counts it as an int
+    if n is not None and type(n) is not int:
+        raise _not_an_integer("n", n)
+    if best_of is not None and type(best_of) is not int:
+        raise _not_an_integer("best_of", best_of)
+    if max_tokens is not None and type(max_tokens) is not int:
+        raise _not_an_integer("max_tokens", max_tokens)
+    if max_completion is not None and type(max_completion) is not int:
+        raise _not_an_integer("max_completion_tokens", max_completion)
+    if n is not None and n > max_n:
         raise _too_many_choices("n", n, max_n)
-    if type(best_of) is int and best_of > max_n:
+    if best_of is not None and best_of > max_n:
         raise _too_many_choices("best_of", best_of, max_n)
     if route_label == "completions":
         prompt = get("prompt")
@@ -51,11 +63,6 @@ def check_bounds(
                 f"{limits.max_prompts} in one request.",
                 param="prompt",
             )
-    max_tokens, max_completion = get("max_tokens"), get("max_completion_tokens")
-    if type(max_tokens) is not int:
-        max_tokens = None
-    if type(max_completion) is not int:
-        max_completion = None
     context = route.max_model_len
     if context is not None:
         for field, value in (("max_tokens", max_tokens), ("max_completion_tokens", max_completion)):
@@ -68,6 +75,14 @@ def check_bounds(
     if max_completion is None:
         return max_tokens
     return max_completion if max_tokens is None else max(max_tokens, max_completion)
+
+
+def _not_an_integer(field: str, value: Any) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid type for '{field}': expected an integer, but got {type(value).__name__} "
+        f"{json.dumps(value)[:80]}.",
+        param=field,
+    )
 
 
 def _too_many_choices(field: str, value: int, max_n: int) -> InvalidRequest:

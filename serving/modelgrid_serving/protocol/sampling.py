@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from .base import OpenAIBaseModel
+from .base import OpenAIBaseModel, invalid
 
 Stop = str | Annotated[list[str], Field(max_length=4)] | None
 
@@ -57,9 +57,7 @@ class SamplingRequest(OpenAIBaseModel):
     @model_validator(mode="after")
     def _stream_options_need_stream(self) -> SamplingRequest:
         if self.stream_options is not None and not self.stream:
-            from pydantic_core import PydanticCustomError
-
-            raise PydanticCustomError(
+            raise invalid(
                 "stream_options", "'stream_options' is only allowed when 'stream' is true"
             )
         return self
@@ -88,3 +86,12 @@ class ResponseFormat(OpenAIBaseModel):
 
     type: ResponseFormatType
     json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _json_schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and not self.json_schema:
+            raise invalid(
+                "response_format.json_schema",
+                "'response_format.json_schema' is required when its type is 'json_schema'",
+            )
+        return self

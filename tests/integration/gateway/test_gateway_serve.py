@@ -185,3 +185,29 @@ def test_unknown_unready_and_oversized_in_front_of_serve(fronted: Gateway) -> No
     big = json.dumps({"model": "serve-tiny", "messages": MESSAGES, "pad": "x" * 70000})
     oversized = httpx.post(post, content=big, headers={**auth, "content-type": "application/json"})
     assert oversized.status_code == 413 and oversized.json()["error"]["type"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"stream": "yes"}, "stream"),  # refused by the replica, relayed as it is
+        ({"n": "2"}, "n"),  # refused by the gateway, which reads n for its bound
+        ({"max_tokens": 8.0}, "max_tokens"),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "get_weather"}}],
+                "tool_choice": {"type": "function", "function": {"name": "get_time"}},
+            },
+            "tool_choice",
+        ),
+    ],
+)
+def test_client_mistakes_through_the_gateway_are_400_naming_the_field(
+    fronted: Gateway, fields: dict[str, Any], param: str
+) -> None:
+    auth = {"authorization": f"Bearer {KEY}"}
+    body = {"model": "serve-chat", "messages": MESSAGES, "max_tokens": 2, **fields}
+    reply = httpx.post(f"{fronted.v1}/chat/completions", json=body, headers=auth, timeout=60)
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert (error["param"], error["type"]) == (param, "invalid_request_error")

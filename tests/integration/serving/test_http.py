@@ -96,6 +96,11 @@ def test_malformed_json_is_400(http: httpx.Client, check_schema: Any, raw: bytes
         ("temperature", "hot"),
         ("max_tokens", "many"),
         ("stream", {"yes": 1}),
+        ("stream", "yes"),
+        ("stream", 1),
+        ("logprobs", "true"),
+        ("n", "2"),
+        ("max_tokens", 4.0),
         ("messages", "hi"),
         ("n", 1.5),
         ("stop", 7),
@@ -133,6 +138,18 @@ def test_out_of_range_is_400_naming_the_param(
         "/v1/chat/completions", json=chat_body(stack, logprobs=True, **{field: value})
     )
     assert_error(reply, 400, check_schema, param=field)
+
+
+def test_tool_choice_naming_no_listed_function_is_400_naming_tool_choice(
+    http: httpx.Client, stack: Stack, check_schema: Any
+) -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    choice = {"type": "function", "function": {"name": "get_time"}}
+    reply = http.post(
+        "/v1/chat/completions", json=chat_body(stack, tools=tools, tool_choice=choice)
+    )
+    error = assert_error(reply, 400, check_schema, param="tool_choice")
+    assert "get_time" in error["message"]
 
 
 def test_completions_out_of_range_is_400(

@@ -122,14 +122,20 @@ def test_to_mlx_chat_tool_choice_none_hides_the_tools() -> None:
     )
 
 
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+
+
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
         ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"tool_choice": "required"}, "tool_choice"),
-        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
+        ({"tools": TOOLS, "tool_choice": "required"}, "tool_choice"),
+        (
+            {"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "f"}}},
+            "tool_choice",
+        ),
         ({"parallel_tool_calls": False}, "parallel_tool_calls"),
         ({"min_tokens": 2}, "min_tokens"),
         ({"guided_json": {}}, "guided_json"),

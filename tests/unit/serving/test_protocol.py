@@ -160,3 +160,175 @@ def test_embedding_encoding_format() -> None:
     with pytest.raises(ValidationError) as info:
         EmbeddingRequest.model_validate({"model": "m", "input": "a", "encoding_format": "hex"})
     assert param_of(info.value) == "encoding_format"
+
+
+# --- strict JSON types (issue 19, point 5) ------------------------------------------------
+
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stream", "yes"),
+        ("stream", 1),
+        ("logprobs", "true"),
+        ("ignore_eos", 0),
+        ("parallel_tool_calls", "false"),
+        ("n", "2"),
+        ("n", 2.0),
+        ("n", True),
+        ("max_tokens", "16"),
+        ("seed", 1.5),
+        ("temperature", "0.5"),
+        ("temperature", True),
+        ("top_logprobs", "2"),
+    ],
+)
+def test_chat_refuses_a_value_of_the_wrong_json_type(field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, "logprobs": True, field: value})
+    assert param_of(info.value) == field
+
+
+def test_chat_a_number_field_takes_an_integer() -> None:
+    assert ChatCompletionRequest.model_validate({**CHAT, "temperature": 1}).temperature == 1.0
+
+
+def test_chat_stream_options_include_usage_must_be_a_boolean() -> None:
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate(
+            {**CHAT, "stream": True, "stream_options": {"include_usage": "yes"}}
+        )
+    assert param_of(info.value) == "stream_options.include_usage"
+
+
+def test_completion_echo_must_be_a_boolean() -> None:
+    with pytest.raises(ValidationError) as info:
+        CompletionRequest.model_validate({"model": "m", "prompt": "x", "echo": "no"})
+    assert param_of(info.value) == "echo"
+
+
+def test_cross_field_refusals_name_their_field() -> None:
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, "stream_options": {"include_usage": True}})
+    assert param_of(info.value) == "stream_options"
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, "top_logprobs": 2})
+    assert param_of(info.value) == "top_logprobs"
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, "response_format": {"type": "json_schema"}})
+    assert param_of(info.value) == "response_format.json_schema"
+
+
+def test_tool_choice_naming_a_function_not_in_tools_names_tool_choice() -> None:
+    choice = {"type": "function", "function": {"name": "get_time"}}
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, "tools": [TOOL], "tool_choice": choice})
+    error = from_validation_error(info.value)
+    assert error.param == "tool_choice"
+    assert "'get_time'" in error.message and "get_weather" in error.message
+
+
+def test_tool_choice_naming_a_listed_function_passes() -> None:
+    choice = {"type": "function", "function": {"name": "get_weather"}}
+    request = ChatCompletionRequest.model_validate({**CHAT, "tools": [TOOL], "tool_choice": choice})
+    assert request.tool_choice is not None and request.tool_choice != "none"
+
+
+@pytest.mark.parametrize(
+    ("choice", "param"),
+    [
+        ("required", "tool_choice"),
+        ({"type": "function", "function": {"name": "get_weather"}}, "tool_choice"),
+    ],
+)
+def test_tool_choice_without_tools_is_refused(choice: object, param: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, "tool_choice": choice})
+    assert param_of(info.value) == param
+    ChatCompletionRequest.model_validate({**CHAT, "tool_choice": "none"})
+
+
+@pytest.mark.parametrize(
+    ("choice", "param"),
+    [
+        ("always", "tool_choice"),
+        ({"type": "function"}, "tool_choice.function"),
+        ({"type": "function", "function": {}}, "tool_choice.function.name"),
+        ({"type": "custom", "function": {"name": "get_weather"}}, "tool_choice.type"),
+    ],
+)
+def test_a_malformed_tool_choice_names_its_part(choice: object, param: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, "tools": [TOOL], "tool_choice": choice})
+    assert param_of(info.value) == param
+
+
+def test_tools_must_not_be_empty_and_names_follow_openai() -> None:
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, "tools": []})
+    assert param_of(info.value) == "tools"
+    bad = {"type": "function", "function": {"name": "get weather"}}
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, "tools": [bad]})
+    assert param_of(info.value) == "tools.0.function.name"
+
+
+AGENT_HISTORY = [
+    {"role": "user", "content": "weather?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "12 C"},
+]
+
+
+def test_an_agent_history_passes() -> None:
+    request = ChatCompletionRequest.model_validate(
+        {**CHAT, "messages": AGENT_HISTORY, "tools": [TOOL]}
+    )
+    calls = request.messages[1].tool_calls
+    assert calls is not None and calls[0].function.name == "get_weather"
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({2: {"role": "tool", "content": "12 C"}}, "messages.2.tool_call_id"),
+        (
+            {2: {"role": "tool", "tool_call_id": "call_9", "content": "x"}},
+            "messages.2.tool_call_id",
+        ),
+        (
+            {1: {"role": "assistant", "tool_calls": [{"id": "call_1", "function": {"name": "f"}}]}},
+            "messages.1.tool_calls.0.function.arguments",
+        ),
+        (
+            {
+                1: {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "call_1", "function": {"name": "f", "arguments": {"a": 1}}}
+                    ],
+                }
+            },
+            "messages.1.tool_calls.0.function.arguments",
+        ),
+    ],
+)
+def test_a_broken_agent_history_names_the_message_field(
+    change: dict[int, dict[str, object]], param: str
+) -> None:
+    messages = [change.get(i, m) for i, m in enumerate(AGENT_HISTORY)]
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate({**CHAT, "messages": messages, "tools": [TOOL]})
+    assert param_of(info.value) == param
