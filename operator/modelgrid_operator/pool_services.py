@@ -26,6 +26,7 @@ from modelgrid_operator.k8s import Client
 from modelgrid_operator.ownership import describe_owner, is_owned_by
 from modelgrid_operator.render import Owner, rayservice_name, render_rayservice
 from modelgrid_operator.render.rayservice import application_name
+from modelgrid_operator.render.upgrade import RECREATE, upgrade_strategy
 from modelgrid_operator.scaling import apply_bounds
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.status import parse_time
@@ -149,7 +150,7 @@ async def apply_pools(
             held
         )
     result.conflict = _conflict_message(model, foreign)
-    await _retire(client, model, owner, listed.values(), result)
+    await _retire(client, model, owner, listed.values(), result, settings)
     return result
 
 
@@ -178,18 +179,25 @@ async def _retire(
     owner: Owner,
     listed: Iterable[dict[str, Any]],
     result: Applied,
+    settings: RenderSettings,
 ) -> None:
     """Delete the model's RayServices that no pool renders (a removed pool's; the single
-    RayService of operators before one per pool), once every deployed pool's own RayService
-    serves: until then they keep serving what they serve."""
+    RayService of operators before one per pool) once every deployed pool's own RayService
+    serves: until then they keep serving what they serve. Unless a deployed pool is over the
+    surge limit (its upgrade strategy is ``None``): then its accelerators are not held twice,
+    and the old RayService goes at once, as its cluster would under ``None``."""
     current = {rayservice_name(model.name, p.name) for p in model.spec.pools}
     pools = {p.name: p for p in model.spec.pools}
     serving = bool(result.rayservices) and all(
         _serves(model, pools[name], rs) for name, rs in result.rayservices.items()
     )
+    wide = any(
+        upgrade_strategy(model, pools[name], settings)["type"] == RECREATE
+        for name in result.rayservices
+    )
     for rs in listed:
         name = rs["metadata"]["name"]
-        if name in current or not is_owned_by(rs, owner["uid"]) or not serving:
+        if name in current or not is_owned_by(rs, owner["uid"]) or not (serving or wide):
             continue
         if await client.delete_rayservice(model.namespace, name):
             result.writes.append(f"deleted RayService {name}")

@@ -37,6 +37,34 @@ def _pools(cluster, name: str) -> dict[str, dict]:
     }
 
 
+def _earlier_operators_rayservice(model: str, uid: str) -> dict:
+    """The one RayService for all pools that operators before one per pool made: named after
+    the model, labelled with it, controlled by it."""
+    owner = {"apiVersion": "modelgrid.io/v1alpha1", "kind": "InferenceModel", "name": model}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {
+            "name": model,
+            "namespace": NAMESPACE,
+            "labels": {"modelgrid.io/model": model},
+            "ownerReferences": [{**owner, "uid": uid, "controller": True}],
+        },
+        "spec": {"serveConfigV2": "applications: []", "rayClusterConfig": {}},
+    }
+
+
+async def _create_rayservice(cluster, body: dict) -> None:
+    await asyncio.to_thread(
+        cluster.custom.create_namespaced_custom_object,
+        "ray.io",
+        "v1",
+        NAMESPACE,
+        "rayservices",
+        body,
+    )
+
+
 async def test_kuberay_one_pool_deploy_failed_leaves_the_other_pool_serving(cluster, operator):
     """``getAndCheckServeStatus`` counts a RayService ready only when every application in it
     is RUNNING, and KubeRay switches its ``<name>-serve-svc`` only then; a DEPLOY_FAILED
@@ -85,37 +113,11 @@ async def test_kuberay_model_of_an_earlier_operator_moves_to_a_rayservice_per_po
     ``getAndCheckServeStatus``: RUNNING), then it is deleted; a RayService labelled with the
     model that the model does not own is never touched."""
     await cluster.create_model("duo", TWO_POOLS, uid="uid-duo")
-    labels = {"modelgrid.io/model": "duo"}
-    owner = {
-        "apiVersion": "modelgrid.io/v1alpha1",
-        "kind": "InferenceModel",
-        "name": "duo",
-        "uid": "uid-duo",
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-    legacy = {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayService",
-        "metadata": {
-            "name": "duo",
-            "namespace": NAMESPACE,
-            "labels": labels,
-            "ownerReferences": [owner],
-        },
-        "spec": {"serveConfigV2": "applications: []", "rayClusterConfig": {}},
-    }
+    legacy = _earlier_operators_rayservice("duo", "uid-duo")
     stranger = copy.deepcopy(legacy)
     stranger["metadata"].update(name="duo-by-hand", ownerReferences=[])
     for body in (legacy, stranger):
-        await asyncio.to_thread(
-            cluster.custom.create_namespaced_custom_object,
-            "ray.io",
-            "v1",
-            NAMESPACE,
-            "rayservices",
-            body,
-        )
+        await _create_rayservice(cluster, body)
     await operator()
     await eventually(
         lambda: cluster.rayservice("duo", "cpu") and cluster.rayservice("duo", "mac"),
@@ -299,3 +301,16 @@ async def test_kuberay_appending_a_pool_leaves_the_running_pools_rayservice_unto
     await asyncio.sleep(0.4)
     assert len(cluster.writes(f"/rayservices/{cpu}", "PATCH", "PUT")) == before
     assert cluster.writes("/rayclusters/demo-cpu-c1", "PATCH")[1:] == []
+
+
+async def test_kuberay_wide_model_of_an_earlier_operator_is_not_held_twice(cluster, operator):
+    """Over the surge limit, the move to a RayService per pool does not wait for the new
+    cluster to serve beside the old one (that would hold 16 GPUs): the old RayService goes at
+    once, as the cluster would under ``upgradeStrategy: None``."""
+    await cluster.create_model("wide", WIDE_GPU, uid="uid-wide")
+    await _create_rayservice(cluster, _earlier_operators_rayservice("wide", "uid-wide"))
+    await operator()
+    await eventually(lambda: cluster.rayservice("wide"), what="the pool's RayService")
+    await eventually(
+        lambda: cluster.get("ray.io/v1/rayservices", "wide") is None, what="legacy deleted"
+    )
