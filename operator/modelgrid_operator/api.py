@@ -700,6 +700,12 @@ class InferenceModelStatus(_Object):
         description="Name of the first pool's RayService (each pool's own is in "
         "pools[].rayService).",
     )
+    retiring_ray_services: list[str] = Field(
+        default_factory=list,
+        description="RayServices of this model that no pool renders any more (a removed "
+        "pool's, or the one RayService of an operator before one per pool): they serve on "
+        "until every pool's own serves, then they are deleted.",
+    )
 
 
 class InferenceModel(_Object):

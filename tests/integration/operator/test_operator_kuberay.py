@@ -54,6 +54,19 @@ def _earlier_operators_rayservice(model: str, uid: str) -> dict:
     }
 
 
+async def _as_earlier_operators_left_it(cluster, model: str) -> None:
+    """The status an operator before one RayService per pool wrote: its RayService's name."""
+    await asyncio.to_thread(
+        cluster.custom.patch_namespaced_custom_object_status,
+        "modelgrid.io",
+        "v1alpha1",
+        NAMESPACE,
+        "inferencemodels",
+        model,
+        {"status": {"phase": "Ready", "rayService": model}},
+    )
+
+
 async def _create_rayservice(cluster, body: dict) -> None:
     await asyncio.to_thread(
         cluster.custom.create_namespaced_custom_object,
@@ -118,6 +131,7 @@ async def test_kuberay_model_of_an_earlier_operator_moves_to_a_rayservice_per_po
     stranger["metadata"].update(name="duo-by-hand", ownerReferences=[])
     for body in (legacy, stranger):
         await _create_rayservice(cluster, body)
+    await _as_earlier_operators_left_it(cluster, "duo")
     await operator()
     await eventually(
         lambda: cluster.rayservice("duo", "cpu") and cluster.rayservice("duo", "mac"),
@@ -126,6 +140,7 @@ async def test_kuberay_model_of_an_earlier_operator_moves_to_a_rayservice_per_po
     await cluster.kuberay_serves("duo", cluster="c-cpu", pools={"cpu": 1}, apps=("cpu",))
     await asyncio.sleep(0.5)
     assert cluster.get("ray.io/v1/rayservices", "duo") is not None, "deleted before all serve"
+    assert cluster.model("duo")["status"]["retiringRayServices"] == ["duo"]
     await cluster.kuberay_serves("duo", cluster="c-mac", pools={"mac": 1}, apps=("mac",))
     await eventually(
         lambda: cluster.get("ray.io/v1/rayservices", "duo") is None, what="legacy RayService gone"
@@ -149,6 +164,7 @@ async def test_kuberay_removed_pool_rayservice_goes_once_the_rest_serves(cluster
     await eventually(lambda: cluster.get("ray.io/v1/rayservices", mac) is None, what="mac gone")
     await eventually(lambda: cluster.phase("duo") == "Ready", what="phase Ready")
     assert [p["name"] for p in cluster.model("duo")["status"]["pools"]] == ["cpu"]
+    assert cluster.model("duo")["status"]["retiringRayServices"] == []
 
 
 CPU = {
@@ -309,6 +325,7 @@ async def test_kuberay_wide_model_of_an_earlier_operator_is_not_held_twice(clust
     once, as the cluster would under ``upgradeStrategy: None``."""
     await cluster.create_model("wide", WIDE_GPU, uid="uid-wide")
     await _create_rayservice(cluster, _earlier_operators_rayservice("wide", "uid-wide"))
+    await _as_earlier_operators_left_it(cluster, "wide")
     await operator()
     await eventually(lambda: cluster.rayservice("wide"), what="the pool's RayService")
     await eventually(
