@@ -10,7 +10,7 @@ Measures, in one run:
   with the median timeline of one create's calls to show where the time goes;
 - **burst**: many models created at once, from the first create call to all RayServices
   written and to all statuses at Scheduling;
-- **API calls per reconcile**: writes (POST/PATCH/PUT/DELETE to rayservices and
+- **API calls per reconcile**: writes (POST/PATCH/PUT/DELETE to rayservices, rayclusters and
   inferencemodels, ``/status`` included), Events, and reads (GET/LIST), per model.
 
 Times come from a hook in the emulator (when it finished answering a request), not from
@@ -71,11 +71,12 @@ SPEC = {
     "pools": [{"name": "cpu", "accelerator": "cpu"}],
     "serving": {"maxConcurrentRequests": 8},
 }
+POOL = SPEC["pools"][0]["name"]  # one pool: one RayService per model here
 LONG_REFRESH = 3600.0
 MODELS_PATH = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{NAMESPACE}/{api.PLURAL}"
 WRITES = {kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE}
 READS = {kmock.action.FETCH, kmock.action.LIST}
-OWN_RESOURCES = {api.PLURAL, "rayservices"}
+OWN_RESOURCES = {api.PLURAL, "rayservices", "rayclusters"}
 TOUCHED = OWN_RESOURCES | {"pods", "events"}  # what a reconcile reads or writes
 
 
@@ -108,6 +109,10 @@ class TimedEmulator(kmock.KubernetesEmulator):
     requests, tens of milliseconds. This emulator keeps only the requests still being answered
     (the watches) in kmock's log, so an answer costs the same throughout the run; the full
     log, with times, is :attr:`answers`.
+
+    And kmock 0.8 ignores label selectors: a LIST of the RayServices labelled with one model
+    would carry every model's. This emulator drops the items the selector does not match
+    (:func:`select`), so the operator decodes what a real API server would send it.
     """
 
     answers: list[Answer] = attrs.field(factory=list, init=False)
@@ -128,6 +133,8 @@ class TimedEmulator(kmock.KubernetesEmulator):
                 and not response.prepared
             ):
                 response.set_status(201)
+            if request.action == kmock.action.LIST and request.params.get("labelSelector"):
+                select(response, request.params["labelSelector"])
             return response
         finally:
             answer.end = time.perf_counter()
@@ -135,6 +142,21 @@ class TimedEmulator(kmock.KubernetesEmulator):
             for listener in self.listeners:
                 listener(answer)
             self.answered.set()
+
+
+def select(response: Any, selector: str) -> None:
+    """Keep the items of a LIST answer that carry every ``key=value`` of ``selector``, as the
+    API server does: kmock 0.8 ignores label selectors and answers with every object."""
+    wanted = dict(term.split("=", 1) for term in selector.split(","))
+    if not isinstance(getattr(response, "body", None), bytes) or response.prepared:
+        return
+    listing = json.loads(response.body)
+    listing["items"] = [
+        item
+        for item in listing.get("items") or []
+        if wanted.items() <= ((item.get("metadata") or {}).get("labels") or {}).items()
+    ]
+    response.body = json.dumps(listing).encode()
 
 
 def is_operator(answer: Answer) -> bool:
@@ -229,7 +251,7 @@ class Milestones:
                 self.phase.setdefault((r.name, phase), end)
 
     def written(self, name: str) -> float | None:
-        return self.rayservice.get(rayservice_name(name))
+        return self.rayservice.get(rayservice_name(name, POOL))
 
     def scheduled(self, name: str) -> float | None:
         return self.phase.get((name, api.Phase.SCHEDULING.value))
@@ -354,7 +376,9 @@ def check_one_rayservice_each(emulator: TimedEmulator, names: Sequence[str]) -> 
         for a in emulator.answers
         if a.request.action == kmock.action.CREATE and plural(a.request) == "rayservices"
     )
-    wrong = {n: posts[rayservice_name(n)] for n in names if posts[rayservice_name(n)] != 1}
+    wrong = {
+        n: posts[rayservice_name(n, POOL)] for n in names if posts[rayservice_name(n, POOL)] != 1
+    }
     if wrong:
         raise BenchFailed(f"RayService POSTs per model should be 1: {wrong}")
 
@@ -387,7 +411,7 @@ def per_model_rows(label: str, counts: CallCounts, models: int) -> list[Row]:
         Row(
             f"{label}: writes per model",
             f"{counts.writes / models:.2f}",
-            "POST/PATCH/PUT/DELETE to rayservices and inferencemodels (+/status)",
+            "POST/PATCH/PUT/DELETE to rayservices, rayclusters and inferencemodels (+/status)",
         ),
         Row(f"{label}: Events per model", f"{counts.events / models:.2f}", "POST events"),
         Row(
@@ -556,7 +580,9 @@ async def sequential(
 def calls_about(answers: Iterable[Answer], name: str) -> list[Answer]:
     """The operator's calls about one model or its RayService, Events included."""
     return [
-        a for a in answers if is_operator(a) and subject(a.request) in {name, rayservice_name(name)}
+        a
+        for a in answers
+        if is_operator(a) and subject(a.request) in {name, rayservice_name(name, POOL)}
     ]
 
 

@@ -344,7 +344,8 @@ def _overview_replicas(b: _Board) -> None:
     b.panel(
         "timeseries",
         "Operator reconciles/s by result",
-        "created/patched: the RayService was written; invalid, apply_failed, error: failures.",
+        "created/patched: a RayService or RayCluster was written; invalid, apply_failed, error: "
+        "failures.",
         [(_rate("modelgrid_operator_reconciles_total", "result"), "{{result}}")],
         unit="ops",
     )

@@ -44,9 +44,9 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 """A DNS label that starts with a letter: what a Service name (and so a RayService's) must be."""
 MAX_NAME_LENGTH = 40
-"""Longest InferenceModel name. It names the RayService, which KubeRay caps at 47 characters
-(``MaxRayServiceNameLength``: its RayCluster adds a 6-character suffix), and the Services,
-NetworkPolicy and label values derived from it (``<name>-serve-svc`` within 63)."""
+"""Longest InferenceModel name. It begins each pool's RayService name (``<name>-<pool>-<hash>``,
+which KubeRay caps at 47 characters, ``MaxRayServiceNameLength``: its RayCluster adds a
+6-character suffix), and names the NetworkPolicy and the ``modelgrid.io/model`` label value."""
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 """What a served model name may look like: what OpenAI clients send in ``model``."""
 
@@ -110,12 +110,13 @@ RESOURCE_NAME = Rule(
     cel=f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
     f"self.metadata.name.matches('{DNS_1035_LABEL}')",
     message=f"metadata.name must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters "
-    "(lowercase letters, digits and '-', starting with a letter): it names the RayService, "
-    "which KubeRay refuses otherwise, and its Services",
+    "(lowercase letters, digits and '-', starting with a letter): it begins the name of each "
+    "pool's RayService, which KubeRay refuses otherwise, and of its Services",
     check=lambda model: _is_resource_name(model.metadata.get("name")),
 )
-"""The resource's own name, as KubeRay's ``ValidateRayServiceMetadata`` (utils/validation.go,
-v1.6 and v1.7) wants the RayService's: a DNS-1035 label of at most 47 characters. A name it
+"""The resource's own name, which begins each pool's RayService name: KubeRay's
+``ValidateRayServiceMetadata`` (utils/validation.go, v1.6 and v1.7) wants that a DNS-1035 label
+of at most 47 characters (``render.rayservice.rayservice_name`` keeps it within). A name it
 refuses is never reconciled, so ``8b-chat`` must be refused here, where the user sees why."""
 
 
@@ -698,6 +699,12 @@ class InferenceModelStatus(_Object):
         default=None,
         description="Name of the first pool's RayService (each pool's own is in "
         "pools[].rayService).",
+    )
+    retiring_ray_services: list[str] = Field(
+        default_factory=list,
+        description="RayServices of this model that no pool renders any more (a removed "
+        "pool's, or the one RayService of an operator before one per pool): they serve on "
+        "until every pool's own serves, then they are deleted.",
     )
 
 

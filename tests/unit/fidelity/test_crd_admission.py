@@ -125,8 +125,8 @@ def test_admission_metadata_name_rule_gives_the_python_message():
 def test_admission_metadata_name_kuberay_refuses_is_refused_by_both(name):
     """KubeRay's ``ValidateRayServiceMetadata`` (utils/validation.go, v1.6/v1.7) refuses a
     RayService name that is no DNS-1035 label (``8b-chat``: a leading digit) or is longer than
-    47 characters, and then never reconciles it: the model's name is its RayService's, so both
-    the API server and Python refuse such a name up front."""
+    47 characters, and then never reconciles it: the model's name begins each pool's
+    RayService name, so both the API server and Python refuse such a name up front."""
     document = model_doc()
     document["metadata"]["name"] = name
     assert _python_errors(document) == {"": api.RESOURCE_NAME.message}
