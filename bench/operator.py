@@ -57,6 +57,7 @@ from emulated_cluster import (
     NAMESPACE,
     OperatorThread,
     declare_resources,
+    inference_model,
     operator_settings,
     write_kubeconfig,
 )
@@ -71,6 +72,8 @@ SPEC = {
     "pools": [{"name": "cpu", "accelerator": "cpu"}],
     "serving": {"maxConcurrentRequests": 8},
 }
+POOL = SPEC["pools"][0]["name"]
+"""The models' one pool: each model has one RayService, named for it."""
 LONG_REFRESH = 3600.0
 MODELS_PATH = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{NAMESPACE}/{api.PLURAL}"
 WRITES = {kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE}
@@ -229,7 +232,7 @@ class Milestones:
                 self.phase.setdefault((r.name, phase), end)
 
     def written(self, name: str) -> float | None:
-        return self.rayservice.get(rayservice_name(name))
+        return self.rayservice.get(rayservice_name(name, POOL))
 
     def scheduled(self, name: str) -> float | None:
         return self.phase.get((name, api.Phase.SCHEDULING.value))
@@ -308,19 +311,7 @@ async def wait_for_watch(emulator: TimedEmulator) -> None:
 
 async def create_model(emulator: TimedEmulator, name: str) -> float:
     """Create an InferenceModel over HTTP; returns when the call returned."""
-    body = {
-        "apiVersion": api.API_VERSION,
-        "kind": api.KIND,
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "uid": f"uid-{name}",
-            "resourceVersion": "1",
-            "generation": 1,
-        },
-        "spec": SPEC,
-    }
-    async with emulator.post(MODELS_PATH, json=body) as response:
+    async with emulator.post(MODELS_PATH, json=inference_model(name, SPEC)) as response:
         response.raise_for_status()
         await response.read()
     return time.perf_counter()
@@ -354,7 +345,9 @@ def check_one_rayservice_each(emulator: TimedEmulator, names: Sequence[str]) -> 
         for a in emulator.answers
         if a.request.action == kmock.action.CREATE and plural(a.request) == "rayservices"
     )
-    wrong = {n: posts[rayservice_name(n)] for n in names if posts[rayservice_name(n)] != 1}
+    wrong = {
+        n: posts[rayservice_name(n, POOL)] for n in names if posts[rayservice_name(n, POOL)] != 1
+    }
     if wrong:
         raise BenchFailed(f"RayService POSTs per model should be 1: {wrong}")
 
@@ -556,7 +549,9 @@ async def sequential(
 def calls_about(answers: Iterable[Answer], name: str) -> list[Answer]:
     """The operator's calls about one model or its RayService, Events included."""
     return [
-        a for a in answers if is_operator(a) and subject(a.request) in {name, rayservice_name(name)}
+        a
+        for a in answers
+        if is_operator(a) and subject(a.request) in {name, rayservice_name(name, POOL)}
     ]
 
 

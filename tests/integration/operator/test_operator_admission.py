@@ -36,11 +36,6 @@ def _node(name: str, memory: str) -> dict:
     }
 
 
-def _condition(cluster, name: str, kind: str) -> dict:
-    status = (cluster.model(name) or {}).get("status") or {}
-    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
-
-
 async def test_operator_refuses_pool_that_fits_no_node_then_admits_when_one_joins(
     cluster, operator, tmp_path: Path
 ):
@@ -58,14 +53,14 @@ async def test_operator_refuses_pool_that_fits_no_node_then_admits_when_one_join
     }
     await cluster.create_model("llama", spec)
     await eventually(lambda: cluster.phase("llama") == "Failed", what="phase Failed")
-    ready = _condition(cluster, "llama", "Ready")
+    ready = cluster.condition("llama", "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InsufficientMemory")
     assert ready["message"].startswith(
         "pool mac: needs 17.0 GiB = weights 15.0 GiB (8,030,261,248 parameters from config.json"
     )
     assert "KV cache 2.0 GiB (16384 tokens x 1 sequence)" in ready["message"]
     assert "largest node mac-mini has 16.0 GiB (allocatable memory)" in ready["message"]
-    assert _condition(cluster, "llama", "MemoryAdmitted")["status"] == "False"
+    assert cluster.condition("llama", "MemoryAdmitted")["status"] == "False"
     # Two more refreshes (each reads the nodes to admit the model): still nothing is created.
     looked = len(cluster.writes("/nodes", "GET"))
     await eventually(
@@ -77,14 +72,8 @@ async def test_operator_refuses_pool_that_fits_no_node_then_admits_when_one_join
     await asyncio.to_thread(cluster.core.create_node, _node("mac-studio", "64Gi"))
     rs = await eventually(lambda: cluster.rayservice("llama"), what="RayService once a node fits")
     assert [g["groupName"] for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]] == ["mac"]
-    await eventually(
-        lambda: _condition(cluster, "llama", "MemoryAdmitted").get("reason") == "Fits",
-        what="MemoryAdmitted Fits",
-    )
-    assert (
-        "largest node mac-studio 64.0 GiB"
-        in _condition(cluster, "llama", "MemoryAdmitted")["message"]
-    )
+    admitted = await cluster.condition_reaches("llama", "MemoryAdmitted", "Fits")
+    assert "largest node mac-studio 64.0 GiB" in admitted["message"]
 
 
 async def test_operator_without_any_estimate_admits_and_says_so(cluster, operator):
@@ -93,7 +82,7 @@ async def test_operator_without_any_estimate_admits_and_says_so(cluster, operato
     await cluster.create_model("plain", spec)
     await eventually(lambda: cluster.rayservice("plain"), what="RayService created")
     memory = await eventually(
-        lambda: _condition(cluster, "plain", "MemoryAdmitted") or None, what="MemoryAdmitted"
+        lambda: cluster.condition("plain", "MemoryAdmitted") or None, what="MemoryAdmitted"
     )
     assert (memory["status"], memory["reason"]) == ("True", "NoEstimate")
     assert "no memory estimate" in memory["message"]
