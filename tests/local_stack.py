@@ -77,13 +77,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def engine_env(marker: str) -> dict[str, str]:
-    """The environment of a stack: offline, no usage stats, 1 GiB of KV cache, caches shared
-    between sessions, and the marker that finds every process it starts."""
-    caches = cache_dir()
+def offline_engine_env(caches: Path) -> dict[str, str]:
+    """An engine's environment here and in ``bench/``: offline, no usage stats, 1 GiB of KV
+    cache, vLLM's and torch's compile caches under ``caches``."""
     return {
         **os.environ,
-        _MARKER_ENV: marker,
         "HF_HUB_OFFLINE": "1",
         "VLLM_NO_USAGE_STATS": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -91,6 +89,12 @@ def engine_env(marker: str) -> dict[str, str]:
         "VLLM_CACHE_ROOT": str(caches / "vllm"),
         "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
     }
+
+
+def engine_env(marker: str) -> dict[str, str]:
+    """The environment of a stack: the engine's, with caches shared between sessions, and the
+    marker that finds every process it starts."""
+    return {**offline_engine_env(cache_dir()), _MARKER_ENV: marker}
 
 
 def _marked_pids(marker: str) -> list[int]:
