@@ -9,22 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+from factories import LLAMA_8B_CONFIG
 from modelgrid_operator.settings import RenderSettings
 from polling import eventually
 
 pytestmark = pytest.mark.integration
 
 APPLE = {"kubernetes.io/arch": "arm64", "modelgrid.io/accelerator": "apple"}
-CONFIG = {  # a Llama 3.1 8B config.json: 8,030,261,248 parameters in bfloat16
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "vocab_size": 128256,
-    "max_position_embeddings": 131072,
-    "torch_dtype": "bfloat16",
-}
 
 
 def _node(name: str, memory: str) -> dict:
@@ -41,7 +32,7 @@ async def test_operator_refuses_pool_that_fits_no_node_then_admits_when_one_join
 ):
     model_dir = tmp_path / "llama-8b"
     model_dir.mkdir()
-    (model_dir / "config.json").write_text(json.dumps(CONFIG))
+    (model_dir / "config.json").write_text(json.dumps(LLAMA_8B_CONFIG))
     await asyncio.to_thread(cluster.core.create_node, _node("mac-mini", "16Gi"))
     # A model directory the operator reads: a path on the node, which its settings must allow.
     await operator(render=RenderSettings(allowed_host_paths=(str(tmp_path),)))
