@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from local_stack import free_port, offline_engine_env
+from local_stack import free_port, offline_engine_env, spawn
 
 __all__ = [
     "MODEL",
@@ -36,7 +36,7 @@ __all__ = [
     "one_request",
     "prepare",
     "run_level",
-    "spawn",
+    "start_engine",
     "start_local",
     "stop",
     "wait_ready",
@@ -108,23 +108,17 @@ def start_local(
     """``python -m modelgrid_serving.local`` of ``config`` on ``port``, output to ``log``."""
     path = work / f"app-{port}.json"
     path.write_text(json.dumps(config))
-    return spawn(
+    return start_engine(
         [sys.executable, "-m", "modelgrid_serving.local", str(path), "--port", str(port)],
         work,
         log,
     )
 
 
-def spawn(cmd: list[str], work: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_engine(cmd: list[str], work: Path, log: Path) -> subprocess.Popen[bytes]:
     """Start a server in a process group of its own (:func:`stop` ends the whole group), with
     the engine's environment (its compile caches under ``work``)."""
-    return subprocess.Popen(
-        cmd,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=offline_engine_env(work),
-        start_new_session=True,
-    )
+    return spawn(cmd, log, offline_engine_env(work))
 
 
 def wait_ready(

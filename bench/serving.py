@@ -38,7 +38,7 @@ from bench_support import (
     merge,
     prepare,
     run_level,
-    spawn,
+    start_engine,
     start_local,
     stop,
     wait_ready,
@@ -81,7 +81,7 @@ def start_vllm(
     ]
     if eager:
         cmd.append("--enforce-eager")
-    return spawn(cmd, work, log)
+    return start_engine(cmd, work, log)
 
 
 def proxy_url(log: Path, deadline_s: float = 60) -> str:
