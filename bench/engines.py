@@ -17,53 +17,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-from serving import (  # bench/serving.py
-    MODEL,
+from bench_support import (
     Result,
-    engine_env,
+    add_load_options,
+    app_config,
     free_port,
+    prepare,
     run_level,
+    start_local,
     stop,
     wait_ready,
 )
 
 ENGINES = ("vllm", "mlx")
-
-
-def app_config(engine: str, model_dir: Path) -> dict[str, object]:
-    """The same model, limits and queueing for both engines; only the pool differs."""
-    pool = {"name": "local", "min_replicas": 1, "max_replicas": 1}
-    if engine == "vllm":
-        pool.update(accelerator="cpu", engine="vllm")
-    else:
-        pool.update(accelerator="apple", engine="mlx")
-    return {
-        "model_name": MODEL,
-        "model_source": str(model_dir),
-        "max_model_len": 512,
-        "dtype": "float32",
-        "max_ongoing_requests": 256,
-        "pools": [pool],
-    }
-
-
-def start(engine: str, model_dir: Path, port: int, work: Path) -> subprocess.Popen[bytes]:
-    path = work / f"{engine}.json"
-    path.write_text(json.dumps(app_config(engine, model_dir)))
-    return subprocess.Popen(
-        [sys.executable, "-m", "modelgrid_serving.local", str(path), "--port", str(port)],
-        stdout=(work / f"{engine}.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env=engine_env(work),
-        start_new_session=True,
-    )
 
 
 def table(results: dict[str, dict[int, Result]]) -> str:
@@ -85,28 +53,18 @@ def table(results: dict[str, dict[int, Result]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--levels", default="1,8,32", help="concurrency levels (1,8,32)")
-    parser.add_argument("--tokens", type=int, default=128, help="output tokens per request (128)")
-    parser.add_argument(
-        "--rounds", type=int, default=4, help="requests per level = rounds x concurrency (min 16)"
-    )
-    parser.add_argument("--model-dir", type=Path, help="tiny model dir (default: generated)")
+    add_load_options(parser)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-
-    from modelgrid_serving.tiny_model import write_tiny_model
-
-    cache = Path(os.environ.get("MODELGRID_CACHE_DIR", Path.home() / ".cache" / "modelgrid"))
-    model_dir = write_tiny_model(args.model_dir or cache / "tiny-model-bench")
-    work = Path(tempfile.mkdtemp(prefix="modelgrid-bench-engines-"))
-    print(f"model {model_dir}; logs in {work}; {os.cpu_count()} CPUs", flush=True)
+    model_dir, work = prepare(args, "engines")
     results: dict[str, dict[int, Result]] = {}
     for engine in ENGINES:  # one engine at a time: an idle engine still takes CPU
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = start(engine, model_dir, port, work)
+        log = work / f"{engine}.log"
+        proc = start_local(app_config(engine, model_dir), port, work, log)
         try:
-            waited = wait_ready(proc, url, work / f"{engine}.log")
+            waited = wait_ready(proc, url, log)
             print(f"{engine}: ready in {waited:.0f} s", flush=True)
             asyncio.run(run_level(url, 4, 8, args.tokens, seed=False))  # warm-up
             results[engine] = {}

@@ -336,20 +336,23 @@ def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subp
         )
 
 
-def wait_http(url: str, deadline_s: float = 60.0) -> None:
+def wait_http(url: str, deadline_s: float = 60.0, *, post: bytes | None = None) -> None:
+    """Until ``url`` answers a GET (a POST of ``post``, when given) with 200; exit after
+    ``deadline_s`` seconds, naming it."""
     import urllib.request
 
+    request = urllib.request.Request(url, data=post, headers=HEADERS if post else {})
     end = time.monotonic() + deadline_s
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
+            with urllib.request.urlopen(request, timeout=2) as resp:
                 if resp.status == 200:
                     return
         except OSError:
             pass
         if time.monotonic() > end:
             raise SystemExit(f"bench: {url} did not answer within {deadline_s}s")
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -602,29 +605,12 @@ def run_stacks(
         port = free_port()
         argv = [sys.executable, __file__, "--proto", kind, str(port), stub_url]
         procs.append(start(argv, work / f"proto-{port}.log"))
-        wait_http_post(f"http://127.0.0.1:{port}/v1/chat/completions")
+        wait_http(f"http://127.0.0.1:{port}/v1/chat/completions", post=_BODY)
         targets[kind] = f"http://127.0.0.1:{port}"
         pids[kind] = [procs[-1].pid]
     print("stack candidates, non-streaming chat (minimal proxies, same stub)\n")
     rows = run_matrix(targets, args, kinds=(("chat", _BODY, False),), pids=pids)
     print_table(rows, list(targets))
-
-
-def wait_http_post(url: str, deadline_s: float = 60.0) -> None:
-    import urllib.request
-
-    end = time.monotonic() + deadline_s
-    while True:
-        try:
-            request = urllib.request.Request(url, data=_BODY, headers=HEADERS)
-            with urllib.request.urlopen(request, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > end:
-            raise SystemExit(f"bench: {url} did not answer within {deadline_s}s")
-        time.sleep(0.1)
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -750,7 +736,7 @@ def main() -> None:
             argv += ["--port", str(port), "--num_workers", "1"]
             procs.append(start(argv, work / "litellm.log", env=litellm_env()))
             wait_http(f"http://127.0.0.1:{port}/health/liveliness", deadline_s=180)
-            wait_http_post(f"http://127.0.0.1:{port}/v1/chat/completions")
+            wait_http(f"http://127.0.0.1:{port}/v1/chat/completions", post=_BODY)
             targets["litellm"] = f"http://127.0.0.1:{port}"
             pids["litellm"] = [procs[-1].pid]
             versions.append(f"litellm {tool_version(args.litellm, 'litellm')}")
@@ -856,7 +842,7 @@ def run_idle(stub_url: str, work: Path, procs: list[subprocess.Popen[bytes]], co
     procs.append(start([*gateway_argv(config), "--port", str(port)], work / "gateway-idle.log"))
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/health")
-    wait_http_post(base + "/v1/chat/completions")  # one request: the upstream pool exists
+    wait_http(base + "/v1/chat/completions", post=_BODY)  # one request: the upstream pool exists
     pid = procs[-1].pid
     limit = Path(f"/proc/{pid}/limits").read_text()
     nofile = next((ln.split()[3:5] for ln in limit.splitlines() if "open files" in ln), ["?", "?"])

@@ -57,6 +57,7 @@ from emulated_cluster import (
     NAMESPACE,
     OperatorThread,
     declare_resources,
+    inference_model,
     operator_settings,
     write_kubeconfig,
 )
@@ -71,7 +72,8 @@ SPEC = {
     "pools": [{"name": "cpu", "accelerator": "cpu"}],
     "serving": {"maxConcurrentRequests": 8},
 }
-POOL = SPEC["pools"][0]["name"]  # one pool: one RayService per model here
+POOL = SPEC["pools"][0]["name"]
+"""The models' one pool: one RayService per model here (one per pool in general)."""
 LONG_REFRESH = 3600.0
 MODELS_PATH = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{NAMESPACE}/{api.PLURAL}"
 WRITES = {kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE}
@@ -330,19 +332,7 @@ async def wait_for_watch(emulator: TimedEmulator) -> None:
 
 async def create_model(emulator: TimedEmulator, name: str) -> float:
     """Create an InferenceModel over HTTP; returns when the call returned."""
-    body = {
-        "apiVersion": api.API_VERSION,
-        "kind": api.KIND,
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "uid": f"uid-{name}",
-            "resourceVersion": "1",
-            "generation": 1,
-        },
-        "spec": SPEC,
-    }
-    async with emulator.post(MODELS_PATH, json=body) as response:
+    async with emulator.post(MODELS_PATH, json=inference_model(name, SPEC)) as response:
         response.raise_for_status()
         await response.read()
     return time.perf_counter()

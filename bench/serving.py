@@ -23,56 +23,28 @@ import argparse
 import asyncio
 import functools
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from bench_support import (
+    MODEL,
+    Result,
+    add_load_options,
+    app_config,
+    free_port,
+    merge,
+    prepare,
+    run_level,
+    start_engine,
+    start_local,
+    stop,
+    wait_ready,
+)
 
-MODEL = "tiny"
 MP_EXECUTOR = "modelgrid, vLLM mp executor"
-
-
-@dataclass
-class Result:
-    concurrency: int
-    requests: int
-    output_tokens: int
-    wall_s: float
-    ttft_s: list[float]
-
-    @property
-    def tok_per_s(self) -> float:
-        return self.output_tokens / self.wall_s
-
-    def ttft_ms(self, q: float) -> float:
-        ordered = sorted(self.ttft_s)
-        return 1000 * ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def engine_env(work: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "VLLM_NO_USAGE_STATS": "1",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_CACHE_ROOT": str(work / "vllm-cache"),
-        "TORCHINDUCTOR_CACHE_DIR": str(work / "inductor-cache"),
-    }
 
 
 def start_modelgrid(
@@ -83,33 +55,8 @@ def start_modelgrid(
     log: Path,
     engine_kwargs: dict[str, object] | None = None,
 ) -> subprocess.Popen[bytes]:
-    config = {
-        "model_name": MODEL,
-        "model_source": str(model_dir),
-        "max_model_len": 512,
-        "dtype": "float32",
-        "engine_kwargs": {**({"enforce_eager": True} if eager else {}), **(engine_kwargs or {})},
-        "max_ongoing_requests": 256,
-        "pools": [
-            {
-                "name": "local",
-                "accelerator": "cpu",
-                "engine": "vllm",
-                "min_replicas": 1,
-                "max_replicas": 1,
-            }
-        ],
-    }
-    path = work / f"app-{port}.json"
-    path.write_text(json.dumps(config))
-    cmd = [sys.executable, "-m", "modelgrid_serving.local", str(path), "--port", str(port)]
-    return subprocess.Popen(
-        cmd,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=engine_env(work),
-        start_new_session=True,
-    )
+    kwargs = {**({"enforce_eager": True} if eager else {}), **(engine_kwargs or {})}
+    return start_local(app_config("vllm", model_dir, engine_kwargs=kwargs), port, work, log)
 
 
 def start_vllm(
@@ -134,31 +81,7 @@ def start_vllm(
     ]
     if eager:
         cmd.append("--enforce-eager")
-    return subprocess.Popen(
-        cmd,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=engine_env(work),
-        start_new_session=True,
-    )
-
-
-def wait_ready(
-    proc: subprocess.Popen[bytes], url: str, log: Path, deadline_s: float = 600
-) -> float:
-    """Poll a real chat completion until it answers 200; return seconds waited."""
-    t0 = time.monotonic()
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    while time.monotonic() - t0 < deadline_s:
-        if proc.poll() is not None:
-            sys.exit(f"server exited with {proc.returncode}; see {log}")
-        try:
-            if httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10).status_code == 200:
-                return time.monotonic() - t0
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    sys.exit(f"server not ready in {deadline_s:.0f} s; see {log}")
+    return start_engine(cmd, work, log)
 
 
 def proxy_url(log: Path, deadline_s: float = 60) -> str:
@@ -170,87 +93,6 @@ def proxy_url(log: Path, deadline_s: float = 60) -> str:
             return match.group(1)
         time.sleep(0.2)
     sys.exit(f"no Serve proxy URL in {log}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's whole process group, then SIGKILL what is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-async def one_request(
-    client: httpx.AsyncClient, i: int, tokens: int, *, seed: bool = True
-) -> tuple[float, int]:
-    """One streamed chat completion of ``tokens`` tokens; returns (TTFT seconds, tokens).
-
-    ``seed``: send ``seed: i`` (mlx-lm's server serves a seeded request alone, outside its
-    batch, so the engines comparison sends none)."""
-    body: dict[str, object] = {
-        "model": MODEL,
-        "stream": True,
-        "max_tokens": tokens,
-        "ignore_eos": True,
-        "temperature": 0.8,
-        "stream_options": {"include_usage": True},
-        "messages": [{"role": "user", "content": f"count to ten, request {i}"}],
-    }
-    if seed:
-        body["seed"] = i
-    t0 = time.perf_counter()
-    ttft = None
-    usage = 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as reply:
-        reply.raise_for_status()
-        async for line in reply.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            if ttft is None and '"content"' in line:
-                ttft = time.perf_counter() - t0
-            if '"usage"' in line and '"choices":[]' in line:
-                usage = json.loads(line[6:])["usage"]["completion_tokens"]
-    return (ttft if ttft is not None else time.perf_counter() - t0), usage
-
-
-async def run_level(
-    url: str, concurrency: int, requests: int, tokens: int, *, seed: bool = True
-) -> Result:
-    limits = httpx.Limits(max_connections=concurrency + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(requests):
-            queue.put_nowait(i)
-        results: list[tuple[float, int]] = []
-
-        async def worker() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                results.append(await one_request(client, i, tokens, seed=seed))
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
-    return Result(concurrency, requests, sum(u for _, u in results), wall, [t for t, _ in results])
-
-
-def merge(results: list[Result]) -> Result:
-    """Rounds of one level: median throughput, TTFT pooled over every request."""
-    by_rate = sorted(results, key=lambda r: r.tok_per_s)
-    mid = by_rate[len(by_rate) // 2]
-    ttft = [t for r in results for t in r.ttft_s]
-    return Result(
-        mid.concurrency, sum(r.requests for r in results), mid.output_tokens, mid.wall_s, ttft
-    )
 
 
 def measure(
@@ -308,11 +150,7 @@ def table(results: dict[str, dict[int, Result]], baseline: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--levels", default="1,8,32", help="concurrency levels (1,8,32)")
-    parser.add_argument("--tokens", type=int, default=128, help="output tokens per request (128)")
-    parser.add_argument(
-        "--rounds", type=int, default=4, help="requests per level = rounds x concurrency"
-    )
+    add_load_options(parser)
     parser.add_argument("--repeats", type=int, default=2, help="rounds per level and pass")
     parser.add_argument(
         "--passes", type=int, default=2, help="start-measure-stop passes per server (2)"
@@ -325,9 +163,6 @@ def main() -> None:
     )
     parser.add_argument("--eager", action="store_true", help="both servers with --enforce-eager")
     parser.add_argument(
-        "--model-dir", type=Path, help="tiny model dir (default: generated, cached)"
-    )
-    parser.add_argument(
         "--with-mp-executor",
         action="store_true",
         help="also the modelgrid stack on vLLM's multiprocessing executor (a model worker "
@@ -338,12 +173,7 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
-    from modelgrid_serving.tiny_model import write_tiny_model
-
-    cache = Path(os.environ.get("MODELGRID_CACHE_DIR", Path.home() / ".cache" / "modelgrid"))
-    model_dir = write_tiny_model(args.model_dir or cache / "tiny-model-bench")
-    work = Path(tempfile.mkdtemp(prefix="modelgrid-bench-"))
-    print(f"model {model_dir}; logs in {work}; {os.cpu_count()} CPUs", flush=True)
+    model_dir, work = prepare(args, "serving")
 
     # One server at a time: an idle vLLM engine still takes CPU, and on a small machine two
     # engines up at once measure each other. Passes alternate which server goes first.

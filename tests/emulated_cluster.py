@@ -1,7 +1,8 @@
 """kmock set up as our cluster, and the real operator run beside it in a thread of its own.
 
 Shared by the operator integration tests (their fixtures are in
-``tests/integration/operator/conftest.py``) and ``bench/operator.py``. Nothing here starts
+``tests/integration/operator/conftest.py``), the dashboards' Prometheus test and
+``bench/operator.py``; :class:`Cluster` is how a test reads and writes the emulated cluster. Nothing here starts
 kmock: pytest's ``kmock`` fixture does for the tests, the bench does it itself. Test modules
 import from here, not from ``conftest``: that name belongs to whichever conftest.py was
 imported first (``tests/unit/chart`` has one too).
@@ -11,20 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import threading
 from pathlib import Path
 from typing import Any
 
 import kmock
 import kopf
+import kubernetes
 import yaml
 from modelgrid_operator import api
 from modelgrid_operator.handlers import OperatorConfig, build_registry
+from modelgrid_operator.render import rayservice_name
+from polling import eventually
 
 NAMESPACE = "default"
 IM = f"{api.GROUP}/{api.VERSION}/{api.PLURAL}"
 RS = "ray.io/v1/rayservices"
 RC = "ray.io/v1/rayclusters"
+GROUP_VERSIONS = {api.PLURAL: (api.GROUP, api.VERSION), "rayservices": ("ray.io", "v1")}
+GROUP_VERSIONS["rayclusters"] = GROUP_VERSIONS["rayservices"]
 VERBS = {"list", "watch", "get", "create", "patch", "update", "delete"}
 
 
@@ -74,6 +81,25 @@ def point_client_at(emulator: Any, kubeconfig: Path, monkeypatch: Any) -> Any:
     )
     kubernetes.config.load_kube_config(config_file=str(kubeconfig))
     return kubernetes.client.ApiClient()
+
+
+def inference_model(name: str, spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
+    """An InferenceModel as a client creates it, in the test namespace, with the uid, version
+    and generation an API server would assign (kmock assigns none of these); ``metadata``
+    overrides or adds fields (``namespace``, ``uid``, ``creationTimestamp`` ...)."""
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "uid": f"uid-{name}",
+            "resourceVersion": "1",
+            "generation": 1,
+            **metadata,
+        },
+        "spec": spec,
+    }
 
 
 def operator_settings(*, events: bool = False) -> kopf.OperatorSettings:
@@ -145,3 +171,184 @@ class OperatorThread:
         if self._task is not None and not self._task.done():
             self._loop.call_soon_threadsafe(self._task.cancel)
         await asyncio.to_thread(self._thread.join, 30)
+
+
+class Cluster:
+    """Test-side access to the emulated cluster: create objects over HTTP, read them back.
+
+    A model's RayServices are one per pool; where a test names only the model, it means the
+    model's only pool (or its first).
+    """
+
+    def __init__(self, kmock: Any, client: kubernetes.client.ApiClient | None = None) -> None:
+        self.kmock = kmock
+        self.api = client or kubernetes.client.ApiClient()
+        self.custom = kubernetes.client.CustomObjectsApi(self.api)
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        self.pools: dict[str, list[str]] = {}
+
+    def rs_name(self, model: str, pool: str | None = None) -> str:
+        """The RayService name of ``model``'s pool (default: its first pool)."""
+        return rayservice_name(model, pool or self.pools[model][0])
+
+    def get(self, resource: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
+        try:
+            obj = self.kmock.objects[resource, namespace, name]
+        except KeyError:
+            return None
+        return None if obj.deleted else dict(obj.raw)
+
+    def model(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
+        return self.get(IM, name, namespace)
+
+    def rayservice(self, model: str, pool: str | None = None) -> dict[str, Any] | None:
+        """The RayService of ``model``'s pool (default: its first pool)."""
+        return self.get(RS, self.rs_name(model, pool))
+
+    def raycluster(self, name: str) -> dict[str, Any] | None:
+        return self.get(RC, name)
+
+    def phase(self, name: str) -> str | None:
+        return ((self.model(name) or {}).get("status") or {}).get("phase")
+
+    def condition(self, name: str, kind: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+        """Model ``name``'s condition of type ``kind`` (empty while it has none)."""
+        status = (self.model(name, namespace) or {}).get("status") or {}
+        return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
+
+    async def condition_reaches(self, name: str, kind: str, reason: str) -> dict[str, Any]:
+        """Wait until model ``name``'s condition ``kind`` has ``reason``; return that condition."""
+        return await eventually(
+            lambda: (found := self.condition(name, kind)).get("reason") == reason and found,
+            what=f"{name}: {kind} {reason}",
+        )
+
+    async def custom_objects(
+        self, verb: str, plural: str, *args: Any, namespace: str = NAMESPACE
+    ) -> Any:
+        """``CustomObjectsApi.<verb>_namespaced_custom_object`` on ``plural`` (ours or KubeRay's)
+        in ``namespace``, off the event loop (the kubernetes client blocks)."""
+        call = getattr(self.custom, f"{verb}_namespaced_custom_object")
+        group, version = GROUP_VERSIONS[plural]
+        return await asyncio.to_thread(call, group, version, namespace, plural, *args)
+
+    async def create_model(self, name: str, spec: dict[str, Any], uid: str | None = None) -> None:
+        self.pools[name] = [p["name"] for p in spec.get("pools") or []]
+        body = inference_model(name, spec, uid=uid or f"uid-{name}")
+        await self.custom_objects("create", api.PLURAL, body)
+
+    async def patch_model(self, name: str, patch: dict[str, Any]) -> None:
+        if "pools" in patch.get("spec", {}):
+            self.pools[name] = [p["name"] for p in patch["spec"]["pools"]]
+        await self.custom_objects("patch", api.PLURAL, name, patch)
+
+    async def delete_model(self, name: str) -> None:
+        await self.custom_objects("delete", api.PLURAL, name)
+
+    async def patch_rayservice(self, name: str, patch: dict[str, Any]) -> None:
+        await self.custom_objects("patch", "rayservices", name, patch)
+
+    async def delete_rayservice(self, name: str) -> None:
+        await self.custom_objects("delete", "rayservices", name)
+
+    async def kuberay_serves(
+        self,
+        model: str,
+        *,
+        cluster: str,
+        pools: dict[str, int],
+        app_status: str = "RUNNING",
+        apps: tuple[str, ...] | None = None,
+    ) -> None:
+        """Play KubeRay: report the application status of each pool in ``apps`` (default:
+        every pool of the model) on its RayService's active cluster ``cluster``, and create
+        ready worker pods (``pools``: how many per pool)."""
+        for pool in self.pools[model] if apps is None else apps:
+            await self.patch_rayservice(
+                self.rs_name(model, pool),
+                {
+                    "status": {
+                        "activeServiceStatus": {
+                            "rayClusterName": cluster,
+                            "applicationStatuses": {f"{model}-{pool}": {"status": app_status}},
+                        }
+                    }
+                },
+            )
+        await self.create_pods(model, cluster=cluster, pools=pools)
+
+    async def create_pods(self, model: str, *, cluster: str, pools: dict[str, int]) -> None:
+        """Ready worker pods of ``cluster``, ``pools[p]`` for each pool ``p``."""
+        for pool, count in pools.items():
+            for index in range(count):
+                pod = {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": f"{cluster}-{pool}-{index}",
+                        "namespace": NAMESPACE,
+                        "labels": {
+                            "modelgrid.io/model": model,
+                            "modelgrid.io/pool": pool,
+                            "ray.io/cluster": cluster,
+                        },
+                    },
+                    "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+                }
+                await asyncio.to_thread(self.core.create_namespaced_pod, NAMESPACE, pod)
+
+    async def kuberay_builds_cluster(
+        self,
+        model: str,
+        pool: str,
+        name: str,
+        *,
+        role: str = "active",
+        created: str = "2026-01-01T00:00:00Z",
+    ) -> dict[str, Any]:
+        """Play KubeRay's ``constructRayClusterForRayService``: a RayCluster controlled by the
+        pool's RayService, its spec copied from ``rayClusterConfig`` as it is now, named in the
+        RayService's ``activeServiceStatus`` or ``pendingServiceStatus`` (``role``). kmock
+        assigns no uid, so the RayService gets one here, as an API server would have given."""
+        rs_name = self.rs_name(model, pool)
+        rs = self.rayservice(model, pool)
+        assert rs is not None, f"no RayService {rs_name}"
+        uid = rs["metadata"].get("uid") or f"uid-{rs_name}"
+        await self.patch_rayservice(rs_name, {"metadata": {"uid": uid}})
+        body = {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayCluster",
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                "creationTimestamp": created,
+                "labels": {"ray.io/originated-from-cr-name": rs_name},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "ray.io/v1",
+                        "kind": "RayService",
+                        "name": rs_name,
+                        "uid": uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": copy.deepcopy(rs["spec"]["rayClusterConfig"]),
+        }
+        await self.custom_objects("create", "rayclusters", body)
+        status = "activeServiceStatus" if role == "active" else "pendingServiceStatus"
+        await self.patch_rayservice(rs_name, {"status": {status: {"rayClusterName": name}}})
+        return body
+
+    async def patch_raycluster(self, name: str, patch: dict[str, Any]) -> None:
+        await self.custom_objects("patch", "rayclusters", name, patch)
+
+    def writes(self, resource_path: str, *methods: str) -> list[Any]:
+        """Requests to a resource's URL path with one of the given HTTP methods."""
+        wanted = {m.upper() for m in methods}
+        return [
+            r
+            for r in list(self.kmock)
+            if str(r.method).upper().rsplit(".", 1)[-1] in wanted and resource_path in str(r.url)
+        ]

@@ -31,3 +31,40 @@ def pool(name: str = "gpu", accelerator: str = "nvidia", **fields: Any) -> dict[
 def make_model(**spec_overrides: Any) -> api.InferenceModel:
     """A validated InferenceModel; see :func:`model_doc`."""
     return api.InferenceModel.model_validate(model_doc(**spec_overrides))
+
+
+def serving_rayservice(pool_name: str = "gpu", cluster: str = "demo-a") -> dict[str, Any]:
+    """The RayService of the default model's pool as KubeRay reports it serving: the pool's
+    application RUNNING on the active cluster ``cluster``."""
+    return {
+        "metadata": {"name": f"demo-{pool_name}-00000"},
+        "status": {
+            "activeServiceStatus": {
+                "rayClusterName": cluster,
+                "applicationStatuses": {f"demo-{pool_name}": {"status": "RUNNING"}},
+            }
+        },
+    }
+
+
+def ready_pod(pool_name: str = "gpu", cluster: str = "demo-a") -> dict[str, Any]:
+    """A ready worker pod of ``cluster`` in the pool."""
+    return {
+        "metadata": {"labels": {"modelgrid.io/pool": pool_name, "ray.io/cluster": cluster}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+LLAMA_8B_CONFIG: dict[str, Any] = {
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "tie_word_embeddings": False,
+    "max_position_embeddings": 131072,
+    "torch_dtype": "bfloat16",
+}
+"""A Llama 3.1 8B ``config.json``: 8,030,261,248 parameters in bfloat16."""

@@ -22,12 +22,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 from polling import wait_for
 
@@ -55,6 +56,10 @@ class Stack:
     engine: str = "vllm"
     """The engine behind the replica: "vllm" or "mlx"."""
 
+    def client(self) -> openai.OpenAI:
+        """An OpenAI SDK client of the stack (close it: ``with stack.client() as client``)."""
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0, timeout=60)
+
 
 def cache_dir() -> Path:
     """Where generated models live between sessions (``MODELGRID_CACHE_DIR`` overrides)."""
@@ -77,13 +82,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def engine_env(marker: str) -> dict[str, str]:
-    """The environment of a stack: offline, no usage stats, 1 GiB of KV cache, caches shared
-    between sessions, and the marker that finds every process it starts."""
-    caches = cache_dir()
+def offline_engine_env(caches: Path) -> dict[str, str]:
+    """An engine's environment here and in ``bench/``: offline, no usage stats, 1 GiB of KV
+    cache, vLLM's and torch's compile caches under ``caches``."""
     return {
         **os.environ,
-        _MARKER_ENV: marker,
         "HF_HUB_OFFLINE": "1",
         "VLLM_NO_USAGE_STATS": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -91,6 +94,12 @@ def engine_env(marker: str) -> dict[str, str]:
         "VLLM_CACHE_ROOT": str(caches / "vllm"),
         "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
     }
+
+
+def engine_env(marker: str) -> dict[str, str]:
+    """The environment of a stack: the engine's, with caches shared between sessions, and the
+    marker that finds every process it starts."""
+    return {**offline_engine_env(cache_dir()), _MARKER_ENV: marker}
 
 
 def _marked_pids(marker: str) -> list[int]:
@@ -206,24 +215,17 @@ class Stacks:
         marker = uuid.uuid4().hex
         env = engine_env(marker)
         log_path = work / "stack.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "modelgrid_serving.local",
-                    str(config_path),
-                    "--port",
-                    str(port),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+        argv = [sys.executable, "-m", "modelgrid_serving.local", str(config_path)]
+        proc = spawn([*argv, "--port", str(port)], log_path, env)
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(proc, url, log_path)
+            wait_started(
+                proc,
+                log_path,
+                lambda: says_ready(log_path),
+                timeout=START_DEADLINE_S,
+                what=f"the stack at {url}",
+            )
         except BaseException:
             _stop(proc, marker)
             raise
@@ -246,14 +248,36 @@ def _proxy_url(log_path: Path, url: str) -> str:
     return match.group(1) if match else url
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    def ready() -> bool:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            pytest.fail(f"the stack exited with {proc.returncode} before ready:\n{tail}")
-        return b"[modelgrid] ready:" in log_path.read_bytes()
+def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a process group of its own, both output streams into ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
-    wait_for(ready, timeout=START_DEADLINE_S, what=f"the stack at {url} (log: {log_path})")
+
+def wait_started(
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+) -> None:
+    """Wait until ``ready()``; fail with the tail of ``log`` if the process exits first."""
+
+    def check() -> bool:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            pytest.fail(f"{what} exited with {proc.returncode} before ready:\n{tail}")
+        return ready()
+
+    wait_for(check, timeout=timeout, what=f"{what} (log: {log})")
+
+
+def says_ready(log: Path) -> bool:
+    """Local mode (``modelgrid up`` too) has written that it serves."""
+    return b"[modelgrid] ready:" in log.read_bytes()
 
 
 def _stop(proc: subprocess.Popen[bytes], marker: str) -> list[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import urllib.request
 import uuid
@@ -16,9 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import openai
-import pytest
-from local_stack import _marked_pids, _stop, engine_env, free_port
-from polling import wait_for
+from local_stack import (
+    _marked_pids,
+    _stop,
+    engine_env,
+    free_port,
+    says_ready,
+    spawn,
+    wait_started,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mixed-tiny.yaml"
@@ -61,18 +66,11 @@ def mixed_stack(work: Path) -> Iterator[Mixed]:
     env = engine_env(marker)
     log = work / "up.log"
     argv = [sys.executable, "-m", "modelgrid_cli", "up", str(EXAMPLE), "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+    proc = spawn(argv, log, env)
     try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"modelgrid up exited before ready:\n{log.read_text()[-3000:]}")
-            return b"[modelgrid] ready:" in log.read_bytes()
-
-        wait_for(ready, timeout=START_DEADLINE_S, what=f"modelgrid up to get ready (log: {log})")
+        wait_started(
+            proc, log, lambda: says_ready(log), timeout=START_DEADLINE_S, what="modelgrid up"
+        )
         text = log.read_text()
         pools = {m[0]: (m[1], m[2]) for m in POOL_LINE.findall(text)}
         yield Mixed(f"http://127.0.0.1:{port}", MODEL, pools, _mlx_server(marker), log)

@@ -4,6 +4,17 @@ validation tests and the API-server (schema + CEL) fidelity tests, so both judge
 from __future__ import annotations
 
 from factories import pool
+from modelgrid_operator import api
+
+SPEC_RULE_TYPES = tuple(
+    cls
+    for cls in vars(api).values()
+    if isinstance(cls, type)
+    and issubclass(cls, api._Object)
+    and cls.rules
+    and cls is not api.InferenceModel  # its one rule is on metadata.name, not the spec
+)
+"""Every type of the spec that declares cross-field rules (found, so a new one is not missed)."""
 
 INVALID = [
     # (case, spec overrides, expected path, expected reason fragment)

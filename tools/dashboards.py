@@ -114,28 +114,100 @@ class _Board:
             )
         self.builder = self.builder.with_panel(panel)
 
+    def rate(
+        self,
+        title: str,
+        description: str,
+        metric: str,
+        by: str,
+        selector: str = "",
+        *,
+        unit: str = "short",
+    ) -> None:
+        """A timeseries of a counter's rate, one series per value of the ``by`` labels."""
+        targets = [(_rate(metric, by, selector), _legend(by, " "))]
+        self.panel("timeseries", title, description, targets, unit=unit)
+
+    def latency(
+        self, title: str, description: str, metric: str, by: str = "", selector: str = ""
+    ) -> None:
+        """A timeseries of a latency histogram's p50/p95/p99 in seconds, split ``by`` labels."""
+        self.panel("timeseries", title, description, _quantiles(metric, by, selector), unit="s")
+
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.builder.build(), cls=JSONEncoder))
 
 
+def _legend(by: str, sep: str = "/") -> str:
+    """Grafana's legend for series split ``by`` labels: ``{{model}}/{{pool}}``."""
+    return sep.join("{{" + label.strip() + "}}" for label in by.split(",") if label.strip())
+
+
+def _quantile(q: float, metric: str, by: str = "", selector: str = "") -> str:
+    """The ``q`` quantile of a histogram, summed ``by`` labels."""
+    keep = f"le, {by}" if by else "le"
+    return (
+        f"histogram_quantile({q}, sum by ({keep}) (rate({m(metric, '_bucket')}{selector}[{RATE}])))"
+    )
+
+
 def _quantiles(metric: str, by: str, selector: str = "") -> list[tuple[str, str]]:
     """p50/p95/p99 of a histogram, summed ``by`` labels."""
-    keep = f"le, {by}" if by else "le"
-    legend = " ".join("{{" + label.strip() + "}}" for label in by.split(",") if label.strip())
     return [
-        (
-            (
-                f"histogram_quantile({q}, sum by ({keep}) "
-                f"(rate({m(metric, '_bucket')}{selector}[{RATE}])))"
-            ),
-            f"p{int(q * 100)} {legend}".strip(),
-        )
+        (_quantile(q, metric, by, selector), f"p{int(q * 100)} {_legend(by, ' ')}".strip())
         for q in _QUANTILES
     ]
 
 
 def _rate(metric: str, by: str, selector: str = "") -> str:
     return f"sum by ({by}) (rate({m(metric)}{selector}[{RATE}]))"
+
+
+def _gauge(op: str, metric: str, by: str, selector: str = "") -> str:
+    """A gauge aggregated ``by`` labels with ``op`` (sum, max)."""
+    return f"{op} by ({by}) ({m(metric)}{selector})"
+
+
+def _tokens(source: str, by: str, selector: str = "") -> list[tuple[str, str]]:
+    """Prompt and generated tokens/s counted by ``source`` (gateway or replica)."""
+    return [
+        (_rate(f"modelgrid_{source}_{kind}_tokens_total", by, selector), f"{word} {_legend(by)}")
+        for kind, word in (("prompt", "prompt"), ("generation", "generated"))
+    ]
+
+
+def _running_and_queued(by: str, selector: str = "") -> list[tuple[str, str]]:
+    """The replicas' requests producing tokens and those accepted with no token yet."""
+    return [
+        (
+            _gauge("sum", f"modelgrid_replica_requests_{state}", by, selector),
+            f"{state} {_legend(by)}",
+        )
+        for state in ("running", "queued")
+    ]
+
+
+def _replicas(by: str, selector: str = "") -> list[tuple[str, str]]:
+    """Ready against desired worker pods, split ``by`` labels and the accelerator."""
+    return [
+        (
+            _gauge("sum", f"modelgrid_operator_replicas_{state}", f"{by}, accelerator", selector),
+            f"{state} {_legend(by)} ({{{{accelerator}}}})",
+        )
+        for state in ("ready", "desired")
+    ]
+
+
+def _kv_cache(by: str, selector: str = "") -> list[tuple[str, str]]:
+    """The largest KV-cache use of a replica (engines that report it)."""
+    return [(_gauge("max", "modelgrid_replica_kv_cache_usage_ratio", by, selector), _legend(by))]
+
+
+# Descriptions both dashboards give their panels of the same measure.
+_TTFT_GATEWAY = "From the request reaching the gateway to the first streamed chunk."
+_END_TO_END = "From the request reaching the gateway to its last byte."
+_INTER_TOKEN = "Time between two streamed chunks, measured by the replicas."
+_KV_CACHE = "Largest KV-cache use of a replica in the pool (engines that report it: vLLM)."
 
 
 def overview() -> dict[str, Any]:
@@ -155,11 +227,12 @@ def _overview_traffic(b: _Board) -> None:
     routed = '{model!="-"}'
     errors = '{status=~"4..|5.."}'
     b.row("Traffic")
-    b.panel(
-        "timeseries",
+    b.rate(
         "Requests/s by model",
         "Requests answered by the gateway.",
-        [(_rate("modelgrid_gateway_requests_total", "model", routed), "{{model}}")],
+        "modelgrid_gateway_requests_total",
+        "model",
+        routed,
         unit="reqps",
     )
     b.panel(
@@ -178,18 +251,18 @@ def _overview_traffic(b: _Board) -> None:
         ],
         unit="percentunit",
     )
-    b.panel(
-        "timeseries",
+    b.rate(
         "Answers/s by status",
         "Gateway answers by HTTP status (499: the client went away).",
-        [(_rate("modelgrid_gateway_requests_total", "status"), "{{status}}")],
+        "modelgrid_gateway_requests_total",
+        "status",
         unit="reqps",
     )
-    b.panel(
-        "timeseries",
+    b.rate(
         "Refused before a backend, by reason",
         "Requests the gateway refused itself (unknown model, bad JSON, key, limits).",
-        [(_rate("modelgrid_gateway_rejected_total", "reason"), "{{reason}}")],
+        "modelgrid_gateway_rejected_total",
+        "reason",
         unit="reqps",
     )
 
@@ -197,46 +270,26 @@ def _overview_traffic(b: _Board) -> None:
 def _overview_latency(b: _Board) -> None:
     """How fast: time to first token, end-to-end and between tokens, and what the gateway adds."""
     b.row("Latency")
-    b.panel(
-        "timeseries",
+    b.latency(
         "Time to first token (gateway)",
-        "From the request reaching the gateway to the first streamed chunk.",
-        _quantiles("modelgrid_gateway_time_to_first_token_seconds", ""),
-        unit="s",
+        _TTFT_GATEWAY,
+        "modelgrid_gateway_time_to_first_token_seconds",
     )
-    b.panel(
-        "timeseries",
-        "End-to-end latency (gateway)",
-        "From the request reaching the gateway to its last byte.",
-        _quantiles("modelgrid_gateway_request_duration_seconds", ""),
-        unit="s",
+    b.latency(
+        "End-to-end latency (gateway)", _END_TO_END, "modelgrid_gateway_request_duration_seconds"
     )
-    b.panel(
-        "timeseries",
+    b.latency(
         "Inter-token latency (replicas)",
-        "Time between two streamed chunks, measured by the replicas.",
-        _quantiles("modelgrid_replica_inter_token_latency_seconds", ""),
-        unit="s",
+        _INTER_TOKEN,
+        "modelgrid_replica_inter_token_latency_seconds",
     )
     b.panel(
         "timeseries",
         "Gateway overhead on time to first token (p50)",
         "The same requests timed at the gateway and at their replica; the gap is the gateway.",
         [
-            (
-                (
-                    f"histogram_quantile(0.5, sum by (le) (rate("
-                    f"{m('modelgrid_gateway_time_to_first_token_seconds', '_bucket')}[{RATE}])))"
-                ),
-                "gateway",
-            ),
-            (
-                (
-                    f"histogram_quantile(0.5, sum by (le) (rate("
-                    f"{m('modelgrid_replica_time_to_first_token_seconds', '_bucket')}[{RATE}])))"
-                ),
-                "replica",
-            ),
+            (_quantile(0.5, f"modelgrid_{source}_time_to_first_token_seconds"), source)
+            for source in ("gateway", "replica")
         ],
         unit="s",
     )
@@ -249,36 +302,19 @@ def _overview_load(b: _Board) -> None:
         "timeseries",
         "Tokens/s by model",
         "Prompt and generated tokens of the answers the gateway relayed.",
-        [
-            (_rate("modelgrid_gateway_prompt_tokens_total", "model"), "prompt {{model}}"),
-            (_rate("modelgrid_gateway_generation_tokens_total", "model"), "generated {{model}}"),
-        ],
+        _tokens("gateway", "model"),
     )
     b.panel(
         "timeseries",
         "Running and queued requests by pool",
         "Replicas: running = producing tokens; queued = accepted, no token yet.",
-        [
-            (
-                f"sum by (model, pool) ({m('modelgrid_replica_requests_running')})",
-                "running {{model}}/{{pool}}",
-            ),
-            (
-                f"sum by (model, pool) ({m('modelgrid_replica_requests_queued')})",
-                "queued {{model}}/{{pool}}",
-            ),
-        ],
+        _running_and_queued("model, pool"),
     )
     b.panel(
         "timeseries",
         "KV-cache use by pool",
-        "Largest KV-cache use of a replica in the pool (engines that report it: vLLM).",
-        [
-            (
-                f"max by (model, pool) ({m('modelgrid_replica_kv_cache_usage_ratio')})",
-                "{{model}}/{{pool}}",
-            )
-        ],
+        _KV_CACHE,
+        _kv_cache("model, pool"),
         unit="percentunit",
     )
     b.panel(
@@ -287,7 +323,7 @@ def _overview_load(b: _Board) -> None:
         "Requests the gateway is relaying now.",
         [
             (
-                f"sum by (model, pool) ({m('modelgrid_gateway_requests_in_flight')})",
+                _gauge("sum", "modelgrid_gateway_requests_in_flight", "model, pool"),
                 "{{model}}/{{pool}}",
             )
         ],
@@ -301,16 +337,7 @@ def _overview_replicas(b: _Board) -> None:
         "timeseries",
         "Ready replicas by pool and accelerator",
         "Worker pods ready to serve (solid) against those wanted, per pool.",
-        [
-            (
-                f"sum by (model, pool, accelerator) ({m('modelgrid_operator_replicas_ready')})",
-                "ready {{model}}/{{pool}} ({{accelerator}})",
-            ),
-            (
-                f"sum by (model, pool, accelerator) ({m('modelgrid_operator_replicas_desired')})",
-                "desired {{model}}/{{pool}} ({{accelerator}})",
-            ),
-        ],
+        _replicas("model, pool"),
     )
     b.panel(
         "stat",
@@ -332,21 +359,23 @@ def _overview_replicas(b: _Board) -> None:
         "Seconds each model spent pending, scheduling and loading before its first Ready.",
         [
             (
-                (
-                    f"max by (model, phase) ({m('modelgrid_operator_time_to_ready_seconds')}"
-                    '{phase!="total"})'
+                _gauge(
+                    "max",
+                    "modelgrid_operator_time_to_ready_seconds",
+                    "model, phase",
+                    '{phase!="total"}',
                 ),
                 "{{model}} {{phase}}",
             )
         ],
         unit="s",
     )
-    b.panel(
-        "timeseries",
+    b.rate(
         "Operator reconciles/s by result",
         "created/patched: a RayService or RayCluster was written; invalid, apply_failed, error: "
         "failures.",
-        [(_rate("modelgrid_operator_reconciles_total", "result"), "{{result}}")],
+        "modelgrid_operator_reconciles_total",
+        "result",
         unit="ops",
     )
     b.panel(
@@ -363,13 +392,15 @@ def _overview_replicas(b: _Board) -> None:
             )
         ],
     )
-    b.panel(
-        "timeseries",
+    b.latency(
         "Operator reconcile duration",
         "Time one reconcile takes (reads, render, writes).",
-        _quantiles("modelgrid_operator_reconcile_duration_seconds", ""),
-        unit="s",
+        "modelgrid_operator_reconcile_duration_seconds",
     )
+
+
+_SELECTED = '{model="$model"}'
+"""The model dashboard's selector: the model its ``model`` variable names."""
 
 
 def model_drilldown() -> dict[str, Any]:
@@ -380,14 +411,21 @@ def model_drilldown() -> dict[str, Any]:
         "One modelgrid model: traffic, latency, tokens, load and replicas by pool.",
     )
     b.variable("model", "Model", "modelgrid_gateway_backends_ready")
-    sel = '{model="$model"}'
+    for add_row in (_model_traffic, _model_latency, _model_load, _model_replicas):
+        add_row(b)
+    return b.to_dict()
+
+
+def _model_traffic(b: _Board) -> None:
+    """The model's answers by pool and status, and its errors at the gateway and replicas."""
     errors = '{model="$model", status=~"4..|5.."}'
     b.row("Traffic")
-    b.panel(
-        "timeseries",
+    b.rate(
         "Requests/s by pool and status",
         "Gateway answers for this model.",
-        [(_rate("modelgrid_gateway_requests_total", "pool, status", sel), "{{pool}} {{status}}")],
+        "modelgrid_gateway_requests_total",
+        "pool, status",
+        _SELECTED,
         unit="reqps",
     )
     b.panel(
@@ -396,98 +434,98 @@ def model_drilldown() -> dict[str, Any]:
         "4xx and 5xx answers, at the gateway and at the replicas.",
         [
             (
-                _rate("modelgrid_gateway_requests_total", "route, status", errors),
-                "gateway {{route}} {{status}}",
-            ),
-            (
-                _rate("modelgrid_replica_requests_total", "route, status", errors),
-                "replica {{route}} {{status}}",
-            ),
+                _rate(f"modelgrid_{source}_requests_total", "route, status", errors),
+                f"{source} {{{{route}}}} {{{{status}}}}",
+            )
+            for source in ("gateway", "replica")
         ],
         unit="reqps",
     )
+
+
+def _model_latency(b: _Board) -> None:
+    """The model's time to first token at the gateway and the replicas, end to end, per token."""
     b.row("Latency")
-    b.panel(
-        "timeseries",
+    b.latency(
         "Time to first token by pool (gateway)",
-        "From the request reaching the gateway to the first streamed chunk.",
-        _quantiles("modelgrid_gateway_time_to_first_token_seconds", "pool", sel),
-        unit="s",
+        _TTFT_GATEWAY,
+        "modelgrid_gateway_time_to_first_token_seconds",
+        "pool",
+        _SELECTED,
     )
-    b.panel(
-        "timeseries",
+    b.latency(
         "Time to first token by pool (replica)",
         "From the request reaching the replica to its first streamed chunk.",
-        _quantiles("modelgrid_replica_time_to_first_token_seconds", "pool", sel),
-        unit="s",
+        "modelgrid_replica_time_to_first_token_seconds",
+        "pool",
+        _SELECTED,
     )
-    b.panel(
-        "timeseries",
+    b.latency(
         "End-to-end latency by route",
-        "From the request reaching the gateway to its last byte.",
-        _quantiles("modelgrid_gateway_request_duration_seconds", "route", sel),
-        unit="s",
+        _END_TO_END,
+        "modelgrid_gateway_request_duration_seconds",
+        "route",
+        _SELECTED,
     )
-    b.panel(
-        "timeseries",
+    b.latency(
         "Inter-token latency by pool",
-        "Time between two streamed chunks, measured by the replicas.",
-        _quantiles("modelgrid_replica_inter_token_latency_seconds", "pool", sel),
-        unit="s",
+        _INTER_TOKEN,
+        "modelgrid_replica_inter_token_latency_seconds",
+        "pool",
+        _SELECTED,
     )
+
+
+def _model_load(b: _Board) -> None:
+    """The model's tokens, running and queued requests, KV cache and preemptions by pool."""
     b.row("Tokens and load")
     b.panel(
         "timeseries",
         "Tokens/s by pool",
         "Prompt and generated tokens counted by the replicas.",
-        [
-            (_rate("modelgrid_replica_prompt_tokens_total", "pool", sel), "prompt {{pool}}"),
-            (_rate("modelgrid_replica_generation_tokens_total", "pool", sel), "generated {{pool}}"),
-        ],
+        _tokens("replica", "pool", _SELECTED),
     )
     b.panel(
         "timeseries",
         "Running and queued by pool",
         "Running = producing tokens; queued = accepted, no token yet.",
-        [
-            (f"sum by (pool) ({m('modelgrid_replica_requests_running')}{sel})", "running {{pool}}"),
-            (f"sum by (pool) ({m('modelgrid_replica_requests_queued')}{sel})", "queued {{pool}}"),
-        ],
+        _running_and_queued("pool", _SELECTED),
     )
     b.panel(
         "timeseries",
         "KV-cache use by pool",
-        "Largest KV-cache use of a replica in the pool (engines that report it: vLLM).",
-        [(f"max by (pool) ({m('modelgrid_replica_kv_cache_usage_ratio')}{sel})", "{{pool}}")],
+        _KV_CACHE,
+        _kv_cache("pool", _SELECTED),
         unit="percentunit",
     )
-    b.panel(
-        "timeseries",
+    b.rate(
         "Engine preemptions/s by pool",
         "Requests the engine preempted for lack of KV cache (engines that report it: vLLM).",
-        [(_rate("modelgrid_replica_preemptions_total", "pool", sel), "{{pool}}")],
+        "modelgrid_replica_preemptions_total",
+        "pool",
+        _SELECTED,
     )
+
+
+def _model_replicas(b: _Board) -> None:
+    """The model's replicas by pool, its cold start, phase and reconciles."""
     b.row("Replicas and cold start")
     b.panel(
         "timeseries",
         "Replicas by pool",
         "Ready and wanted worker pods per pool (accelerator in brackets).",
-        [
-            (
-                f"sum by (pool, accelerator) ({m('modelgrid_operator_replicas_ready')}{sel})",
-                "ready {{pool}} ({{accelerator}})",
-            ),
-            (
-                f"sum by (pool, accelerator) ({m('modelgrid_operator_replicas_desired')}{sel})",
-                "desired {{pool}} ({{accelerator}})",
-            ),
-        ],
+        _replicas("pool", _SELECTED),
     )
     b.panel(
         "bargauge",
         "Time to ready by phase",
         "Seconds in each phase before the first Ready, and the total.",
-        [(f"max by (phase) ({m('modelgrid_operator_time_to_ready_seconds')}{sel})", "{{phase}}")],
+        [
+            (
+                _gauge("max", "modelgrid_operator_time_to_ready_seconds", "phase", _SELECTED),
+                "{{phase}}",
+            )
+        ],
         unit="s",
         width=6,
     )
@@ -495,17 +533,17 @@ def model_drilldown() -> dict[str, Any]:
         "stat",
         "Phase",
         "The phase the model is in now.",
-        [(f"max by (phase) ({m('modelgrid_operator_models')}{sel}) > 0", "{{phase}}")],
+        [(_gauge("max", "modelgrid_operator_models", "phase", _SELECTED) + " > 0", "{{phase}}")],
         width=6,
     )
-    b.panel(
-        "timeseries",
+    b.rate(
         "Reconciles/s by result",
         "What the operator did with this model.",
-        [(_rate("modelgrid_operator_reconciles_total", "result", sel), "{{result}}")],
+        "modelgrid_operator_reconciles_total",
+        "result",
+        _SELECTED,
         unit="ops",
     )
-    return b.to_dict()
 
 
 DASHBOARDS = {"modelgrid-overview.json": overview, "modelgrid-model.json": model_drilldown}

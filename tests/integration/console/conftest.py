@@ -79,11 +79,8 @@ def open_tab(browser: Browser, artifacts: Path) -> Iterator[Callable[..., Tab]]:
 
 @pytest.fixture(scope="session")
 def console_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    servers = Servers(tmp_path_factory.mktemp("console"))
-    try:
+    with Servers(tmp_path_factory.mktemp("console")) as servers:
         yield servers
-    finally:
-        servers.stop_all()
 
 
 @pytest.fixture(scope="session")

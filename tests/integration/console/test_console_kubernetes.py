@@ -38,11 +38,8 @@ def custom_api(kmock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t
 @pytest.fixture()
 def k8s_servers(custom_api: tuple[Path, Any], tmp_path: Path) -> Iterator[Servers]:
     """Servers of this test only: the gateway stops (closing its watch) before kmock does."""
-    servers = Servers(tmp_path)
-    try:
+    with Servers(tmp_path) as servers:
         yield servers
-    finally:
-        servers.stop_all()
 
 
 def status(phase: str, **fields: Any) -> dict[str, Any]:

@@ -27,20 +27,14 @@ def other_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="session")
 def session_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    servers = Servers(tmp_path_factory.mktemp("gateway-session"))
-    try:
+    with Servers(tmp_path_factory.mktemp("gateway-session")) as servers:
         yield servers
-    finally:
-        servers.stop_all()
 
 
 @pytest.fixture()
 def servers(tmp_path: Path) -> Iterator[Servers]:
-    servers = Servers(tmp_path)
-    try:
+    with Servers(tmp_path) as servers:
         yield servers
-    finally:
-        servers.stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -80,7 +80,8 @@ class Server:
 
 @dataclass
 class Servers:
-    """Starts servers and stops every one of them at teardown."""
+    """Starts servers and stops every one of them at teardown (:meth:`stop_all`, or the end
+    of a ``with`` block)."""
 
     work: Path
     started: list[Server] = field(default_factory=list)
@@ -147,6 +148,12 @@ class Servers:
     def stop_all(self) -> None:
         for server in reversed(self.started):
             server.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_all()
 
 
 @dataclass

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 
 import aiohttp
 import pytest
 from aiohttp import web
+from local_backend import served
 from modelgrid_serving.gateway.app import Gateway
 from modelgrid_serving.gateway.auth import hash_key
 from modelgrid_serving.gateway.config import GatewayConfig
@@ -28,22 +30,12 @@ H100 = {"id": 0, "name": "NVIDIA H100", "vendor": "nvidia", "total_memory_gb": 8
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[web.Application], str]]:
     """Start aiohttp apps on free local ports; yields ``start(app) -> base URL``."""
-    runners: list[web.AppRunner] = []
-    urls: list[str] = []
+    async with AsyncExitStack() as started:
 
-    async def start(app: web.Application) -> str:
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        port = runner.addresses[0][1]
-        urls.append(f"http://127.0.0.1:{port}/v1")
-        return urls[-1]
+        async def start(app: web.Application) -> str:
+            return f"{await started.enter_async_context(served(app))}/v1"
 
-    yield start  # type: ignore[misc]
-    for runner in runners:
-        await runner.cleanup()
+        yield start  # type: ignore[misc]
 
 
 def replica(node: str, gpus: list[dict], *, key: str | None = None) -> web.Application:

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from local_backend import CHAT_PATH, chat_backend, served
 from modelgrid_serving.errors import RateLimited
 from modelgrid_serving.gateway.app import Gateway
 from modelgrid_serving.gateway.config import GatewayConfig
@@ -29,26 +30,17 @@ async def test_backend_error_that_is_not_openai_shaped_is_reshaped() -> None:
     async def broken(_: web.Request) -> web.Response:
         return web.Response(status=500, text="engine exploded", content_type="text/plain")
 
-    backend = web.Application()
-    backend.router.add_post("/v1/chat/completions", broken)
-    runner = web.AppRunner(backend)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    app = make_gateway(
-        models=[{"name": "llama", "backends": [{"url": f"http://127.0.0.1:{port}/v1"}]}],
-        limits={"health_interval_s": 0},
-    )
-    await app.state.startup()
-    try:
-        body = json.dumps({"model": "llama", "messages": [{"role": "user", "content": "hi"}]})
-        status, headers, out = await call(
-            app, "POST", "/v1/chat/completions", body.encode(), stay=True
+    async with served(chat_backend(broken)) as url:
+        app = make_gateway(
+            models=[{"name": "llama", "backends": [{"url": f"{url}/v1"}]}],
+            limits={"health_interval_s": 0},
         )
-    finally:
-        await app.state.shutdown()
-        await runner.cleanup()
+        await app.state.startup()
+        try:
+            body = json.dumps({"model": "llama", "messages": [{"role": "user", "content": "hi"}]})
+            status, headers, out = await call(app, "POST", CHAT_PATH, body.encode(), stay=True)
+        finally:
+            await app.state.shutdown()
     assert status == 500
     assert headers["content-type"].startswith("application/json")
     assert "engine exploded" in json.loads(out)["error"]["message"]
@@ -66,19 +58,8 @@ async def test_proxied_stream_feeds_the_live_figures() -> None:
         await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
         return resp
 
-    backend = web.Application()
-    backend.router.add_post("/v1/chat/completions", stream)
-    runner = web.AppRunner(backend)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    app = Gateway(
-        make_state(models=[{"name": "llama", "backends": [{"url": f"http://127.0.0.1:{port}/v1"}]}])
-    )
-    await app.state.startup()
     body = json.dumps({"model": "llama", "stream": True, "messages": []}).encode()
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    scope = {"type": "http", "method": "POST", "path": CHAT_PATH, "headers": []}
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive() -> dict[str, Any]:
@@ -89,11 +70,13 @@ async def test_proxied_stream_feeds_the_live_figures() -> None:
     async def send(_: dict[str, Any]) -> None:
         pass
 
-    try:
-        await app(scope, receive, send)
-    finally:
-        await app.state.shutdown()
-        await runner.cleanup()
+    async with served(chat_backend(stream)) as url:
+        app = Gateway(make_state(models=[{"name": "llama", "backends": [{"url": f"{url}/v1"}]}]))
+        await app.state.startup()
+        try:
+            await app(scope, receive, send)
+        finally:
+            await app.state.shutdown()
     fig = app.state.live.figures("llama", now=time.monotonic())
     assert (fig["requests_total"], fig["errors_total"], fig["samples"]) == (1, 0, 1)
     assert fig["tokens_per_s"] == 0.2  # 2 completion tokens over the 10 s window

@@ -34,7 +34,6 @@ def fronted(
 ) -> Iterator[Gateway]:
     """A keyed gateway: ``serve-tiny`` (alias ``serve-chat``) on Serve, ``mlx-tiny`` on MLX."""
     stack = stacks.get("chat")
-    servers = Servers(tmp_path_factory.mktemp("gateway-serve"))
     config = {
         "models": [
             {
@@ -59,7 +58,7 @@ def fronted(
         },
         "limits": {"health_interval_s": 0.5, "max_body_bytes": 65536},
     }
-    try:
+    with Servers(tmp_path_factory.mktemp("gateway-serve")) as servers:
         gateway = servers.gateway(config, name="gateway-serve")
         wait_for(
             lambda: len(_get(gateway, "/v1/models").json()["data"]) == 3,
@@ -67,8 +66,6 @@ def fronted(
             what="the gateway to list serve-tiny, serve-chat and mlx-tiny",
         )
         yield gateway
-    finally:
-        servers.stop_all()
 
 
 def _get(gateway: Gateway, path: str, key: str | None = KEY) -> httpx.Response:

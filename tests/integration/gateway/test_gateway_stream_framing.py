@@ -7,9 +7,11 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 
 import pytest
 from aiohttp import web
+from local_backend import chat_backend, served
 from modelgrid_serving.gateway.app import Gateway
 from modelgrid_serving.sse import MAX_EVENT_BYTES
 from unit.gateway.test_gateway_asgi import call, make_gateway
@@ -24,39 +26,25 @@ USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":7}}
 @pytest.fixture
 async def gateway_over() -> AsyncIterator[Callable[[Writer], Awaitable[Gateway]]]:
     """A gateway whose model ``llama`` is a backend that streams what a writer writes."""
-    runners: list[web.AppRunner] = []
-    gateways: list[Gateway] = []
+    async with AsyncExitStack() as started:
 
-    async def start(write: Writer) -> Gateway:
-        async def stream(request: web.Request) -> web.StreamResponse:
-            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-            await resp.prepare(request)
-            await write(resp)
-            return resp
+        async def start(write: Writer) -> Gateway:
+            async def stream(request: web.Request) -> web.StreamResponse:
+                resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+                await resp.prepare(request)
+                await write(resp)
+                return resp
 
-        backend = web.Application()
-        backend.router.add_post("/v1/chat/completions", stream)
-        runner = web.AppRunner(backend)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        app = make_gateway(
-            models=[{"name": "llama", "backends": [{"url": f"http://127.0.0.1:{port}/v1"}]}],
-            limits={"health_interval_s": 0},
-        )
-        await app.state.startup()
-        gateways.append(app)
-        return app
+            url = await started.enter_async_context(served(chat_backend(stream)))
+            app = make_gateway(
+                models=[{"name": "llama", "backends": [{"url": f"{url}/v1"}]}],
+                limits={"health_interval_s": 0},
+            )
+            await app.state.startup()
+            started.push_async_callback(app.state.shutdown)
+            return app
 
-    try:
         yield start
-    finally:
-        for app in gateways:
-            await app.state.shutdown()
-        for runner in runners:
-            await runner.cleanup()
 
 
 async def stream_through(app: Gateway) -> tuple[int, bytes]:

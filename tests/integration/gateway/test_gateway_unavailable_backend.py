@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from local_backend import CHAT_PATH, chat_backend, served
 from modelgrid_serving.gateway.app import Gateway
 from modelgrid_serving.gateway.config import GatewayConfig
 from modelgrid_serving.gateway.state import GatewayState
@@ -20,31 +21,24 @@ CHAT = json.dumps({"model": "llama", "messages": [{"role": "user", "content": "h
 GONE = {"error": {"message": "engine gone", "type": "x", "param": None, "code": "model_not_ready"}}
 
 
-async def _backend(status: int, hits: list[str], name: str) -> tuple[web.AppRunner, str]:
+def _backend(status: int, hits: list[str], name: str) -> web.Application:
     async def answer(_: web.Request) -> web.Response:
         hits.append(name)
         body: dict[str, Any] = GONE if status == 503 else {"id": name, "object": "chat.completion"}
         return web.json_response(body, status=status)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/v1"
+    return chat_backend(answer)
 
 
 @pytest.fixture()
 async def pools() -> AsyncIterator[tuple[list[str], list[str]]]:
     """A gateway over two pools: ``gone`` answers 503, ``ok`` answers 200."""
     hits: list[str] = []
-    gone, gone_url = await _backend(503, hits, "gone")
-    ok, ok_url = await _backend(200, hits, "ok")
-    yield hits, [gone_url, ok_url]
-    await gone.cleanup()
-    await ok.cleanup()
+    async with (
+        served(_backend(503, hits, "gone")) as gone,
+        served(_backend(200, hits, "ok")) as ok,
+    ):
+        yield hits, [f"{gone}/v1", f"{ok}/v1"]
 
 
 def _gateway(urls: list[str], pools: tuple[str, ...] = ("gone", "ok")) -> Gateway:
@@ -61,9 +55,7 @@ async def test_unavailable_backend_503_is_retried_on_another_and_ejected(pools) 
     app = _gateway(urls)
     await app.state.startup()
     try:
-        statuses = [
-            (await call(app, "POST", "/v1/chat/completions", CHAT, stay=True))[0] for _ in range(10)
-        ]
+        statuses = [(await call(app, "POST", CHAT_PATH, CHAT, stay=True))[0] for _ in range(10)]
     finally:
         await app.state.shutdown()
     assert statuses == [200] * 10
@@ -76,7 +68,7 @@ async def test_unavailable_only_backend_relays_its_503(pools) -> None:
     app = _gateway(urls[:1])
     await app.state.startup()
     try:
-        status, _, body = await call(app, "POST", "/v1/chat/completions", CHAT, stay=True)
+        status, _, body = await call(app, "POST", CHAT_PATH, CHAT, stay=True)
     finally:
         await app.state.shutdown()
     assert status == 503 and json.loads(body)["error"]["code"] == "model_not_ready"

@@ -26,7 +26,7 @@ import httpx
 import pytest
 import yaml
 from integration.gateway.gateway_support import Gateway, Servers
-from local_stack import free_port
+from local_stack import free_port, spawn, wait_started
 from polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,18 +46,15 @@ def process(
     argv: list[str], log: Path, ready_url: str, env: dict[str, str] | None = None
 ) -> Iterator[None]:
     """Run ``argv`` in its own process group until the block ends; wait for ``ready_url``."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+    proc = spawn(argv, log, env)
     try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"{argv[0]} exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            return _ok(ready_url)
-
-        wait_for(ready, timeout=START_DEADLINE_S, what=ready_url)
+        wait_started(
+            proc,
+            log,
+            lambda: _ok(ready_url),
+            timeout=START_DEADLINE_S,
+            what=f"{argv[0]} at {ready_url}",
+        )
         yield
     finally:
         if proc.poll() is None:
@@ -161,11 +158,8 @@ def prometheus(work: Path, jobs: dict[str, str]) -> Iterator[Prometheus]:
 @contextmanager
 def gateway(work: Path, config: dict[str, Any]) -> Iterator[Gateway]:
     """A gateway with a static config (its API and its metrics port)."""
-    servers = Servers(work)
-    try:
+    with Servers(work) as servers:
         yield servers.gateway(config)
-    finally:
-        servers.stop_all()
 
 
 # ---- the dashboards' PromQL -------------------------------------------------------------------

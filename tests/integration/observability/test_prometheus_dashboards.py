@@ -20,21 +20,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import openai
 import pytest
 from emulated_cluster import (
     NAMESPACE,
+    Cluster,
     OperatorThread,
     operator_settings,
     point_client_at,
 )
 from local_stack import Stack
-from modelgrid_operator import api
 from modelgrid_operator.handlers import OperatorConfig
 from modelgrid_operator.k8s import Client
 from modelgrid_operator.metrics import OperatorMetrics, serve_metrics
-from modelgrid_operator.render import rayservice_name
 from observability_support import (
     Prometheus,
     PromQLError,
@@ -65,66 +63,9 @@ BROKEN_SPEC = {  # no pools: the operator marks it Failed (InvalidSpec) on every
 
 
 @pytest.fixture()
-def emulated_api(kmock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def emulated(kmock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     """kmock with our resources declared, and the kubernetes client pointed at it."""
-    return point_client_at(kmock, tmp_path / "kubeconfig", monkeypatch)
-
-
-async def _create_model(client: Any, name: str, spec: dict[str, Any]) -> None:
-    body = {
-        "apiVersion": api.API_VERSION,
-        "kind": api.KIND,
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "uid": f"uid-{name}",  # kmock assigns none of these
-            "resourceVersion": "1",
-            "generation": 1,
-        },
-        "spec": spec,
-    }
-    custom = kubernetes.client.CustomObjectsApi(client)
-    await asyncio.to_thread(
-        custom.create_namespaced_custom_object, api.GROUP, api.VERSION, NAMESPACE, api.PLURAL, body
-    )
-
-
-async def _kuberay_serves(client: Any, model: str, cluster: str) -> None:
-    """Play KubeRay: the Serve application runs, one worker pod of the pool is ready."""
-    custom = kubernetes.client.CustomObjectsApi(client)
-    status = {
-        "status": {
-            "activeServiceStatus": {
-                "rayClusterName": cluster,
-                "applicationStatuses": {f"{model}-{POOL}": {"status": "RUNNING"}},
-            }
-        }
-    }
-    await asyncio.to_thread(
-        custom.patch_namespaced_custom_object,
-        "ray.io",
-        "v1",
-        NAMESPACE,
-        "rayservices",
-        rayservice_name(model, POOL),
-        status,
-    )
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": f"{cluster}-{POOL}-0",
-            "namespace": NAMESPACE,
-            "labels": {
-                "modelgrid.io/model": model,
-                "modelgrid.io/pool": POOL,
-                "ray.io/cluster": cluster,
-            },
-        },
-        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
-    }
-    core = kubernetes.client.CoreV1Api(client)
-    await asyncio.to_thread(core.create_namespaced_pod, NAMESPACE, pod)
+    return Cluster(kmock, point_client_at(kmock, tmp_path / "kubeconfig", monkeypatch))
 
 
 def _traffic(base_url: str, model: str) -> int:
@@ -191,22 +132,22 @@ def _scraped(tmp_path: Path, stack: Stack, operator_url: str) -> Iterator[tuple[
 
 
 async def test_every_dashboard_query_returns_data_from_a_real_prometheus(
-    stack: Stack, emulated_api: Any, tmp_path: Path
+    stack: Stack, emulated: Cluster, tmp_path: Path
 ) -> None:
     started = time.monotonic()
     metrics = OperatorMetrics()
     metrics_port = free_port()
     server = serve_metrics(metrics, metrics_port, host="127.0.0.1")
     config = OperatorConfig(
-        refresh_interval=0.5, client_factory=lambda: Client(emulated_api), metrics=metrics
+        refresh_interval=0.5, client_factory=lambda: Client(emulated.api), metrics=metrics
     )
     try:
         # Started before the operator: starting them blocks this loop, which also serves kmock.
         with _scraped(tmp_path, stack, f"http://127.0.0.1:{metrics_port}") as (gw, prom):
             operator = OperatorThread(config, operator_settings()).start()
             try:
-                await _create_model(emulated_api, stack.model, TINY_SPEC)
-                await _create_model(emulated_api, "broken", BROKEN_SPEC)
+                await emulated.create_model(stack.model, TINY_SPEC)
+                await emulated.create_model("broken", BROKEN_SPEC)
                 await eventually(
                     lambda: metrics.registry.get_sample_value(
                         "modelgrid_operator_models",
@@ -215,7 +156,10 @@ async def test_every_dashboard_query_returns_data_from_a_real_prometheus(
                     timeout=30,
                     what="the model to be Scheduling",
                 )
-                await _kuberay_serves(emulated_api, stack.model, cluster=f"{stack.model}-x1")
+                # Play KubeRay: the Serve application runs, one worker pod of the pool is ready.
+                await emulated.kuberay_serves(
+                    stack.model, cluster=f"{stack.model}-x1", pools={POOL: 1}
+                )
 
                 sent = 0
                 for _ in range(2):  # two waves, scrapes between and after: rates see increases

@@ -9,22 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+from factories import LLAMA_8B_CONFIG
 from modelgrid_operator.settings import RenderSettings
 from polling import eventually
 
 pytestmark = pytest.mark.integration
 
 APPLE = {"kubernetes.io/arch": "arm64", "modelgrid.io/accelerator": "apple"}
-CONFIG = {  # a Llama 3.1 8B config.json: 8,030,261,248 parameters in bfloat16
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "vocab_size": 128256,
-    "max_position_embeddings": 131072,
-    "torch_dtype": "bfloat16",
-}
 
 
 def _node(name: str, memory: str) -> dict:
@@ -36,17 +27,12 @@ def _node(name: str, memory: str) -> dict:
     }
 
 
-def _condition(cluster, name: str, kind: str) -> dict:
-    status = (cluster.model(name) or {}).get("status") or {}
-    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
-
-
 async def test_operator_refuses_pool_that_fits_no_node_then_admits_when_one_joins(
     cluster, operator, tmp_path: Path
 ):
     model_dir = tmp_path / "llama-8b"
     model_dir.mkdir()
-    (model_dir / "config.json").write_text(json.dumps(CONFIG))
+    (model_dir / "config.json").write_text(json.dumps(LLAMA_8B_CONFIG))
     await asyncio.to_thread(cluster.core.create_node, _node("mac-mini", "16Gi"))
     # A model directory the operator reads: a path on the node, which its settings must allow.
     await operator(render=RenderSettings(allowed_host_paths=(str(tmp_path),)))
@@ -58,14 +44,14 @@ async def test_operator_refuses_pool_that_fits_no_node_then_admits_when_one_join
     }
     await cluster.create_model("llama", spec)
     await eventually(lambda: cluster.phase("llama") == "Failed", what="phase Failed")
-    ready = _condition(cluster, "llama", "Ready")
+    ready = cluster.condition("llama", "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InsufficientMemory")
     assert ready["message"].startswith(
         "pool mac: needs 17.0 GiB = weights 15.0 GiB (8,030,261,248 parameters from config.json"
     )
     assert "KV cache 2.0 GiB (16384 tokens x 1 sequence)" in ready["message"]
     assert "largest node mac-mini has 16.0 GiB (allocatable memory)" in ready["message"]
-    assert _condition(cluster, "llama", "MemoryAdmitted")["status"] == "False"
+    assert cluster.condition("llama", "MemoryAdmitted")["status"] == "False"
     # Two more refreshes (each reads the nodes to admit the model): still nothing is created.
     looked = len(cluster.writes("/nodes", "GET"))
     await eventually(
@@ -77,14 +63,8 @@ async def test_operator_refuses_pool_that_fits_no_node_then_admits_when_one_join
     await asyncio.to_thread(cluster.core.create_node, _node("mac-studio", "64Gi"))
     rs = await eventually(lambda: cluster.rayservice("llama"), what="RayService once a node fits")
     assert [g["groupName"] for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]] == ["mac"]
-    await eventually(
-        lambda: _condition(cluster, "llama", "MemoryAdmitted").get("reason") == "Fits",
-        what="MemoryAdmitted Fits",
-    )
-    assert (
-        "largest node mac-studio 64.0 GiB"
-        in _condition(cluster, "llama", "MemoryAdmitted")["message"]
-    )
+    admitted = await cluster.condition_reaches("llama", "MemoryAdmitted", "Fits")
+    assert "largest node mac-studio 64.0 GiB" in admitted["message"]
 
 
 async def test_operator_without_any_estimate_admits_and_says_so(cluster, operator):
@@ -93,7 +73,7 @@ async def test_operator_without_any_estimate_admits_and_says_so(cluster, operato
     await cluster.create_model("plain", spec)
     await eventually(lambda: cluster.rayservice("plain"), what="RayService created")
     memory = await eventually(
-        lambda: _condition(cluster, "plain", "MemoryAdmitted") or None, what="MemoryAdmitted"
+        lambda: cluster.condition("plain", "MemoryAdmitted") or None, what="MemoryAdmitted"
     )
     assert (memory["status"], memory["reason"]) == ("True", "NoEstimate")
     assert "no memory estimate" in memory["message"]

@@ -26,11 +26,6 @@ TWO_POOLS = {
 }
 
 
-def _condition(cluster, name: str, kind: str) -> dict:
-    status = (cluster.model(name) or {}).get("status") or {}
-    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
-
-
 def _pools(cluster, name: str) -> dict[str, dict]:
     return {
         p["name"]: p for p in ((cluster.model(name) or {}).get("status") or {}).get("pools", [])
@@ -106,7 +101,7 @@ async def test_kuberay_one_pool_deploy_failed_leaves_the_other_pool_serving(clus
     cpu_service = cluster.rs_name("duo", "cpu")
     assert pools["cpu"]["endpoint"] == f"http://{cpu_service}-serve-svc.{NAMESPACE}.svc:8000"
     assert pools["cpu"]["rayService"] == cpu_service
-    ready = _condition(cluster, "duo", "Ready")
+    ready = cluster.condition("duo", "Ready")
     assert (ready["reason"], ready["message"]) == (
         "DeployFailed",
         "pool mac: the Serve application is DEPLOY_FAILED",

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 import yaml
+from emulated_cluster import Cluster
 from polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -147,6 +148,17 @@ async def test_operator_corrects_hand_edited_child(cluster, operator):
     )
 
 
+async def refused_as_invalid(cluster: Cluster, name: str, message: str) -> None:
+    """Model ``name`` fails with SpecValid False (InvalidSpec) naming ``message``, and no
+    RayService is written."""
+    await eventually(lambda: cluster.phase(name) == "Failed", what="phase Failed")
+    valid = cluster.condition(name, "SpecValid")
+    assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
+    assert message in valid["message"]
+    assert cluster.rayservice(name) is None
+    assert cluster.writes("/rayservices", "POST", "PATCH", "PUT", "DELETE") == []
+
+
 async def test_operator_invalid_spec_fails_with_condition_and_touches_nothing(cluster, operator):
     await operator()
     bad = {
@@ -154,13 +166,9 @@ async def test_operator_invalid_spec_fails_with_condition_and_touches_nothing(cl
         "pools": [{"name": "cpu", "accelerator": "cpu", "minReplicas": 3, "maxReplicas": 2}],
     }
     await cluster.create_model("bad", bad)
-    await eventually(lambda: cluster.phase("bad") == "Failed", what="phase Failed")
-    status = cluster.model("bad")["status"]
-    valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
-    assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
-    assert "spec.pools[0].minReplicas: minReplicas must not exceed maxReplicas" in valid["message"]
-    assert cluster.rayservice("bad") is None
-    assert cluster.writes("/rayservices", "POST", "PATCH", "PUT", "DELETE") == []
+    await refused_as_invalid(
+        cluster, "bad", "spec.pools[0].minReplicas: minReplicas must not exceed maxReplicas"
+    )
 
 
 async def test_operator_name_kuberay_would_refuse_fails_with_condition_and_writes_nothing(
@@ -172,13 +180,7 @@ async def test_operator_name_kuberay_would_refuse_fails_with_condition_and_write
     RayService KubeRay would sit on. (A real API server refuses it earlier, by the CRD's CEL.)"""
     await operator()
     await cluster.create_model("8b-chat", SPEC)
-    await eventually(lambda: cluster.phase("8b-chat") == "Failed", what="phase Failed")
-    status = cluster.model("8b-chat")["status"]
-    valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
-    assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
-    assert "metadata.name must be a DNS-1035 label" in valid["message"]
-    assert cluster.rayservice("8b-chat") is None
-    assert cluster.writes("/rayservices", "POST", "PATCH", "PUT", "DELETE") == []
+    await refused_as_invalid(cluster, "8b-chat", "metadata.name must be a DNS-1035 label")
 
 
 async def test_operator_without_kuberay_reports_condition_and_keeps_running(cluster, operator):

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 import yaml
-from emulated_cluster import NAMESPACE
+from emulated_cluster import Cluster
 from modelgrid_operator.render import rayservice_name
 from polling import eventually
 
@@ -41,20 +41,8 @@ spec:
 )
 
 
-def condition(cluster, name: str, kind: str) -> dict:
-    status = (cluster.model(name) or {}).get("status") or {}
-    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
-
-
-async def create_rayservice(cluster, body: dict) -> None:
-    await asyncio.to_thread(
-        cluster.custom.create_namespaced_custom_object,
-        "ray.io",
-        "v1",
-        NAMESPACE,
-        "rayservices",
-        body,
-    )
+async def create_rayservice(cluster: Cluster, body: dict) -> None:
+    await cluster.custom_objects("create", "rayservices", body)
 
 
 async def test_ownership_model_whose_rayservice_name_is_hand_made_takes_nothing(cluster, operator):
@@ -62,10 +50,10 @@ async def test_ownership_model_whose_rayservice_name_is_hand_made_takes_nothing(
     await operator()
     await cluster.create_model("billing", SPEC)
     await eventually(lambda: cluster.phase("billing") == "Failed", what="phase Failed")
-    applied = condition(cluster, "billing", "RayServiceApplied")
+    applied = cluster.condition("billing", "RayServiceApplied")
     assert (applied["status"], applied["reason"]) == ("False", "Conflict")
     assert "no controller owner reference" in applied["message"]
-    assert condition(cluster, "billing", "Ready")["reason"] == "Conflict"
+    assert cluster.condition("billing", "Ready")["reason"] == "Conflict"
     await asyncio.sleep(0.6)  # several refreshes
     assert (
         cluster.writes(f"/rayservices/{cluster.rs_name('billing')}", "PATCH", "PUT", "DELETE") == []
@@ -94,14 +82,8 @@ async def test_ownership_rayservice_of_an_older_model_of_that_name_is_not_taken(
     await create_rayservice(cluster, other)
     await operator()
     await cluster.create_model("billing", SPEC)
-    await eventually(
-        lambda: condition(cluster, "billing", "RayServiceApplied").get("reason") == "Conflict",
-        what="Conflict",
-    )
-    assert (
-        "controlled by Deployment billing (uid uid-deploy)"
-        in condition(cluster, "billing", "RayServiceApplied")["message"]
-    )
+    applied = await cluster.condition_reaches("billing", "RayServiceApplied", "Conflict")
+    assert "controlled by Deployment billing (uid uid-deploy)" in applied["message"]
     assert cluster.writes(f"/rayservices/{cluster.rs_name('billing')}", "PATCH", "DELETE") == []
 
 
@@ -185,10 +167,10 @@ async def test_ownership_admission_with_no_fitting_node_keeps_the_running_rayser
     # The one large node is drained for an upgrade: nothing fits right now.
     await asyncio.to_thread(cluster.core.delete_node, "big")
     await eventually(
-        lambda: condition(cluster, "demo", "MemoryAdmitted").get("status") == "False",
+        lambda: cluster.condition("demo", "MemoryAdmitted").get("status") == "False",
         what="MemoryAdmitted False",
     )
-    admitted = condition(cluster, "demo", "MemoryAdmitted")
+    admitted = cluster.condition("demo", "MemoryAdmitted")
     assert admitted["reason"] == "InsufficientMemory"
     assert "the pool keeps running as deployed" in admitted["message"]
     await asyncio.sleep(0.6)
@@ -200,10 +182,10 @@ async def test_ownership_admission_with_no_fitting_node_keeps_the_running_rayser
     patches = len(cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "PATCH"))
     await cluster.patch_model("demo", {"spec": {"serving": {"maxConcurrentRequests": 3}}})
     await eventually(
-        lambda: condition(cluster, "demo", "RayServiceApplied").get("reason") == "KeptRunning",
+        lambda: cluster.condition("demo", "RayServiceApplied").get("reason") == "KeptRunning",
         what="RayServiceApplied KeptRunning",
     )
-    assert "the spec is not applied" in condition(cluster, "demo", "RayServiceApplied")["message"]
+    assert "the spec is not applied" in cluster.condition("demo", "RayServiceApplied")["message"]
     await asyncio.sleep(0.4)
     assert len(cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "PATCH")) == patches
     assert cluster.phase("demo") == "Ready"

@@ -4,87 +4,38 @@ keeps its name; sharing works only when both sides declare it."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-import yaml
-from emulated_cluster import IM, NAMESPACE
+from emulated_cluster import NAMESPACE, Cluster, inference_model
 from modelgrid_operator import api
+from polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 TEAM_B = "team-b"
 
-OWNER = yaml.safe_load(
-    """
-apiVersion: modelgrid.io/v1alpha1
-kind: InferenceModel
-metadata:
-  name: llama
-  namespace: default
-  uid: uid-llama
-  resourceVersion: "1"
-  generation: 1
-  creationTimestamp: "2026-12-01T10:00:00Z"
-spec:
-  model: {uri: "hf://meta-llama/Llama-3.1-8B-Instruct"}
-  servedModelName: llama-3.1-8b-instruct
-  pools: [{name: cpu, accelerator: cpu}]
-"""
+SPEC = {
+    "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+    "servedModelName": "llama-3.1-8b-instruct",
+    "pools": [{"name": "cpu", "accelerator": "cpu"}],
+}
+OWNER = inference_model("llama", SPEC, creationTimestamp="2026-12-01T10:00:00Z")
+TENANT = inference_model(  # the same served name, a day later, from another namespace
+    "my-llama",
+    {**SPEC, "model": {"uri": "hf://team-b/backdoored-llama"}},
+    namespace=TEAM_B,
+    creationTimestamp="2026-12-02T10:00:00Z",
 )
 
-TENANT = yaml.safe_load(
-    """
-apiVersion: modelgrid.io/v1alpha1
-kind: InferenceModel
-metadata:
-  name: my-llama
-  namespace: team-b
-  uid: uid-my-llama
-  resourceVersion: "1"
-  generation: 1
-  creationTimestamp: "2026-12-02T10:00:00Z"
-spec:
-  model: {uri: "hf://team-b/backdoored-llama"}
-  servedModelName: llama-3.1-8b-instruct
-  pools: [{name: cpu, accelerator: cpu}]
-"""
-)
-from polling import eventually
+
+async def create(cluster: Cluster, body: dict[str, Any]) -> None:
+    namespace = body["metadata"]["namespace"]
+    await cluster.custom_objects("create", api.PLURAL, body, namespace=namespace)
 
 
-async def create(cluster, body: dict[str, Any]) -> None:
-    meta = body["metadata"]
-    await asyncio.to_thread(
-        cluster.custom.create_namespaced_custom_object,
-        api.GROUP,
-        api.VERSION,
-        meta["namespace"],
-        api.PLURAL,
-        body,
-    )
-
-
-async def patch(cluster, namespace: str, name: str, body: dict[str, Any]) -> None:
-    await asyncio.to_thread(
-        cluster.custom.patch_namespaced_custom_object,
-        api.GROUP,
-        api.VERSION,
-        namespace,
-        api.PLURAL,
-        name,
-        body,
-    )
-
-
-def condition(cluster, namespace: str, name: str, kind: str) -> dict[str, Any]:
-    try:
-        obj = cluster.kmock.objects[IM, namespace, name]
-    except KeyError:
-        return {}
-    status = dict(obj.raw).get("status") or {}
-    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
+async def patch(cluster: Cluster, namespace: str, name: str, body: dict[str, Any]) -> None:
+    await cluster.custom_objects("patch", api.PLURAL, name, body, namespace=namespace)
 
 
 async def test_tenancy_second_namespace_with_the_same_served_name_gets_name_conflict(
@@ -94,17 +45,17 @@ async def test_tenancy_second_namespace_with_the_same_served_name_gets_name_conf
     await create(cluster, OWNER)
     await create(cluster, TENANT)
     await eventually(
-        lambda: condition(cluster, TEAM_B, "my-llama", "NamesClaimed").get("status") == "False",
+        lambda: cluster.condition("my-llama", "NamesClaimed", TEAM_B).get("status") == "False",
         what="NamesClaimed False on the tenant's model",
     )
-    names = condition(cluster, TEAM_B, "my-llama", "NamesClaimed")
+    names = cluster.condition("my-llama", "NamesClaimed", TEAM_B)
     assert names["reason"] == "NameConflict"
     assert "belongs to namespace default" in names["message"]
     assert "InferenceModel default/llama" in names["message"]
-    ready = condition(cluster, TEAM_B, "my-llama", "Ready")
+    ready = cluster.condition("my-llama", "Ready", TEAM_B)
     assert (ready["status"], ready["reason"]) == ("False", "NameConflict")
     owner = await eventually(
-        lambda: condition(cluster, NAMESPACE, "llama", "NamesClaimed"), what="owner's condition"
+        lambda: cluster.condition("llama", "NamesClaimed", NAMESPACE), what="owner's condition"
     )
     assert (owner["status"], owner["reason"]) == ("True", "NamesHeld")
 
@@ -112,7 +63,7 @@ async def test_tenancy_second_namespace_with_the_same_served_name_gets_name_conf
     await patch(cluster, NAMESPACE, "llama", {"spec": {"shareNamesWith": [TEAM_B]}})
     await patch(cluster, TEAM_B, "my-llama", {"spec": {"shareNamesWith": [NAMESPACE]}})
     await eventually(
-        lambda: condition(cluster, TEAM_B, "my-llama", "NamesClaimed").get("status") == "True",
+        lambda: cluster.condition("my-llama", "NamesClaimed", TEAM_B).get("status") == "True",
         what="NamesClaimed True once both share",
     )
 
@@ -124,7 +75,7 @@ async def test_tenancy_opt_in_by_the_claimant_alone_is_not_enough(cluster, opera
     await create(cluster, tenant)
     await eventually(
         lambda: (
-            condition(cluster, TEAM_B, "my-llama", "NamesClaimed").get("reason") == "NameConflict"
+            cluster.condition("my-llama", "NamesClaimed", TEAM_B).get("reason") == "NameConflict"
         ),
         what="NameConflict despite a one-sided opt-in",
     )

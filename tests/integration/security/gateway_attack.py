@@ -8,7 +8,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 import yaml
 from aiohttp import web
+from local_backend import chat_backend, served
 from modelgrid_serving.gateway.app import Gateway
 from modelgrid_serving.gateway.config import load_config
 from modelgrid_serving.gateway.server import build_servers
 from modelgrid_serving.gateway.state import GatewayState
-
-CHAT_PATH = "/v1/chat/completions"
 
 
 @dataclass
@@ -58,25 +57,13 @@ class Backend:
 @asynccontextmanager
 async def backends(*specs: Backend) -> AsyncIterator[tuple[Backend, ...]]:
     """Serve each backend on a free local port (its ``url`` ends in ``/v1``)."""
-    runners = []
-    try:
+    async with AsyncExitStack() as started:
         for spec in specs:
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", spec._answer)
+            app = chat_backend(spec._answer)
             app.router.add_post("/v1/completions", spec._answer)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            runners.append(runner)
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            spec.url = f"http://127.0.0.1:{port}/v1"
+            spec.url = f"{await started.enter_async_context(served(app))}/v1"
+            started.callback(spec.release.set)  # a held request is let go before its server stops
         yield specs
-    finally:
-        for spec in specs:
-            spec.release.set()
-        for runner in runners:
-            await runner.cleanup()
 
 
 @dataclass

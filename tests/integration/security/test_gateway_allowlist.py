@@ -10,9 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from integration.security.gateway_attack import Backend, backends, bearer, chat, gateway
+from local_backend import CHAT_PATH
 from modelgrid_serving.gateway.auth import hash_key
 from modelgrid_serving.gateway.sources import entry_from_inferencemodel
-from integration.security.gateway_attack import CHAT_PATH, Backend, backends, bearer, chat, gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from integration.security.gateway_attack import bearer, chat, gateway
+from local_backend import CHAT_PATH
 from modelgrid_serving.gateway.auth import hash_key
-from integration.security.gateway_attack import CHAT_PATH, bearer, chat, gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from modelgrid_serving.gateway.auth import hash_key
-from polling import eventually
 from integration.security.gateway_attack import (
-    CHAT_PATH,
     Backend,
     backends,
     bearer,
@@ -20,6 +17,9 @@ from integration.security.gateway_attack import (
     error_of,
     gateway,
 )
+from local_backend import CHAT_PATH
+from modelgrid_serving.gateway.auth import hash_key
+from polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

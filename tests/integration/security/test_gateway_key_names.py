@@ -10,11 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from integration.security.gateway_attack import bearer, chat, error_of, gateway, rewrite
+from local_backend import CHAT_PATH
 from modelgrid_serving.gateway.auth import hash_key
 from modelgrid_serving.gateway.config import ConfigError, GatewayConfig, load_config
 from modelgrid_serving.gateway.state import GatewayState
 from polling import eventually
-from integration.security.gateway_attack import CHAT_PATH, bearer, chat, error_of, gateway, rewrite
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

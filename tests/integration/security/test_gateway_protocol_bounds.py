@@ -9,15 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
-from modelgrid_serving.gateway.sources import entry_from_inferencemodel
 from integration.security.gateway_attack import (
-    CHAT_PATH,
     Backend,
     backends,
     chat,
     error_of,
     gateway,
 )
+from local_backend import CHAT_PATH
+from modelgrid_serving.gateway.sources import entry_from_inferencemodel
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

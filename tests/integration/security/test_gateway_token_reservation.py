@@ -9,9 +9,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from integration.security.gateway_attack import Backend, backends, bearer, chat, gateway
+from local_backend import CHAT_PATH
 from modelgrid_serving.gateway.auth import hash_key
 from polling import eventually
-from integration.security.gateway_attack import CHAT_PATH, Backend, backends, bearer, chat, gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

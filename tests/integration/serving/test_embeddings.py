@@ -15,9 +15,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def client(embedding_stack: Stack) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=f"{embedding_stack.url}/v1", api_key="unused", max_retries=0, timeout=60
-    ) as sdk:
+    with embedding_stack.client() as sdk:
         yield sdk
 
 

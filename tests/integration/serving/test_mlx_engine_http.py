@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from local_backend import chat_backend, served
 from modelgrid_serving.config import AppConfig
 from modelgrid_serving.engines.events import DONE, Delta
 from modelgrid_serving.engines.mlx import MLXEngine
@@ -67,18 +68,10 @@ async def server() -> AsyncIterator[tuple[str, Script]]:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
+    app = chat_backend(chat)
     app.router.add_get("/health", health)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", script
-    finally:
-        await runner.cleanup()
+    async with served(app) as url:
+        yield url, script
 
 
 def engine_for(url: str) -> MLXEngine:

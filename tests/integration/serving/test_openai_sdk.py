@@ -21,9 +21,7 @@ MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 @pytest.fixture
 def client(stack: Stack) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=f"{stack.url}/v1", api_key="unused", max_retries=0, timeout=60
-    ) as sdk:
+    with stack.client() as sdk:
         yield sdk
 
 

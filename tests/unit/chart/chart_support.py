@@ -76,6 +76,16 @@ def find_helm() -> Path | None:
     return None
 
 
+def runnable(found: Path | None, variable: str, missing: str) -> Path:
+    """A tool the chart tests run, as ``find_*`` found it: skipped, saying ``missing``, where
+    it is not there; failed where what ``$variable`` (or the cache) names cannot run."""
+    if found is None:
+        pytest.skip(missing)
+    if not os.access(found, os.X_OK):
+        pytest.fail(f"{variable}={found} is not an executable file")
+    return found
+
+
 def cached_prometheus_crds() -> Path:
     """Where ``.ci/tools.sh prometheus-crds`` puts the Prometheus Operator CRDs."""
     script = TOOLS_SH.read_text()
@@ -285,14 +295,12 @@ class Checkov:
 
 @pytest.fixture(scope="session")
 def checkov(tmp_path_factory: pytest.TempPathFactory) -> Checkov:
-    path = find_checkov()
-    if path is None:
-        pytest.skip(
-            f"checkov is missing: set MODELGRID_CHECKOV or run .ci/tools.sh checkov (it "
-            f"installs the pinned checkov at {cached_checkov()})"
-        )
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"MODELGRID_CHECKOV={path} is not an executable file")
+    path = runnable(
+        find_checkov(),
+        "MODELGRID_CHECKOV",
+        f"checkov is missing: set MODELGRID_CHECKOV or run .ci/tools.sh checkov (it "
+        f"installs the pinned checkov at {cached_checkov()})",
+    )
     return Checkov(path, tmp_path_factory.mktemp("checkov-home"))
 
 
@@ -302,14 +310,12 @@ def values_args(name: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    path = find_helm()
-    if path is None:
-        pytest.skip(
-            f"helm is missing: set MODELGRID_HELM or run .ci/tools.sh (it caches the "
-            f"pinned helm at {cached_helm()})"
-        )
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"MODELGRID_HELM={path} is not an executable file")
+    path = runnable(
+        find_helm(),
+        "MODELGRID_HELM",
+        f"helm is missing: set MODELGRID_HELM or run .ci/tools.sh (it caches the "
+        f"pinned helm at {cached_helm()})",
+    )
     return Helm(path, tmp_path_factory.mktemp("helm-home"))
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from factories import make_model, pool
+from factories import LLAMA_8B_CONFIG, make_model, pool, ready_pod, serving_rayservice
 from modelgrid_operator import api
 from modelgrid_operator.admission import (
     GIB,
@@ -22,19 +22,7 @@ from modelgrid_operator.status import Observation, compute_status
 pytestmark = pytest.mark.unit
 
 SETTINGS = RenderSettings()
-LLAMA_8B = {
-    "architectures": ["LlamaForCausalLM"],
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "vocab_size": 128256,
-    "tie_word_embeddings": False,
-    "max_position_embeddings": 131072,
-    "torch_dtype": "bfloat16",
-}
-FACTS = facts_from_config(LLAMA_8B, source="config.json in /m")
+FACTS = facts_from_config(LLAMA_8B_CONFIG, source="config.json in /m")
 APPLE = {"kubernetes.io/arch": "arm64", "modelgrid.io/accelerator": "apple"}
 
 
@@ -156,7 +144,7 @@ def test_admission_unknown_capacity_admits_and_says_so():
 
 
 def test_admission_reads_config_json_and_weight_sizes_from_a_model_directory(tmp_path: Path):
-    (tmp_path / "config.json").write_text(json.dumps(LLAMA_8B))
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA_8B_CONFIG))
     (tmp_path / "model.safetensors").write_bytes(b"\0" * 4096)
     facts = facts_from_directory(tmp_path)
     assert facts is not None and facts.weights_bytes == 4096
@@ -185,24 +173,8 @@ def test_admission_refused_pool_makes_ready_false_insufficient_memory_other_pool
     nodes = [node("h100", gpu), node("mini", APPLE, memory="16Gi")]
     admissions = admit(model, FACTS, nodes, SETTINGS)
     assert [a.admitted for a in admissions] == [True, False]
-    rs = {
-        "gpu": {
-            "metadata": {"name": "demo-gpu-00000"},
-            "status": {
-                "activeServiceStatus": {
-                    "rayClusterName": "c",
-                    "applicationStatuses": {"demo-gpu": {"status": "RUNNING"}},
-                }
-            },
-        }
-    }
-    pods = [
-        {
-            "metadata": {"labels": {"modelgrid.io/pool": "gpu", "ray.io/cluster": "c"}},
-            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
-        }
-    ]
-    status = _status(model, Observation(rs, pods, admissions=admissions))
+    rs = {"gpu": serving_rayservice("gpu", "c")}
+    status = _status(model, Observation(rs, [ready_pod("gpu", "c")], admissions=admissions))
     ready = next(c for c in status.conditions if c.type == "Ready")
     memory = next(c for c in status.conditions if c.type == "MemoryAdmitted")
     assert status.phase is api.Phase.DEGRADED
@@ -235,7 +207,7 @@ def test_admission_hub_metadata_reads_config_and_safetensors_counts_and_remember
     from modelgrid_operator import model_info
 
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(LLAMA_8B))
+    config.write_text(json.dumps(LLAMA_8B_CONFIG))
     calls: list[str] = []
 
     def download(repo: str, filename: str, revision: str | None = None) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from modelgrid_operator import api
 from modelgrid_operator.crd import CRD_FILE, build_crd, render_crd_yaml
+from spec_cases import SPEC_RULE_TYPES
 
 pytestmark = pytest.mark.unit
 
@@ -78,13 +78,7 @@ def test_crd_carries_every_cel_rule():
         for _, node in _walk(_schema())
         for v in node.get("x-kubernetes-validations", [])
     }
-    for cls in (
-        api.ModelSource,
-        api.Resources,
-        api.Pool,
-        api.ServingLimits,
-        api.InferenceModelSpec,
-    ):
+    for cls in SPEC_RULE_TYPES:
         for rule in cls.rules:
             assert (rule.cel, rule.message) in in_crd, rule.message
 

@@ -6,7 +6,7 @@ import pytest
 from factories import make_model, model_doc, pool
 from modelgrid_operator import api
 from modelgrid_operator.validation import InvalidModel, parse_model
-from spec_cases import INVALID
+from spec_cases import INVALID, SPEC_RULE_TYPES
 
 pytestmark = pytest.mark.unit
 
@@ -77,12 +77,6 @@ def test_engine_auto_picks_per_accelerator():
 
 
 def test_every_rule_has_a_message_and_a_field():
-    for cls in (
-        api.ModelSource,
-        api.Resources,
-        api.Pool,
-        api.ServingLimits,
-        api.InferenceModelSpec,
-    ):
+    for cls in SPEC_RULE_TYPES:
         for rule in cls.rules:
             assert rule.message and rule.cel and rule.field, (cls, rule)

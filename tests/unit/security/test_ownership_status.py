@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from factories import make_model, pool
+from factories import make_model, pool, ready_pod, serving_rayservice
 from modelgrid_operator import api
 from modelgrid_operator.admission import Admission
 from modelgrid_operator.status import Observation, compute_status
@@ -16,21 +16,8 @@ pytestmark = [pytest.mark.unit, pytest.mark.security]
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MODEL = make_model(pools=[pool("gpu", "nvidia")], aliases=["gpt-4o-mini"])
-RUNNING = {
-    "gpu": {
-        "metadata": {"name": "demo-gpu-00000"},
-        "status": {
-            "activeServiceStatus": {
-                "rayClusterName": "demo-a",
-                "applicationStatuses": {"demo-gpu": {"status": "RUNNING"}},
-            }
-        },
-    }
-}
-READY_POD = {
-    "metadata": {"labels": {"modelgrid.io/pool": "gpu", "ray.io/cluster": "demo-a"}},
-    "status": {"conditions": [{"type": "Ready", "status": "True"}]},
-}
+RUNNING = {"gpu": serving_rayservice("gpu", "demo-a")}
+READY_POD = ready_pod("gpu", "demo-a")
 OWNER = Claim("team-a", "llama", frozenset({"demo", "gpt-4o-mini"}), created=0.0)
 
 
