@@ -20,7 +20,14 @@ from typing import Annotated, Any, ClassVar, Literal
 
 # Declared once, in the contract with the Serve application: what the CRD accepts is what the
 # replicas run. Re-exported here as part of the typed API.
-from modelgrid_serving.config import Accelerator, Engine, RunningEngine
+from modelgrid_serving.config import (
+    AUTO_PARSER,
+    Accelerator,
+    Engine,
+    ReasoningParserName,
+    RunningEngine,
+    ToolCallParserName,
+)
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -431,6 +438,68 @@ class ModelMemory(_Object):
     )
 
 
+class ToolCalling(_Object):
+    """How replies become OpenAI ``tool_calls``: vLLM runs with automatic tool choice and this
+    parser, so ``tool_choice: auto`` (the default when ``tools`` are sent) and agent histories
+    work; named and ``required`` tool choice too (vLLM holds those to the tools' schemas by
+    guided decoding, and needs the parser for them as well)."""
+
+    parser: ToolCallParserName = Field(  # type: ignore[valid-type]
+        default=AUTO_PARSER,
+        description="`auto`: each replica reads the model's files before vLLM starts (the chat "
+        "template's tool-call markers, else config.json's architecture) and the model card "
+        "(`GET /v1/models/{id}`, `tool_calling`) says which parser it chose and why, or why "
+        "none. Otherwise one of vLLM's tool-call parsers, e.g. `hermes` (Hermes, Qwen 2.5/3), "
+        "`llama3_json`, `mistral`, `deepseek_v3`, `openai` (gpt-oss). vLLM pools only.",
+    )
+
+
+class Reasoning(_Object):
+    """Reasoning models: vLLM splits the model's thinking into ``reasoning_content``."""
+
+    parser: ReasoningParserName = Field(  # type: ignore[valid-type]
+        description="One of vLLM's reasoning parsers, e.g. `deepseek_r1`, `qwen3`, "
+        "`openai_gptoss`. vLLM pools only."
+    )
+
+
+CONFIG_MAP_KEY = r"^[-._a-zA-Z0-9]+$"
+"""What Kubernetes allows as a ConfigMap key."""
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""What Kubernetes allows as a ConfigMap's name."""
+
+
+class ConfigMapKeyRef(_Object):
+    """One key of a ConfigMap in the model's namespace."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253, description="The ConfigMap's name.")
+    key: str = Field(
+        pattern=CONFIG_MAP_KEY, max_length=253, description="The key that holds the template."
+    )
+
+
+class ChatTemplate(_Object):
+    """A Jinja chat template that replaces the model's own (missing, or without tools)."""
+
+    inline: str | None = Field(
+        default=None, min_length=1, max_length=65_536, description="The template itself."
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="A ConfigMap key holding the template, mounted into the replicas' pods "
+        "(clusters only: `modelgrid up` takes `inline`).",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.inline) != has(self.configMapRef)",
+            message="chatTemplate takes exactly one of inline and configMapRef",
+            check=lambda t: (t.inline is None) != (t.config_map_ref is None),
+            field="inline",
+        ),
+    )
+
+
 class InferenceModelSpec(_Object):
     """What to serve, under which names, on which nodes."""
 
@@ -465,6 +534,17 @@ class InferenceModelSpec(_Object):
         default=Engine.AUTO, description="`vllm`, `mlx`, or `auto` (chosen per pool accelerator)."
     )
     engine_args: EngineArgs = Field(default_factory=EngineArgs, description="Engine settings.")
+    tool_calling: ToolCalling | None = Field(
+        default=None,
+        description="Tool calling (function calling) with automatic tool choice. Unset: off, "
+        "and vLLM refuses (400) every request whose tool_choice is not `none`.",
+    )
+    reasoning: Reasoning | None = Field(
+        default=None, description="Reasoning output (`reasoning_content`). Unset: off."
+    )
+    chat_template: ChatTemplate | None = Field(
+        default=None, description="A chat template replacing the model's own. Unset: the model's."
+    )
     pools: list[Pool] = Field(
         min_length=1,
         max_length=8,

@@ -144,6 +144,7 @@ _MLX_NVIDIA = "engine mlx cannot run on nvidia pools; use engine vllm or auto"
 _PARALLEL = "tensorParallelSize and pipelineParallelSize above 1 need every pool to be nvidia"
 _ALIASES = "aliases must differ from servedModelName"
 _NAME = api.RESOURCE_NAME.message
+_TEMPLATE = "chatTemplate takes exactly one of inline and configMapRef"
 
 RULE_CASES = [
     # (rule message, whether the rule breaks, spec overrides)
@@ -187,6 +188,11 @@ RULE_CASES = [
     (_ALIASES, False, {"aliases": ["demo"]}),
     (_ALIASES, False, {"servedModelName": "m"}),
     (_ALIASES, True, {"servedModelName": "m", "aliases": ["n", "m"]}),
+    (_TEMPLATE, False, {"chatTemplate": {"inline": "{{ messages }}"}}),
+    (_TEMPLATE, False, {"chatTemplate": {"configMapRef": {"name": "t", "key": "k"}}}),
+    (_TEMPLATE, True, {"chatTemplate": {}}),
+    (_TEMPLATE, True, {"chatTemplate": {"inline": "x",
+                                        "configMapRef": {"name": "t", "key": "k"}}}),
     # "metadata" replaces the document's metadata (the name rule is the resource's).
     (_NAME, False, {"metadata": {"name": "a"}}),
     (_NAME, False, {"metadata": {"name": "llama-3-8b-" + "x" * 29}}),
