@@ -9,6 +9,7 @@ else is not touched.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,7 +37,7 @@ class Clusters:
     pending: dict[str, Any] | None = None
 
 
-def cluster_names(rayservice: dict[str, Any]) -> tuple[str, str]:
+def cluster_names(rayservice: Mapping[str, Any]) -> tuple[str, str]:
     """(active, pending) cluster names from the RayService's status ("" when none)."""
     status = rayservice.get("status") or {}
     return (

@@ -46,8 +46,9 @@ class Applied:
     Attributes:
         rayservices: pool name -> its RayService as it is now.
         admissions: the admission of each pool, ``keep()``-ed for pools that run.
-        held: why a pool's RayService was left as it runs (one message per pool), or "".
+        held_pools: why each kept pool's RayService was left as it runs (:attr:`held`).
         conflict: the message for RayServices of our names that are not the model's, or "".
+        taken: RayServices a create found made by someone else meanwhile (a 409).
         retiring: the model's RayServices that no pool renders and that wait to be deleted.
         pending_since: pool name -> when its pending (new) Ray cluster was created.
         writes: what was written, e.g. ``created RayService x``, in order.
@@ -55,15 +56,24 @@ class Applied:
 
     rayservices: dict[str, dict[str, Any]] = field(default_factory=dict)
     admissions: tuple[Admission, ...] = ()
-    held: str = ""
+    held_pools: list[str] = field(default_factory=list)
     conflict: str = ""
+    taken: list[dict[str, Any]] = field(default_factory=list)
     retiring: tuple[str, ...] = ()
     pending_since: dict[str, datetime] = field(default_factory=dict)
     writes: list[str] = field(default_factory=list)
 
     @property
+    def held(self) -> str:
+        """Why RayServices were left as they run, for ``RayServiceApplied``; "" when none was."""
+        if not self.held_pools:
+            return ""
+        kept = "; ".join(self.held_pools)
+        return f"the spec is not applied; the RayService is kept as it runs: {kept}"
+
+    @property
     def action(self) -> str:
-        """ "created" when a RayService was created, "patched" for any other write, else ""."""
+        """``created`` when a RayService was created, ``patched`` for any other write."""
         if any(w.startswith("created") for w in self.writes):
             return "created"
         return "patched" if self.writes else ""
@@ -102,6 +112,9 @@ async def apply_pools(
     """Create or correct each deployable pool's RayService and its running cluster; retire the
     RayServices of the model that no pool renders once every deployed pool serves.
 
+    A pool that runs is kept even when the memory admission would refuse it now
+    (:meth:`Admission.keep`). A pool that has no RayService and fits nowhere gets none.
+
     Args:
         model: the validated model.
         owner: its name and uid.
@@ -110,54 +123,69 @@ async def apply_pools(
         settings: render settings.
         known: names of RayServices the model had, from its stored status: those no pool
             renders now are retired (:func:`_retire`).
-
-    A pool that runs is kept even when the memory admission would refuse it now
-    (:meth:`Admission.keep`): while such a pool would change, its RayService is left as it runs
-    and ``held`` says why, since a spec that fits no node could only break what serves. A pool
-    that has no RayService and fits nowhere gets none.
     """
     result = Applied()
+    live, foreign = await _read_pools(client, model, owner)
+    result.admissions = tuple(a.keep() if a.pool in live else a for a in admissions)
+    taken = {rs["metadata"]["name"] for rs in foreign}
+    for pool, admission in zip(model.spec.pools, result.admissions, strict=True):
+        deployable = admission.admitted or admission.kept
+        if deployable and rayservice_name(model.name, pool.name) not in taken:
+            desired = render_rayservice(model, pool, settings=settings, owner=owner)
+            await _apply_pool(client, pool, admission, live.get(pool.name), desired, owner, result)
+    result.conflict = _conflict_message(model, [*foreign, *result.taken])
+    await _retire(client, model, owner, known, result, settings)
+    return result
+
+
+async def _read_pools(
+    client: Client, model: api.InferenceModel, owner: Owner
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Each pool's RayService as stored, read by name: pool name -> the model's own, and the
+    objects of our names that are someone else's (never written)."""
     live: dict[str, dict[str, Any]] = {}
     foreign = []
     for pool in model.spec.pools:
         found = await client.get_rayservice(model.namespace, rayservice_name(model.name, pool.name))
-        if found is not None and not is_owned_by(found, owner["uid"]):
-            foreign.append(found)
-        elif found is not None:
+        if found is not None and is_owned_by(found, owner["uid"]):
             live[pool.name] = found
-    result.admissions = tuple(a.keep() if a.pool in live else a for a in admissions)
-    held = []
-    for pool, admission in zip(model.spec.pools, result.admissions, strict=True):
-        if not (admission.admitted or admission.kept) or any(
-            rs["metadata"]["name"] == rayservice_name(model.name, pool.name) for rs in foreign
-        ):
-            continue
-        desired = render_rayservice(model, pool, settings=settings, owner=owner)
-        current = live.get(pool.name)
-        if current is None:
-            current = await client.create_rayservice(desired)
-            if not is_owned_by(current, owner["uid"]):  # another writer was faster
-                foreign.append(current)
-                continue
-            result.writes.append(f"created RayService {current['metadata']['name']}")
-        elif (patch := drift_patch(current, desired)) is not None:
-            if admission.kept:
-                held.append(admission.message)
-                result.rayservices[pool.name] = current
-                continue
-            current = await client.patch_rayservice(
-                model.namespace, current["metadata"]["name"], patch
-            )
-            result.writes.append(f"patched RayService {current['metadata']['name']}")
-        result.rayservices[pool.name] = current
-        await _follow_clusters(client, pool, current, desired, result)
-    if held:
-        result.held = "the spec is not applied; the RayService is kept as it runs: " + "; ".join(
-            held
-        )
-    result.conflict = _conflict_message(model, foreign)
-    await _retire(client, model, owner, known, result, settings)
-    return result
+        elif found is not None:
+            foreign.append(found)
+    return live, foreign
+
+
+async def _apply_pool(
+    client: Client,
+    pool: api.Pool,
+    admission: Admission,
+    current: dict[str, Any] | None,
+    desired: dict[str, Any],
+    owner: Owner,
+    result: Applied,
+) -> None:
+    """Create the pool's RayService, or merge-patch it to ``desired``, then follow its clusters.
+
+    A kept pool (:meth:`Admission.keep`) whose RayService would change is left as it runs, with
+    its cluster, and ``result.held`` says why: a spec that fits no node could only break what
+    serves. A create answered with someone else's object (a 409 after another writer) is noted
+    in ``result.taken`` and not written to.
+    """
+    if current is None:
+        current = await client.create_rayservice(desired)
+        if not is_owned_by(current, owner["uid"]):
+            result.taken.append(current)
+            return
+        result.writes.append(f"created RayService {current['metadata']['name']}")
+    elif (patch := drift_patch(current, desired)) is not None:
+        if admission.kept:
+            result.rayservices[pool.name] = current
+            result.held_pools.append(admission.message)
+            return
+        meta = current["metadata"]
+        current = await client.patch_rayservice(meta["namespace"], meta["name"], patch)
+        result.writes.append(f"patched RayService {meta['name']}")
+    result.rayservices[pool.name] = current
+    await _follow_clusters(client, pool, current, desired, result)
 
 
 async def _follow_clusters(

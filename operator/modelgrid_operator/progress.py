@@ -43,7 +43,7 @@ def _late(
     deadline_seconds: int,
 ) -> str:
     """What a pool's late pending cluster lacks, and what serves meanwhile."""
-    active, pending = cluster_names(dict(rayservice))
+    active, pending = cluster_names(rayservice)
     status = (rayservice.get("status") or {}).get("pendingServiceStatus") or {}
     app = (status.get("applicationStatuses") or {}).get(application_name(model, pool)) or {}
     state = app.get("status") or "not deployed"
@@ -79,7 +79,7 @@ def judge_progress(
     late, starting = [], []
     for pool in model.spec.pools:
         rayservice = rayservices.get(pool.name)
-        pending = cluster_names(dict(rayservice))[1] if rayservice else ""
+        pending = cluster_names(rayservice)[1] if rayservice else ""
         if not pending or rayservice is None:
             continue
         since = pending_since.get(pool.name)

@@ -163,7 +163,7 @@ async def reconcile(
     read_facts: FactsReader = read_local_facts,
     claims: Mapping[str, Iterable[Claim]] | None = None,
 ) -> Outcome:
-    """Bring the model's RayService in line with its spec and compute its status.
+    """Bring the model's RayServices in line with its spec and compute its status.
 
     Args:
         body: the InferenceModel from the event being handled (only its name is trusted).
