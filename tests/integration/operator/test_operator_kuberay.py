@@ -269,17 +269,17 @@ async def test_kuberay_a_late_new_cluster_is_reported_while_the_old_one_serves(c
     await cluster.kuberay_builds_cluster("demo", "cpu", "demo-cpu-old")
     await cluster.kuberay_serves("demo", cluster="demo-cpu-old", pools={"cpu": 1})
     await eventually(lambda: cluster.phase("demo") == "Ready", what="phase Ready")
-    assert _condition(cluster, "demo", "Progressing")["reason"] == "UpToDate"
+    assert cluster.condition("demo", "Progressing")["reason"] == "UpToDate"
 
     # A new cluster KubeRay started long ago (900 s is the default deadline).
     await cluster.kuberay_builds_cluster(
         "demo", "cpu", "demo-cpu-new", role="pending", created="2020-01-01T00:00:00Z"
     )
     await eventually(
-        lambda: _condition(cluster, "demo", "Progressing").get("status") == "False",
+        lambda: cluster.condition("demo", "Progressing").get("status") == "False",
         what="Progressing False",
     )
-    progressing = _condition(cluster, "demo", "Progressing")
+    progressing = cluster.condition("demo", "Progressing")
     assert progressing["reason"] == "ProgressDeadlineExceeded"
     assert progressing["message"] == (
         "pool cpu: Ray cluster demo-cpu-new is not serving after 900s: 0/1 workers ready, "
