@@ -500,6 +500,21 @@ class ChatTemplate(_Object):
     )
 
 
+def _engine_cannot_run_on(engine: Engine, accelerator: Accelerator, *, instead: Engine) -> Rule:
+    """The rule that an explicit ``engine`` is not asked to run on pools it has no build for
+    (vLLM has none for Apple silicon, MLX none for NVIDIA)."""
+    return Rule(
+        cel=f"self.engine != '{engine.value}' || "
+        f"self.pools.all(p, p.accelerator != '{accelerator.value}')",
+        message=f"engine {engine.value} cannot run on {accelerator.value} pools; "
+        f"use engine {instead.value} or auto",
+        check=lambda s: (
+            s.engine is not engine or all(p.accelerator is not accelerator for p in s.pools)
+        ),
+        field="engine",
+    )
+
+
 class InferenceModelSpec(_Object):
     """What to serve, under which names, on which nodes."""
 
@@ -562,24 +577,8 @@ class InferenceModelSpec(_Object):
     )
 
     rules: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            cel="self.engine != 'vllm' || self.pools.all(p, p.accelerator != 'apple')",
-            message="engine vllm cannot run on apple pools; use engine mlx or auto",
-            check=lambda s: (
-                s.engine is not Engine.VLLM
-                or all(p.accelerator is not Accelerator.APPLE for p in s.pools)
-            ),
-            field="engine",
-        ),
-        Rule(
-            cel="self.engine != 'mlx' || self.pools.all(p, p.accelerator != 'nvidia')",
-            message="engine mlx cannot run on nvidia pools; use engine vllm or auto",
-            check=lambda s: (
-                s.engine is not Engine.MLX
-                or all(p.accelerator is not Accelerator.NVIDIA for p in s.pools)
-            ),
-            field="engine",
-        ),
+        _engine_cannot_run_on(Engine.VLLM, Accelerator.APPLE, instead=Engine.MLX),
+        _engine_cannot_run_on(Engine.MLX, Accelerator.NVIDIA, instead=Engine.VLLM),
         Rule(
             cel="!has(self.engineArgs) || (self.engineArgs.tensorParallelSize == 1 && "
             "self.engineArgs.pipelineParallelSize == 1) || self.pools.all(p, p.accelerator == 'nvidia')",

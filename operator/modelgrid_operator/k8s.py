@@ -89,14 +89,31 @@ class Client:
             raise
         return True
 
+    async def _ray(
+        self, plural: str, call: Callable[..., Any], namespace: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        """``call`` (a CustomObjectsApi method) on KubeRay's ``plural`` (RayServices or
+        RayClusters) of ``namespace``, in a thread: the client blocks, the operator's event loop
+        must not."""
+        return await asyncio.to_thread(
+            call, RAY_GROUP, RAY_VERSION, namespace, plural, *args, **kwargs
+        )
+
     async def _rayservices(
         self, call: Callable[..., Any], namespace: str, *args: Any, **kwargs: Any
     ) -> Any:
-        """``call`` (a CustomObjectsApi method) on the RayServices of ``namespace``, in a thread:
-        the client blocks, the operator's event loop must not."""
-        return await asyncio.to_thread(
-            call, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, *args, **kwargs
-        )
+        """:meth:`_ray` on the RayServices, the objects most calls are about."""
+        return await self._ray(RAY_PLURAL, call, namespace, *args, **kwargs)
+
+    async def _delete_ray(self, plural: str, namespace: str, name: str) -> bool:
+        """Delete one of KubeRay's objects; False when it was already gone."""
+        try:
+            await self._ray(plural, self._custom.delete_namespaced_custom_object, namespace, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The RayService, or None when it does not exist."""
@@ -161,27 +178,13 @@ class Client:
 
     async def delete_rayservice(self, namespace: str, name: str) -> bool:
         """Delete a RayService; False when it was already gone."""
-        try:
-            await self._rayservices(self._custom.delete_namespaced_custom_object, namespace, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
-
-    async def _rayclusters(
-        self, call: Callable[..., Any], namespace: str, *args: Any, **kwargs: Any
-    ) -> Any:
-        """``call`` on the RayClusters of ``namespace``, in a thread (see :meth:`_rayservices`)."""
-        return await asyncio.to_thread(
-            call, RAY_GROUP, RAY_VERSION, namespace, RAY_CLUSTERS, *args, **kwargs
-        )
+        return await self._delete_ray(RAY_PLURAL, namespace, name)
 
     async def get_raycluster(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A RayCluster (KubeRay's, made for a RayService), or None when it does not exist."""
         try:
-            return await self._rayclusters(
-                self._custom.get_namespaced_custom_object, namespace, name
+            return await self._ray(
+                RAY_CLUSTERS, self._custom.get_namespaced_custom_object, namespace, name
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -193,7 +196,8 @@ class Client:
     ) -> dict[str, Any]:
         """JSON-patch (RFC 6902) a RayCluster: operations address one worker group by index and
         ``test`` its name first, so a list that changed meanwhile refuses the patch (422)."""
-        return await self._rayclusters(
+        return await self._ray(
+            RAY_CLUSTERS,
             self._custom.patch_namespaced_custom_object,
             namespace,
             name,
@@ -203,13 +207,7 @@ class Client:
 
     async def delete_raycluster(self, namespace: str, name: str) -> bool:
         """Delete a RayCluster; False when it was already gone."""
-        try:
-            await self._rayclusters(self._custom.delete_namespaced_custom_object, namespace, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return await self._delete_ray(RAY_CLUSTERS, namespace, name)
 
     @property
     def _networking(self) -> kubernetes.client.NetworkingV1Api:

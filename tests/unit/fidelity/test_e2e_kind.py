@@ -70,12 +70,19 @@ def _client_calls() -> dict[tuple[str, str], set[str]]:
     """The verbs the operator's API client uses, read off its source."""
     source = Path(k8s.__file__).read_text()
     calls: dict[tuple[str, str], set[str]] = {}
-    plurals = {"rayservices": k8s.RAY_PLURAL, "rayclusters": k8s.RAY_CLUSTERS}
-    for helper, verb in re.findall(
-        r"self\._(rayservices|rayclusters)\(\s*self\._custom\.(\w+?)_namespaced_custom_object",
-        source,
-    ):
-        calls.setdefault((k8s.RAY_GROUP, plurals[helper]), set()).add(verb)
+    plurals = {"RAY_PLURAL": k8s.RAY_PLURAL, "RAY_CLUSTERS": k8s.RAY_CLUSTERS}
+    ray_calls = [
+        ("RAY_PLURAL", verb)
+        for verb in re.findall(
+            r"self\._rayservices\(\s*self\._custom\.(\w+?)_namespaced_custom_object", source
+        )
+    ]
+    ray_calls += re.findall(
+        r"self\._ray\(\s*(RAY_\w+),\s*self\._custom\.(\w+?)_namespaced_custom_object", source
+    )
+    ray_calls += [(name, "delete") for name in re.findall(r"self\._delete_ray\((RAY_\w+),", source)]
+    for name, verb in ray_calls:
+        calls.setdefault((k8s.RAY_GROUP, plurals[name]), set()).add(verb)
     for verb, resource in re.findall(r"self\._core\.(\w+?)_namespaced_(\w+)", source):
         calls.setdefault(("", resource + "s"), set()).add(verb)
     for verb, resource in re.findall(r"self\._core\.(\w+?)_(node)\b", source):
