@@ -23,6 +23,7 @@ from modelgrid_operator.admission import Admission, ModelFacts, admit
 from modelgrid_operator.k8s import Client, KubeRayMissing
 from modelgrid_operator.model_info import read_model_facts
 from modelgrid_operator.network import apply_network_policy
+from modelgrid_operator.pod_failures import new_failures
 from modelgrid_operator.policy import check_policy
 from modelgrid_operator.pool_services import apply_pools
 from modelgrid_operator.progress import judge_progress
@@ -52,6 +53,7 @@ class Outcome:
         action: what happened to the children: "created" (a RayService), "patched" (any
             other write), or "" for nothing.
         message: the Ready condition's message, for events and logs.
+        new_pod_failures: pod failures this reconcile saw first (each gets one Event).
     """
 
     status: dict[str, Any] | None
@@ -59,6 +61,7 @@ class Outcome:
     previous_phase: api.Phase | None
     action: str
     message: str
+    new_pod_failures: tuple[api.PodFailure, ...] = ()
 
 
 def _stored_status(body: dict[str, Any]) -> api.InferenceModelStatus | None:
@@ -95,6 +98,9 @@ def _outcome(
         previous_phase=previous.phase if previous else None,
         action=action,
         message=ready.message if ready else "",
+        new_pod_failures=tuple(
+            new_failures(previous.pod_failures if previous else [], status.pod_failures)
+        ),
     )
 
 
@@ -208,6 +214,7 @@ async def reconcile(
         endpoints=_deployed_endpoints(model, observation, settings),
         now=now,
         created=_created(body),
+        pod_failure_deadline_seconds=settings.pod_failure_deadline_seconds,
     )
     return _outcome(previous, status, action)
 
