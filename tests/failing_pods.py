@@ -139,6 +139,7 @@ def init_failed(container: str = "generate-model", message: str = "") -> dict[st
             {
                 "name": container,
                 "image": IMAGE,
+                "imageID": "",
                 "ready": False,
                 "restartCount": 0,
                 "state": {"terminated": ended},
