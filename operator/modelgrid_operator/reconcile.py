@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from modelgrid_operator import api
 from modelgrid_operator.admission import Admission, ModelFacts, admit
+from modelgrid_operator.handover import stand_ins
 from modelgrid_operator.k8s import Client, KubeRayMissing
 from modelgrid_operator.model_info import read_model_facts
 from modelgrid_operator.network import apply_network_policy
@@ -33,6 +34,7 @@ from modelgrid_operator.render import (
     pool_endpoint,
     render_network_policy,
 )
+from modelgrid_operator.render.rayservice import serve_service_url
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.status import Observation, compute_status, invalid_status
 from modelgrid_operator.validation import InvalidModel, parse_model
@@ -274,8 +276,15 @@ def _deployed_endpoints(
     model: api.InferenceModel, observation: Observation, settings: RenderSettings
 ) -> dict[str, str]:
     """The endpoint of each pool that runs (admitted now, or kept from before): a refused pool
-    has none, so the gateway sends it nothing."""
+    has none, so the gateway sends it nothing. A pool that a retiring RayService still serves
+    in place of its own has that one's (:mod:`.handover`)."""
     deployed = {a.pool for a in observation.admissions if a.admitted or a.kept}
+    standing = stand_ins(model, observation.rayservices, observation.retiring)
     return {
-        p.name: pool_endpoint(model, p, settings) for p in model.spec.pools if p.name in deployed
+        p.name: serve_service_url(model.namespace, standing[p.name].name, settings)
+        + standing[p.name].route
+        if p.name in standing
+        else pool_endpoint(model, p, settings)
+        for p in model.spec.pools
+        if p.name in deployed
     }

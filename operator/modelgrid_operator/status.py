@@ -39,6 +39,7 @@ from modelgrid_serving.claims import LostName
 from modelgrid_operator import api, pod_failures
 from modelgrid_operator.admission import Admission
 from modelgrid_operator.clusters import cluster_names
+from modelgrid_operator.handover import stand_ins
 from modelgrid_operator.render.rayservice import application_name
 from modelgrid_operator.settings import RenderSettings
 
@@ -78,7 +79,8 @@ class Observation:
         lost_names: the names another namespace owns (:mod:`modelgrid_serving.claims`).
         progressing: the ``Progressing`` condition (:mod:`modelgrid_operator.progress`), or None
             when no RayService was looked at.
-        retiring: the model's RayServices that no pool renders, waiting to be deleted.
+        retiring: name -> each RayService of the model that no pool renders, waiting to be
+            deleted; one may serve a pool whose own does not yet (:mod:`.handover`).
     """
 
     rayservices: Mapping[str, dict[str, Any]]
@@ -88,7 +90,7 @@ class Observation:
     held: str = ""
     lost_names: tuple[LostName, ...] = ()
     progressing: Judgement | None = None
-    retiring: tuple[str, ...] = ()
+    retiring: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def refused(self) -> list[Admission]:
@@ -126,14 +128,16 @@ def pool_statuses(
 
     A pool whose Serve application failed to deploy has no replica ready to serve, whatever its
     pods say: the gateway routes by these counts, and Serve's proxy answers 404 for the route of
-    a failed application.
+    a failed application. A pool that an earlier operator's RayService still serves in place of
+    its own is counted there, and named by it (:func:`_followed`).
     """
     spec = model.spec
     endpoints = endpoints or {}
     apps = _applications(model, observation)
+    followed = _followed(model, observation)
     result = []
     for pool in spec.pools:
-        rayservice = observation.rayservices.get(pool.name)
+        rayservice = followed[pool.name][0]
         active, pending = cluster_names(rayservice) if rayservice else ("", "")
         cluster = active or pending or None
         pods = [
@@ -163,16 +167,31 @@ def pool_statuses(
     return result
 
 
+def _followed(
+    model: api.InferenceModel, observation: Observation
+) -> dict[str, tuple[Mapping[str, Any] | None, str]]:
+    """Pool name -> the RayService the status follows for the pool, and the pool's application
+    in it: the pool's own, or, while that does not serve, a retiring one that does
+    (:mod:`.handover`), so the gateway keeps routing to what serves."""
+    standing = stand_ins(model, observation.rayservices, observation.retiring)
+    return {
+        pool.name: (standing[pool.name].rayservice, standing[pool.name].application)
+        if pool.name in standing
+        else (observation.rayservices.get(pool.name), application_name(model, pool))
+        for pool in model.spec.pools
+    }
+
+
 def _applications(model: api.InferenceModel, observation: Observation) -> dict[str, dict[str, Any]]:
-    """Each pool's Serve application status in its own RayService (the active cluster's, else
-    the pending one's); empty for a pool without a RayService."""
+    """Each pool's Serve application status in the RayService followed for it
+    (:func:`_followed`; the active cluster's, else the pending one's); empty for a pool without
+    a RayService."""
     apps = {}
-    for pool in model.spec.pools:
-        status = (observation.rayservices.get(pool.name) or {}).get("status") or {}
-        name = application_name(model, pool)
+    for pool, (rayservice, name) in _followed(model, observation).items():
+        status = (rayservice or {}).get("status") or {}
         active = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
         pending = (status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}
-        apps[pool.name] = active.get(name) or pending.get(name) or {}
+        apps[pool] = active.get(name) or pending.get(name) or {}
     return apps
 
 
