@@ -223,6 +223,17 @@ class Cluster:
             what=f"{name}: {kind} {reason}",
         )
 
+    async def reconciled(self, name: str, times: int = 2) -> None:
+        """Wait until the operator has read model ``name`` ``times`` more times: each reconcile
+        opens with that read and a model's reconciles take turns, so after two, one whole
+        reconcile has run since the call (a test can then say what it did not do)."""
+        path = f"/{api.PLURAL}/{name}"
+        before = len(self.writes(path, "GET"))
+        await eventually(
+            lambda: len(self.writes(path, "GET")) >= before + times,
+            what=f"{times} more reconciles of {name}",
+        )
+
     async def custom_objects(
         self, verb: str, plural: str, *args: Any, namespace: str = NAMESPACE
     ) -> Any:

@@ -68,7 +68,7 @@ async def test_kuberay_one_pool_deploy_failed_leaves_the_other_pool_serving(clus
     # The failed pool's RayService is not rewritten (a rewrite of the same config would not
     # resubmit it either), nor is the serving one.
     written = len(cluster.writes("/rayservices", "PATCH", "PUT", "DELETE"))
-    await asyncio.sleep(0.5)
+    await cluster.reconciled("duo")
     assert len(cluster.writes("/rayservices", "PATCH", "PUT", "DELETE")) == written
 
 
@@ -107,7 +107,7 @@ async def test_kuberay_model_of_an_earlier_operator_moves_to_a_rayservice_per_po
         what="a RayService per pool",
     )
     await cluster.kuberay_serves("duo", cluster="c-cpu", pools={"cpu": 1}, apps=("cpu",))
-    await asyncio.sleep(0.5)
+    await cluster.reconciled("duo")
     assert cluster.get("ray.io/v1/rayservices", "duo") is not None, "deleted before all serve"
     await cluster.kuberay_serves("duo", cluster="c-mac", pools={"mac": 1}, apps=("mac",))
     await eventually(
@@ -126,7 +126,7 @@ async def test_kuberay_removed_pool_rayservice_goes_once_the_rest_serves(cluster
     await cluster.patch_model(
         "duo", {"metadata": {"generation": 2}, "spec": {"pools": TWO_POOLS["pools"][:1]}}
     )
-    await asyncio.sleep(0.5)
+    await cluster.reconciled("duo")
     assert cluster.get("ray.io/v1/rayservices", mac) is not None, "deleted before cpu serves"
     await cluster.kuberay_serves("duo", cluster="c-cpu", pools={"cpu": 1}, apps=("cpu",))
     await eventually(lambda: cluster.get("ray.io/v1/rayservices", mac) is None, what="mac gone")
