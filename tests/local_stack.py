@@ -129,6 +129,8 @@ CHAT_CONFIG: dict[str, Any] = {
     "dtype": "float32",
     # Eager mode: no torch.compile, the engine is up in about half the time.
     "engine_kwargs": {"enforce_eager": True},
+    # The replica reads the tiny model's chat template and picks vLLM's hermes parser.
+    "tool_call_parser": "auto",
 }
 EMBED_CONFIG: dict[str, Any] = {
     "model_name": EMBED_MODEL,

@@ -100,6 +100,36 @@ INVALID = [
     ),
     ("unknown field", {"replicas": 3}, "spec.replicas", "unknown field"),
     (
+        "unknown tool parser",
+        {"toolCalling": {"parser": "hermes2"}},
+        "spec.toolCalling.parser",
+        "'auto', 'apertus'",
+    ),
+    (
+        "unknown reasoning parser",
+        {"reasoning": {"parser": "think"}},
+        "spec.reasoning.parser",
+        "'deepseek_r1'",
+    ),
+    (
+        "two chat templates",
+        {"chatTemplate": {"inline": "x", "configMapRef": {"name": "t", "key": "k"}}},
+        "spec.chatTemplate.inline",
+        "chatTemplate takes exactly one of inline and configMapRef",
+    ),
+    (
+        "no chat template",
+        {"chatTemplate": {}},
+        "spec.chatTemplate.inline",
+        "chatTemplate takes exactly one of inline and configMapRef",
+    ),
+    (
+        "bad config map key",
+        {"chatTemplate": {"configMapRef": {"name": "t", "key": "a/b"}}},
+        "spec.chatTemplate.configMapRef.key",
+        "should match pattern",
+    ),
+    (
         "bad toleration",
         {"pools": [pool(tolerations=[{"operator": "Maybe"}])]},
         "spec.pools[0].tolerations[0].operator",

@@ -372,7 +372,8 @@ def _overview_replicas(b: _Board) -> None:
     )
     b.rate(
         "Operator reconciles/s by result",
-        "created/patched: the RayService was written; invalid, apply_failed, error: failures.",
+        "created/patched: a RayService or RayCluster was written; invalid, apply_failed, error: "
+        "failures.",
         "modelgrid_operator_reconciles_total",
         "result",
         unit="ops",

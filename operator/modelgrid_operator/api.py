@@ -20,7 +20,14 @@ from typing import Annotated, Any, ClassVar, Literal
 
 # Declared once, in the contract with the Serve application: what the CRD accepts is what the
 # replicas run. Re-exported here as part of the typed API.
-from modelgrid_serving.config import Accelerator, Engine, RunningEngine
+from modelgrid_serving.config import (
+    AUTO_PARSER,
+    Accelerator,
+    Engine,
+    ReasoningParserName,
+    RunningEngine,
+    ToolCallParserName,
+)
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -44,9 +51,9 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 """A DNS label that starts with a letter: what a Service name (and so a RayService's) must be."""
 MAX_NAME_LENGTH = 40
-"""Longest InferenceModel name. It names the RayService, which KubeRay caps at 47 characters
-(``MaxRayServiceNameLength``: its RayCluster adds a 6-character suffix), and the Services,
-NetworkPolicy and label values derived from it (``<name>-serve-svc`` within 63)."""
+"""Longest InferenceModel name. It begins each pool's RayService name (``<name>-<pool>-<hash>``,
+which KubeRay caps at 47 characters, ``MaxRayServiceNameLength``: its RayCluster adds a
+6-character suffix), and names the NetworkPolicy and the ``modelgrid.io/model`` label value."""
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 """What a served model name may look like: what OpenAI clients send in ``model``."""
 
@@ -110,12 +117,13 @@ RESOURCE_NAME = Rule(
     cel=f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
     f"self.metadata.name.matches('{DNS_1035_LABEL}')",
     message=f"metadata.name must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters "
-    "(lowercase letters, digits and '-', starting with a letter): it names the RayService, "
-    "which KubeRay refuses otherwise, and its Services",
+    "(lowercase letters, digits and '-', starting with a letter): it begins the name of each "
+    "pool's RayService, which KubeRay refuses otherwise, and of its Services",
     check=lambda model: _is_resource_name(model.metadata.get("name")),
 )
-"""The resource's own name, as KubeRay's ``ValidateRayServiceMetadata`` (utils/validation.go,
-v1.6 and v1.7) wants the RayService's: a DNS-1035 label of at most 47 characters. A name it
+"""The resource's own name, which begins each pool's RayService name: KubeRay's
+``ValidateRayServiceMetadata`` (utils/validation.go, v1.6 and v1.7) wants that a DNS-1035 label
+of at most 47 characters (``render.rayservice.rayservice_name`` keeps it within). A name it
 refuses is never reconciled, so ``8b-chat`` must be refused here, where the user sees why."""
 
 
@@ -430,6 +438,68 @@ class ModelMemory(_Object):
     )
 
 
+class ToolCalling(_Object):
+    """How replies become OpenAI ``tool_calls``: vLLM runs with automatic tool choice and this
+    parser, so ``tool_choice: auto`` (the default when ``tools`` are sent) and agent histories
+    work; named and ``required`` tool choice too (vLLM holds those to the tools' schemas by
+    guided decoding, and needs the parser for them as well)."""
+
+    parser: ToolCallParserName = Field(  # type: ignore[valid-type]
+        default=AUTO_PARSER,
+        description="`auto`: each replica reads the model's files before vLLM starts (the chat "
+        "template's tool-call markers, else config.json's architecture) and the model card "
+        "(`GET /v1/models/{id}`, `tool_calling`) says which parser it chose and why, or why "
+        "none. Otherwise one of vLLM's tool-call parsers, e.g. `hermes` (Hermes, Qwen 2.5/3), "
+        "`llama3_json`, `mistral`, `deepseek_v3`, `openai` (gpt-oss). vLLM pools only.",
+    )
+
+
+class Reasoning(_Object):
+    """Reasoning models: vLLM splits the model's thinking into ``reasoning_content``."""
+
+    parser: ReasoningParserName = Field(  # type: ignore[valid-type]
+        description="One of vLLM's reasoning parsers, e.g. `deepseek_r1`, `qwen3`, "
+        "`openai_gptoss`. vLLM pools only."
+    )
+
+
+CONFIG_MAP_KEY = r"^[-._a-zA-Z0-9]+$"
+"""What Kubernetes allows as a ConfigMap key."""
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""What Kubernetes allows as a ConfigMap's name."""
+
+
+class ConfigMapKeyRef(_Object):
+    """One key of a ConfigMap in the model's namespace."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253, description="The ConfigMap's name.")
+    key: str = Field(
+        pattern=CONFIG_MAP_KEY, max_length=253, description="The key that holds the template."
+    )
+
+
+class ChatTemplate(_Object):
+    """A Jinja chat template that replaces the model's own (missing, or without tools)."""
+
+    inline: str | None = Field(
+        default=None, min_length=1, max_length=65_536, description="The template itself."
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="A ConfigMap key holding the template, mounted into the replicas' pods "
+        "(clusters only: `modelgrid up` takes `inline`).",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.inline) != has(self.configMapRef)",
+            message="chatTemplate takes exactly one of inline and configMapRef",
+            check=lambda t: (t.inline is None) != (t.config_map_ref is None),
+            field="inline",
+        ),
+    )
+
+
 class InferenceModelSpec(_Object):
     """What to serve, under which names, on which nodes."""
 
@@ -464,6 +534,17 @@ class InferenceModelSpec(_Object):
         default=Engine.AUTO, description="`vllm`, `mlx`, or `auto` (chosen per pool accelerator)."
     )
     engine_args: EngineArgs = Field(default_factory=EngineArgs, description="Engine settings.")
+    tool_calling: ToolCalling | None = Field(
+        default=None,
+        description="Tool calling (function calling) with automatic tool choice. Unset: off, "
+        "and vLLM refuses (400) every request whose tool_choice is not `none`.",
+    )
+    reasoning: Reasoning | None = Field(
+        default=None, description="Reasoning output (`reasoning_content`). Unset: off."
+    )
+    chat_template: ChatTemplate | None = Field(
+        default=None, description="A chat template replacing the model's own. Unset: the model's."
+    )
     pools: list[Pool] = Field(
         min_length=1,
         max_length=8,
@@ -698,6 +779,12 @@ class InferenceModelStatus(_Object):
         default=None,
         description="Name of the first pool's RayService (each pool's own is in "
         "pools[].rayService).",
+    )
+    retiring_ray_services: list[str] = Field(
+        default_factory=list,
+        description="RayServices of this model that no pool renders any more (a removed "
+        "pool's, or the one RayService of an operator before one per pool): they serve on "
+        "until every pool's own serves, then they are deleted.",
     )
 
 

@@ -113,7 +113,9 @@ class Client:
 
     async def list_rayservices(self, namespace: str, model: str) -> list[dict[str, Any]]:
         """The RayServices labelled with the model's name (one per pool), whoever made them:
-        the caller checks ownership before it writes to one."""
+        the caller checks ownership before it deletes one. Used when a model is deleted; a
+        reconcile reads each RayService by name instead (``pool_services``).
+        """
         try:
             result = await self._rayservices(
                 self._custom.list_namespaced_custom_object,

@@ -1,6 +1,12 @@
 """Apply a model's RayServices, one per pool: create, correct, keep each pool's running Ray
 cluster in line where KubeRay does not, and retire the RayServices no pool renders any more.
 
+The RayServices to retire are known from the model's stored status (``pools[].rayService`` of
+pools that left the spec, the ``rayService`` of an operator before one per pool, and
+``retiringRayServices`` while they wait), so a reconcile reads each pool's RayService by name
+and lists nothing: a label-selected LIST per model and refresh would cost the API server a scan
+of the namespace's RayServices each time.
+
 One RayService per pool, because KubeRay treats a RayService as one unit: it is ready only when
 every application in it runs (``getAndCheckServeStatus``), its serve Service is switched only
 then, an application that failed to deploy is retried only when the config text changes, and a
@@ -26,6 +32,7 @@ from modelgrid_operator.k8s import Client
 from modelgrid_operator.ownership import describe_owner, is_owned_by
 from modelgrid_operator.render import Owner, rayservice_name, render_rayservice
 from modelgrid_operator.render.rayservice import application_name
+from modelgrid_operator.render.upgrade import RECREATE, upgrade_strategy
 from modelgrid_operator.scaling import apply_bounds
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.status import parse_time
@@ -41,6 +48,7 @@ class Applied:
         admissions: the admission of each pool, ``keep()``-ed for pools that run.
         held: why a pool's RayService was left as it runs (one message per pool), or "".
         conflict: the message for RayServices of our names that are not the model's, or "".
+        retiring: the model's RayServices that no pool renders and that wait to be deleted.
         pending_since: pool name -> when its pending (new) Ray cluster was created.
         writes: what was written, e.g. ``created RayService x``, in order.
     """
@@ -49,6 +57,7 @@ class Applied:
     admissions: tuple[Admission, ...] = ()
     held: str = ""
     conflict: str = ""
+    retiring: tuple[str, ...] = ()
     pending_since: dict[str, datetime] = field(default_factory=dict)
     writes: list[str] = field(default_factory=list)
 
@@ -81,14 +90,6 @@ def _created_at(obj: Mapping[str, Any]) -> datetime | None:
     return parse_time(stamp) if stamp else None
 
 
-async def _find(
-    client: Client, model: api.InferenceModel, listed: Mapping[str, dict[str, Any]], name: str
-) -> dict[str, Any] | None:
-    """A pool's RayService: from the list of the model's (labelled) ones, else read by name, so
-    an object of that name without our label is found (and refused) too."""
-    return listed.get(name) or await client.get_rayservice(model.namespace, name)
-
-
 async def apply_pools(
     model: api.InferenceModel,
     owner: Owner,
@@ -96,24 +97,30 @@ async def apply_pools(
     *,
     client: Client,
     settings: RenderSettings,
+    known: Iterable[str] = (),
 ) -> Applied:
     """Create or correct each deployable pool's RayService and its running cluster; retire the
     RayServices of the model that no pool renders once every deployed pool serves.
+
+    Args:
+        model: the validated model.
+        owner: its name and uid.
+        admissions: the memory admission of each pool.
+        client: API access.
+        settings: render settings.
+        known: names of RayServices the model had, from its stored status: those no pool
+            renders now are retired (:func:`_retire`).
 
     A pool that runs is kept even when the memory admission would refuse it now
     (:meth:`Admission.keep`): while such a pool would change, its RayService is left as it runs
     and ``held`` says why, since a spec that fits no node could only break what serves. A pool
     that has no RayService and fits nowhere gets none.
     """
-    listed = {
-        rs["metadata"]["name"]: rs
-        for rs in await client.list_rayservices(model.namespace, model.name)
-    }
     result = Applied()
     live: dict[str, dict[str, Any]] = {}
     foreign = []
     for pool in model.spec.pools:
-        found = await _find(client, model, listed, rayservice_name(model.name, pool.name))
+        found = await client.get_rayservice(model.namespace, rayservice_name(model.name, pool.name))
         if found is not None and not is_owned_by(found, owner["uid"]):
             foreign.append(found)
         elif found is not None:
@@ -149,7 +156,7 @@ async def apply_pools(
             held
         )
     result.conflict = _conflict_message(model, foreign)
-    await _retire(client, model, owner, listed.values(), result)
+    await _retire(client, model, owner, known, result, settings)
     return result
 
 
@@ -176,20 +183,32 @@ async def _retire(
     client: Client,
     model: api.InferenceModel,
     owner: Owner,
-    listed: Iterable[dict[str, Any]],
+    known: Iterable[str],
     result: Applied,
+    settings: RenderSettings,
 ) -> None:
     """Delete the model's RayServices that no pool renders (a removed pool's; the single
-    RayService of operators before one per pool), once every deployed pool's own RayService
-    serves: until then they keep serving what they serve."""
+    RayService of operators before one per pool) once every deployed pool's own RayService
+    serves: until then they keep serving what they serve, and ``result.retiring`` names them.
+    Unless a deployed pool is over the surge limit (its upgrade strategy is ``None``): then its
+    accelerators are not held twice, and the old RayService goes at once, as its cluster would
+    under ``None``. One that is gone, or is not the model's, is forgotten (never touched)."""
     current = {rayservice_name(model.name, p.name) for p in model.spec.pools}
     pools = {p.name: p for p in model.spec.pools}
     serving = bool(result.rayservices) and all(
         _serves(model, pools[name], rs) for name, rs in result.rayservices.items()
     )
-    for rs in listed:
-        name = rs["metadata"]["name"]
-        if name in current or not is_owned_by(rs, owner["uid"]) or not serving:
+    wide = any(
+        upgrade_strategy(model, pools[name], settings)["type"] == RECREATE
+        for name in result.rayservices
+    )
+    waiting = []
+    for name in sorted(set(known) - current):
+        found = await client.get_rayservice(model.namespace, name)
+        if found is None or not is_owned_by(found, owner["uid"]):
             continue
-        if await client.delete_rayservice(model.namespace, name):
+        if not (serving or wide):
+            waiting.append(name)
+        elif await client.delete_rayservice(model.namespace, name):
             result.writes.append(f"deleted RayService {name}")
+    result.retiring = tuple(waiting)

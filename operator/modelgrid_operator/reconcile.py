@@ -115,10 +115,13 @@ async def _apply(
     client: Client,
     settings: RenderSettings,
     now: datetime,
+    previous: api.InferenceModelStatus | None,
 ) -> tuple[Observation, str]:
     """Apply the model's RayServices (:func:`.pool_services.apply_pools`) and observe them:
     their pods, and whether a new Ray cluster of a pool is late (:mod:`.progress`)."""
-    applied = await apply_pools(model, owner, admissions, client=client, settings=settings)
+    applied = await apply_pools(
+        model, owner, admissions, client=client, settings=settings, known=_known(previous)
+    )
     lives = applied.rayservices
     pods = await client.list_model_pods(model.namespace, model.name) if lives else []
     observation = Observation(
@@ -126,6 +129,7 @@ async def _apply(
         pods=pods,
         admissions=applied.admissions,
         held=applied.held,
+        retiring=applied.retiring,
         apply_error=(api.Reason.CONFLICT, applied.conflict) if applied.conflict else None,
         progressing=judge_progress(
             model,
@@ -139,6 +143,15 @@ async def _apply(
         else None,
     )
     return observation, applied.action
+
+
+def _known(previous: api.InferenceModelStatus | None) -> set[str]:
+    """The RayServices the model's stored status names: its pools', the one of an operator
+    before one per pool (``rayService``), and those waiting to be retired."""
+    if previous is None:
+        return set()
+    names = {p.ray_service for p in previous.pools} | {previous.ray_service}
+    return {n for n in names if n} | set(previous.retiring_ray_services)
 
 
 async def reconcile(
@@ -182,7 +195,7 @@ async def reconcile(
         )
         writing = "the RayServices"
         observation, action = await _apply(
-            model, owner, admissions, client=client, settings=settings, now=now
+            model, owner, admissions, client=client, settings=settings, now=now, previous=previous
         )
     except (KubeRayMissing, ApiException) as exc:
         observation = _write_refused(exc, f"{writing} of {model.name}", admissions)

@@ -69,6 +69,7 @@ class Observation:
         lost_names: the names another namespace owns (:mod:`modelgrid_serving.claims`).
         progressing: the ``Progressing`` condition (:mod:`modelgrid_operator.progress`), or None
             when no RayService was looked at.
+        retiring: the model's RayServices that no pool renders, waiting to be deleted.
     """
 
     rayservices: Mapping[str, dict[str, Any]]
@@ -78,6 +79,7 @@ class Observation:
     held: str = ""
     lost_names: tuple[LostName, ...] = ()
     progressing: Judgement | None = None
+    retiring: tuple[str, ...] = ()
 
     @property
     def refused(self) -> list[Admission]:
@@ -436,6 +438,7 @@ def compute_status(
         pools=pools,
         time_to_ready=_advance_times(prev, verdict.phase, since, now),
         ray_service=next((p.ray_service for p in pools if p.ray_service), None),
+        retiring_ray_services=list(observation.retiring),
     )
 
 

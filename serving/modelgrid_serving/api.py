@@ -44,6 +44,7 @@ from .protocol import (
     ModelList,
     SamplingRequest,
     ServiceInfo,
+    ToolCallingInfo,
     chunk_usage,
 )
 from .sse import DONE_FRAME, data_frame
@@ -53,7 +54,15 @@ logger = logging.getLogger(__name__)
 RequestT = TypeVar("RequestT", bound=SamplingRequest)
 
 
-def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: int) -> FastAPI:
+def build_api(
+    engine: Engine,
+    config: AppConfig,
+    *,
+    metrics: Metrics,
+    created: int,
+    tool_calling: ToolCallingInfo | None = None,
+    reasoning_parser: str | None = None,
+) -> FastAPI:
     """Build the OpenAI-compatible ASGI app of one replica.
 
     Args:
@@ -61,6 +70,8 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
         config: The application config (names, aliases).
         metrics: Where this replica counts requests and tokens.
         created: Unix time shown as the models' ``created``.
+        tool_calling: The engine's tool-call parser and why, shown on the model card.
+        reasoning_parser: The engine's reasoning parser, shown on the model card.
 
     Returns:
         A FastAPI app with ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``,
@@ -70,7 +81,7 @@ def build_api(engine: Engine, config: AppConfig, *, metrics: Metrics, created: i
     app = FastAPI(title="modelgrid", version=__version__, docs_url=None, redoc_url=None)
     _install_error_handlers(app)
     _add_service_routes(app, engine, config, names, metrics)
-    _add_model_routes(app, engine, names, created)
+    _add_model_routes(app, engine, names, created, tool_calling, reasoning_parser)
     _add_generation_routes(app, engine, config, names, metrics)
     return app
 
@@ -110,8 +121,16 @@ def _add_service_routes(
         return GPUInfo(gpus=gpus, node=devices.node_name(), accelerator=accelerator)
 
 
-def _add_model_routes(app: FastAPI, engine: Engine, names: ServedNames, created: int) -> None:
-    """The model listing: the name and each alias, an alias pointing at its ``root``."""
+def _add_model_routes(
+    app: FastAPI,
+    engine: Engine,
+    names: ServedNames,
+    created: int,
+    tool_calling: ToolCallingInfo | None,
+    reasoning_parser: str | None,
+) -> None:
+    """The model listing: the name and each alias, an alias pointing at its ``root``; each card
+    says which parsers the engine runs (and why), as an extension."""
 
     def card(name: str) -> ModelCard:
         root = names.resolve(name)
@@ -120,6 +139,8 @@ def _add_model_routes(app: FastAPI, engine: Engine, names: ServedNames, created:
             created=created,
             root=root if root != name else None,
             max_model_len=engine.max_model_len(),
+            tool_calling=tool_calling,
+            reasoning_parser=reasoning_parser,
         )
 
     # Without /v1 too, as several local OpenAI-compatible servers answer: clients given a

@@ -42,6 +42,35 @@ class Accelerator(StrEnum):
     CPU = "cpu"
 
 
+TOOL_CALL_PARSERS = (
+    "apertus", "cohere_command3", "cohere_command4", "deepseek_v3", "deepseek_v31",
+    "deepseek_v32", "deepseek_v4", "deepseek_v41", "dots", "ernie45", "functiongemma", "gemma4",
+    "gigachat3", "glm45", "glm47", "granite", "granite-20b-fc", "granite4", "hermes", "hf",
+    "hunyuan_a13b", "hy_v3", "hy_v4", "inkling", "internlm", "jamba", "k2_horizon", "kimi_k2",
+    "kimi_k3", "lfm2", "ling3", "llama3_json", "llama4_json", "llama4_pythonic", "longcat",
+    "mimo", "minicpm5", "minimax_m2", "minimax_m3", "mistral", "muse_glimmer", "olmo3", "openai",
+    "phi4_mini_json", "plamo3", "poolside_v1", "pythonic", "qwen3_coder", "qwen3_json",
+    "qwen3_xml", "seed_oss", "step3", "step3p5", "xlam",
+)  # fmt: skip
+"""vLLM's tool-call parsers (``--tool-call-parser``) in the version modelgrid pins: a spec naming
+another is refused before any replica starts (a unit test compares with vLLM's registry)."""
+REASONING_PARSERS = (
+    "cohere_command3", "cohere_command4", "deepseek_r1", "deepseek_v3", "deepseek_v4",
+    "deepseek_v41", "ernie45", "gemma4", "glm45", "glm47", "granite", "granite_thinking_parser",
+    "hf", "holo2", "hunyuan_a13b", "hy_v3", "hy_v4", "inkling", "k2_horizon", "kimi_k2",
+    "kimi_k3", "ling3", "mimo", "minicpmv", "minimax_m2", "minimax_m2_append_think",
+    "minimax_m3", "mistral", "muse_glimmer", "nemotron_v3", "olmo3", "openai_gptoss", "plamo3",
+    "poolside_v1", "qwen3", "seed_oss", "step3", "step3p5",
+)  # fmt: skip
+"""vLLM's reasoning parsers (``--reasoning-parser``), likewise checked against its registry."""
+AUTO_PARSER = "auto"
+"""``tool_call_parser: auto``: the replica picks the parser from the model's files."""
+ToolCallParserName = Literal[(AUTO_PARSER, *TOOL_CALL_PARSERS)]  # type: ignore[valid-type]
+"""What a spec may say for tool calling: ``auto`` or one of :data:`TOOL_CALL_PARSERS`."""
+ReasoningParserName = Literal[REASONING_PARSERS]  # type: ignore[valid-type]
+"""One of :data:`REASONING_PARSERS`."""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -83,6 +112,19 @@ class ModelConfig(_Frozen):
     pipeline_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    tool_call_parser: ToolCallParserName | None = Field(
+        default=None,
+        description="Tool calling: `auto` (the replica detects the parser from the model's "
+        "files), a vLLM tool-call parser, or None (off: vLLM refuses a tool_choice but `none`).",
+    )
+    reasoning_parser: ReasoningParserName | None = Field(
+        default=None, description="A vLLM reasoning parser: answers carry `reasoning_content`."
+    )
+    chat_template: str | None = Field(
+        default=None,
+        description="A chat template that replaces the model's own: Jinja text, or the path of "
+        "a file in the replica (a mounted ConfigMap).",
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024,
         ge=1,

@@ -204,8 +204,9 @@ OPERATOR = (
     Family(
         "operator",
         "reconciles_total",
-        "Reconciles of an InferenceModel by result: created, patched (the RayService was "
-        "written), unchanged, invalid (bad spec), apply_failed, error (an exception; retried).",
+        "Reconciles of an InferenceModel by result: created (a pool's RayService), patched (a "
+        "RayService or RayCluster was written or deleted), unchanged, invalid (bad spec), "
+        "apply_failed, error (an exception; retried).",
         ("namespace", "model", "result"),
     ),
     Family(

@@ -19,8 +19,15 @@ from ray.serve.llm import LLMConfig, LLMServer
 
 from .api import build_api
 from .config import AppConfig
-from .engines.vllm import VLLMEngine, run_model_in_engine_process, usable_cpus
+from .engines.vllm import (
+    VLLMEngine,
+    run_model_in_engine_process,
+    tool_calling_kwargs,
+    usable_cpus,
+)
 from .metrics import VLLM_STATS, Metrics
+from .protocol import ToolCallingInfo
+from .tool_parsers import choose_tool_parser, read_model_files
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,15 @@ class OneProcessCPUEngine(RayVLLMEngine):
         )
 
 
+def add_frontend_kwargs(llm_config: LLMConfig, kwargs: dict[str, Any]) -> None:
+    """Add vLLM frontend arguments (the OpenAI layer's: tool-call parser...) to a config that
+    was built elsewhere. Building the application already computed and cached the engine
+    config (its ``frontend_kwargs`` split from ``engine_kwargs``), and the replica gets that
+    cache: both must change, or vLLM starts without them."""
+    llm_config.engine_kwargs.update(kwargs)
+    llm_config.get_engine_config().frontend_kwargs.update(kwargs)
+
+
 @serve.ingress()
 class VLLMServer(LLMServer):
     """One replica: vLLM through Ray Serve LLM, the OpenAI routes, metrics."""
@@ -55,6 +71,16 @@ class VLLMServer(LLMServer):
         self._metrics = Metrics(pool=self._app_config.pool.name)
         self._metrics.watch_engine(VLLM_STATS, model=self._app_config.model_name)
         self._created = int(time.time())
+        config = self._app_config
+        choice = choose_tool_parser(
+            config.tool_call_parser,
+            lambda: read_model_files(
+                config.model_source, revision=config.revision, chat_template=config.chat_template
+            ),
+        )
+        logger.info("tool calling: %s (%s)", choice.parser or "off", choice.reason)
+        self._tool_calling = ToolCallingInfo(parser=choice.parser, reason=choice.reason)
+        add_frontend_kwargs(llm_config, tool_calling_kwargs(choice))  # before the engine starts
         await super().__init__(llm_config)
         port = self._app_config.metrics_port
         if port:
@@ -65,4 +91,11 @@ class VLLMServer(LLMServer):
 
     async def __serve_build_asgi_app__(self) -> Any:
         engine = VLLMEngine(self.engine, max_model_len=self._app_config.max_model_len)
-        return build_api(engine, self._app_config, metrics=self._metrics, created=self._created)
+        return build_api(
+            engine,
+            self._app_config,
+            metrics=self._metrics,
+            created=self._created,
+            tool_calling=self._tool_calling,
+            reasoning_parser=self._app_config.reasoning_parser,
+        )

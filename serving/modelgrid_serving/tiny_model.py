@@ -1,8 +1,10 @@
 """A tiny Llama-style model for tests and demos, made locally with no download.
 
 Random weights (2 layers, hidden size 128, about 1.6 MB) and a byte-level BPE tokenizer trained
-here on a few hundred pseudo-words, with a chat template. vLLM (CPU and CUDA builds) and mlx-lm
-load it in seconds. Its output is garbage by design: nothing may assert on generated words.
+here on a few hundred pseudo-words, with a chat template that knows tools (Hermes' format, read by
+vLLM's ``hermes`` parser). vLLM (CPU and CUDA builds) and mlx-lm load it in seconds. Its output
+is garbage by design: nothing may assert on generated words; tool calls are tested where the
+engine constrains the output (a named or ``required`` ``tool_choice``).
 
 ``head_dim`` is 32 because vLLM's CPU attention crashes on first generation with 16.
 
@@ -23,12 +25,53 @@ from pathlib import Path
 
 VOCAB_SIZE = 512
 MAX_POSITIONS = 2048
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
+TOOL_CALL_TOKENS = ("<tool_call>", "</tool_call>")
+"""Hermes' tool-call tags, single tokens of the vocabulary as in Hermes and Qwen models (not
+special: a reply keeps them when decoded, so a parser finds them)."""
+TOOL_CALL_PARSER = "hermes"
+"""The vLLM tool-call parser that reads what :data:`CHAT_TEMPLATE` teaches: ``<tool_call>{"name":
+..., "arguments": {...}}</tool_call>``."""
+CHAT_TEMPLATE = """\
+{{- bos_token }}
+{%- if tools %}
+{{- '<|system|>\\n' }}
+{%- if messages[0].role == 'system' %}{{ messages[0].content ~ '\\n\\n' }}{% endif %}
+{{- 'You may call functions. Their signatures are in <tools></tools>:\\n<tools>' }}
+{%- for tool in tools %}{{ '\\n' ~ (tool | tojson) }}{% endfor %}
+{{- '\\n</tools>\\nFor each call, answer with a JSON object of the name and the arguments '
+    'between tool-call tags:\\n<tool_call>\\n{"name": <name>, "arguments": <object>}\\n'
+    '</tool_call>' ~ eos_token ~ '\\n' }}
+{%- endif %}
+{%- for m in messages %}
+{%- if m.role == 'system' and tools and loop.first %}
+{%- elif m.role == 'assistant' and m.tool_calls is defined and m.tool_calls %}
+{{- '<|assistant|>\\n' }}{% if m.content %}{{ m.content }}{% endif %}
+{%- for tool_call in m.tool_calls %}
+{%- if tool_call.function is defined %}{% set tool_call = tool_call.function %}{% endif %}
+{{- '<tool_call>\\n{"name": ' ~ (tool_call.name | tojson) ~ ', "arguments": ' }}
+{%- if tool_call.arguments is string %}{{ tool_call.arguments }}
+{%- else %}{{ tool_call.arguments | tojson }}{% endif %}
+{{- '}\\n</tool_call>' }}
+{%- endfor %}
+{{- eos_token ~ '\\n' }}
+{%- elif m.role == 'tool' %}
+{{- '<|tool|>\\n<tool_response>\\n' ~ m.content ~ '\\n</tool_response>' ~ eos_token ~ '\\n' }}
+{%- else %}
+{{- '<|' ~ m.role ~ '|>\\n' ~ (m.content or '') ~ eos_token ~ '\\n' }}
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}
+"""
+"""Each message as ``<|role|>`` and its text; with ``tools``, a system block listing them and
+the Hermes format (:data:`TOOL_CALL_PARSER`) for calls; assistant ``tool_calls`` and ``tool``
+results in that same format, so an agent's second turn renders as the model would have written
+it. Written as Qwen's templates are (``tool_call.name``), which mlx-lm's server recognises as
+this format too."""
 COMPLETE_MARKER = ".modelgrid-tiny-model"
 """Written last: a directory holding it is a complete model (a crashed run leaves none)."""
+FORMAT = "2"
+"""What the marker says: raised whenever the files written change (2: tool calls), so a model
+made by an older version is made again rather than served with its old template."""
 
 _SPECIAL = ["<unk>", "<s>", "</s>", "<pad>"]
 _WORDS = [
@@ -89,7 +132,7 @@ def write_tiny_model(path: Path) -> Path:
         ``path``, holding ``config.json``, ``model.safetensors`` and the tokenizer files.
     """
     path = Path(path)
-    if (path / COMPLETE_MARKER).is_file():
+    if is_complete(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target, then rename: concurrent or interrupted runs never leave half a model.
@@ -98,16 +141,24 @@ def write_tiny_model(path: Path) -> Path:
     try:
         _write_tokenizer(staging)
         _write_weights(staging)
-        (staging / COMPLETE_MARKER).write_text("complete\n")
+        (staging / COMPLETE_MARKER).write_text(f"complete {FORMAT}\n")
         if path.exists():
             shutil.rmtree(path)
         os.replace(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if (path / COMPLETE_MARKER).is_file():  # another process won the race
+        if is_complete(path):  # another process won the race
             return path
         raise
     return path
+
+
+def is_complete(path: Path) -> bool:
+    """True when ``path`` holds a whole tiny model of the current :data:`FORMAT`."""
+    try:
+        return (path / COMPLETE_MARKER).read_text() == f"complete {FORMAT}\n"
+    except OSError:
+        return False
 
 
 def _corpus() -> list[str]:
@@ -123,19 +174,28 @@ def _corpus() -> list[str]:
 
 
 def _write_tokenizer(out: Path) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=VOCAB_SIZE - len(TOOL_CALL_TOKENS),  # the tags take the last ids
         special_tokens=_SPECIAL,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_CALL_TOKENS])
     bos_id = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(  # prepend BOS like Llama
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]

@@ -77,7 +77,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Image of a component: (dict "root" $ "image" .Values.gateway.image). */}}
 {{- define "modelgrid.image" -}}
 {{- $repository := default .root.Values.image.repository .image.repository }}
-{{- $tag := default .root.Values.image.tag .image.tag | default (printf "%s-cpu" .root.Chart.AppVersion) }}
+{{- $tag := default .root.Values.image.tag .image.tag | default .root.Chart.AppVersion }}
 {{- printf "%s:%s" $repository $tag }}
 {{- end }}
 

@@ -14,6 +14,20 @@ from modelgrid_serving.config import AppConfig, LocalRun, PoolConfig
 from modelgrid_operator import api
 from modelgrid_operator.settings import RenderSettings
 
+CHAT_TEMPLATE_DIR = "/etc/modelgrid/chat-template"
+"""Where a pod mounts the ConfigMap key of ``spec.chatTemplate.configMapRef``."""
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+"""The file name the key is mounted under, whatever the key is called."""
+
+
+def chat_template_in_pod(template: api.ChatTemplate | None) -> str | None:
+    """What a replica passes vLLM as ``chat_template``: the inline text, or the mounted file."""
+    if template is None:
+        return None
+    if template.config_map_ref is not None:
+        return f"{CHAT_TEMPLATE_DIR}/{CHAT_TEMPLATE_FILE}"
+    return template.inline
+
 
 def pool_resource(pool: api.Pool) -> str:
     """The custom Ray resource that pins a pool's replicas to its worker group."""
@@ -59,7 +73,7 @@ def _pool_config(
     )
 
 
-def _common(model: api.InferenceModel, model_source: str) -> dict:
+def _common(model: api.InferenceModel, model_source: str, chat_template: str | None) -> dict:
     spec = model.spec
     args = spec.engine_args
     limits = spec.serving
@@ -74,6 +88,9 @@ def _common(model: api.InferenceModel, model_source: str) -> dict:
         "pipeline_parallel_size": args.pipeline_parallel_size,
         "gpu_memory_utilization": args.gpu_memory_utilization,
         "engine_kwargs": dict(args.extra_args),
+        "tool_call_parser": spec.tool_calling.parser if spec.tool_calling else None,
+        "reasoning_parser": spec.reasoning.parser if spec.reasoning else None,
+        "chat_template": chat_template,
         "max_ongoing_requests": limits.max_concurrent_requests,
         "max_queued_requests": limits.max_queued_requests,
         "target_ongoing_requests": limits.target_concurrent_requests
@@ -88,7 +105,11 @@ def to_app_config(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
     deploy or is refused leaves the others serving, and the gateway can weigh pools apart.
     """
     return AppConfig(
-        **_common(model, model_path_in_pod(model.spec.model, settings)),
+        **_common(
+            model,
+            model_path_in_pod(model.spec.model, settings),
+            chat_template_in_pod(model.spec.chat_template),
+        ),
         pool=_pool_config(model.spec, pool, settings),
         metrics_port=settings.metrics_port,
     )
@@ -106,8 +127,8 @@ def to_local_run(
             cluster; an Apple pool runs MLX on this machine's CPU).
 
     Raises:
-        ValueError: when ``pool`` names no pool of the model, or the source is a PVC
-            (which exists only inside a cluster).
+        ValueError: when ``pool`` names no pool of the model, or the source is a PVC or the
+            chat template a ConfigMap (which exist only inside a cluster).
     """
     pools = {p.name: p for p in model.spec.pools}
     if pool is not None and pool not in pools:
@@ -119,13 +140,19 @@ def to_local_run(
             f"spec.model.uri: {source.uri} is a PersistentVolumeClaim, which exists only in a "
             "cluster; point uri at a local path or a Hugging Face id to run locally"
         )
+    template = model.spec.chat_template
+    if template is not None and template.config_map_ref is not None:
+        raise ValueError(
+            f"spec.chatTemplate.configMapRef: ConfigMap {template.config_map_ref.name} exists "
+            "only in a cluster; give the template as spec.chatTemplate.inline to run locally"
+        )
     path = (
         f"{builtin_root}/{source.location}"
         if source.kind is api.SourceKind.BUILTIN
         else source.location
     )
     return LocalRun(
-        **_common(model, path),
+        **_common(model, path, chat_template_in_pod(template)),
         pools=tuple(
             PoolConfig(
                 name=p.name,

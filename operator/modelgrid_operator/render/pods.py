@@ -20,7 +20,11 @@ from modelgrid_operator.ray_ports import (
     RAY_PORTS,
     REPLICA_METRICS_PORT_NAME,
 )
-from modelgrid_operator.render.app_config import model_path_in_pod
+from modelgrid_operator.render.app_config import (
+    CHAT_TEMPLATE_DIR,
+    CHAT_TEMPLATE_FILE,
+    model_path_in_pod,
+)
 from modelgrid_operator.render.metadata import ACCELERATOR_LABEL, MODEL_LABEL, POOL_LABEL
 from modelgrid_operator.render.security import harden
 from modelgrid_operator.settings import RenderSettings
@@ -169,6 +173,25 @@ def _model_volumes(
     return volumes, mounts, env
 
 
+CHAT_TEMPLATE_VOLUME = "chat-template"
+
+
+def _chat_template_volume(
+    template: api.ChatTemplate | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ConfigMap key of ``spec.chatTemplate.configMapRef``, mounted read-only where the
+    replica's AppConfig points vLLM (:data:`CHAT_TEMPLATE_DIR`); nothing for an inline one."""
+    if template is None or template.config_map_ref is None:
+        return [], []
+    ref = template.config_map_ref
+    volume = {
+        "name": CHAT_TEMPLATE_VOLUME,
+        "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": CHAT_TEMPLATE_FILE}]},
+    }
+    mount = {"name": CHAT_TEMPLATE_VOLUME, "mountPath": CHAT_TEMPLATE_DIR, "readOnly": True}
+    return [volume], [mount]
+
+
 def _init_resources() -> dict[str, Any]:
     """The init container writes a few MB of random weights and a tokenizer (~450 MB peak)."""
     return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
@@ -281,6 +304,9 @@ def _vllm_worker(
     model: api.InferenceModel, pool: api.Pool, settings: RenderSettings, *, gpus: int
 ) -> Pod:
     volumes, mounts, env = _model_volumes(model.spec.model, settings)
+    template_volumes, template_mounts = _chat_template_volume(model.spec.chat_template)
+    volumes += template_volumes
+    mounts += template_mounts
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, Any]] = []
     if gpus:

@@ -20,6 +20,7 @@ from ..errors import APIError, EngineError, InvalidRequest, from_validation_erro
 from ..protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, OpenAIBaseModel
 from ..sse import DONE as DONE_DATA
 from ..sse import event_data
+from ..tool_parsers import ParserChoice
 from .base import EngineOutput
 from .events import DONE, StreamEvent, error_from_body, parse_chunk, until_end
 
@@ -53,6 +54,10 @@ def to_llm_config(config: AppConfig) -> LLMConfig:
         engine_kwargs["max_model_len"] = config.max_model_len
     if config.pool.accelerator == Accelerator.NVIDIA:
         engine_kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
+    if config.reasoning_parser:
+        engine_kwargs["reasoning_parser"] = config.reasoning_parser
+    if config.chat_template:
+        engine_kwargs["chat_template"] = config.chat_template  # vLLM reads a path or the text
     engine_kwargs.update(config.engine_kwargs)
 
     accelerator: dict[str, Any] = {"kind": "cpu"}
@@ -67,6 +72,19 @@ def to_llm_config(config: AppConfig) -> LLMConfig:
         runtime_env={"env_vars": env},
         log_engine_metrics=False,
     )
+
+
+def tool_calling_kwargs(choice: ParserChoice) -> dict[str, Any]:
+    """vLLM's arguments for a tool-call parser choice: automatic tool choice with that parser,
+    or nothing (vLLM then refuses every ``tool_choice`` but ``none``: even a named or
+    ``required`` one, which it constrains by guided decoding, needs the parser).
+
+    The choice is made in the replica (``auto`` reads the model's files there), so these are
+    added to the ``LLMConfig`` there too, before the engine starts.
+    """
+    if choice.parser is None:
+        return {}
+    return {"enable_auto_tool_choice": True, "tool_call_parser": choice.parser}
 
 
 def run_model_in_engine_process(
@@ -129,16 +147,16 @@ class VLLMEngine:
 
     async def chat(self, request: ChatCompletionRequest) -> EngineOutput:
         ray_request = self._parse(self._oai.ChatCompletionRequest, request)
-        return await self._generate(self._engine.chat(ray_request, None))
+        return await self._generate(self._engine.chat(ray_request, None), request)
 
     async def completions(self, request: CompletionRequest) -> EngineOutput:
         ray_request = self._parse(self._oai.CompletionRequest, request)
-        return await self._generate(self._engine.completions(ray_request, None))
+        return await self._generate(self._engine.completions(ray_request, None), request)
 
     async def embeddings(self, request: EmbeddingRequest) -> dict[str, Any]:
         ray_request = self._parse(self._oai.EmbeddingRequest, request)
         first = await anext(self._engine.embeddings(ray_request, None))
-        self._raise_if_error(first)
+        self._raise_if_error(first, request)
         return first.model_dump()
 
     async def check_health(self) -> None:
@@ -162,22 +180,24 @@ class VLLMEngine:
             message = str(exc.args[0]) if exc.args else str(exc)
             raise InvalidRequest(message, param=getattr(exc, "parameter", None)) from None
 
-    async def _generate(self, outputs: AsyncGenerator[Any, None]) -> EngineOutput:
+    async def _generate(
+        self, outputs: AsyncGenerator[Any, None], request: OpenAIBaseModel
+    ) -> EngineOutput:
         try:
             first = await anext(outputs)
         except StopAsyncIteration:
             raise EngineError("The engine returned no output.") from None
         if isinstance(first, str):
             return until_end(_events(first, outputs), source="The vLLM engine")
-        self._raise_if_error(first)
+        self._raise_if_error(first, request)
         return first.model_dump()
 
     @staticmethod
-    def _raise_if_error(output: Any) -> None:
+    def _raise_if_error(output: Any, request: OpenAIBaseModel) -> None:
         # Ray yields its internal ErrorResponse (a vLLM subclass), not the public re-export:
         # match by name along the MRO rather than by one of the classes.
         if any(cls.__name__ == "ErrorResponse" for cls in type(output).__mro__):
-            raise _to_api_error(output)
+            raise _to_api_error(output, request)
 
 
 def _installed_version(*distributions: str) -> str | None:
@@ -200,8 +220,41 @@ def _adapter(model: Any) -> Any:
     return TypeAdapter(model)
 
 
-def _to_api_error(response: Any) -> APIError:
-    return error_from_body(response.error.model_dump())
+def _to_api_error(response: Any, request: OpenAIBaseModel) -> APIError:
+    error = response.error.model_dump()
+    code = error.get("code")
+    if error.get("param") is None and isinstance(code, int) and 400 <= code < 500:
+        error["param"] = refused_param(
+            str(error.get("message") or ""), request.model_dump(exclude_unset=True)
+        )
+    return error_from_body(error)
+
+
+_CONSTRAINTS = ("response_format", "guided_json", "guided_regex", "guided_grammar",
+                "guided_choice", "structured_outputs", "tools")  # fmt: skip
+"""Request fields that make vLLM compile a grammar, in the order a grammar error blames them."""
+
+
+def refused_param(message: str, body: dict[str, Any]) -> str | None:
+    """The field a 400 of vLLM's is about, where vLLM names none: its tool-choice refusals
+    (no parser configured), grammar errors (a schema it cannot compile: the constraint the
+    request carries) and content refusals (parts a text-only model cannot take).
+
+    Args:
+        message: vLLM's error message.
+        body: The request, to see which constraint it carries.
+
+    Returns:
+        The field, or None when the message is none of those.
+    """
+    lowered = message.lower()
+    if "tool choice" in lowered or "tool_choice" in lowered or "tool-call-parser" in lowered:
+        return "tool_choice"
+    if "grammar" in lowered or "json schema" in lowered or "structured output" in lowered:
+        return next((field for field in _CONSTRAINTS if body.get(field) is not None), None)
+    if "multimodal" in lowered or "content part" in lowered:
+        return "messages"
+    return None
 
 
 async def _events(first: str, rest: AsyncGenerator[str, None]) -> AsyncGenerator[StreamEvent, None]:

@@ -38,10 +38,10 @@ from .asgi import (
 from .auth import ANONYMOUS, KeyPolicy
 from .bounds import check_bounds
 from .console import Console
+from .exchange import Exchange
 from .gpu_info import gather_gpu_info
 from .peers import USAGE_PATH
 from .proxy import estimate_prompt_tokens, parse_body
-from .relay import ProxyRequest, Relay
 from .routing import filter_listing
 from .state import GatewayState
 
@@ -247,33 +247,30 @@ class Gateway:
             return
 
         extra = [(k.encode(), v.encode()) for k, v in rl_headers.items()]
-        request = ProxyRequest(
-            scope, route_label, model, body, payload, extra, policy, reserved, started
-        )
-        call = Relay(request, send, state.upstream, state.balancer, state.metrics)
+        x = Exchange(scope, route_label, model, body, payload, extra, policy, reserved, started)
         status: int | None = None
         try:
             watcher = None
             cancel_on_disconnect = scope.get("extensions", {}).get(CANCEL_ON_DISCONNECT)
             if cancel_on_disconnect is not None:
-                cancel_on_disconnect(call.client_left)
+                cancel_on_disconnect(x.client_left)
             else:
                 task = asyncio.current_task()
                 assert task is not None
-                watcher = asyncio.create_task(call.watch_disconnect(receive, task))
+                watcher = asyncio.create_task(x.watch_disconnect(receive, task))
             try:
-                status = await call.run(route.backends, limits.retries)
+                status = await state.relay.run(x, send, route.backends, limits.retries)
             except asyncio.CancelledError:
-                if not call.client_gone:
+                if not x.client_gone:
                     raise
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 status = 499
             finally:
-                call.done = True
+                x.done = True
                 if watcher is not None:
                     watcher.cancel()
         finally:
-            sink.finished(call, status)
+            sink.finished(x, status)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.state.limits.max_body_bytes

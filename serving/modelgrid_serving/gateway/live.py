@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from .finished import Finished
+    from .exchange import Exchange
 
 RATE_WINDOW_S = 10.0
 """Requests/s, errors/s and tokens/s are averaged over this many seconds."""
@@ -89,12 +89,10 @@ class LiveFigures:
         self._samples: dict[str, deque[Sample]] = {}
         self._totals: dict[str, _Totals] = {}
 
-    def finished(self, call: Finished) -> None:
+    def finished(self, x: Exchange) -> None:
         """A relayed request ended (a recorder of the sink)."""
-        sample = Sample(
-            call.ended, call.status, call.duration_s, call.ttft_s, call.completion_tokens
-        )
-        self._add(call.model, sample)
+        sample = Sample(x.ended, x.status, x.duration_s, x.ttft_s, x.completion_tokens)
+        self._add(x.model, sample)
 
     def record(
         self,

@@ -20,7 +20,7 @@ from ..metrics import CONTENT_TYPE, GATEWAY, build_families
 from .asgi import Receive, Scope, Send, send_body, send_error
 
 if TYPE_CHECKING:
-    from .finished import Finished
+    from .exchange import Exchange
     from .routing import RoutingTable
 
 __all__ = ["CONTENT_TYPE", "NO_POOL", "GatewayMetrics", "MetricsApp"]
@@ -71,10 +71,10 @@ class GatewayMetrics:
         """A request answered before any backend (an error, or the client went away)."""
         self.requests.labels(model, NO_POOL, route, str(status)).inc()
 
-    def finished(self, call: Finished) -> None:
-        """A request that went to a backend (``call.pool``), whatever the outcome (a recorder
+    def finished(self, x: Exchange) -> None:
+        """A request that went to a backend (``x.pool``), whatever the outcome (a recorder
         of the sink)."""
-        model, pool, route, status = key = (call.model, call.pool, call.route, call.status)
+        model, pool, route, status = key = (x.model, x.pool, x.route, x.status)
         series = self._answered.get(key)
         if series is None:
             series = self._answered[key] = (
@@ -85,9 +85,9 @@ class GatewayMetrics:
             )
         requests, duration, prompt, generation = series
         requests.inc()
-        duration.observe(call.duration_s)
-        prompt.inc(call.prompt_tokens)
-        generation.inc(call.completion_tokens)
+        duration.observe(x.duration_s)
+        prompt.inc(x.prompt_tokens)
+        generation.inc(x.completion_tokens)
 
     def count_ready_backends(self, table: RoutingTable) -> None:
         """Each model's ready backends in a new routing table (a listener of the catalog)."""

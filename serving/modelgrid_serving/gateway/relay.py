@@ -3,20 +3,17 @@
 JSON answers are relayed in one piece; SSE answers event by event as they arrive (whole events
 only, :class:`~modelgrid_serving.sse.SSEReader`), with the first event timed (TTFT) and usage
 read on the way. A client that disconnects cancels the request's
-task (:meth:`Relay.client_left`), which closes the upstream connection: the engine stops.
+task (:meth:`~.exchange.Exchange.client_left`), which closes the upstream connection: the engine stops.
 Connection failures before any byte are retried on another backend; after the first byte
 nothing is retried, and a broken stream ends with one OpenAI error event and ``[DONE]``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
 
 from ..errors import (
     APIError,
@@ -27,10 +24,10 @@ from ..errors import (
     from_engine_error,
 )
 from ..sse import DONE, DONE_FRAME, EventTooLarge, SSEReader, data_frame, last_data_with
-from .asgi import Receive, Scope, Send, header, send_body, send_error
-from .auth import KeyPolicy
+from .asgi import Send, header, send_body, send_error
 from .balancer import Balancer
-from .metrics import NO_POOL, GatewayMetrics
+from .exchange import Exchange
+from .metrics import GatewayMetrics
 from .proxy import HOP_BY_HOP, event_usage, find_usage, model_renamer, rewrite_model
 from .routing import Backend
 from .upstream import BrokenResponse, ConnectFailed, ReadTimeout, Response, Upstream
@@ -46,107 +43,26 @@ UPSTREAM_SUFFIX = {
 _DONE_TEXT = DONE.encode()
 
 
-@dataclass(slots=True)
-class ProxyRequest:
-    """A request that passed its checks: what the client sent, and what it was admitted with."""
-
-    scope: Scope
-    route: str
-    """The route label: ``chat``, ``completions`` or ``embeddings``."""
-    model: str
-    """The canonical model name it resolved to."""
-    body: bytes
-    payload: dict[str, Any]
-    """``body`` parsed."""
-    headers: list[tuple[bytes, bytes]]
-    """Added to the answer, whatever it is (the key's ``x-ratelimit-*``)."""
-    policy: KeyPolicy
-    reserved: int
-    """Tokens reserved at admission, settled to the real usage when it ends (:mod:`.sink`)."""
-    started: float
-    """``time.perf_counter()`` when it arrived."""
-
-
 class Relay:
-    """One proxied request after its checks: backend choice with retries, then the relay. It
-    records what happened (pool, status, usage, TTFT) for the sink (:class:`~.sink.Finished`).
+    """Relays proxied requests: backend choice with retries, then the answer, JSON or SSE. One
+    a process; what it sees of each request (pool, usage, TTFT) is written on its
+    :class:`~.exchange.Exchange` for the sink.
 
     Args:
-        request: The admitted request.
-        send: The ASGI ``send`` of the client's connection.
         upstream: The pooled client that reaches backends.
         balancer: Picks the backend and learns from each answer.
         metrics: In-flight, TTFT and upstream error series.
     """
 
-    __slots__ = (
-        "balancer",
-        "client_gone",
-        "completion_tokens",
-        "done",
-        "duration_s",
-        "ended",
-        "events",
-        "metrics",
-        "model",
-        "pool",
-        "prompt_tokens",
-        "request",
-        "route",
-        "send",
-        "started",
-        "status",
-        "ttft_s",
-        "upstream",
-        "usage",
-    )
+    def __init__(self, upstream: Upstream, balancer: Balancer, metrics: GatewayMetrics) -> None:
+        self.upstream, self.balancer, self.metrics = upstream, balancer, metrics
 
-    def __init__(
-        self,
-        request: ProxyRequest,
-        send: Send,
-        upstream: Upstream,
-        balancer: Balancer,
-        metrics: GatewayMetrics,
-    ) -> None:
-        self.request, self.send, self.upstream = request, send, upstream
-        self.balancer, self.metrics = balancer, metrics
-        self.model, self.route, self.started = request.model, request.route, request.started
-        self.client_gone = False
-        self.done = False
-        self.events = 0
-        self.pool = NO_POOL
-        """The pool of the backend that took the request (the last one tried)."""
-        self.usage: tuple[int, int] | None = None
-        self.ttft_s: float | None = None
-        """Seconds from the request to the first streamed event (streams only)."""
-        # The outcome, filled in by the sink when the request ends (:class:`~.sink.Finished`).
-        self.status = 0
-        self.duration_s = 0.0
-        self.ended = 0.0
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-
-    def client_left(self) -> None:
-        """The client went away before its answer was complete. Its task is cancelled next (by
-        the server, or :meth:`watch_disconnect`), which closes the upstream request: the engine
-        stops generating for nobody."""
-        if not self.done:
-            self.client_gone = True
-
-    async def watch_disconnect(self, receive: Receive, task: asyncio.Task[Any]) -> None:
-        """Cancel ``task`` once ``receive()`` says the client disconnected (for servers without
-        the :data:`~.asgi.CANCEL_ON_DISCONNECT` extension)."""
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if not self.done:
-            self.client_left()
-            task.cancel()
-
-    async def run(self, backends: tuple[Backend, ...], retries: int) -> int:
-        """Send the request to one of ``backends`` (trying ``retries`` others after a failed
-        connection) and relay the answer; returns the status."""
-        balancer, metrics, extra = self.balancer, self.metrics, self.request.headers
+    async def run(
+        self, x: Exchange, send: Send, backends: tuple[Backend, ...], retries: int
+    ) -> int:
+        """Send ``x`` to one of ``backends`` (trying ``retries`` others after a failed
+        connection) and relay the answer to ``send``; returns the status."""
+        balancer, metrics, extra = self.balancer, self.metrics, x.headers
         tried: list[str] = []
         attempts = retries + 1
         for attempt in range(attempts):
@@ -154,26 +70,26 @@ class Relay:
             if backend is None:
                 break
             tried.append(backend.url)
-            self.pool = backend.pool
+            x.pool = backend.pool
             balancer.started(backend.url)
-            in_flight = metrics.in_flight_for(self.model, backend.pool)
+            in_flight = metrics.in_flight_for(x.model, backend.pool)
             in_flight.inc()
             try:
                 sent = time.perf_counter()
                 try:
                     resp = await self.upstream.post(
-                        backend.url + UPSTREAM_SUFFIX[self.route],
-                        self._body_for(backend),
-                        self._headers_for(backend),
+                        backend.url + UPSTREAM_SUFFIX[x.route],
+                        _body_for(x, backend),
+                        _headers_for(x, backend),
                     )
                 except ReadTimeout:
-                    metrics.upstream_errors.labels(self.model, backend.pool, "timeout").inc()
+                    metrics.upstream_errors.labels(x.model, backend.pool, "timeout").inc()
                     return await send_error(
-                        self.send, EngineError("The model's backend did not answer in time."), extra
+                        send, EngineError("The model's backend did not answer in time."), extra
                     )
                 except ConnectFailed as exc:
                     balancer.failed(backend.url, now=time.monotonic())
-                    metrics.upstream_errors.labels(self.model, backend.pool, "connect").inc()
+                    metrics.upstream_errors.labels(x.model, backend.pool, "connect").inc()
                     logger.warning("backend %s: %s; trying another", backend.url, exc)
                     continue
                 if resp.status == 503 and attempt + 1 < attempts and len(tried) < len(backends):
@@ -182,12 +98,12 @@ class Relay:
                     # another. Its fast 503s would otherwise look like a fast backend.
                     resp.close()
                     balancer.failed(backend.url, now=time.monotonic())
-                    metrics.upstream_errors.labels(self.model, backend.pool, "unavailable").inc()
+                    metrics.upstream_errors.labels(x.model, backend.pool, "unavailable").inc()
                     logger.warning("backend %s answered 503; trying another", backend.url)
                     continue
                 balancer.responded(backend.url, time.perf_counter() - sent, now=time.monotonic())
                 try:
-                    return await self._relay(resp, backend)
+                    return await self._relay(x, send, resp, backend)
                 finally:
                     resp.close()  # a cancelled relay closes the connection: the backend stops
             finally:
@@ -195,56 +111,38 @@ class Relay:
                 balancer.finished(backend.url, now=time.monotonic())
         if tried:
             exc: APIError = UpstreamUnavailable(
-                f"No backend of the model '{self.model}' could be reached ({len(tried)} tried)."
+                f"No backend of the model '{x.model}' could be reached ({len(tried)} tried)."
             )
         else:
-            exc = Overloaded(
-                f"Every backend of the model '{self.model}' is at its in-flight limit."
-            )
-        return await send_error(self.send, exc, extra)
+            exc = Overloaded(f"Every backend of the model '{x.model}' is at its in-flight limit.")
+        return await send_error(send, exc, extra)
 
-    def _body_for(self, backend: Backend) -> bytes:
-        request = self.request
-        if backend.upstream_model and backend.upstream_model != request.payload["model"]:
-            return rewrite_model(request.body, request.payload, backend.upstream_model)
-        return request.body
-
-    def _headers_for(self, backend: Backend) -> list[tuple[bytes, bytes]]:
-        headers = [(b"content-type", b"application/json")]
-        request_id = header(self.request.scope, b"x-request-id")
-        if request_id:
-            headers.append((b"x-request-id", request_id))
-        if backend.api_key:
-            headers.append((b"authorization", b"Bearer " + backend.api_key.encode("latin-1")))
-        return headers
-
-    async def _relay(self, resp: Response, backend: Backend) -> int:
+    async def _relay(self, x: Exchange, send: Send, resp: Response, backend: Backend) -> int:
         headers = [
             (k.lower(), v)
             for k, v in resp.raw_headers
             if k.lower() not in HOP_BY_HOP and not k.lower().startswith(b"x-ratelimit")
         ]
-        extra = self.request.headers
+        extra = x.headers
         headers.extend(extra)
         streaming = resp.content_type == "text/event-stream"
         if resp.status >= 400:
-            return await self._relay_error(resp, headers)
+            return await _relay_error(send, resp, headers)
         rename = None
-        requested = self.request.payload["model"]
+        requested = x.payload["model"]
         if backend.upstream_model and backend.upstream_model != requested:
             rename = model_renamer(backend.upstream_model, requested)
         if not streaming:
             try:
                 data = await resp.read()
             except (ReadTimeout, ConnectionError) as exc:
-                failure = self._broke_off(backend, exc, "before its answer was complete")
-                return await send_error(self.send, failure, extra)
+                failure = self._broke_off(x, backend, exc, "before its answer was complete")
+                return await send_error(send, failure, extra)
             if rename is not None:
                 data = rename(data)
-            self.usage = find_usage(data)
-            await send_body(self.send, resp.status, data, headers)
+            x.usage = find_usage(data)
+            await send_body(send, resp.status, data, headers)
             return resp.status
-        send = self.send
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         reader = SSEReader()
         saw_done = False
@@ -252,68 +150,85 @@ class Relay:
             async for chunk in resp.iter_chunks():
                 block = reader.feed(chunk)
                 if block:
-                    saw_done = self._read_events(block, backend) or saw_done
+                    saw_done = self._read_events(x, block, backend) or saw_done
                     if rename is not None:
                         block = rename(block)
                     await send({"type": "http.response.body", "body": block, "more_body": True})
             block = reader.finish()
             if block:  # an event without its blank line at the very end: forwarded, not lost
-                saw_done = self._read_events(block, backend) or saw_done
+                saw_done = self._read_events(x, block, backend) or saw_done
                 await send({"type": "http.response.body", "body": block, "more_body": True})
             if not saw_done:
                 # A backend that frames by closing the connection (HTTP/1.0, as mlx_lm.server)
                 # ends a killed stream like a finished one: only the missing [DONE] tells.
                 raise BrokenResponse("the stream ended without [DONE]")
         except (ReadTimeout, ConnectionError, EventTooLarge) as exc:
-            failure = self._broke_off(backend, exc, "mid-stream; the answer is incomplete")
+            failure = self._broke_off(x, backend, exc, "mid-stream; the answer is incomplete")
             event = data_frame(json.dumps(error_response(failure).content())) + DONE_FRAME
             await send({"type": "http.response.body", "body": event.encode(), "more_body": False})
             return 502
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-        self.events = max(0, self.events - 1)  # the [DONE] event carries no token
+        x.events = max(0, x.events - 1)  # the [DONE] event carries no token
         return resp.status
 
-    def _read_events(self, block: bytes, backend: Backend) -> bool:
+    def _read_events(self, x: Exchange, block: bytes, backend: Backend) -> bool:
         """Note what whole events say: the first one's time, how many carry data, the usage
         (from the last event with a ``usage`` key, parsed); True when ``[DONE]`` is among them."""
         # Each event of a block starts at its start or after a line end.
         events = block.count(b"\ndata:") + block.startswith(b"data:")
         if events:
-            if self.ttft_s is None:
-                self.ttft_s = time.perf_counter() - self.started
-                self.metrics.ttft_for(self.model, backend.pool).observe(self.ttft_s)
-            self.events += events
+            if x.ttft_s is None:
+                x.ttft_s = time.perf_counter() - x.started
+                self.metrics.ttft_for(x.model, backend.pool).observe(x.ttft_s)
+            x.events += events
         if b'"usage"' in block:
             usage = event_usage(last_data_with(block, b'"usage"'))
             if usage is not None:
-                self.usage = usage
+                x.usage = usage
         return _DONE_TEXT in block and last_data_with(block, _DONE_TEXT) == DONE
 
-    def _broke_off(self, backend: Backend, exc: Exception, when: str) -> UpstreamUnavailable:
+    def _broke_off(
+        self, x: Exchange, backend: Backend, exc: Exception, when: str
+    ) -> UpstreamUnavailable:
         """Count and log a backend that broke off its answer; the error the client gets."""
         kind = "timeout" if isinstance(exc, ReadTimeout) else "stream"
-        self.metrics.upstream_errors.labels(self.model, backend.pool, kind).inc()
+        self.metrics.upstream_errors.labels(x.model, backend.pool, kind).inc()
         logger.warning("backend %s broke off its answer (%s): %r", backend.url, kind, exc)
-        return UpstreamUnavailable(f"The backend of the model '{self.model}' failed {when}.")
+        return UpstreamUnavailable(f"The backend of the model '{x.model}' failed {when}.")
 
-    async def _relay_error(self, resp: Response, headers: list[tuple[bytes, bytes]]) -> int:
-        """Upstream errors keep their status; a body that is not OpenAI's shape is reshaped."""
-        data = await resp.read()
-        try:
-            parsed = json.loads(data)
-            shaped = isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
-        except ValueError:
-            parsed, shaped = None, False
-        if shaped:
-            await send_body(self.send, resp.status, data, headers)
-            return resp.status
-        message = parsed.get("error") if isinstance(parsed, dict) else None
-        if not isinstance(message, str):
-            message = data.decode("utf-8", "replace")[:500] or _reason(resp.status)
-        keep = [(k, v) for k, v in headers if k != b"content-type"]
-        return await send_error(
-            self.send, from_engine_error(message, status_code=resp.status), keep
-        )
+
+def _body_for(x: Exchange, backend: Backend) -> bytes:
+    if backend.upstream_model and backend.upstream_model != x.payload["model"]:
+        return rewrite_model(x.body, x.payload, backend.upstream_model)
+    return x.body
+
+
+def _headers_for(x: Exchange, backend: Backend) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-type", b"application/json")]
+    request_id = header(x.scope, b"x-request-id")
+    if request_id:
+        headers.append((b"x-request-id", request_id))
+    if backend.api_key:
+        headers.append((b"authorization", b"Bearer " + backend.api_key.encode("latin-1")))
+    return headers
+
+
+async def _relay_error(send: Send, resp: Response, headers: list[tuple[bytes, bytes]]) -> int:
+    """Upstream errors keep their status; a body that is not OpenAI's shape is reshaped."""
+    data = await resp.read()
+    try:
+        parsed = json.loads(data)
+        shaped = isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
+    except ValueError:
+        parsed, shaped = None, False
+    if shaped:
+        await send_body(send, resp.status, data, headers)
+        return resp.status
+    message = parsed.get("error") if isinstance(parsed, dict) else None
+    if not isinstance(message, str):
+        message = data.decode("utf-8", "replace")[:500] or _reason(resp.status)
+    keep = [(k, v) for k, v in headers if k != b"content-type"]
+    return await send_error(send, from_engine_error(message, status_code=resp.status), keep)
 
 
 def _reason(status: int) -> str:

@@ -14,13 +14,12 @@ from collections.abc import Callable, Sequence
 
 from ..errors import APIError
 from .auth import KeyPolicy
-from .finished import Finished
+from .exchange import Exchange
 from .limits import RateLimiter
 from .metrics import GatewayMetrics
 from .proxy import estimate_prompt_tokens
-from .relay import Relay
 
-Recorder = Callable[[Finished], None]
+Recorder = Callable[[Exchange], None]
 """Told each request that was relayed (whatever its status), in registration order."""
 
 
@@ -52,25 +51,19 @@ class Sink:
         """A request answered before any backend: an error, or a client that went away (499)."""
         self._metrics.refused(model, route, status)
 
-    def finished(self, call: Relay, status: int | None) -> None:
+    def finished(self, x: Exchange, status: int | None) -> None:
         """An admitted request has ended: ``status`` is what it was answered with (``None``: it
         broke off with an exception, and only its reservation is settled, to nothing)."""
         used = 0  # what the reservation settles to; nothing for a request that broke off
-        request = call.request
         try:
             if status is not None:
-                call.status = status
-                call.duration_s = time.perf_counter() - call.started
-                call.ended = time.monotonic()
-                prompt, completion = call.usage or (
-                    estimate_prompt_tokens(request.body),
-                    call.events,
-                )
-                call.prompt_tokens, call.completion_tokens = prompt, completion
+                x.status = status
+                x.duration_s = time.perf_counter() - x.started
+                x.ended = time.monotonic()
+                prompt, completion = x.usage or (estimate_prompt_tokens(x.body), x.events)
+                x.prompt_tokens, x.completion_tokens = prompt, completion
                 for record in self._recorders:
-                    record(call)
+                    record(x)
                 used = prompt + completion
         finally:
-            self._limiter.settle(
-                request.policy, reserved=request.reserved, used=used, now=time.monotonic()
-            )
+            self._limiter.settle(x.policy, reserved=x.reserved, used=used, now=time.monotonic())

@@ -29,6 +29,7 @@ from .limits import RateLimiter
 from .live import LiveFigures
 from .metrics import GatewayMetrics
 from .peers import PEER_SECRET_ENV, PEER_SECRET_FILE_ENV, PeerSync, read_peer_secret
+from .relay import Relay
 from .sink import Sink
 from .stats import Stats
 from .upstream import Upstream
@@ -132,6 +133,7 @@ class GatewayState:
             read_timeout_s=config.limits.read_timeout_s,
         )
         """For proxied requests (the hot path); it connects on demand."""
+        self.relay = Relay(self.upstream, self.balancer, self.metrics)
         self.catalog.apply_static(config, created=int(self._started), initial=True)
 
     def _reload(self, config: GatewayConfig) -> None:

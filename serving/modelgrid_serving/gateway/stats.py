@@ -16,7 +16,7 @@ from .catalog import Catalog
 from .routing import Route
 
 if TYPE_CHECKING:
-    from .finished import Finished
+    from .exchange import Exchange
 
 
 @dataclass(slots=True)
@@ -43,14 +43,14 @@ class Stats:
         self.started = started
         self.counters: dict[str, ModelCounters] = {}
 
-    def count(self, call: Finished) -> None:
+    def count(self, x: Exchange) -> None:
         """A relayed request ended (a sink recorder)."""
-        counters = self.counters.get(call.model)
+        counters = self.counters.get(x.model)
         if counters is None:
-            counters = self.counters[call.model] = ModelCounters()
+            counters = self.counters[x.model] = ModelCounters()
         counters.requests += 1
-        counters.prompt_tokens += call.prompt_tokens
-        counters.completion_tokens += call.completion_tokens
+        counters.prompt_tokens += x.prompt_tokens
+        counters.completion_tokens += x.completion_tokens
 
     def render(self, allowed: Mapping[str, Route] | None = None) -> dict[str, Any]:
         """The ``/v1/stats`` body.

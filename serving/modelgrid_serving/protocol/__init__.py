@@ -8,7 +8,15 @@ from .base import OpenAIBaseModel
 from .chat import ChatCompletionRequest, ChatMessage, Tool
 from .completions import CompletionRequest
 from .embeddings import EmbeddingRequest
-from .models import GPUDevice, GPUInfo, Health, ModelCard, ModelList, ServiceInfo
+from .models import (
+    GPUDevice,
+    GPUInfo,
+    Health,
+    ModelCard,
+    ModelList,
+    ServiceInfo,
+    ToolCallingInfo,
+)
 from .sampling import ResponseFormat, SamplingRequest, StreamOptions
 from .stream import chunk_usage
 
@@ -28,5 +36,6 @@ __all__ = [
     "ServiceInfo",
     "StreamOptions",
     "Tool",
+    "ToolCallingInfo",
     "chunk_usage",
 ]

@@ -28,11 +28,30 @@ class ToolCall(OpenAIBaseModel):
     function: FunctionCall
 
 
+CONTENT_PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal", "audio_url",
+                      "video_url", "image_embeds", "audio_embeds")  # fmt: skip
+"""OpenAI's content part types, and vLLM's extensions (``*_url``, ``*_embeds``)."""
+
+
+class ContentPart(OpenAIBaseModel):
+    """One part of a message's content: its type is known, a text part has text. Whether the
+    model can take an image or audio part is the engine's to say (a 400 naming ``messages``)."""
+
+    type: Literal[CONTENT_PART_TYPES]  # type: ignore[valid-type]
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _text_part_has_text(self) -> ContentPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a 'text' part needs 'text'")
+        return self
+
+
 class ChatMessage(OpenAIBaseModel):
-    """One message. Content may be text or a list of parts; engines check the parts."""
+    """One message. Content may be text or a list of parts; engines check what they can take."""
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None

@@ -7,6 +7,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 
+class ToolCallingInfo(BaseModel):
+    """Which parser turns a replica's replies into ``tool_calls``, and why (named in the spec, or
+    detected from the model's files by ``auto``)."""
+
+    parser: str | None = Field(description="The vLLM tool-call parser; None: no automatic calls.")
+    reason: str
+
+
 class ModelCard(BaseModel):
     """OpenAI's ``Model``, plus what modelgrid knows about it."""
 
@@ -16,6 +24,12 @@ class ModelCard(BaseModel):
     owned_by: str = "modelgrid"
     root: str | None = Field(default=None, description="The canonical name when id is an alias.")
     max_model_len: int | None = None
+    tool_calling: ToolCallingInfo | None = Field(
+        default=None, description="The replica's tool-call parser and why; None where unknown."
+    )
+    reasoning_parser: str | None = Field(
+        default=None, description="The vLLM reasoning parser (`reasoning_content` in answers)."
+    )
 
 
 class ModelList(BaseModel):

@@ -32,6 +32,47 @@ def _pools(cluster, name: str) -> dict[str, dict]:
     }
 
 
+def _earlier_operators_rayservice(model: str, uid: str) -> dict:
+    """The one RayService for all pools that operators before one per pool made: named after
+    the model, labelled with it, controlled by it."""
+    owner = {"apiVersion": "modelgrid.io/v1alpha1", "kind": "InferenceModel", "name": model}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {
+            "name": model,
+            "namespace": NAMESPACE,
+            "labels": {"modelgrid.io/model": model},
+            "ownerReferences": [{**owner, "uid": uid, "controller": True}],
+        },
+        "spec": {"serveConfigV2": "applications: []", "rayClusterConfig": {}},
+    }
+
+
+async def _as_earlier_operators_left_it(cluster, model: str) -> None:
+    """The status an operator before one RayService per pool wrote: its RayService's name."""
+    await asyncio.to_thread(
+        cluster.custom.patch_namespaced_custom_object_status,
+        "modelgrid.io",
+        "v1alpha1",
+        NAMESPACE,
+        "inferencemodels",
+        model,
+        {"status": {"phase": "Ready", "rayService": model}},
+    )
+
+
+async def _create_rayservice(cluster, body: dict) -> None:
+    await asyncio.to_thread(
+        cluster.custom.create_namespaced_custom_object,
+        "ray.io",
+        "v1",
+        NAMESPACE,
+        "rayservices",
+        body,
+    )
+
+
 async def test_kuberay_one_pool_deploy_failed_leaves_the_other_pool_serving(cluster, operator):
     """``getAndCheckServeStatus`` counts a RayService ready only when every application in it
     is RUNNING, and KubeRay switches its ``<name>-serve-svc`` only then; a DEPLOY_FAILED
@@ -80,27 +121,12 @@ async def test_kuberay_model_of_an_earlier_operator_moves_to_a_rayservice_per_po
     ``getAndCheckServeStatus``: RUNNING), then it is deleted; a RayService labelled with the
     model that the model does not own is never touched."""
     await cluster.create_model("duo", TWO_POOLS, uid="uid-duo")
-    labels = {"modelgrid.io/model": "duo"}
-    owner = {"apiVersion": "modelgrid.io/v1alpha1", "kind": "InferenceModel", "name": "duo",
-             "uid": "uid-duo", "controller": True, "blockOwnerDeletion": True}  # fmt: skip
-    legacy = {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayService",
-        "metadata": {
-            "name": "duo",
-            "namespace": NAMESPACE,
-            "labels": labels,
-            "ownerReferences": [owner],
-        },
-        "spec": {"serveConfigV2": "applications: []", "rayClusterConfig": {}},
-    }
+    legacy = _earlier_operators_rayservice("duo", "uid-duo")
     stranger = copy.deepcopy(legacy)
     stranger["metadata"].update(name="duo-by-hand", ownerReferences=[])
     for body in (legacy, stranger):
-        await asyncio.to_thread(
-            cluster.custom.create_namespaced_custom_object,
-            "ray.io", "v1", NAMESPACE, "rayservices", body,
-        )  # fmt: skip
+        await _create_rayservice(cluster, body)
+    await _as_earlier_operators_left_it(cluster, "duo")
     await operator()
     await eventually(
         lambda: cluster.rayservice("duo", "cpu") and cluster.rayservice("duo", "mac"),
@@ -109,6 +135,7 @@ async def test_kuberay_model_of_an_earlier_operator_moves_to_a_rayservice_per_po
     await cluster.kuberay_serves("duo", cluster="c-cpu", pools={"cpu": 1}, apps=("cpu",))
     await cluster.reconciled("duo")
     assert cluster.get("ray.io/v1/rayservices", "duo") is not None, "deleted before all serve"
+    assert cluster.model("duo")["status"]["retiringRayServices"] == ["duo"]
     await cluster.kuberay_serves("duo", cluster="c-mac", pools={"mac": 1}, apps=("mac",))
     await eventually(
         lambda: cluster.get("ray.io/v1/rayservices", "duo") is None, what="legacy RayService gone"
@@ -132,3 +159,170 @@ async def test_kuberay_removed_pool_rayservice_goes_once_the_rest_serves(cluster
     await eventually(lambda: cluster.get("ray.io/v1/rayservices", mac) is None, what="mac gone")
     await eventually(lambda: cluster.phase("duo") == "Ready", what="phase Ready")
     assert [p["name"] for p in cluster.model("duo")["status"]["pools"]] == ["cpu"]
+    assert cluster.model("duo")["status"]["retiringRayServices"] == []
+
+
+CPU = {
+    "model": {"uri": "hf://org/demo-1b"},
+    "pools": [{"name": "cpu", "accelerator": "cpu", "minReplicas": 1, "maxReplicas": 2}],
+}
+WIDE_GPU = {
+    "model": {"uri": "hf://org/demo-70b"},
+    "engineArgs": {"tensorParallelSize": 8},
+    "pools": [{"name": "gpu", "accelerator": "nvidia", "minReplicas": 1}],
+}
+TOLERATION = {"key": "modelgrid.io/reserved", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def _group(obj: dict | None) -> dict:
+    spec = (obj or {}).get("spec") or {}
+    (group,) = (spec.get("rayClusterConfig") or spec)["workerGroupSpecs"]
+    return group
+
+
+async def test_kuberay_bound_and_toleration_edits_reach_the_running_cluster(cluster, operator):
+    """``GenerateHashWithoutReplicasAndWorkersToDelete`` leaves replicas, bounds and
+    tolerations out of the hash KubeRay compares, so KubeRay never changes a running cluster
+    for them: the operator patches the RayCluster's group, keeping the autoscaler's count."""
+    await operator()
+    await cluster.create_model("demo", CPU)
+    await eventually(lambda: cluster.rayservice("demo"), what="RayService created")
+    await cluster.kuberay_builds_cluster("demo", "cpu", "demo-cpu-c1")
+    # The autoscaler grew the group to its maximum.
+    await cluster.patch_raycluster(
+        "demo-cpu-c1",
+        {
+            "spec": {
+                "workerGroupSpecs": [{**_group(cluster.raycluster("demo-cpu-c1")), "replicas": 2}]
+            }
+        },
+    )
+    await asyncio.sleep(0.4)
+    assert cluster.writes("/rayclusters/demo-cpu-c1", "PATCH")[1:] == [], "nothing to patch yet"
+
+    edited = {**CPU["pools"][0], "maxReplicas": 4, "tolerations": [TOLERATION]}
+    await cluster.patch_model("demo", {"metadata": {"generation": 2}, "spec": {"pools": [edited]}})
+
+    def patched() -> bool:
+        group = _group(cluster.raycluster("demo-cpu-c1"))
+        return group["maxReplicas"] == 4 and TOLERATION in group["template"]["spec"]["tolerations"]
+
+    await eventually(patched, what="bounds and tolerations in the RayCluster")
+    group = _group(cluster.raycluster("demo-cpu-c1"))
+    assert (group["minReplicas"], group["replicas"]) == (1, 2)  # the autoscaler's 2 is kept
+    assert _group(cluster.rayservice("demo"))["maxReplicas"] == 4
+    operator_patches = cluster.writes("/rayclusters/demo-cpu-c1", "PATCH")[1:]
+    assert len(operator_patches) == 1 and isinstance(operator_patches[0].data, list)  # JSON patch
+    assert cluster.writes("/rayclusters", "DELETE") == []  # no new cluster for a bound
+
+
+async def test_kuberay_a_cluster_change_of_a_wide_pool_replaces_it_instead_of_doubling_it(
+    cluster, operator
+):
+    """With eight GPUs a pool is over the surge limit: its RayService says ``upgradeStrategy:
+    None``, under which ``shouldPrepareNewCluster`` prepares nothing, so the operator deletes the
+    outdated cluster and KubeRay builds the new one alone (never 16 GPUs at once)."""
+    await operator()
+    await cluster.create_model("wide", WIDE_GPU)
+    rs = await eventually(lambda: cluster.rayservice("wide"), what="RayService created")
+    assert rs["spec"]["upgradeStrategy"] == {"type": "None"}
+    await cluster.kuberay_builds_cluster("wide", "gpu", "wide-gpu-c1")
+    await asyncio.sleep(0.4)
+    assert cluster.writes("/rayclusters", "DELETE") == [], "replaced while current"
+
+    selector = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    pools = [{**WIDE_GPU["pools"][0], "nodeSelector": selector}]
+    await cluster.patch_model("wide", {"metadata": {"generation": 2}, "spec": {"pools": pools}})
+    await eventually(lambda: cluster.raycluster("wide-gpu-c1") is None, what="old cluster deleted")
+    assert len(cluster.writes("/rayclusters/wide-gpu-c1", "DELETE")) == 1
+    template = _group(cluster.rayservice("wide"))["template"]["spec"]
+    assert template["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+
+
+async def test_kuberay_a_cluster_change_of_a_small_pool_is_left_to_kuberays_new_cluster(
+    cluster, operator
+):
+    """Within the surge limit, ``NewCluster``: KubeRay starts the new cluster beside the one
+    that serves; the operator deletes nothing."""
+    await operator()
+    await cluster.create_model("demo", CPU)
+    rs = await eventually(lambda: cluster.rayservice("demo"), what="RayService created")
+    assert rs["spec"]["upgradeStrategy"] == {"type": "NewCluster"}
+    await cluster.kuberay_builds_cluster("demo", "cpu", "demo-cpu-c1")
+    await cluster.patch_model(
+        "demo", {"metadata": {"generation": 2}, "spec": {"model": {"uri": "hf://org/demo-2b"}}}
+    )
+    await eventually(
+        lambda: "demo-2b" in cluster.rayservice("demo")["spec"]["serveConfigV2"], what="patched"
+    )
+    await asyncio.sleep(0.4)
+    assert cluster.writes("/rayclusters", "DELETE") == []
+
+
+async def test_kuberay_a_late_new_cluster_is_reported_while_the_old_one_serves(cluster, operator):
+    """KubeRay keeps a pending cluster until every application on it runs, with no deadline,
+    and the active one serves meanwhile: past ``upgradeDeadlineSeconds`` the model says
+    ``Progressing=False, ProgressDeadlineExceeded`` and what is missing, and stays Ready."""
+    await operator()
+    await cluster.create_model("demo", CPU)
+    await eventually(lambda: cluster.rayservice("demo"), what="RayService created")
+    await cluster.kuberay_builds_cluster("demo", "cpu", "demo-cpu-old")
+    await cluster.kuberay_serves("demo", cluster="demo-cpu-old", pools={"cpu": 1})
+    await eventually(lambda: cluster.phase("demo") == "Ready", what="phase Ready")
+    assert _condition(cluster, "demo", "Progressing")["reason"] == "UpToDate"
+
+    # A new cluster KubeRay started long ago (900 s is the default deadline).
+    await cluster.kuberay_builds_cluster(
+        "demo", "cpu", "demo-cpu-new", role="pending", created="2020-01-01T00:00:00Z"
+    )
+    await eventually(
+        lambda: _condition(cluster, "demo", "Progressing").get("status") == "False",
+        what="Progressing False",
+    )
+    progressing = _condition(cluster, "demo", "Progressing")
+    assert progressing["reason"] == "ProgressDeadlineExceeded"
+    assert progressing["message"] == (
+        "pool cpu: Ray cluster demo-cpu-new is not serving after 900s: 0/1 workers ready, "
+        "application not deployed; cluster demo-cpu-old keeps serving"
+    )
+    assert cluster.phase("demo") == "Ready"
+    assert _pools(cluster, "demo")["cpu"]["readyReplicas"] == 1
+    assert cluster.writes("/rayclusters", "DELETE") == []  # reported, not acted on
+
+
+async def test_kuberay_appending_a_pool_leaves_the_running_pools_rayservice_untouched(
+    cluster, operator
+):
+    """``shouldUpdateCluster`` sends a RayService whose groups were appended to through
+    ``modifyRayCluster``, which copies the spec over the live cluster and resets autoscaled
+    groups to their rendered replicas. A new pool is a new RayService instead: the running
+    pool's RayService and RayCluster get no write."""
+    await operator()
+    await cluster.create_model("demo", CPU)
+    await eventually(lambda: cluster.rayservice("demo"), what="RayService created")
+    await cluster.kuberay_builds_cluster("demo", "cpu", "demo-cpu-c1")
+    await asyncio.sleep(0.3)
+    cpu = cluster.rs_name("demo", "cpu")
+    before = len(cluster.writes(f"/rayservices/{cpu}", "PATCH", "PUT"))
+    mac = {"name": "mac", "accelerator": "apple", "minReplicas": 1}
+    await cluster.patch_model(
+        "demo", {"metadata": {"generation": 2}, "spec": {"pools": [CPU["pools"][0], mac]}}
+    )
+    await eventually(lambda: cluster.rayservice("demo", "mac"), what="the new pool's RayService")
+    await asyncio.sleep(0.4)
+    assert len(cluster.writes(f"/rayservices/{cpu}", "PATCH", "PUT")) == before
+    assert cluster.writes("/rayclusters/demo-cpu-c1", "PATCH")[1:] == []
+
+
+async def test_kuberay_wide_model_of_an_earlier_operator_is_not_held_twice(cluster, operator):
+    """Over the surge limit, the move to a RayService per pool does not wait for the new
+    cluster to serve beside the old one (that would hold 16 GPUs): the old RayService goes at
+    once, as the cluster would under ``upgradeStrategy: None``."""
+    await cluster.create_model("wide", WIDE_GPU, uid="uid-wide")
+    await _create_rayservice(cluster, _earlier_operators_rayservice("wide", "uid-wide"))
+    await _as_earlier_operators_left_it(cluster, "wide")
+    await operator()
+    await eventually(lambda: cluster.rayservice("wide"), what="the pool's RayService")
+    await eventually(
+        lambda: cluster.get("ray.io/v1/rayservices", "wide") is None, what="legacy deleted"
+    )

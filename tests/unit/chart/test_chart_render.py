@@ -270,12 +270,12 @@ def test_chart_operator_settings_become_modelgrid_variables(rendered):
 def test_chart_images_default_to_the_release(rendered):
     for component in ("operator", "gateway"):
         pod = rendered["default"].one("Deployment", component)["spec"]["template"]["spec"]
-        assert pod["containers"][0]["image"] == f"ghcr.io/modelgrid/serving:{__version__}-cpu"
+        assert pod["containers"][0]["image"] == f"ghcr.io/modelgrid/modelgrid:{__version__}"
         private = rendered["namespaced-values"].one("Deployment", component)
         private_pod = private["spec"]["template"]["spec"]
         assert (
             private_pod["containers"][0]["image"]
-            == "registry.example.com/modelgrid/serving:0.1.0-cpu"
+            == "registry.example.com/modelgrid/modelgrid:0.1.0"
         )
         assert private_pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
 

@@ -125,8 +125,8 @@ def test_admission_metadata_name_rule_gives_the_python_message():
 def test_admission_metadata_name_kuberay_refuses_is_refused_by_both(name):
     """KubeRay's ``ValidateRayServiceMetadata`` (utils/validation.go, v1.6/v1.7) refuses a
     RayService name that is no DNS-1035 label (``8b-chat``: a leading digit) or is longer than
-    47 characters, and then never reconciles it: the model's name is its RayService's, so both
-    the API server and Python refuse such a name up front."""
+    47 characters, and then never reconciles it: the model's name begins each pool's
+    RayService name, so both the API server and Python refuse such a name up front."""
     document = model_doc()
     document["metadata"]["name"] = name
     assert _python_errors(document) == {"": api.RESOURCE_NAME.message}
@@ -144,6 +144,7 @@ _MLX_NVIDIA = "engine mlx cannot run on nvidia pools; use engine vllm or auto"
 _PARALLEL = "tensorParallelSize and pipelineParallelSize above 1 need every pool to be nvidia"
 _ALIASES = "aliases must differ from servedModelName"
 _NAME = api.RESOURCE_NAME.message
+_TEMPLATE = "chatTemplate takes exactly one of inline and configMapRef"
 
 RULE_CASES = [
     # (rule message, whether the rule breaks, spec overrides)
@@ -187,6 +188,11 @@ RULE_CASES = [
     (_ALIASES, False, {"aliases": ["demo"]}),
     (_ALIASES, False, {"servedModelName": "m"}),
     (_ALIASES, True, {"servedModelName": "m", "aliases": ["n", "m"]}),
+    (_TEMPLATE, False, {"chatTemplate": {"inline": "{{ messages }}"}}),
+    (_TEMPLATE, False, {"chatTemplate": {"configMapRef": {"name": "t", "key": "k"}}}),
+    (_TEMPLATE, True, {"chatTemplate": {}}),
+    (_TEMPLATE, True, {"chatTemplate": {"inline": "x",
+                                        "configMapRef": {"name": "t", "key": "k"}}}),
     # "metadata" replaces the document's metadata (the name rule is the resource's).
     (_NAME, False, {"metadata": {"name": "a"}}),
     (_NAME, False, {"metadata": {"name": "llama-3-8b-" + "x" * 29}}),

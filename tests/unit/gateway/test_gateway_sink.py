@@ -10,25 +10,18 @@ from typing import Any
 import pytest
 from modelgrid_serving.errors import InvalidJSON, RateLimited
 from modelgrid_serving.gateway.auth import KeyPolicy
-from modelgrid_serving.gateway.balancer import Balancer
-from modelgrid_serving.gateway.finished import Finished
+from modelgrid_serving.gateway.exchange import Exchange
 from modelgrid_serving.gateway.limits import RateLimiter
 from modelgrid_serving.gateway.metrics import GatewayMetrics
-from modelgrid_serving.gateway.relay import ProxyRequest, Relay
 from modelgrid_serving.gateway.sink import Sink
-from modelgrid_serving.gateway.upstream import Upstream
 
 pytestmark = pytest.mark.unit
 
 POLICY = KeyPolicy(name="team", tokens_per_minute=6000, max_concurrent=1)
 
 
-async def _send(message: dict[str, Any]) -> None:
-    pass
-
-
-def _relayed(metrics: GatewayMetrics, body: bytes = b"{}", reserved: int = 100) -> Relay:
-    request = ProxyRequest(
+def _relayed(body: bytes = b"{}", reserved: int = 100) -> Exchange:
+    return Exchange(
         scope={},
         route="chat",
         model="llama",
@@ -39,8 +32,6 @@ def _relayed(metrics: GatewayMetrics, body: bytes = b"{}", reserved: int = 100) 
         reserved=reserved,
         started=time.perf_counter(),
     )
-    upstream = Upstream(connect_timeout_s=1, read_timeout_s=1)  # connects only when used
-    return Relay(request, _send, upstream, Balancer(max_in_flight=1), metrics)
 
 
 def _sink() -> tuple[Sink, GatewayMetrics, RateLimiter, list[tuple[str, Any]]]:
@@ -48,10 +39,8 @@ def _sink() -> tuple[Sink, GatewayMetrics, RateLimiter, list[tuple[str, Any]]]:
     seen: list[tuple[str, Any]] = []
 
     def recorder(name: str) -> Any:
-        def record(call: Finished) -> None:
-            seen.append(
-                (name, (call.model, call.status, call.prompt_tokens, call.completion_tokens))
-            )
+        def record(x: Exchange) -> None:
+            seen.append((name, (x.model, x.status, x.prompt_tokens, x.completion_tokens)))
 
         return record
 
@@ -59,31 +48,31 @@ def _sink() -> tuple[Sink, GatewayMetrics, RateLimiter, list[tuple[str, Any]]]:
 
 
 def test_sink_tells_each_recorder_in_order_and_settles_to_the_reported_usage() -> None:
-    sink, metrics, limiter, seen = _sink()
+    sink, _, limiter, seen = _sink()
     limiter.admit(POLICY, now=time.monotonic(), reserve=100)
-    call = _relayed(metrics)
-    call.usage = (7, 3)
-    sink.finished(call, 200)
+    x = _relayed()
+    x.usage = (7, 3)
+    sink.finished(x, 200)
     assert seen == [("first", ("llama", 200, 7, 3)), ("second", ("llama", 200, 7, 3))]
-    assert call.duration_s >= 0 and call.ended > 0
+    assert x.duration_s >= 0 and x.ended > 0
     assert limiter.consumed["team"] == [0, 10]  # the reservation became the real usage
     limiter.admit(POLICY, now=time.monotonic())  # it left the key's requests in flight
 
 
 def test_sink_estimates_usage_a_backend_did_not_report() -> None:
-    sink, metrics, _, seen = _sink()
-    call = _relayed(metrics, body=b"x" * 40)
-    call.events = 5
-    sink.finished(call, 200)
+    sink, _, _, seen = _sink()
+    x = _relayed(body=b"x" * 40)
+    x.events = 5
+    sink.finished(x, 200)
     assert seen[0] == ("first", ("llama", 200, 10, 5))  # 4 bytes a prompt token, one an event
 
 
 def test_sink_settles_a_request_that_broke_off_to_nothing_and_records_nothing() -> None:
-    sink, metrics, limiter, seen = _sink()
+    sink, _, limiter, seen = _sink()
     limiter.admit(POLICY, now=time.monotonic(), reserve=100)
-    call = _relayed(metrics)
-    call.usage = (7, 3)
-    sink.finished(call, None)
+    x = _relayed()
+    x.usage = (7, 3)
+    sink.finished(x, None)
     assert seen == []
     assert limiter.consumed.get("team", [0, 0]) == [0, 0]
     limiter.admit(POLICY, now=time.monotonic())  # its slot came back

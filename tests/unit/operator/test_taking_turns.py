@@ -46,10 +46,6 @@ class StoredModel:
     async def list_nodes(self) -> None:
         return None  # no node listing: nothing is refused for memory
 
-    async def list_rayservices(self, namespace: str, model: str) -> list[dict[str, Any]]:
-        await asyncio.sleep(0)
-        return [copy.deepcopy(self.rayservice)] if self.rayservice else []
-
     async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         await asyncio.sleep(0)
         return copy.deepcopy(self.rayservice)

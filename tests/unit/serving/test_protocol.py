@@ -332,3 +332,32 @@ def test_a_broken_agent_history_names_the_message_field(
     with pytest.raises(ValidationError) as info:
         ChatCompletionRequest.model_validate({**CHAT, "messages": messages, "tools": [TOOL]})
     assert param_of(info.value) == param
+
+
+@pytest.mark.parametrize(
+    ("part", "param"),
+    [
+        ({"type": "banana"}, "messages.0.content.0.type"),
+        ({"text": "hi"}, "messages.0.content.0.type"),
+        ({"type": "text"}, "messages.0.content.0"),
+        ({"type": "text", "text": 7}, "messages.0.content.0.text"),
+    ],
+)
+def test_a_bad_content_part_names_it(part: dict[str, object], param: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate(
+            {**CHAT, "messages": [{"role": "user", "content": [part]}]}
+        )
+    assert param_of(info.value) == param
+
+
+def test_content_parts_of_known_types_pass_for_the_engine_to_judge() -> None:
+    parts = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
+    ]
+    request = ChatCompletionRequest.model_validate(
+        {**CHAT, "messages": [{"role": "user", "content": parts}]}
+    )
+    content = request.messages[0].content
+    assert isinstance(content, list) and content[1].model_dump(exclude_none=True) == parts[1]
