@@ -235,11 +235,12 @@ class Cluster:
         )
 
     async def custom_objects(
-        self, verb: str, plural: str, *args: Any, namespace: str = NAMESPACE
+        self, verb: str, plural: str, *args: Any, namespace: str = NAMESPACE, status: bool = False
     ) -> Any:
-        """``CustomObjectsApi.<verb>_namespaced_custom_object`` on ``plural`` (ours or KubeRay's)
-        in ``namespace``, off the event loop (the kubernetes client blocks)."""
-        call = getattr(self.custom, f"{verb}_namespaced_custom_object")
+        """``CustomObjectsApi.<verb>_namespaced_custom_object`` (``..._status`` for the status
+        subresource) on ``plural`` (ours or KubeRay's) in ``namespace``, off the event loop
+        (the kubernetes client blocks)."""
+        call = getattr(self.custom, f"{verb}_namespaced_custom_object{'_status' * status}")
         group, version = GROUP_VERSIONS[plural]
         return await asyncio.to_thread(call, group, version, namespace, plural, *args)
 
