@@ -12,7 +12,8 @@ import asyncio
 import copy
 
 import pytest
-from emulated_cluster import NAMESPACE
+from emulated_cluster import NAMESPACE, Cluster
+from modelgrid_operator import api
 from polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -49,28 +50,14 @@ def _earlier_operators_rayservice(model: str, uid: str) -> dict:
     }
 
 
-async def _as_earlier_operators_left_it(cluster, model: str) -> None:
+async def _as_earlier_operators_left_it(cluster: Cluster, model: str) -> None:
     """The status an operator before one RayService per pool wrote: its RayService's name."""
-    await asyncio.to_thread(
-        cluster.custom.patch_namespaced_custom_object_status,
-        "modelgrid.io",
-        "v1alpha1",
-        NAMESPACE,
-        "inferencemodels",
-        model,
-        {"status": {"phase": "Ready", "rayService": model}},
-    )
+    earlier = {"status": {"phase": "Ready", "rayService": model}}
+    await cluster.custom_objects("patch", api.PLURAL, model, earlier, status=True)
 
 
-async def _create_rayservice(cluster, body: dict) -> None:
-    await asyncio.to_thread(
-        cluster.custom.create_namespaced_custom_object,
-        "ray.io",
-        "v1",
-        NAMESPACE,
-        "rayservices",
-        body,
-    )
+async def _create_rayservice(cluster: Cluster, body: dict) -> None:
+    await cluster.custom_objects("create", "rayservices", body)
 
 
 async def test_kuberay_one_pool_deploy_failed_leaves_the_other_pool_serving(cluster, operator):
@@ -269,17 +256,17 @@ async def test_kuberay_a_late_new_cluster_is_reported_while_the_old_one_serves(c
     await cluster.kuberay_builds_cluster("demo", "cpu", "demo-cpu-old")
     await cluster.kuberay_serves("demo", cluster="demo-cpu-old", pools={"cpu": 1})
     await eventually(lambda: cluster.phase("demo") == "Ready", what="phase Ready")
-    assert _condition(cluster, "demo", "Progressing")["reason"] == "UpToDate"
+    assert cluster.condition("demo", "Progressing")["reason"] == "UpToDate"
 
     # A new cluster KubeRay started long ago (900 s is the default deadline).
     await cluster.kuberay_builds_cluster(
         "demo", "cpu", "demo-cpu-new", role="pending", created="2020-01-01T00:00:00Z"
     )
     await eventually(
-        lambda: _condition(cluster, "demo", "Progressing").get("status") == "False",
+        lambda: cluster.condition("demo", "Progressing").get("status") == "False",
         what="Progressing False",
     )
-    progressing = _condition(cluster, "demo", "Progressing")
+    progressing = cluster.condition("demo", "Progressing")
     assert progressing["reason"] == "ProgressDeadlineExceeded"
     assert progressing["message"] == (
         "pool cpu: Ray cluster demo-cpu-new is not serving after 900s: 0/1 workers ready, "
