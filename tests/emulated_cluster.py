@@ -223,12 +223,24 @@ class Cluster:
             what=f"{name}: {kind} {reason}",
         )
 
+    async def reconciled(self, name: str, times: int = 2) -> None:
+        """Wait until the operator has read model ``name`` ``times`` more times: each reconcile
+        opens with that read and a model's reconciles take turns, so after two, one whole
+        reconcile has run since the call (a test can then say what it did not do)."""
+        path = f"/{api.PLURAL}/{name}"
+        before = len(self.writes(path, "GET"))
+        await eventually(
+            lambda: len(self.writes(path, "GET")) >= before + times,
+            what=f"{times} more reconciles of {name}",
+        )
+
     async def custom_objects(
-        self, verb: str, plural: str, *args: Any, namespace: str = NAMESPACE
+        self, verb: str, plural: str, *args: Any, namespace: str = NAMESPACE, status: bool = False
     ) -> Any:
-        """``CustomObjectsApi.<verb>_namespaced_custom_object`` on ``plural`` (ours or KubeRay's)
-        in ``namespace``, off the event loop (the kubernetes client blocks)."""
-        call = getattr(self.custom, f"{verb}_namespaced_custom_object")
+        """``CustomObjectsApi.<verb>_namespaced_custom_object`` (``..._status`` for the status
+        subresource) on ``plural`` (ours or KubeRay's) in ``namespace``, off the event loop
+        (the kubernetes client blocks)."""
+        call = getattr(self.custom, f"{verb}_namespaced_custom_object{'_status' * status}")
         group, version = GROUP_VERSIONS[plural]
         return await asyncio.to_thread(call, group, version, namespace, plural, *args)
 

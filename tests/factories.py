@@ -68,3 +68,21 @@ LLAMA_8B_CONFIG: dict[str, Any] = {
     "torch_dtype": "bfloat16",
 }
 """A Llama 3.1 8B ``config.json``: 8,030,261,248 parameters in bfloat16."""
+
+
+TOOL_TURN: list[dict[str, Any]] = [
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "12 C"},
+]
+"""An agent's tool round in a chat history: the assistant calls get_weather for Oslo, the tool
+answers; the question goes before it, the agent's second turn after."""

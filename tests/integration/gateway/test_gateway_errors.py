@@ -179,6 +179,11 @@ def bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
+def chat_as(gw: Gateway, key: str, **fields: Any) -> httpx.Response:
+    """A chat completion (``CHAT``, ``fields`` changed) sent with API key ``key``."""
+    return httpx.post(gw.v1 + "/chat/completions", json={**CHAT, **fields}, headers=bearer(key))
+
+
 def test_missing_or_wrong_key_is_401(
     keyed: tuple[Gateway, Path], check_schema: Callable[[str, Any], None]
 ) -> None:
@@ -203,15 +208,13 @@ def test_allowlist_answers_as_unknown_and_filters_the_listing(
     keyed: tuple[Gateway, Path], check_schema: Callable[[str, Any], None]
 ) -> None:
     gw, _ = keyed
-    resp = httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=bearer(BOB))
+    resp = chat_as(gw, BOB)
     assert resp.status_code == 404
     assert error_of(resp, check_schema)["code"] == "model_not_found"
     assert [m["id"] for m in httpx.get(gw.v1 + "/models", headers=bearer(BOB)).json()["data"]] == [
         "tiny-b"
     ]
-    ok = httpx.post(
-        gw.v1 + "/chat/completions", json={**CHAT, "model": "tiny-b"}, headers=bearer(BOB)
-    )
+    ok = chat_as(gw, BOB, model="tiny-b")
     assert ok.status_code == 200
     with (
         openai.OpenAI(base_url=gw.v1, api_key=BOB, max_retries=0) as bob,
@@ -224,12 +227,12 @@ def test_requests_per_minute_is_429_with_openai_headers(
     keyed: tuple[Gateway, Path], check_schema: Callable[[str, Any], None]
 ) -> None:
     gw, _ = keyed
-    first = httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=bearer(CAROL))
+    first = chat_as(gw, CAROL)
     assert first.status_code == 200
     assert first.headers["x-ratelimit-limit-requests"] == "2"
     assert first.headers["x-ratelimit-remaining-requests"] == "1"
-    httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=bearer(CAROL)).raise_for_status()
-    refused = httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=bearer(CAROL))
+    chat_as(gw, CAROL).raise_for_status()
+    refused = chat_as(gw, CAROL)
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["retry-after"]) <= 30
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
@@ -242,16 +245,14 @@ def test_requests_per_minute_is_429_with_openai_headers(
     ):
         carol.chat.completions.create(model="tiny", messages=CHAT["messages"])
     # other keys are not affected
-    assert (
-        httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=bearer(ALICE)).status_code == 200
-    )
+    assert chat_as(gw, ALICE).status_code == 200
 
 
 def test_tokens_per_minute_counts_real_usage(keyed: tuple[Gateway, Path]) -> None:
     gw, _ = keyed
-    first = httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=bearer(DAVE))
+    first = chat_as(gw, DAVE)
     assert first.status_code == 200  # admitted with a full bucket; its ~19 tokens overdraw it
-    refused = httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=bearer(DAVE))
+    refused = chat_as(gw, DAVE)
     assert refused.status_code == 429
     assert refused.json()["error"]["type"] == "tokens"
     assert int(refused.headers["retry-after"]) >= 1

@@ -91,7 +91,7 @@ class Containers:
         env: dict[str, str] | None = None,
     ) -> str:
         name = f"modelgrid-test-{uuid.uuid4().hex[:8]}"
-        scratch = self.tmp_path / name
+        scratch = self.scratch(name)
         scratch.mkdir()
         shutil.chown(scratch, 10001, 10001)  # the pods' /tmp is an emptyDir they own
         mounts = [f"--volume={scratch}:/tmp"]
@@ -115,6 +115,10 @@ class Containers:
         assert result.returncode == 0, result.stderr
         self.names.append(name)
         return name
+
+    def scratch(self, name: str) -> Path:
+        """The host folder mounted as the container's /tmp (its HOME)."""
+        return self.tmp_path / name
 
     def running(self, name: str) -> bool:
         result = _images_sh("podman", "inspect", "--format", "{{.State.Running}}", name, timeout=60)
@@ -166,6 +170,9 @@ def replica(image: Callable[[str], str], tmp_path_factory: pytest.TempPathFactor
             what="a chat completion from the serving-cpu container",
         )
         print(f"\nserving-cpu: modelgrid up answered after {time.monotonic() - start:.0f} s")
+        # vLLM compiled its CPU kernels in the container (TorchInductor's C++ built with the
+        # image's g++: the run-time need images/README.md justifies).
+        assert list(started.scratch(name).glob(".cache/vllm/torch_compile_cache/**/*.so"))
         yield url
     finally:
         started.remove_all()

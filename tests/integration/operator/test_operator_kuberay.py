@@ -12,7 +12,8 @@ import asyncio
 import copy
 
 import pytest
-from emulated_cluster import NAMESPACE
+from emulated_cluster import NAMESPACE, Cluster
+from modelgrid_operator import api
 from polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -49,28 +50,14 @@ def _earlier_operators_rayservice(model: str, uid: str) -> dict:
     }
 
 
-async def _as_earlier_operators_left_it(cluster, model: str) -> None:
+async def _as_earlier_operators_left_it(cluster: Cluster, model: str) -> None:
     """The status an operator before one RayService per pool wrote: its RayService's name."""
-    await asyncio.to_thread(
-        cluster.custom.patch_namespaced_custom_object_status,
-        "modelgrid.io",
-        "v1alpha1",
-        NAMESPACE,
-        "inferencemodels",
-        model,
-        {"status": {"phase": "Ready", "rayService": model}},
-    )
+    earlier = {"status": {"phase": "Ready", "rayService": model}}
+    await cluster.custom_objects("patch", api.PLURAL, model, earlier, status=True)
 
 
-async def _create_rayservice(cluster, body: dict) -> None:
-    await asyncio.to_thread(
-        cluster.custom.create_namespaced_custom_object,
-        "ray.io",
-        "v1",
-        NAMESPACE,
-        "rayservices",
-        body,
-    )
+async def _create_rayservice(cluster: Cluster, body: dict) -> None:
+    await cluster.custom_objects("create", "rayservices", body)
 
 
 async def test_kuberay_one_pool_deploy_failed_leaves_the_other_pool_serving(cluster, operator):
@@ -109,7 +96,7 @@ async def test_kuberay_one_pool_deploy_failed_leaves_the_other_pool_serving(clus
     # The failed pool's RayService is not rewritten (a rewrite of the same config would not
     # resubmit it either), nor is the serving one.
     written = len(cluster.writes("/rayservices", "PATCH", "PUT", "DELETE"))
-    await asyncio.sleep(0.5)
+    await cluster.reconciled("duo")
     assert len(cluster.writes("/rayservices", "PATCH", "PUT", "DELETE")) == written
 
 
@@ -133,7 +120,7 @@ async def test_kuberay_model_of_an_earlier_operator_moves_to_a_rayservice_per_po
         what="a RayService per pool",
     )
     await cluster.kuberay_serves("duo", cluster="c-cpu", pools={"cpu": 1}, apps=("cpu",))
-    await asyncio.sleep(0.5)
+    await cluster.reconciled("duo")
     assert cluster.get("ray.io/v1/rayservices", "duo") is not None, "deleted before all serve"
     assert cluster.model("duo")["status"]["retiringRayServices"] == ["duo"]
     await cluster.kuberay_serves("duo", cluster="c-mac", pools={"mac": 1}, apps=("mac",))
@@ -206,7 +193,7 @@ async def test_kuberay_removed_pool_rayservice_goes_once_the_rest_serves(cluster
     await cluster.patch_model(
         "duo", {"metadata": {"generation": 2}, "spec": {"pools": TWO_POOLS["pools"][:1]}}
     )
-    await asyncio.sleep(0.5)
+    await cluster.reconciled("duo")
     assert cluster.get("ray.io/v1/rayservices", mac) is not None, "deleted before cpu serves"
     await cluster.kuberay_serves("duo", cluster="c-cpu", pools={"cpu": 1}, apps=("cpu",))
     await eventually(lambda: cluster.get("ray.io/v1/rayservices", mac) is None, what="mac gone")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import yaml
 from emulated_cluster import Cluster
@@ -93,7 +91,7 @@ async def test_operator_delete_removes_child_and_holds_no_finalizer(cluster, ope
     await operator()
     await cluster.create_model("demo", SPEC)
     await eventually(lambda: cluster.phase("demo") == "Scheduling", what="phase Scheduling")
-    await asyncio.sleep(0.5)  # a few refreshes
+    await cluster.reconciled("demo")
     assert not cluster.model("demo")["metadata"].get("finalizers")
     await cluster.delete_model("demo")
     await eventually(lambda: cluster.rayservice("demo") is None, what="RayService deleted")

@@ -54,7 +54,7 @@ async def test_ownership_model_whose_rayservice_name_is_hand_made_takes_nothing(
     assert (applied["status"], applied["reason"]) == ("False", "Conflict")
     assert "no controller owner reference" in applied["message"]
     assert cluster.condition("billing", "Ready")["reason"] == "Conflict"
-    await asyncio.sleep(0.6)  # several refreshes
+    await cluster.reconciled("billing")
     assert (
         cluster.writes(f"/rayservices/{cluster.rs_name('billing')}", "PATCH", "PUT", "DELETE") == []
     )
@@ -105,7 +105,7 @@ async def test_ownership_hand_edits_to_pod_templates_are_removed(cluster, operat
     for group in live["workerGroupSpecs"]:
         group["numOfHosts"] = 1
     await cluster.patch_rayservice(cluster.rs_name("demo"), {"spec": {"rayClusterConfig": live}})
-    await asyncio.sleep(0.6)
+    await cluster.reconciled("demo")
     assert cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "PATCH")[1:] == [], (
         "defaults were 'corrected'"
     )
@@ -173,7 +173,7 @@ async def test_ownership_admission_with_no_fitting_node_keeps_the_running_rayser
     admitted = cluster.condition("demo", "MemoryAdmitted")
     assert admitted["reason"] == "InsufficientMemory"
     assert "the pool keeps running as deployed" in admitted["message"]
-    await asyncio.sleep(0.6)
+    await cluster.reconciled("demo")
     assert cluster.rayservice("demo") is not None
     assert cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "DELETE") == []
     assert cluster.phase("demo") == "Ready"
@@ -186,7 +186,7 @@ async def test_ownership_admission_with_no_fitting_node_keeps_the_running_rayser
         what="RayServiceApplied KeptRunning",
     )
     assert "the spec is not applied" in cluster.condition("demo", "RayServiceApplied")["message"]
-    await asyncio.sleep(0.4)
+    await cluster.reconciled("demo")
     assert len(cluster.writes(f"/rayservices/{cluster.rs_name('demo')}", "PATCH")) == patches
     assert cluster.phase("demo") == "Ready"
 
@@ -198,7 +198,7 @@ async def test_ownership_model_without_rayservice_that_fits_nowhere_creates_noth
     await operator()
     await cluster.create_model("demo", {**SPEC, "memory": {"weightsSize": "20Gi"}})
     await eventually(lambda: cluster.phase("demo") == "Failed", what="phase Failed")
-    await asyncio.sleep(0.4)
+    await cluster.reconciled("demo")
     assert cluster.rayservice("demo") is None
     assert cluster.writes("/rayservices", "POST") == []
 
@@ -207,7 +207,7 @@ async def test_ownership_delete_with_no_operator_running_does_not_hang(cluster, 
     running = await operator()
     await cluster.create_model("demo", SPEC)
     await eventually(lambda: cluster.rayservice("demo"), what="RayService created")
-    await asyncio.sleep(0.5)  # a few refreshes
+    await cluster.reconciled("demo")
     await running.stop()
     assert not cluster.model("demo")["metadata"].get("finalizers")
     await cluster.delete_model("demo")

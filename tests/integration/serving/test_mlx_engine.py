@@ -68,6 +68,15 @@ def test_mlx_refuses_what_it_cannot_honour(
     assert f"'{param}'" in error["message"] and "MLX" in error["message"]
 
 
+def _ask_in_parts(
+    http: httpx.Client, stack: Stack, content: list[dict[str, Any]]
+) -> httpx.Response:
+    """A two-token chat completion whose one user message is ``content`` (content parts)."""
+    messages = [{"role": "user", "content": content}]
+    body = {"model": stack.model, "max_tokens": 2, "messages": messages}
+    return http.post("/v1/chat/completions", json=body)
+
+
 def test_mlx_refuses_image_parts_naming_the_part(
     http: httpx.Client, mlx_stack: Stack, check_schema: Any
 ) -> None:
@@ -75,27 +84,13 @@ def test_mlx_refuses_image_parts_naming_the_part(
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
     ]
-    reply = http.post(
-        "/v1/chat/completions",
-        json={
-            "model": mlx_stack.model,
-            "max_tokens": 2,
-            "messages": [{"role": "user", "content": content}],
-        },
-    )
+    reply = _ask_in_parts(http, mlx_stack, content)
     assert error_of(reply, check_schema)["param"] == "messages.0.content.1.type"
 
 
 def test_mlx_text_parts_are_joined(http: httpx.Client, mlx_stack: Stack) -> None:
     content = [{"type": "text", "text": "hello "}, {"type": "text", "text": "there"}]
-    reply = http.post(
-        "/v1/chat/completions",
-        json={
-            "model": mlx_stack.model,
-            "max_tokens": 2,
-            "messages": [{"role": "user", "content": content}],
-        },
-    )
+    reply = _ask_in_parts(http, mlx_stack, content)
     assert reply.status_code == 200, reply.text
 
 

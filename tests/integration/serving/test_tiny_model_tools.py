@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from factories import TOOL_TURN
 from modelgrid_serving import tiny_model
 from modelgrid_serving.tiny_model import COMPLETE_MARKER, TOOL_CALL_TOKENS, write_tiny_model
 
@@ -17,18 +18,7 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 HISTORY = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "weather?"},
-    {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "call_1",
-                "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
-            }
-        ],
-    },
-    {"role": "tool", "tool_call_id": "call_1", "content": "12 C"},
+    *TOOL_TURN,
 ]
 
 

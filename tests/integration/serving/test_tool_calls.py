@@ -17,6 +17,7 @@ import httpx
 import jsonschema
 import openai
 import pytest
+from factories import TOOL_TURN
 from local_stack import Stack, Stacks
 
 pytestmark = pytest.mark.integration
@@ -166,21 +167,7 @@ def test_an_agents_second_turn_is_answered(client: openai.OpenAI, vllm: Stack) -
 
 
 def test_an_agents_second_turn_streams(client: openai.OpenAI, vllm: Stack) -> None:
-    history = [
-        *QUESTION,
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call_1",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_1", "content": "12 C"},
-    ]
+    history = [*QUESTION, *TOOL_TURN]
     stream = client.chat.completions.create(
         model=vllm.model,
         messages=history,  # type: ignore[arg-type]

@@ -30,19 +30,22 @@ def test_cli_render_prints_every_object_the_operator_creates(example, capsys):
     assert yaml.safe_load(docs[0]["spec"]["serveConfigV2"])["applications"][0]["import_path"]
 
 
-def _node_path_model(tmp_path, uri: str):
-    path = tmp_path / "model.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "modelgrid.io/v1alpha1",
-                "kind": "InferenceModel",
-                "metadata": {"name": "local"},
-                "spec": {"model": {"uri": uri}, "pools": [{"name": "cpu", "accelerator": "cpu"}]},
-            }
-        )
-    )
+def _model_file(tmp_path, name: str, spec: dict) -> Path:
+    """A file holding one InferenceModel ``name`` of ``spec``."""
+    path = tmp_path / f"{name}.yaml"
+    document = {
+        "apiVersion": "modelgrid.io/v1alpha1",
+        "kind": "InferenceModel",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    path.write_text(yaml.safe_dump(document))
     return path
+
+
+def _node_path_model(tmp_path, uri: str) -> Path:
+    spec = {"model": {"uri": uri}, "pools": [{"name": "cpu", "accelerator": "cpu"}]}
+    return _model_file(tmp_path, "local", spec)
 
 
 def test_cli_render_refuses_node_paths_by_default_like_the_operator(tmp_path, capsys):
@@ -78,22 +81,8 @@ def test_cli_crd_equals_committed_file(capsys):
 
 
 def test_cli_render_invalid_file_names_path_and_reason_without_traceback(tmp_path, capsys):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "modelgrid.io/v1alpha1",
-                "kind": "InferenceModel",
-                "metadata": {"name": "m"},
-                "spec": {
-                    "model": {"uri": "org/m"},
-                    "pools": [
-                        {"name": "p", "accelerator": "cpu", "minReplicas": 3, "maxReplicas": 1}
-                    ],
-                },
-            }
-        )
-    )
+    pools = [{"name": "p", "accelerator": "cpu", "minReplicas": 3, "maxReplicas": 1}]
+    bad = _model_file(tmp_path, "m", {"model": {"uri": "org/m"}, "pools": pools})
     assert main(["render", str(bad)]) == 2
     err = capsys.readouterr().err
     assert (

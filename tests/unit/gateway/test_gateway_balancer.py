@@ -40,19 +40,22 @@ def test_choose_prefers_the_backend_with_fewer_outstanding_requests() -> None:
     assert all(balancer.choose((A, B), now=0) is B for _ in range(50))
 
 
+def _answered(balancer: Balancer, a_s: float, b_s: float) -> None:
+    """Ten answers from each backend: A's in ``a_s`` seconds, B's in ``b_s``."""
+    for _ in range(10):
+        balancer.responded(A.url, a_s, now=0)
+        balancer.responded(B.url, b_s, now=0)
+
+
 def test_choose_prefers_the_faster_backend() -> None:
     balancer = make_balancer()
-    for _ in range(10):
-        balancer.responded(A.url, 0.5, now=0)
-        balancer.responded(B.url, 0.01, now=0)
+    _answered(balancer, 0.5, 0.01)
     assert all(balancer.choose((A, B), now=0) is B for _ in range(50))
 
 
 def test_slow_backend_still_gets_traffic_when_the_fast_one_is_busy() -> None:
     balancer = make_balancer()
-    for _ in range(10):
-        balancer.responded(A.url, 0.2, now=0)
-        balancer.responded(B.url, 0.02, now=0)
+    _answered(balancer, 0.2, 0.02)
     for _ in range(20):  # 20 outstanding x 0.02 s > 1 x 0.2 s
         balancer.started(B.url)
     assert balancer.choose((A, B), now=0) is A

@@ -18,19 +18,19 @@ SETTINGS = RenderSettings()
 TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
 
 
-def the_rayservice(**spec: Any) -> dict[str, Any]:
-    """The RayService of the model's one pool."""
+def first_pools_rayservice(**spec: Any) -> dict[str, Any]:
+    """The RayService of the first pool of a model of ``spec``."""
     model = make_model(**spec)
     return render_rayservice(model, model.spec.pools[0], settings=SETTINGS)
 
 
 def app_args(**spec: Any) -> dict[str, Any]:
-    rs = the_rayservice(**spec)
+    rs = first_pools_rayservice(**spec)
     return yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"][0]["args"]
 
 
 def worker_spec(**spec: Any) -> dict[str, Any]:
-    rs = the_rayservice(**spec)
+    rs = first_pools_rayservice(**spec)
     return rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
 
 

@@ -54,6 +54,13 @@ def _leftovers(cache: Path) -> list[str]:
     return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.name != "imported")
 
 
+def _refused(archive: Path, cache: Path, reason: str, limits: ImportLimits | None = None) -> None:
+    """Importing ``archive`` is refused, saying ``reason``, and leaves nothing in the cache."""
+    with pytest.raises(ArchiveRefused, match=reason):
+        import_archive(archive, cache, limits or ImportLimits())
+    assert _leftovers(cache) == []
+
+
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
     path = tmp_path / "cache"
@@ -103,9 +110,7 @@ def test_entries_that_climb_out_are_refused(
     members = {**MODEL_FILES, name: b"owned"}
     build = _tar if kind == "tar" else _zip
     archive = build(tmp_path / f"evil.{'tar.gz' if kind == 'tar' else 'zip'}", members)
-    with pytest.raises(ArchiveRefused, match=reason):
-        import_archive(archive, cache)
-    assert _leftovers(cache) == []
+    _refused(archive, cache, reason)
     assert not (tmp_path / "escaped.json").exists()
 
 
@@ -122,9 +127,7 @@ def test_links_are_refused(tmp_path: Path, cache: Path, link: str, hard: bool) -
         info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
         info.linkname = link
         tar.addfile(info)
-    with pytest.raises(ArchiveRefused, match="is a link"):
-        import_archive(archive, cache)
-    assert _leftovers(cache) == []
+    _refused(archive, cache, "is a link")
 
 
 def test_a_zip_symlink_is_refused(tmp_path: Path, cache: Path) -> None:
@@ -135,9 +138,7 @@ def test_a_zip_symlink_is_refused(tmp_path: Path, cache: Path) -> None:
         info = zipfile.ZipInfo("vocab.json")
         info.external_attr = 0o120777 << 16  # a symbolic link, as zip -y stores one
         out.writestr(info, "/etc/passwd")
-    with pytest.raises(ArchiveRefused, match="is a link"):
-        import_archive(archive, cache)
-    assert _leftovers(cache) == []
+    _refused(archive, cache, "is a link")
 
 
 def test_devices_and_fifos_are_refused(tmp_path: Path, cache: Path) -> None:
@@ -147,8 +148,7 @@ def test_devices_and_fifos_are_refused(tmp_path: Path, cache: Path) -> None:
         info.type = tarfile.CHRTYPE
         info.devmajor, info.devminor = 1, 3
         tar.addfile(info)
-    with pytest.raises(ArchiveRefused, match="not a file or a directory"):
-        import_archive(archive, cache)
+    _refused(archive, cache, "not a file or a directory")
 
 
 def test_a_zip_bomb_is_stopped_while_it_expands(tmp_path: Path, cache: Path) -> None:
@@ -156,25 +156,20 @@ def test_a_zip_bomb_is_stopped_while_it_expands(tmp_path: Path, cache: Path) -> 
     members = {**MODEL_FILES, "model-00002.safetensors": b"\x00" * (64 * 1024 * 1024)}
     archive = _zip(tmp_path / "bomb.zip", members)
     assert archive.stat().st_size < 1024 * 1024
-    with pytest.raises(ArchiveRefused, match="archive bomb"):
-        import_archive(archive, cache)
-    assert _leftovers(cache) == []
+    _refused(archive, cache, "archive bomb")
 
 
 def test_sizes_the_archive_lies_about_do_not_matter(tmp_path: Path, cache: Path) -> None:
     """A zip whose headers claim a tiny size: the bytes are counted as written, not trusted."""
     archive = _zip(tmp_path / "liar.zip", {**MODEL_FILES, "big.bin": b"\x00" * (8 << 20)})
     limits = ImportLimits(max_total_bytes=1 << 20, max_ratio=1e9)
-    with pytest.raises(ArchiveRefused, match="expands to more than"):
-        import_archive(archive, cache, limits)
-    assert _leftovers(cache) == []
+    _refused(archive, cache, "expands to more than", limits)
 
 
 def test_too_many_entries_are_refused(tmp_path: Path, cache: Path) -> None:
     members = {**MODEL_FILES, **{f"shard-{i}.txt": b"x" for i in range(50)}}
     archive = _tar(tmp_path / "many.tar", members, mode="w")
-    with pytest.raises(ArchiveRefused, match="entries, more than the 20"):
-        import_archive(archive, cache, ImportLimits(max_members=20))
+    _refused(archive, cache, "entries, more than the 20", ImportLimits(max_members=20))
 
 
 def test_an_entry_given_twice_is_refused(tmp_path: Path, cache: Path) -> None:
@@ -184,9 +179,7 @@ def test_an_entry_given_twice_is_refused(tmp_path: Path, cache: Path) -> None:
             info = tarfile.TarInfo("config.json")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    with pytest.raises(ArchiveRefused, match="twice"):
-        import_archive(archive, cache)
-    assert _leftovers(cache) == []
+    _refused(archive, cache, "twice")
 
 
 @pytest.mark.parametrize(
@@ -201,18 +194,14 @@ def test_an_archive_that_is_not_a_model_names_what_is_missing(
     tmp_path: Path, cache: Path, missing: str, reason: str
 ) -> None:
     members = {n: d for n, d in MODEL_FILES.items() if n != missing}
-    with pytest.raises(ArchiveRefused, match=reason):
-        import_archive(_tar(tmp_path / "partial.tgz", members), cache)
-    assert _leftovers(cache) == []
+    _refused(_tar(tmp_path / "partial.tgz", members), cache, reason)
 
 
 def test_a_damaged_archive_is_refused(tmp_path: Path, cache: Path) -> None:
     good = _tar(tmp_path / "good.tar.gz", MODEL_FILES).read_bytes()
     damaged = tmp_path / "damaged.tar.gz"
     damaged.write_bytes(good[: len(good) // 2])
-    with pytest.raises(ArchiveRefused, match="archive"):
-        import_archive(damaged, cache)
-    assert _leftovers(cache) == []
+    _refused(damaged, cache, "archive")
 
 
 def test_resolve_model_source_reports_a_refusal_in_one_line(tmp_path: Path, cache: Path) -> None:

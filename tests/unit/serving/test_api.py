@@ -207,46 +207,17 @@ def test_stream_error_event_ends_the_stream_with_an_error_body(
 
 def test_metrics_count_stream_tokens(client: TestClient, metrics: Metrics) -> None:
     client.post("/v1/chat/completions", json={"model": "tiny", "stream": True, **CHAT})
-    registry = metrics.registry
-    assert (
-        registry.get_sample_value(
-            "modelgrid_replica_generation_tokens_total", {"model": "tiny", "pool": "local"}
-        )
-        == 2
-    )
-    assert (
-        registry.get_sample_value(
-            "modelgrid_replica_time_to_first_token_seconds_count",
-            {"model": "tiny", "pool": "local"},
-        )
-        == 1
-    )
-    assert (
-        registry.get_sample_value(
-            "modelgrid_replica_inter_token_latency_seconds_count",
-            {"model": "tiny", "pool": "local"},
-        )
-        == 1
-    )
-    assert (
-        registry.get_sample_value(
-            "modelgrid_replica_requests_total",
-            {"model": "tiny", "pool": "local", "route": "chat", "status": "200"},
-        )
-        == 1
-    )
-    assert (
-        registry.get_sample_value(
-            "modelgrid_replica_requests_running", {"model": "tiny", "pool": "local"}
-        )
-        == 0
-    )
-    assert (
-        registry.get_sample_value(
-            "modelgrid_replica_requests_queued", {"model": "tiny", "pool": "local"}
-        )
-        == 0
-    )
+
+    def sample(name: str, **labels: str) -> float | None:
+        """The sample of the replica's ``name`` for this model and pool."""
+        return metrics.registry.get_sample_value(name, {"model": "tiny", "pool": "local", **labels})
+
+    assert sample("modelgrid_replica_generation_tokens_total") == 2
+    assert sample("modelgrid_replica_time_to_first_token_seconds_count") == 1
+    assert sample("modelgrid_replica_inter_token_latency_seconds_count") == 1
+    assert sample("modelgrid_replica_requests_total", route="chat", status="200") == 1
+    assert sample("modelgrid_replica_requests_running") == 0
+    assert sample("modelgrid_replica_requests_queued") == 0
 
 
 def test_engine_refusal_is_answered_in_openai_shape(

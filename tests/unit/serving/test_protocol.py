@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from factories import TOOL_TURN
 from modelgrid_serving.errors import from_validation_error
 from modelgrid_serving.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from pydantic import ValidationError
@@ -277,18 +278,7 @@ def test_tools_must_not_be_empty_and_names_follow_openai() -> None:
 
 AGENT_HISTORY = [
     {"role": "user", "content": "weather?"},
-    {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "call_1",
-                "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
-            }
-        ],
-    },
-    {"role": "tool", "tool_call_id": "call_1", "content": "12 C"},
+    *TOOL_TURN,
 ]
 
 
