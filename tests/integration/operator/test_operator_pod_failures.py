@@ -4,8 +4,6 @@ and Events say of them."""
 
 from __future__ import annotations
 
-import asyncio
-
 import failing_pods as fp
 import pytest
 from modelgrid_operator.settings import RenderSettings
@@ -125,7 +123,7 @@ async def test_pod_failures_fail_the_model_after_the_deadline_kept_across_a_rest
     await cluster.create_pod(fp.pod(WORKER, status=fp.pulling_fails()))
     await cluster.condition_reaches("demo", "PodsHealthy", "ImagePullBackOff")
     [seen] = _failures(cluster)
-    await asyncio.sleep(0.5)  # refreshes under the default deadline (300 s) change nothing
+    await cluster.reconciled("demo")  # under the default deadline (300 s): no change
     assert cluster.phase("demo") == "Scheduling"
     await first.stop()
 
@@ -189,12 +187,12 @@ async def test_pod_failures_each_new_failure_posts_one_warning_event(cluster, op
     # The kubelet backs off and tries again: the same failure, no second Event.
     await cluster.kubelet_says(WORKER, fp.pulling_fails())
     await cluster.condition_reaches("demo", "PodsHealthy", "ImagePullBackOff")
-    await asyncio.sleep(0.6)  # three refreshes
+    await cluster.reconciled("demo", times=3)  # Events are posted after the reconcile
     assert len(about_pods()) == 1
 
     # Another failure: one more Event.
     await cluster.create_pod(fp.pod(HEAD, pool=None, status=fp.config_missing("ray-head")))
     await eventually(lambda: len(about_pods()) == 2, what="a second Warning Event")
     assert about_pods()[1][0] == "CreateContainerConfigError"
-    await asyncio.sleep(0.6)
+    await cluster.reconciled("demo", times=3)
     assert len(about_pods()) == 2
