@@ -307,7 +307,17 @@ class Cluster:
                     },
                     "status": {"conditions": [{"type": "Ready", "status": "True"}]},
                 }
-                await asyncio.to_thread(self.core.create_namespaced_pod, NAMESPACE, pod)
+                await self.create_pod(pod)
+
+    async def create_pod(self, pod: dict[str, Any]) -> None:
+        """Create a pod as given, status included (kmock runs no kubelet)."""
+        await asyncio.to_thread(self.core.create_namespaced_pod, NAMESPACE, pod)
+
+    async def kubelet_says(self, pod: str, status: dict[str, Any]) -> None:
+        """Play the kubelet: replace the pod's status (the lists in it replace the stored ones)."""
+        await asyncio.to_thread(
+            self.core.patch_namespaced_pod_status, pod, NAMESPACE, {"status": status}
+        )
 
     async def kuberay_builds_cluster(
         self,

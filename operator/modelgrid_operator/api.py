@@ -656,6 +656,10 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     """No pool's new Ray cluster has been starting for longer than the operator's upgrade
     deadline (False: one has, and the message says what it lacks)."""
+    PODS_HEALTHY = "PodsHealthy"
+    """No pod of the model's Ray clusters (heads and workers) is failing to start (False: the
+    reason is the pod's own, e.g. ``ImagePullBackOff``; the message names pod, container and
+    what the kubelet or the scheduler said)."""
 
 
 class Reason(StrEnum):
@@ -689,6 +693,21 @@ class Reason(StrEnum):
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     """A pool's new Ray cluster did not serve within the deadline (the message says what it
     lacks); the serving one keeps serving."""
+    NO_FAILING_PODS = "NoFailingPods"
+    """No pod of the model is failing to start."""
+    # The reasons below are the kubelet's and the scheduler's own, copied from the failing pod.
+    ERR_IMAGE_PULL = "ErrImagePull"
+    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+    INVALID_IMAGE_NAME = "InvalidImageName"
+    ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
+    CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+    CREATE_CONTAINER_ERROR = "CreateContainerError"
+    RUN_CONTAINER_ERROR = "RunContainerError"
+    UNSCHEDULABLE = "Unschedulable"
+    INIT_CONTAINER_FAILED = "InitContainerFailed"
+    """An init container exited non-zero (the kubelet shows ``Init:Error``; ``:`` is no part
+    of a reason)."""
 
 
 class Condition(_Object):
@@ -728,6 +747,31 @@ class PoolStatus(_Object):
     )
 
 
+class PodFailure(_Object):
+    """Pods of the model that cannot start, alike in pool, container and reason."""
+
+    pool: str = Field(
+        default="",
+        description="The pool whose Ray cluster the pod belongs to (heads included); empty "
+        "when no pool's RayService names the pod's cluster.",
+    )
+    pod: str = Field(description="One such pod (the first by name).")
+    pods: int = Field(default=1, ge=1, description="How many pods fail alike.")
+    container: str = Field(
+        default="", description="The failing container; empty when the pod is not scheduled."
+    )
+    init: bool = Field(default=False, description="The container is an init container.")
+    reason: str = Field(description="The pod's own reason, e.g. ImagePullBackOff.")
+    message: str = Field(
+        default="",
+        description="What the kubelet or the scheduler said (cut to 1000 characters).",
+    )
+    since: str = Field(
+        description="When the operator first saw this failure (RFC 3339): the start of "
+        "the operator's `podFailureDeadlineSeconds`."
+    )
+
+
 class PhaseTimes(_Object):
     """Seconds spent in each phase on the way to the first Ready: the cold-start budget."""
 
@@ -750,7 +794,7 @@ class InferenceModelStatus(_Object):
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Standard conditions: Ready, SpecValid, RayServiceApplied, MemoryAdmitted, "
-        "NamesClaimed, Progressing.",
+        "NamesClaimed, Progressing, PodsHealthy.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(
@@ -784,6 +828,12 @@ class InferenceModelStatus(_Object):
         description="RayServices of this model that no pool renders any more (a removed "
         "pool's, or the one RayService of an operator before one per pool): they serve on "
         "until every pool's own serves, then they are deleted.",
+    )
+    pod_failures: list[PodFailure] = Field(
+        default_factory=list,
+        description="Pods that cannot start (image pull, crash loop, unschedulable, init "
+        "container, container config), one entry per pool, container and reason, with when "
+        "each was first seen. Each new one is also posted as a Warning Event.",
     )
 
 

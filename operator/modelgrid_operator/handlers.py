@@ -23,6 +23,7 @@ from modelgrid_operator import api
 from modelgrid_operator.k8s import Client, KubeRayMissing
 from modelgrid_operator.metrics import OperatorMetrics
 from modelgrid_operator.ownership import is_owned_by
+from modelgrid_operator.pod_failures import describe
 from modelgrid_operator.reconcile import (
     FactsReader,
     ModelGone,
@@ -77,7 +78,10 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 
 
 def _report(outcome: Outcome, body: kopf.Body, logger: logging.Logger) -> None:
-    """Post the outcome's Kubernetes Events and log its phase transition."""
+    """Post the outcome's Kubernetes Events (a Warning for each pod failure seen first, with
+    the pod's own reason) and log its phase transition."""
+    for failure in outcome.new_pod_failures:
+        kopf.warn(body, reason=failure.reason, message=describe(failure))
     if outcome.action:
         kopf.info(
             body,

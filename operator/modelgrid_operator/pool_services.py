@@ -28,6 +28,7 @@ from modelgrid_operator import api
 from modelgrid_operator.admission import Admission
 from modelgrid_operator.clusters import read_clusters
 from modelgrid_operator.drift import drift_patch
+from modelgrid_operator.handover import serves
 from modelgrid_operator.k8s import Client
 from modelgrid_operator.ownership import describe_owner, is_owned_by
 from modelgrid_operator.render import Owner, rayservice_name, render_rayservice
@@ -49,7 +50,8 @@ class Applied:
         held_pools: why each kept pool's RayService was left as it runs (:attr:`held`).
         conflict: the message for RayServices of our names that are not the model's, or "".
         taken: RayServices a create found made by someone else meanwhile (a 409).
-        retiring: the model's RayServices that no pool renders and that wait to be deleted.
+        retiring: name -> each RayService of the model that no pool renders and that waits
+            to be deleted, as read (it may serve a pool meanwhile: :mod:`.handover`).
         pending_since: pool name -> when its pending (new) Ray cluster was created.
         writes: what was written, e.g. ``created RayService x``, in order.
     """
@@ -59,7 +61,7 @@ class Applied:
     held_pools: list[str] = field(default_factory=list)
     conflict: str = ""
     taken: list[dict[str, Any]] = field(default_factory=list)
-    retiring: tuple[str, ...] = ()
+    retiring: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending_since: dict[str, datetime] = field(default_factory=dict)
     writes: list[str] = field(default_factory=list)
 
@@ -86,13 +88,6 @@ def _conflict_message(model: api.InferenceModel, foreign: Iterable[dict[str, Any
         "Rename the InferenceModel, or remove that RayService"
         for rs in foreign
     )
-
-
-def _serves(model: api.InferenceModel, pool: api.Pool, rayservice: Mapping[str, Any]) -> bool:
-    """The pool's application runs on the RayService's active cluster."""
-    active = ((rayservice.get("status") or {}).get("activeServiceStatus")) or {}
-    app = (active.get("applicationStatuses") or {}).get(application_name(model, pool)) or {}
-    return app.get("status") == "RUNNING"
 
 
 def _created_at(obj: Mapping[str, Any]) -> datetime | None:
@@ -224,19 +219,17 @@ async def _retire(
     current = {rayservice_name(model.name, p.name) for p in model.spec.pools}
     pools = {p.name: p for p in model.spec.pools}
     serving = bool(result.rayservices) and all(
-        _serves(model, pools[name], rs) for name, rs in result.rayservices.items()
+        serves(rs, application_name(model, pools[name])) for name, rs in result.rayservices.items()
     )
     wide = any(
         upgrade_strategy(model, pools[name], settings)["type"] == RECREATE
         for name in result.rayservices
     )
-    waiting = []
     for name in sorted(set(known) - current):
         found = await client.get_rayservice(model.namespace, name)
         if found is None or not is_owned_by(found, owner["uid"]):
             continue
         if not (serving or wide):
-            waiting.append(name)
+            result.retiring[name] = found
         elif await client.delete_rayservice(model.namespace, name):
             result.writes.append(f"deleted RayService {name}")
-    result.retiring = tuple(waiting)

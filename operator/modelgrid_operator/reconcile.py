@@ -20,9 +20,11 @@ from pydantic import ValidationError
 
 from modelgrid_operator import api
 from modelgrid_operator.admission import Admission, ModelFacts, admit
+from modelgrid_operator.handover import stand_ins
 from modelgrid_operator.k8s import Client, KubeRayMissing
 from modelgrid_operator.model_info import read_model_facts
 from modelgrid_operator.network import apply_network_policy
+from modelgrid_operator.pod_failures import new_failures
 from modelgrid_operator.policy import check_policy
 from modelgrid_operator.pool_services import apply_pools
 from modelgrid_operator.progress import judge_progress
@@ -32,6 +34,7 @@ from modelgrid_operator.render import (
     pool_endpoint,
     render_network_policy,
 )
+from modelgrid_operator.render.rayservice import serve_service_url
 from modelgrid_operator.settings import RenderSettings
 from modelgrid_operator.status import Observation, compute_status, invalid_status
 from modelgrid_operator.validation import InvalidModel, parse_model
@@ -52,6 +55,7 @@ class Outcome:
         action: what happened to the children: "created" (a RayService), "patched" (any
             other write), or "" for nothing.
         message: the Ready condition's message, for events and logs.
+        new_pod_failures: pod failures this reconcile saw first (each gets one Event).
     """
 
     status: dict[str, Any] | None
@@ -59,6 +63,7 @@ class Outcome:
     previous_phase: api.Phase | None
     action: str
     message: str
+    new_pod_failures: tuple[api.PodFailure, ...] = ()
 
 
 def _stored_status(body: dict[str, Any]) -> api.InferenceModelStatus | None:
@@ -95,6 +100,9 @@ def _outcome(
         previous_phase=previous.phase if previous else None,
         action=action,
         message=ready.message if ready else "",
+        new_pod_failures=tuple(
+            new_failures(previous.pod_failures if previous else [], status.pod_failures)
+        ),
     )
 
 
@@ -208,6 +216,7 @@ async def reconcile(
         endpoints=_deployed_endpoints(model, observation, settings),
         now=now,
         created=_created(body),
+        pod_failure_deadline_seconds=settings.pod_failure_deadline_seconds,
     )
     return _outcome(previous, status, action)
 
@@ -267,8 +276,15 @@ def _deployed_endpoints(
     model: api.InferenceModel, observation: Observation, settings: RenderSettings
 ) -> dict[str, str]:
     """The endpoint of each pool that runs (admitted now, or kept from before): a refused pool
-    has none, so the gateway sends it nothing."""
+    has none, so the gateway sends it nothing. A pool that a retiring RayService still serves
+    in place of its own has that one's (:mod:`.handover`)."""
     deployed = {a.pool for a in observation.admissions if a.admitted or a.kept}
+    standing = stand_ins(model, observation.rayservices, observation.retiring)
     return {
-        p.name: pool_endpoint(model, p, settings) for p in model.spec.pools if p.name in deployed
+        p.name: serve_service_url(model.namespace, standing[p.name].name, settings)
+        + standing[p.name].route
+        if p.name in standing
+        else pool_endpoint(model, p, settings)
+        for p in model.spec.pools
+        if p.name in deployed
     }

@@ -119,6 +119,16 @@ class RenderSettings(BaseModel):
         "serving cluster keeps serving meanwhile).",
     )
 
+    pod_failure_deadline_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="Seconds a pod of a model may fail to start (image pull, crash loop, "
+        "unschedulable, init container, container config) before the model's phase turns "
+        "`Failed` (`Degraded` while another pool serves); until then the phase stays where it "
+        "was and the Ready condition says why (docs/operator.md#when-pods-cannot-start). Counted "
+        "from when the failure was first seen, kept in the status across operator restarts.",
+    )
+
     # Pod security (Pod Security Standards "restricted"; docs/operator.md#security).
     run_as_user: int = Field(
         default=10001,

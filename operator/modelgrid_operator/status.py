@@ -10,8 +10,16 @@ Loading  pods are up; the Serve application is deploying (weights load, warm-up)
 Ready    the application runs and every pool has its minimum of ready replicas
 Degraded was Ready, now a pool lacks replicas or an application is unhealthy; or some pools
          serve while another failed to deploy or was refused by the memory admission
-Failed   the spec is invalid, every application failed to deploy, or every pool was refused
+Failed   the spec is invalid, every application failed to deploy, or every pool was refused;
+         or a pod failed to start for longer than the pod failure deadline and no pool serves
 ======== ==========================================================================
+
+A pod that cannot start (:mod:`.pod_failures`) shows in the ``PodsHealthy`` condition at once.
+While the model is on its way (Scheduling, Loading) the Ready condition takes the pod's reason
+and message too; past ``pod_failure_deadline_seconds`` from when it was first seen, the phase
+turns Failed, or Degraded while another pool serves. The deadline is there because some of
+these heal by themselves: a pod is Unschedulable while a cluster autoscaler adds the node it
+waits for, and an image pull may fail on a registry's bad minute.
 
 ``timeToReady`` adds the seconds of each phase until the first Ready, the cold-start budget
 that users otherwise reconstruct from logs. Times and transition stamps only change when the
@@ -28,10 +36,12 @@ from typing import Any
 
 from modelgrid_serving.claims import LostName
 
-from modelgrid_operator import api
+from modelgrid_operator import api, pod_failures
 from modelgrid_operator.admission import Admission
 from modelgrid_operator.clusters import cluster_names
+from modelgrid_operator.handover import stand_ins
 from modelgrid_operator.render.rayservice import application_name
+from modelgrid_operator.settings import RenderSettings
 
 _TO_BUCKET = {
     api.Phase.PENDING: "pending",
@@ -60,7 +70,7 @@ class Observation:
 
     Attributes:
         rayservices: pool name -> the pool's RayService as read (a pool without one is absent).
-        pods: worker pods labelled with the model's name.
+        pods: the pods labelled with the model's name: heads and workers of its Ray clusters.
         apply_error: why the child could not be written, when it could not: (reason, message).
         admissions: the memory admission decision of each pool (empty: every pool admitted,
             nothing said).
@@ -69,7 +79,8 @@ class Observation:
         lost_names: the names another namespace owns (:mod:`modelgrid_serving.claims`).
         progressing: the ``Progressing`` condition (:mod:`modelgrid_operator.progress`), or None
             when no RayService was looked at.
-        retiring: the model's RayServices that no pool renders, waiting to be deleted.
+        retiring: name -> each RayService of the model that no pool renders, waiting to be
+            deleted; one may serve a pool whose own does not yet (:mod:`.handover`).
     """
 
     rayservices: Mapping[str, dict[str, Any]]
@@ -79,7 +90,7 @@ class Observation:
     held: str = ""
     lost_names: tuple[LostName, ...] = ()
     progressing: Judgement | None = None
-    retiring: tuple[str, ...] = ()
+    retiring: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def refused(self) -> list[Admission]:
@@ -117,14 +128,16 @@ def pool_statuses(
 
     A pool whose Serve application failed to deploy has no replica ready to serve, whatever its
     pods say: the gateway routes by these counts, and Serve's proxy answers 404 for the route of
-    a failed application.
+    a failed application. A pool that an earlier operator's RayService still serves in place of
+    its own is counted there, and named by it (:func:`_followed`).
     """
     spec = model.spec
     endpoints = endpoints or {}
     apps = _applications(model, observation)
+    followed = _followed(model, observation)
     result = []
     for pool in spec.pools:
-        rayservice = observation.rayservices.get(pool.name)
+        rayservice = followed[pool.name][0]
         active, pending = cluster_names(rayservice) if rayservice else ("", "")
         cluster = active or pending or None
         pods = [
@@ -154,16 +167,31 @@ def pool_statuses(
     return result
 
 
+def _followed(
+    model: api.InferenceModel, observation: Observation
+) -> dict[str, tuple[Mapping[str, Any] | None, str]]:
+    """Pool name -> the RayService the status follows for the pool, and the pool's application
+    in it: the pool's own, or, while that does not serve, a retiring one that does
+    (:mod:`.handover`), so the gateway keeps routing to what serves."""
+    standing = stand_ins(model, observation.rayservices, observation.retiring)
+    return {
+        pool.name: (standing[pool.name].rayservice, standing[pool.name].application)
+        if pool.name in standing
+        else (observation.rayservices.get(pool.name), application_name(model, pool))
+        for pool in model.spec.pools
+    }
+
+
 def _applications(model: api.InferenceModel, observation: Observation) -> dict[str, dict[str, Any]]:
-    """Each pool's Serve application status in its own RayService (the active cluster's, else
-    the pending one's); empty for a pool without a RayService."""
+    """Each pool's Serve application status in the RayService followed for it
+    (:func:`_followed`; the active cluster's, else the pending one's); empty for a pool without
+    a RayService."""
     apps = {}
-    for pool in model.spec.pools:
-        status = (observation.rayservices.get(pool.name) or {}).get("status") or {}
-        name = application_name(model, pool)
+    for pool, (rayservice, name) in _followed(model, observation).items():
+        status = (rayservice or {}).get("status") or {}
         active = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
         pending = (status.get("pendingServiceStatus") or {}).get("applicationStatuses") or {}
-        apps[pool.name] = active.get(name) or pending.get(name) or {}
+        apps[pool] = active.get(name) or pending.get(name) or {}
     return apps
 
 
@@ -274,6 +302,59 @@ def _judge_serving(
     )
 
 
+def _serving_pools(
+    model: api.InferenceModel, observation: Observation, pools: list[api.PoolStatus]
+) -> list[str]:
+    """The pools whose application runs with their minimum of ready replicas (at least one)."""
+    apps = _applications(model, observation)
+    minimum = {p.name: max(1, p.replica_bounds[0]) for p in model.spec.pools}
+    return [
+        p.name
+        for p in pools
+        if apps[p.name].get("status") == "RUNNING" and p.ready_replicas >= minimum[p.name]
+    ]
+
+
+def with_pod_failures(
+    verdict: Verdict,
+    failures: list[api.PodFailure],
+    serving: list[str],
+    *,
+    deadline_seconds: int,
+    now: datetime,
+) -> Verdict:
+    """The verdict once failing pods are taken into account.
+
+    Only a model on its way (Scheduling, Loading) changes: there the failing pods are why it
+    does not get further, so the Ready condition says so with the pod's reason. Past the
+    deadline, counted from the oldest failure's first sighting, the phase is Failed, or
+    Degraded while ``serving`` names a pool. A Ready model with a failing pod (an autoscaled
+    extra worker no node fits, a new cluster beside the serving one) stays Ready: the
+    ``PodsHealthy`` condition says what fails.
+    """
+    if not failures or verdict.phase not in (api.Phase.SCHEDULING, api.Phase.LOADING):
+        return verdict
+    message = "; ".join(pod_failures.describe(f) for f in failures)
+    reason = api.Reason(failures[0].reason)
+    oldest = min(parse_time(f.since) for f in failures)
+    if (now - oldest).total_seconds() < deadline_seconds:
+        return Verdict(verdict.phase, reason, message)
+    late = f"pods failing for over {deadline_seconds}s: {message}"
+    if serving:
+        return Verdict(
+            api.Phase.DEGRADED, reason, f"{late}; pools still serving: {', '.join(serving)}"
+        )
+    return Verdict(api.Phase.FAILED, reason, late)
+
+
+def _pods_healthy(failures: list[api.PodFailure]) -> Judgement:
+    """The PodsHealthy condition: False with the first failure's reason, naming every one."""
+    if not failures:
+        return True, api.Reason.NO_FAILING_PODS, "no pod of the model is failing to start"
+    message = "; ".join(pod_failures.describe(f) for f in failures)
+    return False, api.Reason(failures[0].reason), message
+
+
 def _admitted(observation: Observation) -> Judgement:
     """The MemoryAdmitted condition: False when a pool is refused (kept pools included: they
     run, but would not be placed now), else why pools were let in."""
@@ -291,7 +372,7 @@ def _admitted(observation: Observation) -> Judgement:
 
 
 def _judgements(
-    verdict: Verdict, observation: Observation
+    verdict: Verdict, observation: Observation, failures: list[api.PodFailure]
 ) -> tuple[tuple[api.ConditionType, Judgement], ...]:
     """Each condition of a valid model, judged from this observation, in the order they show."""
     return (
@@ -308,6 +389,7 @@ def _judgements(
             if observation.progressing is not None
             else ()
         ),
+        (api.ConditionType.PODS_HEALTHY, _pods_healthy(failures)),
     )
 
 
@@ -403,6 +485,7 @@ def compute_status(
     endpoints: Mapping[str, str],
     now: datetime,
     created: datetime | None = None,
+    pod_failure_deadline_seconds: int = RenderSettings().pod_failure_deadline_seconds,
 ) -> api.InferenceModelStatus:
     """The status to write after one observation.
 
@@ -415,11 +498,25 @@ def compute_status(
             with ``/v1``, is the model's endpoint.
         now: the current time.
         created: when the model was created (the start of Pending); defaults to ``now``.
+        pod_failure_deadline_seconds: how long a pod may fail to start before the phase says
+            so (:func:`with_pod_failures`).
     """
     prev = previous or api.InferenceModelStatus(phase_since=format_time(created or now))
     since = parse_time(prev.phase_since) if prev.phase_since else (created or now)
     pools = pool_statuses(model, observation, endpoints)
-    verdict = judge(model, observation, pools, was_ready=prev.time_to_ready.total is not None)
+    failures = pod_failures.observe(
+        observation.pods,
+        pod_failures.pools_of_clusters(observation.rayservices),
+        previous=prev.pod_failures,
+        since=format_time(now),
+    )
+    verdict = with_pod_failures(
+        judge(model, observation, pools, was_ready=prev.time_to_ready.total is not None),
+        failures,
+        _serving_pools(model, observation, pools),
+        deadline_seconds=pod_failure_deadline_seconds,
+        now=now,
+    )
     changed = verdict.phase != prev.phase
     ready = sum(p.ready_replicas for p in pools)
     desired = sum(p.desired_replicas for p in pools)
@@ -428,7 +525,10 @@ def compute_status(
         phase=verdict.phase,
         phase_since=format_time(now) if changed else prev.phase_since,
         conditions=_conditions(
-            prev.conditions, _judgements(verdict, observation), generation=generation, now=now
+            prev.conditions,
+            _judgements(verdict, observation, failures),
+            generation=generation,
+            now=now,
         ),
         observed_generation=generation,
         endpoint=f"{first}/v1" if first and observation.rayservices else None,
@@ -439,6 +539,7 @@ def compute_status(
         time_to_ready=_advance_times(prev, verdict.phase, since, now),
         ray_service=next((p.ray_service for p in pools if p.ray_service), None),
         retiring_ray_services=list(observation.retiring),
+        pod_failures=failures,
     )
 
 

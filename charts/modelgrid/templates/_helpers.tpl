@@ -154,11 +154,12 @@ namespace when watchNamespaces is set, else into the ClusterRole with the cluste
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [get, create, patch]
-# Replica readiness per pool comes from the pods' labels and conditions.
+# Replica readiness per pool, and why a pod cannot start, come from the model's pods
+# (heads and workers): their labels, conditions and container statuses.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
-# Phase changes are reported as Events on the model.
+# Phase changes and each new pod failure are reported as Events on the model.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

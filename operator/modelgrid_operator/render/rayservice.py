@@ -59,13 +59,15 @@ def application_name(model: api.InferenceModel, pool: api.Pool) -> str:
     return f"{model.name}-{pool.name}"
 
 
+def serve_service_url(namespace: str, rayservice: str, settings: RenderSettings) -> str:
+    """In-cluster URL of a RayService's serve Service (KubeRay's ``<rayservice>-serve-svc``)."""
+    return f"http://{rayservice}-serve-svc.{namespace}.svc:{settings.serve_port}"
+
+
 def pool_endpoint(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> str:
-    """In-cluster base URL of a pool's application (KubeRay's ``<rayservice>-serve-svc``, no
+    """In-cluster base URL of a pool's application (its RayService's serve Service, no
     trailing slash): its OpenAI routes are ``<endpoint>/v1/...``."""
-    return (
-        f"http://{rayservice_name(model.name, pool.name)}-serve-svc.{model.namespace}.svc:"
-        f"{settings.serve_port}"
-    )
+    return serve_service_url(model.namespace, rayservice_name(model.name, pool.name), settings)
 
 
 def serve_endpoint(

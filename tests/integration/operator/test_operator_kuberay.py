@@ -132,6 +132,59 @@ async def test_kuberay_model_of_an_earlier_operator_moves_to_a_rayservice_per_po
     assert cluster.writes("/rayservices/duo-by-hand", "PATCH", "PUT", "DELETE") == []
 
 
+async def test_kuberay_moving_to_a_rayservice_per_pool_routes_to_the_old_one_until_each_serves(
+    cluster, operator
+):
+    """The gateway routes by ``status.pools[]``: while a pool's own RayService does not serve
+    (its serve Service exists only once its application runs, ``getAndCheckServeStatus``), the
+    pool's endpoint, RayService and replicas are those of the earlier operator's RayService that
+    still serves it, and the model stays Ready; each pool moves over when its own serves."""
+    await cluster.create_model("duo", TWO_POOLS, uid="uid-duo")
+    await _create_rayservice(cluster, _earlier_operators_rayservice("duo", "uid-duo"))
+    await _as_earlier_operators_left_it(cluster, "duo")
+    running = {"duo-cpu": {"status": "RUNNING"}, "duo-mac": {"status": "RUNNING"}}
+    old = {"activeServiceStatus": {"rayClusterName": "c-old", "applicationStatuses": running}}
+    await cluster.patch_rayservice("duo", {"status": old})
+    await cluster.create_pods("duo", cluster="c-old", pools={"cpu": 1, "mac": 1})
+    await operator()
+    await eventually(
+        lambda: cluster.rayservice("duo", "cpu") and cluster.rayservice("duo", "mac"),
+        what="a RayService per pool",
+    )
+
+    def routes() -> dict[str, tuple]:
+        return {
+            name: (p.get("rayService"), p.get("endpoint"), p.get("readyReplicas"))
+            for name, p in _pools(cluster, "duo").items()
+        }
+
+    legacy = "http://duo-serve-svc.default.svc:8000/pools"
+    await eventually(
+        lambda: (
+            routes() == {"cpu": ("duo", f"{legacy}/cpu", 1), "mac": ("duo", f"{legacy}/mac", 1)}
+        ),
+        what="both pools routed to the earlier operator's RayService",
+    )
+    assert cluster.phase("duo") == "Ready"
+
+    await cluster.kuberay_serves("duo", cluster="c-cpu", pools={"cpu": 1}, apps=("cpu",))
+    cpu = cluster.rs_name("duo", "cpu")
+    await eventually(
+        lambda: routes()["cpu"] == (cpu, f"http://{cpu}-serve-svc.default.svc:8000", 1),
+        what="the cpu pool routed to its own RayService",
+    )
+    assert routes()["mac"] == ("duo", f"{legacy}/mac", 1)
+    assert cluster.phase("duo") == "Ready"
+
+    await cluster.kuberay_serves("duo", cluster="c-mac", pools={"mac": 1}, apps=("mac",))
+    await eventually(
+        lambda: cluster.get("ray.io/v1/rayservices", "duo") is None, what="legacy RayService gone"
+    )
+    mac = cluster.rs_name("duo", "mac")
+    await eventually(lambda: routes()["mac"][0] == mac, what="the mac pool on its own")
+    assert cluster.model("duo")["status"]["retiringRayServices"] == []
+
+
 async def test_kuberay_removed_pool_rayservice_goes_once_the_rest_serves(cluster, operator):
     await operator()
     await cluster.create_model("duo", TWO_POOLS)

@@ -56,6 +56,22 @@ def test_render_every_example_has_one_rayservice_per_pool_each_with_its_group():
             }
 
 
+def test_render_head_and_worker_pods_carry_the_model_label_the_operator_lists_pods_by():
+    """The operator lists the model's pods by ``modelgrid.io/model`` to count replicas and to
+    say why a pod cannot start: a head that lacked the label would fail unseen. Only workers
+    carry the pool label (replicas are counted by it)."""
+    for path in EXAMPLES:
+        for model in load_models(path):
+            for rs in render_rayservices(model, settings=SETTINGS):
+                cluster = rs["spec"]["rayClusterConfig"]
+                head = cluster["headGroupSpec"]["template"]["metadata"]["labels"]
+                assert head["modelgrid.io/model"] == model.name, path
+                assert "modelgrid.io/pool" not in head
+                for group in cluster["workerGroupSpecs"]:
+                    labels = group["template"]["metadata"]["labels"]
+                    assert labels["modelgrid.io/model"] == model.name, path
+
+
 def test_render_rayservice_names_are_dns_1035_within_kuberays_47_and_distinct():
     """``ValidateRayServiceMetadata`` refuses names that are no DNS-1035 label or longer than
     47 (``MaxRayServiceNameLength``), then never reconciles the RayService."""

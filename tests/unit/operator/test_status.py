@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import failing_pods as fp
 import pytest
 from factories import make_model, pool
 from modelgrid_operator import api
@@ -138,3 +139,77 @@ def test_status_one_pool_failed_to_deploy_other_serving_is_degraded_not_failed()
     # Its pod is up, but nothing serves behind it: the gateway must not route to that pool.
     assert {p.name: p.ready_replicas for p in s.pools} == {"gpu": 2, "mac": 0}
     assert (s.ready_replicas, s.replicas) == (2, "2/3")
+
+
+def _condition(status: api.InferenceModelStatus, kind: str) -> api.Condition:
+    return next(c for c in status.conditions if c.type == kind)
+
+
+def pull_failing(pool_name: str = "mac") -> dict:
+    return fp.pod(
+        "demo-mac-a-worker-x", cluster="demo-a", pool=pool_name, status=fp.pulling_fails()
+    )
+
+
+def test_status_a_pod_that_cannot_start_is_said_at_once_and_fails_the_model_after_the_deadline():
+    seen = step(None, Observation(rayservice(), [pull_failing()]), 10)
+    assert seen.phase is api.Phase.SCHEDULING
+    ready, healthy = _condition(seen, "Ready"), _condition(seen, "PodsHealthy")
+    said = (
+        "ImagePullBackOff: pod demo-mac-a-worker-x container ray-worker: "
+        f'Back-off pulling image "{fp.IMAGE}"'
+    )
+    assert (ready.reason, ready.message) == ("ImagePullBackOff", said)
+    assert (healthy.status, healthy.reason, healthy.message) == ("False", "ImagePullBackOff", said)
+    assert [(f.pool, f.since) for f in seen.pod_failures] == [("mac", "2026-01-01T00:00:10Z")]
+
+    # The deadline (300 s) counts from the first sighting, which the stored status keeps.
+    waiting = step(seen, Observation(rayservice(), [pull_failing()]), 309)
+    assert waiting.phase is api.Phase.SCHEDULING
+    failed = step(waiting, Observation(rayservice(), [pull_failing()]), 310)
+    assert failed.phase is api.Phase.FAILED
+    assert _condition(failed, "Ready").message == f"pods failing for over 300s: {said}"
+
+
+def test_status_a_failing_pool_past_the_deadline_is_degraded_while_another_pool_serves():
+    observation = Observation(
+        rayservice(gpu="RUNNING", mac="DEPLOYING"), [*pods(gpu=2), pull_failing()]
+    )
+    s = step(None, observation, 0)
+    assert s.phase is api.Phase.SCHEDULING
+    s = step(s, observation, 301)
+    assert s.phase is api.Phase.DEGRADED
+    assert _condition(s, "Ready").reason == "ImagePullBackOff"
+    assert _condition(s, "Ready").message.endswith("; pools still serving: gpu")
+
+
+def test_status_the_deadline_is_the_operators_setting():
+    s = compute_status(
+        MODEL,
+        Observation(rayservice(), [pull_failing()]),
+        previous=None,
+        generation=1,
+        endpoints={},
+        now=T0,
+        pod_failure_deadline_seconds=0,
+    )
+    assert s.phase is api.Phase.FAILED
+
+
+def test_status_a_ready_model_with_a_failing_extra_pod_stays_ready_and_says_so():
+    unplaced = fp.pod(
+        "demo-gpu-a-worker-z", cluster="demo-a", pool="gpu", status=fp.unschedulable()
+    )
+    s = step(None, Observation(rayservice("RUNNING"), [*pods(gpu=2, mac=1), unplaced]), 1000)
+    assert s.phase is api.Phase.READY
+    healthy = _condition(s, "PodsHealthy")
+    assert (healthy.status, healthy.reason) == ("False", "Unschedulable")
+    assert healthy.message == f"Unschedulable: pod demo-gpu-a-worker-z: {fp.NO_GPU}"
+
+
+def test_status_pods_that_recover_clear_the_failure():
+    failing = step(None, Observation(rayservice(), [pull_failing()]), 1)
+    fixed = step(failing, Observation(rayservice("DEPLOYING"), pods(gpu=2, mac=1)), 400)
+    assert fixed.phase is api.Phase.LOADING and fixed.pod_failures == []
+    healthy = _condition(fixed, "PodsHealthy")
+    assert (healthy.status, healthy.reason) == ("True", "NoFailingPods")
