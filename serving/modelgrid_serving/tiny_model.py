@@ -36,10 +36,9 @@ CHAT_TEMPLATE = """\
 {%- if tools %}
 {{- '<|system|>\\n' }}
 {%- if messages[0].role == 'system' %}{{ messages[0].content ~ '\\n\\n' }}{% endif %}
-{{- 'You may call functions. Their signatures are in <tools></tools>:\\n<tools>' }}
+{{- 'Tools:\\n<tools>' }}
 {%- for tool in tools %}{{ '\\n' ~ (tool | tojson) }}{% endfor %}
-{{- '\\n</tools>\\nFor each call, answer with a JSON object of the name and the arguments '
-    'between tool-call tags:\\n<tool_call>\\n{"name": <name>, "arguments": <object>}\\n'
+{{- '\\n</tools>\\nCall one as <tool_call>\\n{"name": <name>, "arguments": <object>}\\n'
     '</tool_call>' ~ eos_token ~ '\\n' }}
 {%- endif %}
 {%- for m in messages %}
@@ -170,7 +169,37 @@ def _corpus() -> list[str]:
         " ".join("".join(rng.choices(syllables, k=rng.randint(1, 3))) for _ in range(30))
         for _ in range(400)
     ]
-    return rotations + pseudo
+    return rotations + _tool_texts(rng) * 10 + pseudo
+
+
+_SCHEMA_WORDS = ("string", "integer", "number", "boolean", "object", "array")
+
+
+def _tool_texts(rng: random.Random) -> list[str]:
+    """Tool definitions and calls as the chat template writes them, so that BPE learns JSON's
+    punctuation and JSON Schema's words: a prompt with tools then fits the small contexts tests
+    and examples run with."""
+    texts = []
+    for _ in range(40):
+        name = "_".join(rng.sample(_WORDS, 2))
+        fields = rng.sample(_WORDS, 2)
+        properties = {f: {"type": rng.choice(_SCHEMA_WORDS), "description": f} for f in fields}
+        function = {
+            "name": name,
+            "description": " ".join(rng.sample(_WORDS, 4)),
+            "parameters": {
+                "type": "object",
+                "properties": properties,
+                "required": fields[:1],
+                "additionalProperties": False,
+            },
+        }
+        texts.append(json.dumps({"type": "function", "function": function}))
+        arguments = {f: rng.choice(_WORDS) for f in fields}
+        texts.append(
+            f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
+        )
+    return texts
 
 
 def _write_tokenizer(out: Path) -> None:

@@ -17,6 +17,7 @@ from local_stack import Stack
 pytestmark = pytest.mark.integration
 
 MESSAGES = [{"role": "user", "content": "hi"}]
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 
 
 @pytest.fixture
@@ -40,7 +41,11 @@ def error_of(reply: httpx.Response, check_schema: Any) -> dict[str, Any]:
         ("/v1/completions", {"prompt": "x", "suffix": "end"}, "suffix"),
         ("/v1/completions", {"prompt": [1, 2, 3]}, "prompt"),
         ("/v1/chat/completions", {"messages": MESSAGES, "min_tokens": 3}, "min_tokens"),
-        ("/v1/chat/completions", {"messages": MESSAGES, "tool_choice": "required"}, "tool_choice"),
+        (
+            "/v1/chat/completions",
+            {"messages": MESSAGES, "tools": TOOLS, "tool_choice": "required"},
+            "tool_choice",
+        ),
         (
             "/v1/chat/completions",
             {"messages": MESSAGES, "parallel_tool_calls": False},
@@ -49,7 +54,10 @@ def error_of(reply: httpx.Response, check_schema: Any) -> dict[str, Any]:
         ("/v1/chat/completions", {"messages": MESSAGES, "guided_regex": "a+"}, "guided_regex"),
         (
             "/v1/chat/completions",
-            {"messages": MESSAGES, "response_format": {"type": "json_schema", "json_schema": {}}},
+            {
+                "messages": MESSAGES,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "x"}},
+            },
             "response_format",
         ),
     ],
