@@ -19,6 +19,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator
 DONE = "[DONE]"
 """The data of the event that ends an OpenAI stream."""
 DONE_FRAME = "data: [DONE]\n\n"
+_DONE_BYTES = DONE.encode()
+_DONE_FRAME_BYTES = DONE_FRAME.encode()
+_BEFORE_DONE_FRAME = slice(-len(DONE_FRAME) - 2, -len(DONE_FRAME))
 
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 """The longest event read: a backend that never ends its event must not fill memory. Legitimate
@@ -119,6 +122,18 @@ def last_data_with(block: bytes, text: bytes) -> str | None:
     end = block.find(b"\n\n", at)
     event = block[start + 2 if start >= 0 else 0 : end if end >= 0 else len(block)]
     return event_data(event.decode("utf-8", "replace"))
+
+
+def has_done(block: bytes) -> bool:
+    """Whether a block from :class:`SSEReader` holds the event whose data is ``[DONE]``.
+
+    As OpenAI servers write it (``data: [DONE]``, alone in the block's last event) it is seen
+    without decoding anything; otherwise the last event that mentions ``[DONE]`` is parsed, so
+    content that merely says it ends nothing.
+    """
+    if block.endswith(_DONE_FRAME_BYTES) and block[_BEFORE_DONE_FRAME] in (b"", b"\n\n"):
+        return True
+    return _DONE_BYTES in block and last_data_with(block, _DONE_BYTES) == DONE
 
 
 async def read_data(

@@ -23,7 +23,7 @@ from ..errors import (
     error_response,
     from_engine_error,
 )
-from ..sse import DONE, DONE_FRAME, EventTooLarge, SSEReader, data_frame, last_data_with
+from ..sse import DONE_FRAME, EventTooLarge, SSEReader, data_frame, has_done, last_data_with
 from .asgi import Send, header, send_body, send_error
 from .balancer import Balancer
 from .exchange import Exchange
@@ -40,7 +40,6 @@ UPSTREAM_SUFFIX = {
     "embeddings": "/embeddings",
 }
 """Route label -> path under the backend's ``/v1``."""
-_DONE_TEXT = DONE.encode()
 
 
 class Relay:
@@ -145,20 +144,32 @@ class Relay:
             return resp.status
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         reader = SSEReader()
-        saw_done = False
+        last = b""  # the last block with data: [DONE], a stream's last event, is in it
         try:
             async for chunk in resp.iter_chunks():
                 block = reader.feed(chunk)
-                if block:
-                    saw_done = self._read_events(x, block, backend) or saw_done
-                    if rename is not None:
-                        block = rename(block)
-                    await send({"type": "http.response.body", "body": block, "more_body": True})
-            block = reader.finish()
-            if block:  # an event without its blank line at the very end: forwarded, not lost
-                saw_done = self._read_events(x, block, backend) or saw_done
+                if not block:
+                    continue  # no event ended in this chunk
+                # Each event of a block starts at its start or after a line end.
+                events = block.count(b"\ndata:") + block.startswith(b"data:")
+                if events:
+                    if x.ttft_s is None:
+                        x.ttft_s = time.perf_counter() - x.started
+                        self.metrics.ttft_for(x.model, backend.pool).observe(x.ttft_s)
+                    x.events += events
+                    last = block
+                if b'"usage"' in block:  # parsed from the last event that has the key
+                    usage = event_usage(last_data_with(block, b'"usage"'))
+                    if usage is not None:
+                        x.usage = usage
+                if rename is not None:
+                    block = rename(block)
                 await send({"type": "http.response.body", "body": block, "more_body": True})
-            if not saw_done:
+            block = reader.finish()
+            if block:  # a last event without its blank line: forwarded, not lost
+                last = block if b"data:" in block else last
+                await send({"type": "http.response.body", "body": block, "more_body": True})
+            if not has_done(last):
                 # A backend that frames by closing the connection (HTTP/1.0, as mlx_lm.server)
                 # ends a killed stream like a finished one: only the missing [DONE] tells.
                 raise BrokenResponse("the stream ended without [DONE]")
@@ -170,22 +181,6 @@ class Relay:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         x.events = max(0, x.events - 1)  # the [DONE] event carries no token
         return resp.status
-
-    def _read_events(self, x: Exchange, block: bytes, backend: Backend) -> bool:
-        """Note what whole events say: the first one's time, how many carry data, the usage
-        (from the last event with a ``usage`` key, parsed); True when ``[DONE]`` is among them."""
-        # Each event of a block starts at its start or after a line end.
-        events = block.count(b"\ndata:") + block.startswith(b"data:")
-        if events:
-            if x.ttft_s is None:
-                x.ttft_s = time.perf_counter() - x.started
-                self.metrics.ttft_for(x.model, backend.pool).observe(x.ttft_s)
-            x.events += events
-        if b'"usage"' in block:
-            usage = event_usage(last_data_with(block, b'"usage"'))
-            if usage is not None:
-                x.usage = usage
-        return _DONE_TEXT in block and last_data_with(block, _DONE_TEXT) == DONE
 
     def _broke_off(
         self, x: Exchange, backend: Backend, exc: Exception, when: str

@@ -13,6 +13,7 @@ from modelgrid_serving.sse import (
     SSEReader,
     data_frame,
     event_data,
+    has_done,
     iter_data,
     last_data_with,
     read_data,
@@ -127,3 +128,19 @@ def test_data_frame_round_trips(data: str) -> None:
 
 def test_done_frame_is_the_data_frame_of_done() -> None:
     assert data_frame(DONE) == DONE_FRAME == "data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize(
+    ("block", "done"),
+    [
+        (b"data: [DONE]\n\n", True),
+        (b'data: {"a":1}\n\ndata: [DONE]\n\n', True),
+        (b"data:[DONE]\n\n", True),  # not as OpenAI writes it: parsed
+        (b"data: [DONE]", True),  # from finish(): no blank line
+        (b'data: {"c":"x"}\ndata: [DONE]\n\n', False),  # one event whose data is two lines
+        (b'data: {"c":"[DONE]"}\n\n', False),
+        (b"", False),
+    ],
+)
+def test_has_done(block: bytes, done: bool) -> None:
+    assert has_done(block) is done
