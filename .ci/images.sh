@@ -17,8 +17,13 @@
 #
 # Everything heavy lives under $MODELGRID_CACHE/images (default ~/.cache/modelgrid), never in
 # the clone: the base's root file system (debian-bookworm.tar, rebuilt when missing), the image
-# store, and pip's download cache (the Dockerfile's cache mounts). A missing cache costs time
-# only: everything is rebuilt from Debian's and PyPI's packages.
+# store, and pip's download cache (the Dockerfile's cache mounts, under tmp/). A missing cache
+# costs time only: everything is rebuilt from Debian's and PyPI's packages.
+#
+# Layers are not kept between builds (no --layers): with vfs every layer is a whole copy of the
+# file system below it, so serving-cpu's cached layers took 18 GB and saved little time, the
+# copying being most of the build. What makes a rebuild fast is pip's download cache. Images a
+# build replaced are pruned after it.
 #
 # pip inside the builds trusts this machine's CA bundle ($MODELGRID_IMAGES_CA, default Debian's
 # /etc/ssl/certs/ca-certificates.crt), copied into the local base only, for networks whose proxy
@@ -58,6 +63,9 @@ printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' "$cache/s
   >"$cache/storage.conf.$$"
 mv "$cache/storage.conf.$$" "$cache/storage.conf"
 export CONTAINERS_STORAGE_CONF="$cache/storage.conf"
+# buildah keeps the Dockerfile's cache mounts (pip's downloads) under $TMPDIR/buildah-cache.
+mkdir -p "$cache/tmp"
+export TMPDIR="$cache/tmp"
 
 podman_() {
   # runc: crun refuses cgroups in hybrid mode on some hosts.
@@ -177,13 +185,14 @@ case "$command" in
       name="$(image_name "$target")"
       start=$(date +%s)
       echo "images: building $target as $name" >&2
-      buildah bud --isolation chroot --network host --layers --quiet \
+      buildah bud --isolation chroot --network host --quiet \
         --build-arg "BASE=$base" --build-arg "TORCH_INDEX=$index" \
         --target "$target" -t "$name" -f "$root/images/Dockerfile" "$root" >&2
       size="$(podman_ image inspect --format '{{.Size}}' "$name")"
       echo "images: built $name in $(( $(date +%s) - start )) s, $(( size / 1000000 )) MB" >&2
       echo "$target $name"
     done
+    podman_ image prune --force >/dev/null
     ;;
   run)
     # podman's default limits can exceed what the host (or a CI container) lets runc grant, and

@@ -6,7 +6,7 @@ cluster runs them: as uid 10001 on a read-only root file system with a writable 
 - the ``serving-cpu`` image: ``modelgrid up`` serves the tiny model (Ray Serve + vLLM's CPU
   build, torch.compile included) to the OpenAI SDK; it is also the gateway's replica above.
 
-``.ci/images.sh`` builds each image once per session (layers are cached under
+``.ci/images.sh`` builds each image once per session (pip's downloads are cached under
 ``$MODELGRID_CACHE/images``, outside the clone). Without buildah or podman the tests skip and
 name what is missing; ``.ci/run`` installs both, so CI runs them. Build times and sizes are
 printed (``-s`` shows them); docs/install.md records them.
