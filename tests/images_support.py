@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import yaml
+from pinned_tools import install
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "images" / "Dockerfile"
 IMAGES_SH = ROOT / ".ci" / "images.sh"
-TOOLS_SH = ROOT / ".ci" / "tools.sh"
+
 RELEASE = ROOT / ".github" / "workflows" / "release.yml"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
@@ -109,16 +107,4 @@ def pinned_tool(name: str) -> Path:
     """``$MODELGRID_<NAME>`` or the copy ``.ci/tools.sh <name>`` installs (fails the test when
     it cannot)."""
     named = os.environ.get(f"MODELGRID_{name.upper()}")
-    if named:
-        return Path(named)
-    result = subprocess.run(
-        ["bash", str(TOOLS_SH), name],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-        env={**os.environ, "PYTHON": os.environ.get("PYTHON") or sys.executable},
-    )
-    if result.returncode != 0:
-        pytest.fail(f".ci/tools.sh {name} failed:\n{result.stderr[-3000:]}")
-    return Path(result.stdout.strip())
+    return Path(named) if named else install(name)

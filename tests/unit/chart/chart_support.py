@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pinned_tools import install
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "modelgrid"
@@ -108,17 +108,8 @@ def prometheus_crds() -> Path:
         return Path(named)
     cached = cached_prometheus_crds()
     if not (cached / ".complete").is_file():
-        result = subprocess.run(
-            ["bash", str(TOOLS_SH), "prometheus-crds"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=600,
-            env={**os.environ, "PYTHON": os.environ.get("PYTHON") or sys.executable},
-        )
-        if result.returncode != 0:
-            pytest.fail(f".ci/tools.sh prometheus-crds failed:\n{result.stderr[-3000:]}")
-        assert Path(result.stdout.strip()) == cached, result.stdout
+        installed = install("prometheus-crds")
+        assert installed == cached, installed
     return cached
 
 

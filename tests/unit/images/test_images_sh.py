@@ -8,7 +8,8 @@ import shutil
 import subprocess
 
 import pytest
-from images_support import IMAGES_SH, TOOLS_SH
+from images_support import IMAGES_SH
+from pinned_tools import TOOLS_SH
 
 pytestmark = pytest.mark.unit
 
