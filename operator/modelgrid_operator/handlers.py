@@ -94,6 +94,10 @@ def _report(outcome: Outcome, body: kopf.Body, logger: logging.Logger) -> None:
         logger.info("phase %s -> %s: %s", outcome.previous_phase, outcome.phase, outcome.message)
 
 
+_GONE_KEPT = 4096
+"""Deleted models remembered: far more than can be deleted while one reconcile runs."""
+
+
 @dataclass
 class TakingTurns:
     """Runs the reconciles of each model one at a time, each writing its status before the next
@@ -110,6 +114,9 @@ class TakingTurns:
     _turns: defaultdict[str, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    _gone: dict[str, None] = field(default_factory=dict)
+    """The uids of the latest deleted models (insertion-ordered, at most ``_GONE_KEPT``): a
+    reconcile queued for one of them must not write its children again."""
 
     async def reconcile(
         self, body: dict[str, Any], claims: Mapping[str, Iterable[Claim]] | None = None
@@ -126,6 +133,8 @@ class TakingTurns:
         assert self.client is not None, "the operator has not started"
         meta = body["metadata"]
         async with self._turns[meta["uid"]]:
+            if meta["uid"] in self._gone:
+                raise ModelGone(meta["name"])
             outcome = await reconcile(
                 body,
                 client=self.client,
@@ -140,8 +149,15 @@ class TakingTurns:
                 raise ModelGone(meta["name"])
         return outcome
 
-    def forget(self, uid: str) -> None:
-        """Drop a deleted model's turn."""
+    async def forget(self, uid: str) -> None:
+        """A deleted model: refuse its later reconciles, wait out the one in flight (it may
+        still be writing a RayService, which would outlive the deletion of its children), then
+        drop its turn."""
+        self._gone[uid] = None
+        while len(self._gone) > _GONE_KEPT:
+            del self._gone[next(iter(self._gone))]
+        async with self._turns[uid]:
+            pass
         self._turns.pop(uid, None)
 
 
@@ -270,7 +286,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         if type != "DELETED":
             return
         config.metrics.forget(body)
-        models.forget(body["metadata"]["uid"])
+        await models.forget(body["metadata"]["uid"])
         namespace = body["metadata"].get("namespace") or "default"
         assert models.client is not None
         try:
