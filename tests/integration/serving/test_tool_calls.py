@@ -83,6 +83,27 @@ def assert_calls_satisfy_schemas(calls: Any, names: set[str]) -> None:
         jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
 
 
+def ask_with_tools(
+    client: openai.OpenAI,
+    vllm: Stack,
+    tool_choice: Any,
+    *,
+    seed: int,
+    max_tokens: int = MAX_TOKENS,
+    **extra: Any,
+) -> Any:
+    """The question with every tool offered, under ``tool_choice``."""
+    return client.chat.completions.create(
+        model=vllm.model,
+        messages=QUESTION,  # type: ignore[arg-type]
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice=tool_choice,
+        max_tokens=max_tokens,
+        seed=seed,
+        **extra,
+    )
+
+
 def test_model_card_says_auto_chose_hermes_from_the_chat_template(vllm: Stack) -> None:
     card = httpx.get(f"{vllm.url}/v1/models/{vllm.model}", timeout=30).json()
     assert card["tool_calling"]["parser"] == "hermes", card
@@ -92,12 +113,10 @@ def test_model_card_says_auto_chose_hermes_from_the_chat_template(vllm: Stack) -
 def test_named_tool_choice_returns_that_call_with_schema_valid_arguments(
     client: openai.OpenAI, vllm: Stack
 ) -> None:
-    reply = client.chat.completions.create(
-        model=vllm.model,
-        messages=QUESTION,  # type: ignore[arg-type]
-        tools=TOOLS,  # type: ignore[arg-type]
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=MAX_TOKENS,
+    reply = ask_with_tools(
+        client,
+        vllm,
+        {"type": "function", "function": {"name": "get_weather"}},
         seed=1,
     )
     calls = reply.choices[0].message.tool_calls
@@ -107,11 +126,10 @@ def test_named_tool_choice_returns_that_call_with_schema_valid_arguments(
 def test_required_tool_choice_returns_calls_of_listed_tools(
     client: openai.OpenAI, vllm: Stack
 ) -> None:
-    reply = client.chat.completions.create(
-        model=vllm.model,
-        messages=QUESTION,  # type: ignore[arg-type]
-        tools=TOOLS,  # type: ignore[arg-type]
-        tool_choice="required",
+    reply = ask_with_tools(
+        client,
+        vllm,
+        "required",
         max_tokens=2 * MAX_TOKENS,  # random weights call again and again: room for a few
         seed=2,
     )
@@ -119,12 +137,10 @@ def test_required_tool_choice_returns_calls_of_listed_tools(
 
 
 def test_named_tool_choice_streams_the_call(client: openai.OpenAI, vllm: Stack) -> None:
-    stream = client.chat.completions.create(
-        model=vllm.model,
-        messages=QUESTION,  # type: ignore[arg-type]
-        tools=TOOLS,  # type: ignore[arg-type]
-        tool_choice={"type": "function", "function": {"name": "get_time"}},
-        max_tokens=MAX_TOKENS,
+    stream = ask_with_tools(
+        client,
+        vllm,
+        {"type": "function", "function": {"name": "get_time"}},
         seed=3,
         stream=True,
     )
@@ -140,12 +156,10 @@ def test_named_tool_choice_streams_the_call(client: openai.OpenAI, vllm: Stack) 
 def test_an_agents_second_turn_is_answered(client: openai.OpenAI, vllm: Stack) -> None:
     """The history an agent sends after running the tool: the assistant's call, the tool's
     result, and the tools again (``tool_choice`` auto, as SDKs leave it)."""
-    first = client.chat.completions.create(
-        model=vllm.model,
-        messages=QUESTION,  # type: ignore[arg-type]
-        tools=TOOLS,  # type: ignore[arg-type]
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=MAX_TOKENS,
+    first = ask_with_tools(
+        client,
+        vllm,
+        {"type": "function", "function": {"name": "get_weather"}},
         seed=4,
     )
     (call,) = first.choices[0].message.tool_calls or []
