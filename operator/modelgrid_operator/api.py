@@ -57,6 +57,10 @@ which KubeRay caps at 47 characters, ``MaxRayServiceNameLength``: its RayCluster
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 """What a served model name may look like: what OpenAI clients send in ``model``."""
 
+Count = Annotated[int, Field(ge=1, le=100_000)]
+"""A count in the spec (requests, sequences, layers, heads): at least one, at most 100,000. One
+bound for every such field, declared once."""
+
 BUILTIN_MODELS = ("tiny-llama",)
 """Models modelgrid generates itself (random weights, a locally trained tokenizer): for demos and
 tests on machines that reach no model hub. ``builtin://tiny-llama`` is a few MB."""
@@ -342,8 +346,8 @@ class Pool(_Object):
 class ServingLimits(_Object):
     """Admission limits per replica: overload becomes a fast 503, never an unbounded queue."""
 
-    max_concurrent_requests: int = Field(
-        default=64, ge=1, le=100_000, description="Requests a replica runs at once."
+    max_concurrent_requests: Count = Field(
+        default=64, description="Requests a replica runs at once."
     )
     max_queued_requests: int = Field(
         default=256,
@@ -351,10 +355,8 @@ class ServingLimits(_Object):
         le=1_000_000,
         description="Requests waiting for a replica before new ones are refused with 503.",
     )
-    target_concurrent_requests: int | None = Field(
+    target_concurrent_requests: Count | None = Field(
         default=None,
-        ge=1,
-        le=100_000,
         description="Autoscaling target per replica. Default: half of maxConcurrentRequests.",
     )
 
@@ -387,18 +389,14 @@ QUANTITY = r"^([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
 class ModelArchitecture(_Object):
     """The numbers that size a model's KV cache, as its ``config.json`` names them."""
 
-    num_layers: int = Field(
-        ge=1, le=100_000, description="Transformer layers (`num_hidden_layers` in config.json)."
+    num_layers: Count = Field(
+        description="Transformer layers (`num_hidden_layers` in config.json)."
     )
-    num_key_value_heads: int = Field(
-        ge=1,
-        le=100_000,
+    num_key_value_heads: Count = Field(
         description="Key/value heads per layer (`num_key_value_heads`; `num_attention_heads` for "
         "models without grouped-query attention).",
     )
-    head_dim: int = Field(
-        ge=1,
-        le=100_000,
+    head_dim: Count = Field(
         description="Size of one attention head (`head_dim`, else `hidden_size / "
         "num_attention_heads`).",
     )
@@ -428,10 +426,8 @@ class ModelMemory(_Object):
     architecture: ModelArchitecture | None = Field(
         default=None, description="Layer and head numbers that size the KV cache."
     )
-    concurrent_sequences: int = Field(
+    concurrent_sequences: Count = Field(
         default=1,
-        ge=1,
-        le=100_000,
         description="Full-length sequences (engineArgs.maxModelLen tokens each) whose KV cache "
         "must fit at once. Default 1: the condition vLLM itself checks when it starts; set it to "
         "serving.maxConcurrentRequests for a worst-case guarantee.",
