@@ -271,6 +271,19 @@ Quantity = int | str
 """A Kubernetes resource quantity (``2``, ``500m``, ``8Gi``)."""
 
 
+def _no_gpus_in(field: Literal["requests", "limits"]) -> Rule:
+    """The rule that ``resources.<field>`` names no GPUs: a pool's GPUs follow from its engine
+    arguments (one count, rendered into requests and limits alike), so a second count here
+    could only contradict it."""
+    return Rule(
+        cel=f"!has(self.{field}) || !('nvidia.com/gpu' in self.{field})",
+        message="GPUs are derived from engineArgs (tensorParallelSize x pipelineParallelSize); "
+        "do not set nvidia.com/gpu in resources",
+        check=lambda r: "nvidia.com/gpu" not in getattr(r, field),
+        field=field,
+    )
+
+
 class Resources(_Object):
     """CPU and memory of one replica's worker pod. GPUs are derived, not set here."""
 
@@ -279,22 +292,7 @@ class Resources(_Object):
     )
     limits: dict[str, Quantity] = Field(default_factory=dict, description="Resource limits.")
 
-    rules: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            cel="!has(self.requests) || !('nvidia.com/gpu' in self.requests)",
-            message="GPUs are derived from engineArgs (tensorParallelSize x pipelineParallelSize); "
-            "do not set nvidia.com/gpu in resources",
-            check=lambda r: "nvidia.com/gpu" not in r.requests,
-            field="requests",
-        ),
-        Rule(
-            cel="!has(self.limits) || !('nvidia.com/gpu' in self.limits)",
-            message="GPUs are derived from engineArgs (tensorParallelSize x pipelineParallelSize); "
-            "do not set nvidia.com/gpu in resources",
-            check=lambda r: "nvidia.com/gpu" not in r.limits,
-            field="limits",
-        ),
-    )
+    rules: ClassVar[tuple[Rule, ...]] = (_no_gpus_in("requests"), _no_gpus_in("limits"))
 
 
 class Pool(_Object):
