@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..protocol.capabilities import Capability
 
@@ -254,12 +262,68 @@ class RoutingConfig(_Config):
     )
 
 
+ORIGIN = r"^(\*|https?://(\[[0-9A-Fa-f:.]+\]|[^/\s*:\[\]]+)(:([0-9]{1,5}|\*))?)$"
+"""An allowed origin: ``scheme://host``, with ``:port`` or ``:*`` (any port, the default one
+included), or ``*`` (any origin)."""
+EXPOSED_HEADERS = [
+    "x-request-id",
+    "retry-after",
+    *(f"x-ratelimit-{what}-{kind}" for kind in ("requests", "tokens") for what in
+      ("limit", "remaining", "reset")),
+]  # fmt: skip
+"""Response headers a browser page may read besides the safelisted ones: what the OpenAI SDK
+reads to retry (``retry-after``) and to report limits."""
+
+
+class CORSConfig(_Config):
+    """Which web pages of other origins may call the gateway from a browser (CORS). No allowed
+    origin (the default): the gateway answers no preflight and sends no CORS headers."""
+
+    allow_origins: list[Annotated[str, StringConstraints(pattern=ORIGIN)]] = Field(
+        default_factory=list,
+        description="Origins whose pages may call the API: `https://app.example.com`, "
+        "`http://localhost:*` (any port), `*` (any origin). Empty: none.",
+    )
+    allow_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST", "OPTIONS"],
+        description="Methods a preflight allows.",
+    )
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Request headers a preflight allows; `*`: those the browser asks for "
+        "(Authorization included).",
+    )
+    expose_headers: list[str] = Field(
+        default_factory=lambda: list(EXPOSED_HEADERS),
+        description="Response headers pages may read besides the safelisted ones.",
+    )
+    max_age_s: int = Field(
+        default=600, ge=0, le=86400, description="How long a browser may cache a preflight."
+    )
+    allow_credentials: bool = Field(
+        default=False,
+        description="Let pages send cookies and HTTP authentication the browser holds "
+        "(Access-Control-Allow-Credentials). API keys travel in a header the page sets and "
+        "need no credentials; never with the origin `*`.",
+    )
+
+    @model_validator(mode="after")
+    def _no_credentials_for_everyone(self) -> CORSConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError(
+                "allow_credentials cannot be true with the origin '*': any site could then "
+                "act with its visitors' credentials"
+            )
+        return self
+
+
 class GatewayConfig(_Config):
     """The whole file."""
 
     models: list[ModelConfig] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    cors: CORSConfig = Field(default_factory=CORSConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
