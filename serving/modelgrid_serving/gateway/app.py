@@ -92,6 +92,7 @@ class Gateway:
             "/v1/stats": self._stats,
             "/v1/gpu/info": self._gpu_info,
             USAGE_PATH: self._peer_usage,
+            "/v1/peers": self._peers,
             "/v1/models": self._list_models,
             "/models": self._list_models,
         }
@@ -221,6 +222,17 @@ class Gateway:
         if not peers.authorized(header(scope, b"authorization")):
             raise Unauthorized("Peer usage needs the gateways' shared peer secret.")
         return 200, json.dumps(peers.usage_body()).encode(), JSON
+
+    async def _peers(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
+        """The gateways this one shares key limits with: their addresses (the cluster's pod
+        IPs) are for operators, so with auth on only a key of scope ``admin`` sees them."""
+        policy = self._policy(scope)
+        if self.state.catalog.keys.enabled:
+            require_admin(policy)
+        peers = self.state.peers
+        if peers is None:
+            return 200, b'{"object":"list","instance":null,"data":[]}', JSON
+        return 200, json.dumps(peers.peers_body(time.time())).encode(), JSON
 
     # ---- the admin API (.admin) -------------------------------------------------------------
 

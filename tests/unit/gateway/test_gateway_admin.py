@@ -26,7 +26,7 @@ from modelgrid_serving.gateway.config import GatewayConfig
 from modelgrid_serving.gateway.routing import Backend, ModelEntry
 from modelgrid_serving.gateway.state import GatewayState
 from pydantic import ValidationError
-from test_gateway_asgi import call, error_code
+from unit.gateway.test_gateway_asgi import call, error_code
 
 pytestmark = pytest.mark.unit
 
