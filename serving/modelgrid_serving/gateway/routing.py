@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import InvalidRequest, ModelNotFound, ModelNotReady
-from ..protocol import ModelCard, ModelList
+from ..protocol import ModelCard, ModelList, PoolCard
+from ..protocol.capabilities import ALL_CAPABILITIES, Capability
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ class Backend:
     api_key: str | None = None
     namespace: str | None = None
     """The namespace of the InferenceModel it serves (static backends: none)."""
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES
+    """What its engine serves (:mod:`~modelgrid_serving.protocol.capabilities`); a backend no
+    source declares anything for is taken to serve everything (its own errors answer)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,19 @@ class Route:
     """Ready backends only; empty when the model is known but not ready."""
     max_model_len: int | None = None
     """The model's context length, when known: a larger ``max_tokens`` is refused."""
+    pools: frozenset[str] = frozenset()
+    """Every pool of the model's backends, ready or not (a pinned pool that is not ready: 503)."""
+    lacking: frozenset[Capability] = field(init=False, repr=False, compare=False)
+    """What some ready backend cannot do: a request is searched only for these (none: the
+    capability filter costs nothing)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lacking", capabilities_lacking(self.backends))
+
+
+def capabilities_lacking(backends: Iterable[Backend]) -> frozenset[Capability]:
+    """The capabilities some of ``backends`` lack."""
+    return frozenset().union(*(ALL_CAPABILITIES - b.capabilities for b in backends))
 
 
 @dataclass(frozen=True)
@@ -234,7 +251,12 @@ def _routes(
     routes: dict[str, Route] = {}
     for name, entry in merged.items():
         ready = tuple(b for b in entry.backends if b.ready and b.url not in down)
-        route = Route(model=name, backends=ready, max_model_len=entry.max_model_len)
+        route = Route(
+            model=name,
+            backends=ready,
+            max_model_len=entry.max_model_len,
+            pools=frozenset(b.pool for b in entry.backends),
+        )
         for served in (name, *entry.aliases):
             if owners[served] == name:
                 routes[served] = route
@@ -255,10 +277,28 @@ def _model_cards(
             id=served,
             created=merged[route.model].created,
             root=route.model if served != route.model else None,
+            capabilities=_names(frozenset().union(*(b.capabilities for b in route.backends))),
+            pools=[
+                PoolCard(name=pool, capabilities=_names(caps))
+                for pool, caps in pool_capabilities(route.backends).items()
+            ],
         )
         data.append(card)
         cards[served] = card.model_dump_json(exclude_none=True).encode()
     return ModelList(data=data).model_dump_json(exclude_none=True).encode(), cards
+
+
+def pool_capabilities(backends: Iterable[Backend]) -> dict[str, frozenset[Capability]]:
+    """Each pool of ``backends`` (in order) with what all its backends serve."""
+    out: dict[str, frozenset[Capability]] = {}
+    for b in backends:
+        out[b.pool] = out[b.pool] & b.capabilities if b.pool in out else b.capabilities
+    return out
+
+
+def _names(capabilities: frozenset[Capability]) -> list[str]:
+    """Capability names in the declaration's order."""
+    return [c.value for c in Capability if c in capabilities]
 
 
 def allowed_models(table: RoutingTable, names: Iterable[str]) -> frozenset[str]:
@@ -286,7 +326,10 @@ def allowed_routes(
             out[model] = route
         elif namespaces and entry.namespaces & namespaces:
             backends = tuple(b for b in route.backends if b.namespace in namespaces)
-            out[model] = Route(model=model, backends=backends, max_model_len=route.max_model_len)
+            pools = frozenset(b.pool for b in entry.backends if b.namespace in namespaces)
+            out[model] = Route(
+                model=model, backends=backends, max_model_len=route.max_model_len, pools=pools
+            )
     return out
 
 
