@@ -277,10 +277,9 @@ def head_pod(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings
                         for name, port in (*RAY_PORTS, ("serve", settings.serve_port))
                     ]
                     + [ray_metrics_port()],
-                    "resources": {
-                        "requests": {"cpu": settings.head_cpu, "memory": settings.head_memory},
-                        "limits": {"cpu": settings.head_cpu_limit, "memory": settings.head_memory},
-                    },
+                    "resources": _fixed_resources(
+                        settings.head_cpu, settings.head_cpu_limit, settings.head_memory
+                    ),
                     "env": _engine_env(),
                     **ray_probes("head", settings),
                 }
@@ -338,50 +337,16 @@ def _vllm_worker(
 
 
 def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> Pod:
+    """The worker pod of an Apple pool: the Ray worker hosting the replica, and beside it the
+    MLX server it proxies to (the engine), on arm64 nodes labelled and tainted as Apple."""
     volumes, mounts, env = _model_volumes(model.spec.model, settings)
-    sidecar_args = [
-        "--model",
-        model_path_in_pod(model.spec.model, settings),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(settings.mlx_port),
-    ]
     return {
         "metadata": {"labels": _pool_labels(model, pool)},
         "spec": {
             "initContainers": _init_containers(model.spec.model, settings, settings.apple_image),
             "containers": [
-                {
-                    "name": "ray-worker",
-                    "image": settings.apple_image,
-                    "resources": {
-                        "requests": {
-                            "cpu": settings.apple_worker_cpu,
-                            "memory": settings.apple_worker_memory,
-                        },
-                        "limits": {
-                            "cpu": settings.apple_worker_cpu_limit,
-                            "memory": settings.apple_worker_memory,
-                        },
-                    },
-                    # The replica reads the model's tokenizer (prompt length against the
-                    # context, chat template) from the same path as the sidecar.
-                    "env": [*_engine_env(), *env],
-                    "volumeMounts": mounts,
-                    "ports": [*_serve_ports(settings), *_metrics_ports(settings)],
-                    **ray_probes("worker", settings),
-                },
-                {
-                    "name": "mlx-server",
-                    "image": settings.mlx_image,
-                    "command": ["python", "-m", "mlx_lm.server"],
-                    "args": sidecar_args,
-                    "resources": engine_resources(pool.resources, settings),
-                    "env": [*_engine_env(), *env],
-                    "volumeMounts": mounts,
-                    **mlx_probes(settings),
-                },
+                _apple_ray_worker(settings, env, mounts),
+                _mlx_server(model, pool, settings, env, mounts),
             ],
             "volumes": volumes,
             "nodeSelector": {
@@ -400,6 +365,63 @@ def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
                 pool,
             ),
         },
+    }
+
+
+def _apple_ray_worker(
+    settings: RenderSettings, env: list[dict[str, str]], mounts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The Ray worker of an Apple pod: it runs the replica (HTTP, tokenizer, metrics) and no
+    engine, so it is sized by the settings, not by the pool's resources."""
+    return {
+        "name": "ray-worker",
+        "image": settings.apple_image,
+        "resources": _fixed_resources(
+            settings.apple_worker_cpu, settings.apple_worker_cpu_limit, settings.apple_worker_memory
+        ),
+        # The replica reads the model's tokenizer (prompt length against the context, chat
+        # template) from the same path as the sidecar.
+        "env": [*_engine_env(), *env],
+        "volumeMounts": mounts,
+        "ports": [*_serve_ports(settings), *_metrics_ports(settings)],
+        **ray_probes("worker", settings),
+    }
+
+
+def _mlx_server(
+    model: api.InferenceModel,
+    pool: api.Pool,
+    settings: RenderSettings,
+    env: list[dict[str, str]],
+    mounts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The engine of an Apple pod: mlx-lm's server on the pod's loopback only (the Ray worker
+    beside it is its one client), sized by the pool's resources."""
+    return {
+        "name": "mlx-server",
+        "image": settings.mlx_image,
+        "command": ["python", "-m", "mlx_lm.server"],
+        "args": [
+            "--model",
+            model_path_in_pod(model.spec.model, settings),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(settings.mlx_port),
+        ],
+        "resources": engine_resources(pool.resources, settings),
+        "env": [*_engine_env(), *env],
+        "volumeMounts": mounts,
+        **mlx_probes(settings),
+    }
+
+
+def _fixed_resources(cpu: str, cpu_limit: str, memory: str) -> dict[str, Any]:
+    """Resources of a container modelgrid runs around the engine (the Ray head, an Apple pod's
+    Ray worker), from the operator's settings: memory requested as much as it is limited."""
+    return {
+        "requests": {"cpu": cpu, "memory": memory},
+        "limits": {"cpu": cpu_limit, "memory": memory},
     }
 
 
