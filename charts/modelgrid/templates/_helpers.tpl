@@ -117,6 +117,11 @@ API-keys Secret, which the gateway watches; gateway.config is merged over it.
 {{- $_ := set $auth "secret_key" $keys.secretKey }}
 {{- end }}
 {{- $base := dict "auth" $auth }}
+{{- with .Values.gateway.admin }}
+{{- if .enabled }}
+{{- $_ := set $base "admin" (dict "enabled" true "namespace" (include "modelgrid.gateway.adminNamespace" $) "accelerator" .accelerator "max_models" .maxModels "drain_timeout_s" .drainTimeoutSeconds) }}
+{{- end }}
+{{- end }}
 {{- if .Values.gateway.sharedLimits }}
 {{- $dns := printf "%s.%s.svc:%v" (include "modelgrid.gateway.peersService" .) .Release.Namespace .Values.gateway.port }}
 {{- $_ := set $base "limits" (dict "peers" (dict "dns" $dns)) }}
@@ -193,6 +198,11 @@ namespace when watchNamespaces is set, else into the ClusterRole with the cluste
 {{- end }}
 
 {{/* The gateway lists and watches InferenceModels: it routes by their status. */}}
+{{/* Where the admin API creates and deletes InferenceModels. */}}
+{{- define "modelgrid.gateway.adminNamespace" -}}
+{{- .Values.gateway.admin.namespace | default .Release.Namespace }}
+{{- end }}
+
 {{- define "modelgrid.gateway.modelRules" -}}
 - apiGroups: [modelgrid.io]
   resources: [inferencemodels]

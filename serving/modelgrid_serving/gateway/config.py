@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -100,6 +100,11 @@ class KeyConfig(_Config):
         ge=1,
         description="Requests of this key in flight at once, per gateway process; absent: "
         "`limits.max_concurrent_per_key`.",
+    )
+    scopes: list[Literal["admin"]] = Field(
+        default_factory=list,
+        description="Powers beyond using models. `admin`: load and unload models through "
+        "`/v1/admin/models` (and gRPC `ModelHosting`). Never granted unless listed here.",
     )
     pool_pinning: bool = Field(
         default=False,
@@ -250,6 +255,38 @@ class MetricsConfig(_Config):
     )
 
 
+class AdminConfig(_Config):
+    """The admin API: keys of scope `admin` load and unload models (``/v1/admin/models``).
+    Off unless enabled, and only with auth on: it is the most powerful surface of the gateway."""
+
+    enabled: bool = False
+    namespace: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Kubernetes mode: the one namespace where the admin API creates and deletes "
+        "InferenceModels; default: the gateway's own (its pod's).",
+    )
+    drain_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="An unload waits this long at most for the requests in flight on the model "
+        "to finish (new ones get 404 at once) before it removes the model.",
+    )
+    accelerator: Literal["nvidia", "apple", "cpu"] = Field(
+        default="nvidia",
+        description="The one pool's accelerator of a load that names neither `accelerator` nor "
+        "`pools`.",
+    )
+    max_models: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Most models the admin API keeps at once (its own, not others'); more: 409.",
+    )
+
+
 class RoutingConfig(_Config):
     """How a request finds its backend, beyond its model's name."""
 
@@ -326,6 +363,15 @@ class GatewayConfig(_Config):
     cors: CORSConfig = Field(default_factory=CORSConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+
+    @model_validator(mode="after")
+    def _admin_needs_auth(self) -> GatewayConfig:
+        if self.admin.enabled and not self.auth.enabled:
+            raise ValueError(
+                "admin.enabled needs auth.enabled: only a key with scope admin may load models"
+            )
+        return self
 
 
 def load_config(path: Path | None) -> GatewayConfig:

@@ -75,6 +75,20 @@ def test_chart_schema_key_fields_are_the_gateways():
     assert key["properties"]["sha256"]["pattern"] == json_schema["properties"]["sha256"]["pattern"]
 
 
+def test_chart_admin_values_reach_the_gateway_config(rendered, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(rendered["admin-values"].one("ConfigMap", "gateway")["data"]["config.yaml"])
+    admin = gateway_config.load_config(path).admin
+    assert (admin.enabled, admin.namespace, admin.accelerator, admin.max_models) == (
+        True,
+        "models",
+        "cpu",
+        8,
+    )
+    default = yaml.safe_load(rendered["default"].one("ConfigMap", "gateway")["data"]["config.yaml"])
+    assert "admin" not in default
+
+
 def test_chart_auth_fields_are_the_gateways():
     fields = gateway_config.AuthConfig.model_fields
     assert {"enabled", "secret_name", "secret_key"} <= set(fields)
@@ -83,17 +97,20 @@ def test_chart_auth_fields_are_the_gateways():
 
 
 def _parsed(objects: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The gateway container's command line, through the gateway's own CLI (serve stubbed)."""
-    main_module = pytest.importorskip("modelgrid_serving.gateway.__main__")
+    """The gateway container's command line, through the ``modelgrid`` CLI (serve stubbed)."""
+    gateway = pytest.importorskip("modelgrid_serving.gateway")
+    from modelgrid_cli.main import main
+
     container = objects.one("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", main_module.__spec__.parent]
+    assert container["command"] == ["modelgrid", "gateway"]
     seen: dict[str, Any] = {}
 
     def fake_serve(config: Any, **kwargs: Any) -> None:
         seen.update(kwargs, config=config)
 
-    monkeypatch.setattr(main_module, "serve", fake_serve)
-    main_module.main(container["args"])
+    monkeypatch.setattr(gateway, "serve", fake_serve)
+    assert main([*container["command"][1:], *container["args"]]) == 0
+    seen.pop("check_spec")  # the admin API's check, always handed over (tests/unit/cli)
     return seen
 
 
