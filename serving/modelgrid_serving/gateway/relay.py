@@ -34,6 +34,9 @@ from .upstream import BrokenResponse, ConnectFailed, ReadTimeout, Response, Upst
 
 logger = logging.getLogger(__name__)
 
+GATEWAY_OWNED = (b"x-ratelimit", b"access-control-")
+"""Prefixes of response headers a backend's answer never passes on: the gateway's own."""
+
 UPSTREAM_SUFFIX = {
     "chat": "/chat/completions",
     "completions": "/completions",
@@ -117,10 +120,12 @@ class Relay:
         return await send_error(send, exc, extra)
 
     async def _relay(self, x: Exchange, send: Send, resp: Response, backend: Backend) -> int:
+        # the key's limits and CORS are the gateway's to say, never a backend's (mlx_lm.server
+        # allows every origin: relayed, any page could read answers the gateway allows none)
         headers = [
             (k.lower(), v)
             for k, v in resp.raw_headers
-            if k.lower() not in HOP_BY_HOP and not k.lower().startswith(b"x-ratelimit")
+            if k.lower() not in HOP_BY_HOP and not k.lower().startswith(GATEWAY_OWNED)
         ]
         extra = x.headers
         headers.extend(extra)

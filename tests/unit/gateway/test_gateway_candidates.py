@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 from modelgrid_serving.errors import ModelNotReady, UnsupportedParameter
+from modelgrid_serving.gateway.auth import ANONYMOUS, KeyPolicy
 from modelgrid_serving.gateway.candidates import (
     PinningNotAllowed,
     PoolNotFound,
     candidates,
     pinned_pool,
 )
+from modelgrid_serving.gateway.config import RoutingConfig
 from modelgrid_serving.gateway.routing import Backend, ModelEntry, build_table
 from modelgrid_serving.protocol.capabilities import (
     ALL_CAPABILITIES,
@@ -101,13 +103,16 @@ def test_pinned_pool_unknown_is_404_and_not_ready_is_503() -> None:
 
 def test_pinned_pool_header_is_refused_unless_allowed() -> None:
     scope = {"headers": [(b"x-modelgrid-pool", b" apple ")]}
-    assert pinned_pool(scope, allowed=True) == "apple"
-    assert pinned_pool({"headers": []}, allowed=False) is None
+    off, on = RoutingConfig(), RoutingConfig(allow_pool_pinning=True)
+    pinner = KeyPolicy(name="pinner", pool_pinning=True)
+    assert pinned_pool(scope, ANONYMOUS, on) == "apple"
+    assert pinned_pool(scope, pinner, off) == "apple"
+    assert pinned_pool({"headers": []}, ANONYMOUS, off) is None
     with pytest.raises(PinningNotAllowed) as info:
-        pinned_pool(scope, allowed=False)
+        pinned_pool(scope, ANONYMOUS, off)
     assert info.value.status_code == 403
     with pytest.raises(PoolNotFound):
-        pinned_pool({"headers": [(b"x-modelgrid-pool", b"")]}, allowed=True)
+        pinned_pool({"headers": [(b"x-modelgrid-pool", b"")]}, ANONYMOUS, on)
 
 
 def test_card_shows_what_the_name_and_each_pool_serve() -> None:
