@@ -57,7 +57,7 @@ NEEDS: list[tuple[str, dict[str, Any], Capability, str]] = [
     ("chat", {"reasoning_effort": "low"}, Capability.REASONING, "reasoning_effort"),
     ("chat", {"min_tokens": 2}, Capability.MIN_TOKENS, "min_tokens"),
     ("completions", {"logprobs": 0}, Capability.LOGPROBS, "logprobs"),
-    ("completions", {"best_of": 2}, Capability.N, "best_of"),
+    ("completions", {"best_of": 2}, Capability.BEST_OF, "best_of"),
     ("completions", {"n": 3}, Capability.N, "n"),
     ("completions", {"prompt": ["a", "b"]}, Capability.PROMPT_ARRAYS, "prompt"),
     ("completions", {"prompt": [1, 2]}, Capability.PROMPT_ARRAYS, "prompt"),
