@@ -1,15 +1,17 @@
-"""The MLX generation server's engine in-process on the tiny model (real MLX, mlx-lm, llguidance):
-calls read with mlx-lm's own parser for the model's format, and generation held to a schema."""
+"""The MLX generation server's engine and scheduler in-process on the tiny model (real MLX,
+mlx-lm's continuous batch, llguidance): calls read with mlx-lm's own parser for the model's
+format, generation held to a schema, stop words, seeds that repeat beside other sequences."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from modelgrid_serving.mlx_generation_server import BadRequest, Engine, Generation
+from modelgrid_serving.mlx_generation import BadRequest, Engine, Generation, Scheduler
 from modelgrid_serving.mlx_output import OutputSplitter
 
 pytestmark = pytest.mark.integration
@@ -26,6 +28,26 @@ SCHEMA = {
 @pytest.fixture(scope="module")
 def engine(tiny_model: Path) -> Engine:
     return Engine(str(tiny_model))
+
+
+@pytest.fixture
+def scheduler(engine: Engine) -> Iterator[Scheduler]:
+    running = Scheduler(engine)
+    yield running
+    running.stop()
+
+
+def generate(engine: Engine, scheduler: Scheduler, generation: Generation) -> list[dict[str, Any]]:
+    """Every line of one sequence, run in the scheduler's batch."""
+    turn = scheduler.submit(generation, engine.check(generation))
+    lines = []
+    while (line := turn.out.get(timeout=60)) is not None:
+        lines.append(line)
+    return lines
+
+
+def text_of(lines: list[dict[str, Any]]) -> str:
+    return "".join(line.get("text", "") for line in lines)
 
 
 def request(engine: Engine, **fields: Any) -> Generation:
@@ -69,19 +91,39 @@ def test_without_tools_nothing_is_read_as_a_call(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_generation_held_to_a_schema_validates(engine: Engine, seed: int) -> None:
-    generation = request(engine, json_schema=SCHEMA, seed=seed)
-    lines = list(engine.generate(generation, engine.check(generation)))
+def test_generation_held_to_a_schema_validates(
+    engine: Engine, scheduler: Scheduler, seed: int
+) -> None:
+    lines = generate(engine, scheduler, request(engine, json_schema=SCHEMA, seed=seed))
     assert lines[-1]["finish_reason"] == "stop", lines
-    text = "".join(line.get("text", "") for line in lines)
-    jsonschema.validate(json.loads(text), SCHEMA)
+    jsonschema.validate(json.loads(text_of(lines)), SCHEMA)
+    assert lines[-1]["completion_tokens"] > 5
 
 
-def test_a_stop_word_ends_generation(engine: Engine) -> None:
+def test_a_stop_word_ends_generation(engine: Engine, scheduler: Scheduler) -> None:
     generation = request(engine, json_schema=SCHEMA, seed=1, stop=['"city"'])
-    lines = list(engine.generate(generation, engine.check(generation)))
+    lines = generate(engine, scheduler, generation)
     assert lines[-1]["finish_reason"] == "stop"
-    assert "".join(line.get("text", "") for line in lines) == "{"
+    assert text_of(lines) == "{"
+
+
+def test_max_tokens_ends_generation_with_length(engine: Engine, scheduler: Scheduler) -> None:
+    lines = generate(engine, scheduler, request(engine, max_tokens=5, logit_bias={"2": -1e9}))
+    assert lines[-1] == {"finish_reason": "length", "completion_tokens": 5}
+
+
+def test_a_seed_repeats_whatever_runs_beside_it(engine: Engine, scheduler: Scheduler) -> None:
+    """Sequences in one batch each draw from their own key: a seeded one gives the same text
+    alone and beside others (OpenAI's and vLLM's promise for a seed)."""
+    seeded = request(engine, max_tokens=12, seed=42, logit_bias={"2": -1e9})
+    alone = text_of(generate(engine, scheduler, seeded))
+    others = [request(engine, max_tokens=30, logit_bias={"2": -1e9}) for _ in range(3)]
+    turns = [scheduler.submit(g, None) for g in others]
+    beside = text_of(generate(engine, scheduler, seeded))
+    for turn in turns:
+        while turn.out.get(timeout=60) is not None:
+            pass
+    assert alone == beside and alone
 
 
 def test_a_schema_llguidance_cannot_use_is_refused_before_generating(engine: Engine) -> None:

@@ -1,11 +1,11 @@
-"""The MLX generation server refuses, by field, what would break its generator (no model)."""
+"""The MLX generation server refuses, by field, what would break its batch (no model)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from modelgrid_serving.mlx_generation_server import BadRequest, Generation
+from modelgrid_serving.mlx_generation import BadRequest, Generation
 
 pytestmark = pytest.mark.unit
 
