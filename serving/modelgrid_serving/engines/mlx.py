@@ -159,10 +159,17 @@ class MLXEngine:
         choices = [ChoiceAssembler(i, chat, plan.calls) for i in range(plan.n)]
         exits = AsyncExitStack()
         try:
-            replies = await asyncio.gather(*(self._start(exits, plan, i) for i in range(plan.n)))
+            # every start ends (answered or refused) before any is closed: none is left behind
+            started = await asyncio.gather(
+                *(self._start(exits, plan, i) for i in range(plan.n)), return_exceptions=True
+            )
+            refused = next((r for r in started if isinstance(r, BaseException)), None)
+            if refused is not None:
+                raise refused
         except BaseException:
             await exits.aclose()
             raise
+        replies = list(started)
         if not stream:
             async with exits:
                 await asyncio.gather(*(_read_whole(r, c) for r, c in zip(replies, choices)))
@@ -185,17 +192,35 @@ class MLXEngine:
 
 
 async def _lines(answer: Any) -> AsyncIterator[dict[str, Any]]:
-    """The generation's NDJSON lines, parsed."""
-    async for raw in answer.content:
-        if not raw.strip():
-            continue
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            line = None
-        if not isinstance(line, dict):
-            raise EngineError("The MLX server sent a line that is not a JSON object.")
-        yield line
+    """The generation's NDJSON lines, parsed.
+
+    Raises:
+        EngineError: a line is not a JSON object, or longer than aiohttp reads (128 KiB).
+    """
+    try:
+        async for raw in answer.content:
+            line = _parsed(raw)
+            if line is not None:
+                yield line
+    except ValueError as exc:  # aiohttp: a line longer than its buffer
+        raise EngineError(f"The MLX server sent a line that cannot be read: {exc}.") from None
+
+
+def _parsed(raw: bytes) -> dict[str, Any] | None:
+    """One line, parsed (None for a blank one).
+
+    Raises:
+        EngineError: it is not a JSON object.
+    """
+    if not raw.strip():
+        return None
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        line = None
+    if not isinstance(line, dict):
+        raise EngineError("The MLX server sent a line that is not a JSON object.")
+    return line
 
 
 async def _read_whole(answer: Any, choice: ChoiceAssembler) -> None:

@@ -150,6 +150,22 @@ async def test_mlx_engine_stream_cut_before_its_end_is_an_engine_error(
         await engine.close()
 
 
+@pytest.mark.parametrize(
+    "frames", [[b"not json\n"], [b"[1, 2]\n"], [b'{"text": "' + b"x" * 300_000 + b'"}\n']]
+)
+async def test_mlx_engine_unreadable_lines_are_an_engine_error(
+    server: tuple[str, Script], frames: list[bytes]
+) -> None:
+    url, script = server
+    script.frames = frames
+    engine = engine_for(url)
+    try:
+        with pytest.raises(EngineError):
+            await engine.chat(CHAT)
+    finally:
+        await engine.close()
+
+
 async def test_mlx_engine_failure_mid_generation_is_an_engine_error(
     server: tuple[str, Script],
 ) -> None:
