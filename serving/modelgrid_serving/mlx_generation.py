@@ -142,7 +142,9 @@ class Engine:
             request.context_size,
         )
         if turn.matcher is not None:
-            processors.append(GrammarProcessor(turn.matcher, self.vocab_size))
+            processors.append(
+                GrammarProcessor(turn.matcher, self.vocab_size, self.tokenizer.eos_token_ids)
+            )
         seed = secrets.randbits(64) if request.seed is None else request.seed
         turn.detokenizer = self.tokenizer.detokenizer  # a fresh copy per caller
         turn.splitter = OutputSplitter(stop=request.stop, call_tags=self.call_tags(request))

@@ -70,19 +70,29 @@ class GrammarProcessor:
     """An mlx-lm logits processor: only tokens the grammar allows next can be sampled.
 
     mlx-lm calls it before each sampled token with every token so far (the prompt, then what
-    was generated); the last one is the token sampled after the previous call.
+    was generated); the last one is the token sampled after the previous call. Once the grammar
+    is complete, or has failed (a limit of the library), only an end of sequence is allowed: the
+    output ends rather than running on unconstrained.
     """
 
-    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int) -> None:
+    def __init__(
+        self, matcher: llguidance.LLMatcher, vocab_size: int, eos_token_ids: frozenset[int]
+    ) -> None:
         self._matcher = matcher
         self._bitmask = allocate_token_bitmask(1, vocab_size)
+        self._eos = np.zeros(vocab_size, dtype=np.bool_)
+        self._eos[[t for t in eos_token_ids if 0 <= t < vocab_size]] = True
         self._started = False
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
         if self._started:
             self._matcher.consume_token(int(tokens[-1].item()))
         self._started = True
-        fill_next_token_bitmask(self._matcher, self._bitmask)
-        bits = np.unpackbits(self._bitmask.view(np.uint8), bitorder="little")
-        allowed = mx.array(bits[: logits.shape[-1]].astype(np.bool_))
-        return mx.where(allowed, logits, -mx.inf)
+        if self._matcher.is_error() or self._matcher.is_stopped():
+            allowed = self._eos
+        else:
+            fill_next_token_bitmask(self._matcher, self._bitmask)
+            allowed = np.unpackbits(self._bitmask.view(np.uint8), bitorder="little").astype(
+                np.bool_
+            )
+        return mx.where(mx.array(allowed[: logits.shape[-1]]), logits, -mx.inf)

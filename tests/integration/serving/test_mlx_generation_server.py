@@ -130,3 +130,21 @@ def test_a_schema_llguidance_cannot_use_is_refused_before_generating(engine: Eng
     with pytest.raises(BadRequest) as info:
         engine.check(request(engine, json_schema={"type": "nope"}))
     assert info.value.field == "json_schema"
+
+
+def test_a_grammar_that_fails_lets_only_the_end_of_sequence_through(engine: Engine) -> None:
+    """A token the grammar refuses (only a logit_bias or a library limit could sample one)
+    puts the matcher in error: the output then ends instead of running on unconstrained."""
+    import mlx.core as mx
+    from modelgrid_serving.mlx_grammar import GrammarProcessor
+
+    eos = engine.tokenizer.eos_token_ids
+    matcher = engine.check(request(engine, json_schema=SCHEMA))
+    processor = GrammarProcessor(matcher, engine.vocab_size, eos)
+    logits = mx.zeros((1, engine.vocab_size))
+    opening = processor(mx.array([1]), logits)
+    allowed = {i for i, v in enumerate(opening[0].tolist()) if v > float("-inf")}
+    assert allowed and not allowed & set(eos)  # a JSON object must start first
+    refused = next(i for i in range(engine.vocab_size) if i not in allowed and i not in eos)
+    after = processor(mx.array([1, refused]), logits)
+    assert {i for i, v in enumerate(after[0].tolist()) if v > float("-inf")} == set(eos)
