@@ -56,7 +56,7 @@ class BackendConfig(_Config):
     capabilities: list[Capability] | None = Field(
         default=None,
         description="What this backend serves (tools, tool_choice, structured_output, logprobs, "
-        "n, reasoning, embeddings, prompt_arrays, echo, min_tokens): a request that needs "
+        "n, best_of, reasoning, embeddings, prompt_arrays, echo, min_tokens): a request that needs "
         "something it lacks goes to another backend of the model, or is refused (400) when none "
         "has it. Absent: everything (its own errors answer).",
     )
