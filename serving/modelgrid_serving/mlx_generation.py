@@ -81,7 +81,7 @@ class Generation:
             top_p=_number(body, "top_p", float, default=1.0, low=0),
             top_k=_number(body, "top_k", int, default=0, low=0),
             min_p=_number(body, "min_p", float, default=0.0, low=0),
-            seed=_number(body, "seed", int, default=None, low=0),
+            seed=_number(body, "seed", int, default=None, low=0, high=2**64 - 1),
             logit_bias=_logit_bias(body.get("logit_bias"), vocab_size),
             repetition_penalty=_number(body, "repetition_penalty", float, default=None),
             presence_penalty=_number(body, "presence_penalty", float, default=None),
@@ -294,7 +294,12 @@ class Scheduler:
         running: dict[int, Turn] = {}
         while not self._stopping:
             for turn in self._arrivals(block=not running):
-                running[self._engine.insert(batch, turn)] = turn
+                try:
+                    running[self._engine.insert(batch, turn)] = turn
+                except Exception as exc:  # this sequence cannot start; the others go on
+                    logger.exception("a sequence could not join the batch")
+                    turn.out.put({"error": f"generation failed: {exc}"})
+                    turn.out.put(None)
             gone = [uid for uid, turn in running.items() if turn.cancelled.is_set()]
             if gone:
                 batch.remove(gone)
@@ -350,6 +355,7 @@ def _number(
     default: Any = None,
     required: bool = False,
     low: float | None = None,
+    high: float | None = None,
 ) -> Any:
     value = body.get(name)
     if value is None:
@@ -361,6 +367,8 @@ def _number(
         raise BadRequest(f"{name} must be a number{' (an integer)' if kind is int else ''}", name)
     if low is not None and value < low:
         raise BadRequest(f"{name} must be at least {low}", name)
+    if high is not None and value > high:
+        raise BadRequest(f"{name} must be at most {high}", name)
     return kind(value)
 
 

@@ -148,3 +148,12 @@ def test_a_grammar_that_fails_lets_only_the_end_of_sequence_through(engine: Engi
     refused = next(i for i in range(engine.vocab_size) if i not in allowed and i not in eos)
     after = processor(mx.array([1, refused]), logits)
     assert {i for i, v in enumerate(after[0].tolist()) if v > float("-inf")} == set(eos)
+
+
+def test_a_sequence_that_cannot_join_fails_alone(engine: Engine, scheduler: Scheduler) -> None:
+    """What from_body would refuse (a seed MLX cannot take), sent anyway: that reply is an
+    error, and the scheduler serves the next one."""
+    broken = Generation(prompt=[1, 5], max_tokens=2, seed=2**64)
+    assert generate(engine, scheduler, broken)[-1]["error"].startswith("generation failed")
+    assert generate(engine, scheduler, request(engine, max_tokens=2))[-1]["finish_reason"]
+    assert scheduler.alive

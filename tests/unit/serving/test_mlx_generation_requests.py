@@ -43,6 +43,7 @@ def test_a_full_request_is_read() -> None:
         ({"prompt": [1], "max_tokens": True}, "max_tokens"),
         ({"prompt": [1], "max_tokens": 1, "temperature": "hot"}, "temperature"),
         ({"prompt": [1], "max_tokens": 1, "seed": -1}, "seed"),
+        ({"prompt": [1], "max_tokens": 1, "seed": 2**64}, "seed"),
         ({"prompt": [1], "max_tokens": 1, "logit_bias": {"a": 1}}, "logit_bias"),
         ({"prompt": [1], "max_tokens": 1, "logit_bias": {"9999": 1}}, "logit_bias"),
         ({"prompt": [1], "max_tokens": 1, "stop": "x"}, "stop"),
