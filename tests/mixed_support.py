@@ -24,6 +24,7 @@ from local_stack import (
     spawn,
     wait_started,
 )
+from modelgrid_serving import mlx_sidecar
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mixed-tiny.yaml"
@@ -43,7 +44,7 @@ class Mixed:
     pools: dict[str, tuple[str, str]]
     """pool -> (engine, base URL of its Serve application)."""
     mlx_pid: int
-    """The MLX pool's mlx-lm server (the pool's engine)."""
+    """The MLX pool's generation server (the pool's engine)."""
     log: Path
 
 
@@ -53,9 +54,9 @@ def _mlx_server(marker: str) -> int:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"mlx_lm" in argv and b"server" in argv:
+        if mlx_sidecar.SERVER_MODULE.encode() in argv:
             return pid
-    raise AssertionError("no mlx-lm server among the stack's processes")
+    raise AssertionError("no MLX generation server among the stack's processes")
 
 
 @contextmanager

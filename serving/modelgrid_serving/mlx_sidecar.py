@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+SERVER_MODULE = "modelgrid_serving.mlx_generation_server"
+"""What the sidecar runs (``python -m``), here and in a pod's ``mlx-server`` container."""
 START_DEADLINE_S = 120.0
 STOP_GRACE_S = 5.0
 
@@ -45,7 +47,7 @@ class Sidecar:
 def command(model: str, *, host: str, port: int) -> list[str]:
     """The command line of an MLX generation server for ``model`` (a path or a Hugging Face id)."""
     return [
-        sys.executable, "-m", "modelgrid_serving.mlx_generation_server",
+        sys.executable, "-m", SERVER_MODULE,
         "--model", model, "--host", host, "--port", str(port),
     ]  # fmt: skip
 

@@ -74,7 +74,7 @@ def test_metrics_count_requests_and_tokens(http: httpx.Client, stack: Stack) -> 
     labels = f'{{model="{stack.model}",pool="local"}}'
     assert float(samples[f"modelgrid_replica_generation_tokens_total{labels}"]) >= 4
     assert float(samples[f"modelgrid_replica_time_to_first_token_seconds_count{labels}"]) >= 1
-    if stack.engine == "vllm":  # vLLM's own number, under our name; mlx-lm's server has none
+    if stack.engine == "vllm":  # vLLM's own number, under our name; the MLX server reports none
         assert 0 <= float(samples[f"modelgrid_replica_kv_cache_usage_ratio{labels}"]) <= 1
     assert "vllm:" not in text  # engine metrics are mapped, not passed through
 
