@@ -172,6 +172,43 @@ def _sampling(
     if request.min_tokens:
         raise unsupported("min_tokens", "MLX cannot hold back the end of sequence for a while")
     limit = target.max_model_len
+    out: dict[str, Any] = {
+        "max_tokens": _max_tokens(request, output_limit, prompt_tokens, limit, what=what),
+        "temperature": _OPENAI_DEFAULT_TEMPERATURE
+        if request.temperature is None
+        else request.temperature,
+        "top_p": 1.0 if request.top_p is None else request.top_p,
+        "top_k": max(request.top_k or 0, 0),  # -1 and 0 both mean "all tokens"
+        "min_p": request.min_p or 0.0,
+        "stream": bool(request.stream),
+        **_penalties(request, limit),
+    }
+    bias = _logit_bias(request.logit_bias)
+    if request.ignore_eos:
+        bias.update(dict.fromkeys(sorted(target.counter.eos_token_ids), NO_EOS_BIAS))
+    if bias:
+        out["logit_bias"] = {str(token): value for token, value in bias.items()}
+    if request.seed is not None:
+        out["seed"] = request.seed % 2**64  # MLX seeds with an unsigned 64-bit integer
+    stop = _stop_words(request.stop)
+    if stop:
+        out["stop"] = stop
+    if request.stream:
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _max_tokens(
+    request: SamplingRequest, output_limit: int | None, prompt_tokens: int, limit: int, *, what: str
+) -> int:
+    """The tokens the answer may take: what the request asks, else the rest of the context.
+
+    A prompt that fills the context, or a prompt and answer that exceed it, is refused with
+    the messages vLLM gives, so that a client sees one behaviour whichever engine serves.
+
+    Raises:
+        ContextLengthExceeded: naming the prompt (``what``) or the field that asked too much.
+    """
     if prompt_tokens >= limit:
         raise ContextLengthExceeded(
             f"This model's maximum context length is {limit} tokens. However, your {what} "
@@ -188,35 +225,19 @@ def _sampling(
             "in the completion). Please reduce the length of the prompt or completion.",
             param=param,
         )
-    out: dict[str, Any] = {
-        "max_tokens": max_tokens,
-        "temperature": _OPENAI_DEFAULT_TEMPERATURE
-        if request.temperature is None
-        else request.temperature,
-        "top_p": 1.0 if request.top_p is None else request.top_p,
-        "top_k": max(request.top_k or 0, 0),  # -1 and 0 both mean "all tokens"
-        "min_p": request.min_p or 0.0,
-        "stream": bool(request.stream),
-    }
-    # Penalties: MLX applies them over a window of recent tokens; the window is the whole
-    # context, so they count every earlier token as OpenAI's and vLLM's do.
+    return max_tokens
+
+
+def _penalties(request: SamplingRequest, limit: int) -> dict[str, Any]:
+    """The penalties the request sets, each with its window. MLX applies them over a window of
+    recent tokens; the window is the whole context, so they count every earlier token as
+    OpenAI's and vLLM's do."""
+    out: dict[str, Any] = {}
     for name in ("presence_penalty", "frequency_penalty", "repetition_penalty"):
         value = getattr(request, name)
         if value is not None:
             out[name] = value
             out[name.replace("penalty", "context_size")] = limit
-    bias = _logit_bias(request.logit_bias)
-    if request.ignore_eos:
-        bias.update(dict.fromkeys(sorted(target.counter.eos_token_ids), NO_EOS_BIAS))
-    if bias:
-        out["logit_bias"] = {str(token): value for token, value in bias.items()}
-    if request.seed is not None:
-        out["seed"] = request.seed % 2**64  # MLX seeds with an unsigned 64-bit integer
-    stop = _stop_words(request.stop)
-    if stop:
-        out["stop"] = stop
-    if request.stream:
-        out["stream_options"] = {"include_usage": True}
     return out
 
 
