@@ -48,6 +48,7 @@ MANAGED_BY = "modelgrid-admin-api"
 """The label value marking the models this API created: the only ones it removes."""
 LOADED_BY_ANNOTATION = "modelgrid.io/loaded-by"
 """The name of the key that loaded the model (never the key): who to ask about it."""
+SERVING_PHASES = ("Ready", "Degraded")
 UNLOADING = "Unloading"
 """The phase the admin API reports while it drains a model before removing it."""
 DRAIN_POLL_S = 0.1
@@ -199,13 +200,20 @@ def is_managed(document: dict[str, Any]) -> bool:
     return labels.get(MANAGED_BY_LABEL) == MANAGED_BY
 
 
-def view(document: dict[str, Any], *, unloading: bool = False) -> dict[str, Any]:
+def view(
+    document: dict[str, Any], *, unloading: bool = False, routed: bool = True
+) -> dict[str, Any]:
     """What the admin API shows of a model: its id (the name to send as ``model``), its spec
-    and its status as the operator reports it (phase, phase times, conditions)."""
+    and its status as the operator reports it (phase, phase times, conditions), but for two
+    things only the gateway knows: ``Unloading`` while it drains the model, and ``Loading``
+    until it routes a model reported Ready (``routed`` False: its watch or poll has not caught
+    up), so that a client that waits for Ready never gets a 503 next."""
     meta = document.get("metadata") or {}
     spec = document.get("spec") or {}
     status = dict(document.get("status") or {})
     status.setdefault("phase", "Pending")
+    if status["phase"] in SERVING_PHASES and not routed:
+        status["phase"] = "Loading"
     if unloading:
         status["phase"] = UNLOADING
     return {
@@ -289,13 +297,11 @@ class Admin:
 
     async def show(self, name: str) -> dict[str, Any]:
         """The view of model ``name``. Raises ModelNotFound."""
-        return view(await self._get(name), unloading=name in self._unloading)
+        return self._view(await self._get(name))
 
     async def listing(self) -> dict[str, Any]:
         """Every model of the store's namespace, the admin API's and others' (read-only)."""
-        documents = await self.store.list()
-        data = [view(d, unloading=d["metadata"]["name"] in self._unloading) for d in documents]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [self._view(d) for d in await self.store.list()]}
 
     async def unload(self, name: str, policy: KeyPolicy) -> dict[str, Any]:
         """Withdraw model ``name`` now (new requests: 404), and remove it once its requests in
@@ -337,6 +343,11 @@ class Admin:
             await asyncio.gather(task, return_exceptions=True)
 
     # ---- helpers ----------------------------------------------------------------------------
+
+    def _view(self, document: dict[str, Any]) -> dict[str, Any]:
+        name = (document.get("metadata") or {}).get("name")
+        routed = name in self.catalog.table.cards
+        return view(document, unloading=name in self._unloading, routed=routed)
 
     async def _get(self, name: str) -> dict[str, Any]:
         document = await self.store.get(name) if _is_name(name) else None

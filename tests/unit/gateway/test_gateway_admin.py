@@ -302,3 +302,16 @@ async def test_admin_unload_withdraws_at_once_and_deletes_after_the_drain() -> N
 )
 def test_admin_name_from_uri_is_a_resource_name(uri: str, name: str) -> None:
     assert name_from_uri(uri) == name
+
+
+async def test_admin_reports_ready_only_once_the_gateway_routes_it() -> None:
+    app, store = make_admin_gateway()
+    await load(app, {"uri": "builtin://tiny-llama", "name": "second"})
+    store.objects["second"]["status"] = {"phase": "Ready"}  # the operator says Ready
+    shown = await call(app, "GET", "/v1/admin/models/second", headers=ADMIN)
+    assert json.loads(shown[2])["status"]["phase"] == "Loading"  # the watch has not caught up
+    backend = Backend(url="http://127.0.0.1:10/v1")
+    entry = ModelEntry(name="second", backends=(backend,), source=store.source_of("second"))
+    app.state.catalog.set_entries("kubernetes:models", [entry])
+    shown = await call(app, "GET", "/v1/admin/models/second", headers=ADMIN)
+    assert json.loads(shown[2])["status"]["phase"] == "Ready"
