@@ -126,6 +126,15 @@ API-keys Secret, which the gateway watches; gateway.config is merged over it.
 {{- $dns := printf "%s.%s.svc:%v" (include "modelgrid.gateway.peersService" .) .Release.Namespace .Values.gateway.port }}
 {{- $_ := set $base "limits" (dict "peers" (dict "dns" $dns)) }}
 {{- end }}
+{{- with .Values.gateway.cors }}
+{{- if .allowOrigins }}
+{{- $cors := dict "allow_origins" .allowOrigins "allow_methods" .allowMethods "allow_headers" .allowHeaders "max_age_s" .maxAgeSeconds "allow_credentials" .allowCredentials }}
+{{- if .exposeHeaders }}
+{{- $_ := set $cors "expose_headers" .exposeHeaders }}
+{{- end }}
+{{- $_ := set $base "cors" $cors }}
+{{- end }}
+{{- end }}
 {{- toYaml (mergeOverwrite $base (deepCopy .Values.gateway.config)) }}
 {{- end }}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from .admin import ModelStore, SpecCheck
 from .app import Gateway
 from .config import load_config
+from .cors import with_cors
 from .http_server import HTTPServer
 from .metrics import MetricsApp
 from .state import GatewayState
@@ -89,11 +90,12 @@ def serve(
 
 
 def build_servers(app: Gateway) -> tuple[HTTPServer, HTTPServer]:
-    """The API's server, with the config's bounds on request bodies, and the metrics' server
-    (:class:`~.metrics.MetricsApp`, for a port of its own). Neither listens yet."""
+    """The API's server, with the config's bounds on request bodies and its CORS settings
+    (:mod:`.cors`), and the metrics' server (:class:`~.metrics.MetricsApp`, for a port of its
+    own). Neither listens yet."""
     limits = app.state.limits
     api = HTTPServer(
-        app,
+        with_cors(app, app.state.config.cors),
         body_timeout_s=limits.body_timeout_s,
         min_body_rate_bytes_s=limits.min_body_rate_bytes_s,
     )

@@ -44,6 +44,27 @@ def test_chart_keys_secret_loads(rendered, name):
     assert keys and all(k.name for k in keys)
 
 
+def test_chart_gateway_cors_is_off_by_default_and_reaches_the_config(rendered, tmp_path):
+    assert "cors" not in _config(rendered["default"])  # no origin: the gateway answers no CORS
+    path = tmp_path / "config.yaml"
+    path.write_text(rendered["full-values"].one("ConfigMap", "gateway")["data"]["config.yaml"])
+    cors = gateway_config.load_config(path).cors
+    assert cors.allow_origins == ["https://chat.example.com", "http://localhost:*"]
+    assert cors.allow_headers == ["authorization", "content-type"]
+    assert (cors.max_age_s, cors.allow_credentials) == (3600, False)
+    assert cors.expose_headers == gateway_config.CORSConfig().expose_headers  # the default
+
+
+def test_chart_schema_cors_fields_are_the_gateways():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    cors = schema["properties"]["gateway"]["properties"]["cors"]["properties"]
+    renamed = {"max_age_s": "maxAgeSeconds"}
+    fields = gateway_config.CORSConfig.model_fields
+    camel = {renamed.get(n) or n.split("_")[0] + n.split("_")[1].title() for n in fields}
+    assert set(cors) == camel
+    assert cors["allowOrigins"]["items"]["pattern"] == gateway_config.ORIGIN
+
+
 def test_chart_schema_key_fields_are_the_gateways():
     schema = json.loads((CHART / "values.schema.json").read_text())
     key = schema["definitions"]["apiKey"]
