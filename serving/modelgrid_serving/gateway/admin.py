@@ -17,7 +17,9 @@ What an admin key could try, and what stops it:
   object's uid checked on delete) are removed; others are read-only here;
 - choosing the namespace or any field outside the list: the namespace is the configuration's,
   unknown fields are refused, the spec's own rules and the operator's policy still hold;
-- flooding: at most ``max_models`` of its own at once, bodies of at most 64 KiB.
+- flooding: at most ``max_models`` of its own at once, bodies of at most 64 KiB, and at most
+  :data:`MAX_CALLS_IN_FLIGHT` admin calls at once (each is a call or two to the cluster's API
+  server; more get 429 at once).
 """
 
 from __future__ import annotations
@@ -26,13 +28,21 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from ..errors import Conflict, Forbidden, InvalidJSON, InvalidRequest, ModelNotFound
+from ..errors import (
+    ConcurrencyLimited,
+    Conflict,
+    Forbidden,
+    InvalidJSON,
+    InvalidRequest,
+    ModelNotFound,
+)
 from .auth import KeyPolicy
 from .balancer import Balancer
 from .catalog import Catalog
@@ -52,6 +62,8 @@ SERVING_PHASES = ("Ready", "Degraded")
 UNLOADING = "Unloading"
 """The phase the admin API reports while it drains a model before removing it."""
 DRAIN_POLL_S = 0.1
+MAX_CALLS_IN_FLIGHT = 8
+"""Admin calls served at once, over every key."""
 MAX_NAME_LENGTH = 40
 """The InferenceModel's own limit on names (``api.MAX_NAME_LENGTH``)."""
 
@@ -262,6 +274,7 @@ class Admin:
         self.config = config
         self._unloading: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
+        self._in_flight = 0
 
     # ---- the routes' operations -------------------------------------------------------------
 
@@ -273,6 +286,10 @@ class Admin:
             Conflict: a model of that name exists, a name it would serve is another's, or
                 ``max_models`` of the admin API's are loaded.
         """
+        with self._slot():
+            return await self._load(body, policy)
+
+    async def _load(self, body: bytes, policy: KeyPolicy) -> dict[str, Any]:
         request = parse_load(body)
         document = to_document(
             request,
@@ -297,11 +314,13 @@ class Admin:
 
     async def show(self, name: str) -> dict[str, Any]:
         """The view of model ``name``. Raises ModelNotFound."""
-        return self._view(await self._get(name))
+        with self._slot():
+            return self._view(await self._get(name))
 
     async def listing(self) -> dict[str, Any]:
         """Every model of the store's namespace, the admin API's and others' (read-only)."""
-        return {"object": "list", "data": [self._view(d) for d in await self.store.list()]}
+        with self._slot():
+            return {"object": "list", "data": [self._view(d) for d in await self.store.list()]}
 
     async def unload(self, name: str, policy: KeyPolicy) -> dict[str, Any]:
         """Withdraw model ``name`` now (new requests: 404), and remove it once its requests in
@@ -310,7 +329,8 @@ class Admin:
         Raises:
             ModelNotFound: no such model. Forbidden: one the admin API did not create.
         """
-        document = await self._get(name)
+        with self._slot():
+            document = await self._get(name)
         if not is_managed(document):
             raise Forbidden(
                 f"The model '{name}' was not loaded through the admin API: it is read-only here."
@@ -343,6 +363,17 @@ class Admin:
             await asyncio.gather(task, return_exceptions=True)
 
     # ---- helpers ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One of the :data:`MAX_CALLS_IN_FLIGHT` admin calls; none free: 429 at once."""
+        if self._in_flight >= MAX_CALLS_IN_FLIGHT:
+            raise ConcurrencyLimited("Too many admin calls at once; retry in a second.")
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
 
     def _view(self, document: dict[str, Any]) -> dict[str, Any]:
         name = (document.get("metadata") or {}).get("name")
