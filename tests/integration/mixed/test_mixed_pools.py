@@ -38,17 +38,17 @@ def _share(counts: dict[str, int], pool: str) -> float:
 
 
 def test_mixed_request_one_engine_cannot_serve_goes_to_the_other(mixed: Mixed) -> None:
-    """``n: 2`` is vLLM's alone (the MLX engine declares no ``n``): through the name it always
+    """``logprobs`` is vLLM's alone (the MLX engine declares none): through the name it always
     reaches the cpu pool, never the mac pool that would refuse it; pinned to mac it is refused
-    by the gateway, naming ``n``; the card says what each pool serves."""
+    by the gateway, naming ``logprobs``; the card says what each pool serves."""
     question = [{"role": "user", "content": "hi"}]
     before = requests_per_pool(mixed)
     with gateway_client(mixed) as client:
         for _ in range(8):
             reply = client.chat.completions.create(
-                model=mixed.model, messages=question, max_tokens=4, n=2
+                model=mixed.model, messages=question, max_tokens=4, logprobs=True
             )
-            assert len(reply.choices) == 2
+            assert reply.choices[0].logprobs is not None
         after = requests_per_pool(mixed)
         assert (after["cpu"] - before["cpu"], after["mac"] - before["mac"]) == (8, 0)
         with pytest.raises(openai.BadRequestError) as info:
@@ -56,10 +56,10 @@ def test_mixed_request_one_engine_cannot_serve_goes_to_the_other(mixed: Mixed) -
                 model=mixed.model,
                 messages=question,
                 max_tokens=4,
-                n=2,
+                logprobs=True,
                 extra_headers={"x-modelgrid-pool": "mac"},
             )
-        assert (info.value.code, info.value.param) == ("unsupported_parameter", "n")
+        assert (info.value.code, info.value.param) == ("unsupported_parameter", "logprobs")
         pinned = client.chat.completions.with_raw_response.create(
             model=mixed.model,
             messages=question,
