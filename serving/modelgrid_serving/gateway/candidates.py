@@ -116,6 +116,12 @@ def _unsupported(
     where = f"the pool '{pool}' of the model '{model}'" if pool else f"the model '{model}'"
     for capability, field in needs.items():
         if not any(capability in b.capabilities for b in backends):
+            if capability is Capability.EMBEDDINGS:  # the route, not a field, asks for it
+                return UnsupportedParameter(
+                    f"{where[0].upper()}{where[1:]} does not serve embeddings: none of its "
+                    "engines does.",
+                    param=field,
+                )
             return UnsupportedParameter(
                 f"'{field}' is not supported by {where}: none of its engines serves "
                 f"{capability.value}.",

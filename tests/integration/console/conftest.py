@@ -94,10 +94,21 @@ def console_stack(console_servers: Servers, tiny_model: Path) -> ConsoleStack:
         {"name": "tiny-victim", "backends": [backend(victim, tiny_model, "spare")]},
     ]
     limits = {"health_interval_s": 0.5}
-    open_gw = console_servers.gateway({"models": models, "limits": limits}, name="console-open")
+    # the strictest CORS there is with the layer on: one foreign origin, not the console's own
+    # (the console is served by the gateway: same origin, it needs no CORS), so every console
+    # test also shows that the console keeps working under it
+    strict = {"allow_origins": ["https://app.example.com"]}
+    open_gw = console_servers.gateway(
+        {"models": models, "limits": limits, "cors": strict}, name="console-open"
+    )
     keys = [{"name": "console", "sha256": hash_key(KEY)}]
     keyed = console_servers.gateway(
-        {"models": models[:1], "limits": limits, "auth": {"enabled": True, "keys": keys}},
+        {
+            "models": models[:1],
+            "limits": limits,
+            "auth": {"enabled": True, "keys": keys},
+            "cors": strict,
+        },
         name="console-keyed",
     )
     wait_for(

@@ -2,8 +2,8 @@
 in front of real mlx_lm.server backends on the tiny model.
 
 One model over two pools: ``open`` declares nothing (it serves everything), ``apple`` declares
-what the MLX engine serves. mlx_lm.server itself ignores fields it does not know (``n: 2``
-answers one choice), so the gateway is what keeps a request from a pool that cannot serve it.
+what the MLX engine serves. mlx_lm.server itself ignores fields it does not know
+(``min_tokens``), so the gateway is what keeps a request from a pool that cannot serve it.
 """
 
 from __future__ import annotations
@@ -97,16 +97,24 @@ def test_what_no_pool_serves_is_400_naming_the_param(
     }
     gw = servers.gateway(only_mlx, name="gateway-mlx-only")
     wait_for(lambda: httpx.get(gw.v1 + "/models").json()["data"], timeout=30, what="m listed")
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "n": 2}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 2,
+        "logprobs": True,
+    }
     resp = httpx.post(gw.v1 + "/chat/completions", json=body, timeout=30)
     assert resp.status_code == 400
     check_schema("ErrorResponse", resp.json())
     error = resp.json()["error"]
-    assert (error["param"], error["code"]) == ("n", "unsupported_parameter")
+    assert (error["param"], error["code"]) == ("logprobs", "unsupported_parameter")
     # no CORS configured: a backend's own CORS headers (mlx_lm.server allows every origin) are
     # not relayed, so no page of another origin reads the answer
     ok = httpx.post(
-        gw.v1 + "/chat/completions", json={**body, "n": 1}, headers={"origin": ORIGIN}, timeout=30
+        gw.v1 + "/chat/completions",
+        json={**body, "logprobs": False},
+        headers={"origin": ORIGIN},
+        timeout=30,
     )
     assert ok.status_code == 200
     assert not [h for h in ok.headers if h.startswith("access-control-")]
@@ -127,8 +135,8 @@ def test_pinning_reaches_the_pool_and_is_refused_where_not_allowed(mixed: Gatewa
     )
     unknown = chat(mixed, PINNER, {"x-modelgrid-pool": "tpu"})
     assert (unknown.status_code, unknown.json()["error"]["param"]) == (404, "x-modelgrid-pool")
-    cannot = chat(mixed, PINNER, {"x-modelgrid-pool": "apple"}, n=2)
-    assert (cannot.status_code, cannot.json()["error"]["param"]) == (400, "n")
+    cannot = chat(mixed, PINNER, {"x-modelgrid-pool": "apple"}, logprobs=True)
+    assert (cannot.status_code, cannot.json()["error"]["param"]) == (400, "logprobs")
 
 
 def test_cors_preflight_and_answers_over_the_wire(mixed: Gateway) -> None:

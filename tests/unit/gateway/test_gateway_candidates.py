@@ -72,6 +72,13 @@ def test_no_pool_can_serve_it_is_400_unsupported_parameter(
     assert "'m'" in info.value.message
 
 
+def test_embeddings_no_pool_serves_say_so() -> None:
+    with pytest.raises(UnsupportedParameter) as info:
+        candidates(route_of(MLX), "embeddings", {"model": "m", "input": "x"})
+    assert info.value.param == "model"
+    assert info.value.message.startswith("The model 'm' does not serve embeddings")
+
+
 def test_model_whose_pools_serve_everything_is_never_searched() -> None:
     full = Backend(url="http://any/v1")
     route = route_of(full)
