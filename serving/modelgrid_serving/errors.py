@@ -102,6 +102,10 @@ class UnsupportedForModel(InvalidRequest, code="unsupported_for_model"):
     """400: the model exists but cannot do this (embeddings on a generative model...)."""
 
 
+class UnsupportedParameter(InvalidRequest, code="unsupported_parameter"):
+    """400: the model's engines cannot honour this field (``param`` names it)."""
+
+
 class ModelNotFound(ClientError, status=404, code="model_not_found"):
     """404: no served name or alias matches the request's ``model``."""
 

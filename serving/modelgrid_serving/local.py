@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -99,51 +99,108 @@ def serve(
     out = sys.stdout
     started = time.perf_counter()
     config = _resolve(config, out)
-    session = uuid.uuid4().hex[:12]
-    temp_dir = tempfile.mkdtemp(prefix=f"modelgrid-{session}-")
-    os.environ[SESSION_ENV] = session
-    sidecars: list[mlx_sidecar.Sidecar] = []
     several = len(config.pools) > 1
+    with _session() as session, _stop_on_signals():
+        try:
+            running = _start(
+                config,
+                host=host,
+                port=port,
+                direct=direct and not several,
+                proxy_on_port=not (several and front),
+                session=session,
+                out=out,
+            )
+        except _Stop:
+            _say(out, "stopping before ready")
+            return
+        try:  # a signal may come while the front starts, too
+            _serve_until_stopped(
+                config,
+                running,
+                host=host,
+                port=port,
+                front=front,
+                console_port=console_port,
+                started=started,
+                out=out,
+            )
+        except _Stop:
+            _say(out, "stopping")
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What one run starts that must not outlive it: the marker its processes carry (its
+    ``SESSION_ENV`` value), its temporary folder (Ray's session files, the MLX servers' work),
+    and the MLX servers it started, filled in as they start."""
+
+    marker: str
+    temp_dir: str
+    sidecars: list[mlx_sidecar.Sidecar] = field(default_factory=list)
+
+
+@contextmanager
+def _session() -> Iterator[_Session]:
+    """A fresh :class:`_Session`, marked in this process's environment so that every process
+    started from here inherits the marker; on the way out (a return, a signal, an error) all of
+    it is stopped and removed and the environment is as before, so a second run in the same
+    process starts clean."""
+    marker = uuid.uuid4().hex[:12]
+    session = _Session(marker, tempfile.mkdtemp(prefix=f"modelgrid-{marker}-"))
+    os.environ[SESSION_ENV] = marker
     try:
-        with _stop_on_signals():
-            try:
-                timings, endpoints, route = _start(
-                    config,
-                    host=host,
-                    port=port,
-                    direct=direct and not several,
-                    proxy_on_port=not (several and front),
-                    temp_dir=temp_dir,
-                    sidecars=sidecars,
-                    out=out,
-                )
-            except _Stop:
-                _say(out, "stopping before ready")
-                return
-            for endpoint in endpoints:
-                _say(out, f"pool {endpoint.pool} ({endpoint.engine}) at {endpoint.url}")
-            url = f"http://{_display_host(host)}:{port}"
-            if several and not front:
-                url = endpoints[0].url  # no single URL over the pools: show the first
-            front_port = _front_port(host, port, several, front, console_port, out)
-            try:  # a signal may come while the front starts, too
-                with (
-                    front(config, endpoints, host, front_port)
-                    if front and front_port
-                    else nullcontext()
-                ):
-                    if front and front_port:
-                        console = f"http://{_display_host(host)}:{front_port}/ui/"
-                        _say(out, f"web console at {console}")
-                    _say_ready(config, timings, time.perf_counter() - started, url, route, out)
-                    while True:
-                        time.sleep(3600)
-            except _Stop:
-                _say(out, "stopping")
+        yield session
     finally:
-        _shutdown(session, temp_dir, sidecars)
+        _shutdown(session.marker, session.temp_dir, session.sidecars)
         for name in (SESSION_ENV, *_RAY_SERVE_ENV):
             os.environ.pop(name, None)
+
+
+@dataclass(frozen=True)
+class _Running:
+    """What the load and warm-up phases leave serving."""
+
+    timings: dict[str, float]
+    """Seconds of each phase, by name, in the order they ran."""
+    endpoints: list[PoolEndpoint]
+    """Where each pool answers, in the order of the model's pools."""
+    route: str
+    """The kind of request the first pool answered at warm-up ("chat" or "embeddings"): what
+    the ready message suggests to try."""
+
+
+def _serve_until_stopped(
+    config: LocalRun,
+    running: _Running,
+    *,
+    host: str,
+    port: int,
+    front: Front | None,
+    console_port: int | None,
+    started: float,
+    out: TextIO,
+) -> None:
+    """The "ready" phase: say where each pool answers, start the front where there is one, say
+    ready, and wait for a signal (raised here as :class:`_Stop`)."""
+    several = len(running.endpoints) > 1
+    for endpoint in running.endpoints:
+        _say(out, f"pool {endpoint.pool} ({endpoint.engine}) at {endpoint.url}")
+    url = f"http://{_display_host(host)}:{port}"
+    if several and not front:
+        url = running.endpoints[0].url  # no single URL over the pools: show the first
+    front_port = _front_port(host, port, several, front, console_port, out)
+    with (
+        front(config, running.endpoints, host, front_port)
+        if front and front_port
+        else nullcontext()
+    ):
+        if front and front_port:
+            _say(out, f"web console at http://{_display_host(host)}:{front_port}/ui/")
+        total = time.perf_counter() - started
+        _say_ready(config, running.timings, total, url, running.route, out)
+        while True:
+            time.sleep(3600)
 
 
 def _resolve(config: LocalRun, out: TextIO) -> LocalRun:
@@ -223,22 +280,18 @@ def _start(
     port: int,
     direct: bool,
     proxy_on_port: bool,
-    temp_dir: str,
-    sidecars: list[mlx_sidecar.Sidecar],
+    session: _Session,
     out: TextIO,
-) -> tuple[dict[str, float], list[PoolEndpoint], str]:
-    """Start the MLX sidecars, Ray, one application per pool; warm up.
-
-    Returns:
-        The time of each phase, where each pool answers, and the route that answered.
-    """
+) -> _Running:
+    """The "load" and "warm-up" phases: start the MLX sidecars, Ray, one application per pool;
+    then one real request per pool."""
     _quiet_engine_logs()
     proxy_port = _set_ingress(host, port, direct=direct, proxy_on_port=proxy_on_port)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    apps = _with_sidecars(config.applications(), Path(temp_dir), sidecars, out)
+    apps = _with_sidecars(config.applications(), Path(session.temp_dir), session.sidecars, out)
     _say(out, "load: starting Ray and the engine (this takes a minute on CPU)")
-    _start_ray(host, proxy_port, temp_dir)
+    _start_ray(host, proxy_port, session.temp_dir)
     base = f"http://{_display_host(host)}:{port if direct else proxy_port}"
     endpoints = [_deploy(app, len(apps), base) for app in apps]
     timings["load"] = time.perf_counter() - t0
@@ -250,7 +303,7 @@ def _start(
     routes = [_warm_up(endpoint.url, config.model_name) for endpoint in endpoints]
     timings["warm-up"] = time.perf_counter() - t1
     _say(out, f"warm-up: done in {timings['warm-up']:.2f} s")
-    return timings, endpoints, routes[0]
+    return _Running(timings, endpoints, routes[0])
 
 
 def _quiet_engine_logs() -> None:

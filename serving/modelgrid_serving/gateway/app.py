@@ -3,7 +3,8 @@
 No web framework: a dict of paths, one handler each. The proxy path checks the key, reads the
 body (bounded in size, and by the server in time), reads ``model``, resolves it through the
 key's allowlist (a model the key may not use is answered as an unknown one), holds the protocol
-bounds (:mod:`.bounds`), admits it against the key's limits (reserving its tokens), picks a
+bounds (:mod:`.bounds`), keeps the backends that can serve all it asks for, on the pool it pins
+if any (:mod:`.candidates`), admits it against the key's limits (reserving its tokens), picks a
 backend (:mod:`.balancer`) and relays the answer through its pooled client (:mod:`.upstream`):
 JSON in one piece, SSE chunk by chunk as it arrives (:mod:`.relay`); then reports the outcome to
 the sink (:mod:`.sink`), which counts it and settles the reservation to the real usage. Nothing
@@ -37,6 +38,7 @@ from .asgi import (
 )
 from .auth import ANONYMOUS, KeyPolicy
 from .bounds import check_bounds
+from .candidates import candidates, pinned_pool
 from .console import Console
 from .exchange import Exchange
 from .gpu_info import gather_gpu_info
@@ -229,6 +231,10 @@ class Gateway:
             route = catalog.table.resolve(payload.get("model"), catalog.allowed_for(policy))
             model = route.model
             max_tokens = check_bounds(payload, route_label, route, limits)
+            pool = pinned_pool(
+                scope, allowed=policy.pool_pinning or state.config.routing.allow_pool_pinning
+            )
+            backends = candidates(route, route_label, payload, pool)
             if policy.tokens_per_minute:
                 answer = max_tokens or limits.reserve_completion_tokens
                 reserved = limiter.reservation(policy, estimate_prompt_tokens(body) + answer)
@@ -259,7 +265,7 @@ class Gateway:
                 assert task is not None
                 watcher = asyncio.create_task(x.watch_disconnect(receive, task))
             try:
-                status = await state.relay.run(x, send, route.backends, limits.retries)
+                status = await state.relay.run(x, send, backends, limits.retries)
             except asyncio.CancelledError:
                 if not x.client_gone:
                     raise

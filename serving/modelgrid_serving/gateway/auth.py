@@ -34,6 +34,8 @@ class KeyPolicy:
     tokens_per_minute: int | None = None
     max_concurrent: int | None = None
     """Requests in flight at once; ``None``: no bound (auth off)."""
+    pool_pinning: bool = False
+    """The key may pin a pool (``x-modelgrid-pool``) where the gateway does not allow everyone."""
 
     restricted: bool = field(init=False)
     """The key has an allowlist (of models, namespaces or both): set once, read per request."""
@@ -52,6 +54,7 @@ class KeyPolicy:
             requests_per_minute=key.requests_per_minute,
             tokens_per_minute=key.tokens_per_minute,
             max_concurrent=key.max_concurrent_requests or max_concurrent,
+            pool_pinning=key.pool_pinning,
         )
 
 

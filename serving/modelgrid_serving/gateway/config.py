@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..protocol.capabilities import Capability
+
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
@@ -37,6 +39,13 @@ class BackendConfig(_Config):
     )
     pool: str = Field(default="default", description="Pool label for stats (nvidia, apple...).")
     api_key: str | None = Field(default=None, description="Sent upstream as a Bearer token.")
+    capabilities: list[Capability] | None = Field(
+        default=None,
+        description="What this backend serves (tools, tool_choice, structured_output, logprobs, "
+        "n, reasoning, embeddings, prompt_arrays, echo, min_tokens): a request that needs "
+        "something it lacks goes to another backend of the model, or is refused (400) when none "
+        "has it. Absent: everything (its own errors answer).",
+    )
 
     @field_validator("url")
     @classmethod
@@ -83,6 +92,11 @@ class KeyConfig(_Config):
         ge=1,
         description="Requests of this key in flight at once, per gateway process; absent: "
         "`limits.max_concurrent_per_key`.",
+    )
+    pool_pinning: bool = Field(
+        default=False,
+        description="This key may pin a request to one pool with the `x-modelgrid-pool` header "
+        "(as `routing.allow_pool_pinning` allows everyone).",
     )
 
 
@@ -228,11 +242,24 @@ class MetricsConfig(_Config):
     )
 
 
+class RoutingConfig(_Config):
+    """How a request finds its backend, beyond its model's name."""
+
+    allow_pool_pinning: bool = Field(
+        default=False,
+        description="Honour the `x-modelgrid-pool: <pool>` request header from every caller: "
+        "the request goes to that pool of its model only (404 for a pool the model lacks, 503 "
+        "while it has no ready replica). Off: only keys with `pool_pinning` may pin; others "
+        "get 403. `modelgrid up` turns it on.",
+    )
+
+
 class GatewayConfig(_Config):
     """The whole file."""
 
     models: list[ModelConfig] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 

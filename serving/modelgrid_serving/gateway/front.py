@@ -4,7 +4,10 @@ With several pools, ``modelgrid up`` serves each pool's application at ``/pools/
 the Serve proxy on a spare port. This puts the gateway on the main port, as a child process with
 a static file that lists every pool as a backend of the model's name (pool name as the pool
 label), so one name is spread by live load over the pools exactly as in a cluster, and a pool that
-stops answering leaves the route after its health probes fail. A child process, not a thread:
+stops answering leaves the route after its health probes fail. Each backend declares what its
+pool's engine serves (:func:`~modelgrid_serving.protocol.capabilities.engine_capabilities`), so
+a request goes only to pools that can serve all of it; pool pinning (``x-modelgrid-pool``) is on,
+for tests and for a user comparing pools on their own machine. A child process, not a thread:
 the gateway runs its own event loop and uvloop, and stops with one signal.
 """
 
@@ -26,6 +29,7 @@ import yaml
 
 from .. import blocking_http
 from ..config import ModelConfig
+from ..protocol.capabilities import Capability, engine_capabilities
 
 START_DEADLINE_S = 60.0
 STOP_GRACE_S = 5.0
@@ -41,17 +45,38 @@ class PoolURL(Protocol):
     @property
     def url(self) -> str: ...
 
+    @property
+    def engine(self) -> str: ...
+
 
 def front_config(config: ModelConfig, endpoints: Sequence[PoolURL]) -> dict[str, Any]:
-    """The gateway's static file: the model's name and aliases, one backend per pool."""
+    """The gateway's static file: the model's name and aliases, one backend per pool (with what
+    its engine serves), pool pinning on."""
+
+    def capabilities(engine: str) -> list[str]:
+        declared = engine_capabilities(
+            engine,
+            tool_call_parser=config.tool_call_parser,
+            reasoning_parser=config.reasoning_parser,
+        )
+        return [c.value for c in Capability if c in declared]
+
     return {
         "models": [
             {
                 "name": config.model_name,
                 "aliases": list(config.aliases),
-                "backends": [{"url": f"{e.url.rstrip('/')}/v1", "pool": e.pool} for e in endpoints],
+                "backends": [
+                    {
+                        "url": f"{e.url.rstrip('/')}/v1",
+                        "pool": e.pool,
+                        "capabilities": capabilities(e.engine),
+                    }
+                    for e in endpoints
+                ],
             }
         ],
+        "routing": {"allow_pool_pinning": True},
         "limits": {"health_interval_s": HEALTH_INTERVAL_S},
     }
 
