@@ -33,6 +33,12 @@ UNTIL_LENGTH = {"ignore_eos": True}
 otherwise draw its end-of-sequence token first and answer nothing, correctly)."""
 TOOL_TOKENS = 200
 """Room for the longest call the tool's schema allows (a call cut off would not parse)."""
+REQUIRED_TOKENS = 400
+"""Room for the calls a ``required`` ``tool_choice`` makes: the engine's grammar allows one or
+more, and random weights may call again and again (on the vLLM pool, with :data:`SEED`, one
+call of ~90 tokens; without a seed, 1 to 4 calls or more)."""
+SEED = 7
+"""The seed of every constrained request: the same calls each run, on each engine."""
 QUESTION = "What is the weather in Oslo, in celsius?"
 
 

@@ -69,6 +69,7 @@ const first = await client.chat.completions.create({
   tools: [weather],
   tool_choice: { type: "function", function: { name: "get_weather" } },
   max_tokens: 200,
+  seed: 7, // as every constrained request of the e2e tier (e2e_support.SEED)
 });
 const call = first.choices[0].message.tool_calls[0];
 const result = JSON.stringify({ ...JSON.parse(call.function.arguments), degrees: 12 });

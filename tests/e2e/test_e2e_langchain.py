@@ -8,6 +8,7 @@ import pytest
 from e2e_support import (
     ANSWER_TOKENS,
     QUESTION,
+    SEED,
     TIMEOUT_S,
     TOOL_TOKENS,
     UNTIL_LENGTH,
@@ -36,6 +37,7 @@ def chat_model(target: Target, *, constrained: bool = False) -> ChatOpenAI:
         max_retries=0,
         timeout=TIMEOUT_S,
         extra_body=None if constrained else UNTIL_LENGTH,
+        seed=SEED if constrained else None,
     )
 
 

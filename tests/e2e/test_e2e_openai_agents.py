@@ -22,7 +22,7 @@ from agents import (
     ToolCallOutputItem,
     function_tool,
 )
-from e2e_support import QUESTION, TOOL_TOKENS, Target, get_weather
+from e2e_support import QUESTION, SEED, TOOL_TOKENS, Target, get_weather
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,9 @@ async def test_e2e_agents_sdk_run_calls_the_tool_and_finishes(target: Target) ->
             name="forecaster",
             instructions="Answer with the weather tool.",
             model=OpenAIChatCompletionsModel(model=target.model, openai_client=client),
-            model_settings=ModelSettings(tool_choice="get_weather", max_tokens=TOOL_TOKENS),
+            model_settings=ModelSettings(
+                tool_choice="get_weather", max_tokens=TOOL_TOKENS, extra_args={"seed": SEED}
+            ),
             tools=[weather_tool],
             tool_use_behavior="stop_on_first_tool",
         )

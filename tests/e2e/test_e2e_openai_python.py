@@ -13,6 +13,8 @@ import pytest
 from e2e_support import (
     ANSWER_TOKENS,
     QUESTION,
+    REQUIRED_TOKENS,
+    SEED,
     TOOL_TOKENS,
     UNTIL_LENGTH,
     Forecast,
@@ -64,6 +66,7 @@ def test_e2e_python_sdk_streams_a_parsed_answer_with_the_stream_helper(target: T
             messages=[{"role": "user", "content": "Forecast for Lima, as JSON."}],
             response_format=Forecast,
             max_tokens=TOOL_TOKENS,
+            seed=SEED,
         ) as stream,
     ):
         deltas = [event.delta for event in stream if event.type == "content.delta"]
@@ -141,6 +144,7 @@ def test_e2e_python_sdk_named_tool_choice_round_trip(target: Target) -> None:
             tools=TOOLS,
             tool_choice={"type": "function", "function": {"name": "GetWeather"}},
             max_tokens=TOOL_TOKENS,
+            seed=SEED,
         )
         (call,) = first.choices[0].message.tool_calls or []
         assert call.function.name == "GetWeather"
@@ -156,7 +160,8 @@ def test_e2e_python_sdk_required_tool_choice_round_trip(target: Target) -> None:
             messages=ASKED,
             tools=TOOLS,
             tool_choice="required",
-            max_tokens=TOOL_TOKENS,
+            max_tokens=REQUIRED_TOKENS,
+            seed=SEED,
         )
         calls = first.choices[0].message.tool_calls or []
         assert calls, first.choices[0].message
@@ -172,6 +177,7 @@ def test_e2e_python_sdk_parses_a_json_schema_answer(target: Target) -> None:
             messages=[{"role": "user", "content": "Forecast for Lima, as JSON."}],
             response_format=Forecast,
             max_tokens=TOOL_TOKENS,
+            seed=SEED,
         )
     (choice,) = reply.choices
     assert isinstance(choice.message.parsed, Forecast), choice.message
