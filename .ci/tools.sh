@@ -86,7 +86,8 @@ then
   exit 0
 fi
 
-OPENAI_NODE_VERSION="7.60.0"
+# The newest release that runs on Node.js 20 (openai 7 asks for Node.js 22 or newer).
+OPENAI_NODE_VERSION="6.49.0"
 if [ "$tool" = openai-node ]; then
   dir="$cache/tools/openai-node-$OPENAI_NODE_VERSION"
   if [ ! -f "$dir/.complete" ]; then
