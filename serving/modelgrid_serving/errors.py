@@ -140,6 +140,15 @@ class Unauthorized(ClientError, status=401, code="invalid_api_key"):
     """401: no API key, or one the gateway does not know."""
 
 
+class Forbidden(ClientError, status=403, code="insufficient_scope"):
+    """403: a known key without the scope this route needs (``admin``)."""
+
+
+class Conflict(ClientError, status=409, code="conflict"):
+    """409: the request contradicts what exists (a model of that name, a name another model
+    serves)."""
+
+
 class PayloadTooLarge(ClientError, status=413, code="request_too_large"):
     """413: the request body is over the configured limit."""
 

@@ -34,6 +34,8 @@ class KeyPolicy:
     tokens_per_minute: int | None = None
     max_concurrent: int | None = None
     """Requests in flight at once; ``None``: no bound (auth off)."""
+    admin: bool = False
+    """The key may load and unload models (scope ``admin``); never by default."""
     pool_pinning: bool = False
     """The key may pin a pool (``x-modelgrid-pool``) where the gateway does not allow everyone."""
 
@@ -54,6 +56,7 @@ class KeyPolicy:
             requests_per_minute=key.requests_per_minute,
             tokens_per_minute=key.tokens_per_minute,
             max_concurrent=key.max_concurrent_requests or max_concurrent,
+            admin="admin" in key.scopes,
             pool_pinning=key.pool_pinning,
         )
 

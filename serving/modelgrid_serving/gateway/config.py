@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..protocol.capabilities import Capability
 
@@ -92,6 +100,11 @@ class KeyConfig(_Config):
         ge=1,
         description="Requests of this key in flight at once, per gateway process; absent: "
         "`limits.max_concurrent_per_key`.",
+    )
+    scopes: list[Literal["admin"]] = Field(
+        default_factory=list,
+        description="Powers beyond using models. `admin`: load and unload models through "
+        "`/v1/admin/models` (and gRPC `ModelHosting`). Never granted unless listed here.",
     )
     pool_pinning: bool = Field(
         default=False,
@@ -242,6 +255,38 @@ class MetricsConfig(_Config):
     )
 
 
+class AdminConfig(_Config):
+    """The admin API: keys of scope `admin` load and unload models (``/v1/admin/models``).
+    Off unless enabled, and only with auth on: it is the most powerful surface of the gateway."""
+
+    enabled: bool = False
+    namespace: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Kubernetes mode: the one namespace where the admin API creates and deletes "
+        "InferenceModels; default: the gateway's own (its pod's).",
+    )
+    drain_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="An unload waits this long at most for the requests in flight on the model "
+        "to finish (new ones get 404 at once) before it removes the model.",
+    )
+    accelerator: Literal["nvidia", "apple", "cpu"] = Field(
+        default="nvidia",
+        description="The one pool's accelerator of a load that names neither `accelerator` nor "
+        "`pools`.",
+    )
+    max_models: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Most models the admin API keeps at once (its own, not others'); more: 409.",
+    )
+
+
 class RoutingConfig(_Config):
     """How a request finds its backend, beyond its model's name."""
 
@@ -254,14 +299,79 @@ class RoutingConfig(_Config):
     )
 
 
+ORIGIN = r"^(\*|https?://(\[[0-9A-Fa-f:.]+\]|[^/\s*:\[\]]+)(:([0-9]{1,5}|\*))?)$"
+"""An allowed origin: ``scheme://host``, with ``:port`` or ``:*`` (any port, the default one
+included), or ``*`` (any origin)."""
+EXPOSED_HEADERS = [
+    "x-request-id",
+    "retry-after",
+    *(f"x-ratelimit-{what}-{kind}" for kind in ("requests", "tokens") for what in
+      ("limit", "remaining", "reset")),
+]  # fmt: skip
+"""Response headers a browser page may read besides the safelisted ones: what the OpenAI SDK
+reads to retry (``retry-after``) and to report limits."""
+
+
+class CORSConfig(_Config):
+    """Which web pages of other origins may call the gateway from a browser (CORS). No allowed
+    origin (the default): the gateway answers no preflight and sends no CORS headers."""
+
+    allow_origins: list[Annotated[str, StringConstraints(pattern=ORIGIN)]] = Field(
+        default_factory=list,
+        description="Origins whose pages may call the API: `https://app.example.com`, "
+        "`http://localhost:*` (any port), `*` (any origin). Empty: none.",
+    )
+    allow_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST", "OPTIONS"],
+        description="Methods a preflight allows.",
+    )
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Request headers a preflight allows; `*`: those the browser asks for "
+        "(Authorization included).",
+    )
+    expose_headers: list[str] = Field(
+        default_factory=lambda: list(EXPOSED_HEADERS),
+        description="Response headers pages may read besides the safelisted ones.",
+    )
+    max_age_s: int = Field(
+        default=600, ge=0, le=86400, description="How long a browser may cache a preflight."
+    )
+    allow_credentials: bool = Field(
+        default=False,
+        description="Let pages send cookies and HTTP authentication the browser holds "
+        "(Access-Control-Allow-Credentials). API keys travel in a header the page sets and "
+        "need no credentials; never with the origin `*`.",
+    )
+
+    @model_validator(mode="after")
+    def _no_credentials_for_everyone(self) -> CORSConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError(
+                "allow_credentials cannot be true with the origin '*': any site could then "
+                "act with its visitors' credentials"
+            )
+        return self
+
+
 class GatewayConfig(_Config):
     """The whole file."""
 
     models: list[ModelConfig] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    cors: CORSConfig = Field(default_factory=CORSConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+
+    @model_validator(mode="after")
+    def _admin_needs_auth(self) -> GatewayConfig:
+        if self.admin.enabled and not self.auth.enabled:
+            raise ValueError(
+                "admin.enabled needs auth.enabled: only a key with scope admin may load models"
+            )
+        return self
 
 
 def load_config(path: Path | None) -> GatewayConfig:

@@ -7,7 +7,8 @@ label), so one name is spread by live load over the pools exactly as in a cluste
 stops answering leaves the route after its health probes fail. Each backend declares what its
 pool's engine serves (:func:`~modelgrid_serving.protocol.capabilities.engine_capabilities`), so
 a request goes only to pools that can serve all of it; pool pinning (``x-modelgrid-pool``) is on,
-for tests and for a user comparing pools on their own machine. A child process, not a thread:
+for tests and for a user comparing pools on their own machine, and pages served on this machine
+(``http://localhost:*``, ``http://127.0.0.1:*``) may call it from a browser (CORS). A child process, not a thread:
 the gateway runs its own event loop and uvloop, and stops with one signal.
 """
 
@@ -34,6 +35,9 @@ from ..protocol.capabilities import Capability, engine_capabilities
 START_DEADLINE_S = 60.0
 STOP_GRACE_S = 5.0
 HEALTH_INTERVAL_S = 2.0
+LOCAL_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*")
+"""Pages that may call ``modelgrid up``'s gateway from a browser: those served on this machine
+(a web app in development on any port)."""
 
 
 class PoolURL(Protocol):
@@ -77,6 +81,7 @@ def front_config(config: ModelConfig, endpoints: Sequence[PoolURL]) -> dict[str,
             }
         ],
         "routing": {"allow_pool_pinning": True},
+        "cors": {"allow_origins": list(LOCAL_ORIGINS)},
         "limits": {"health_interval_s": HEALTH_INTERVAL_S},
     }
 

@@ -374,6 +374,17 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
+def api_client() -> Any:
+    """A Kubernetes ``ApiClient``: the pod's service account in a cluster, else the kubeconfig."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
 def kubernetes_watchers(
     *,
     namespaces: Mapping[str | None, Callable[[list[dict[str, Any]]], None]],
@@ -388,13 +399,9 @@ def kubernetes_watchers(
         secret: ``(namespace, name)`` of the keys Secret, or ``None``.
         on_secret: Gets ``[secret]`` or ``[]`` after each change.
     """
-    from kubernetes import client, config
+    from kubernetes import client
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    api = client.ApiClient()
+    api = api_client()
     custom = client.CustomObjectsApi(api)
 
     def lister(namespace: str | None) -> Callable[..., Any]:

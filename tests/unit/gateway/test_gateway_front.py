@@ -45,6 +45,7 @@ def test_front_config_one_name_over_every_pool_labelled_by_pool():
     declared = {b.pool: b.capabilities for b in route.backends}
     assert declared == {"cpu": engine_capabilities("vllm"), "apple": engine_capabilities("mlx")}
     assert config.routing.allow_pool_pinning
+    assert config.cors.allow_origins == ["http://localhost:*", "http://127.0.0.1:*"]
 
 
 def test_front_config_capabilities_follow_the_parsers():
