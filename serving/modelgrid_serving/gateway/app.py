@@ -296,9 +296,7 @@ class Gateway:
             route = catalog.table.resolve(payload.get("model"), catalog.allowed_for(policy))
             model = route.model
             max_tokens = check_bounds(payload, route_label, route, limits)
-            pool = pinned_pool(
-                scope, allowed=policy.pool_pinning or state.config.routing.allow_pool_pinning
-            )
+            pool = pinned_pool(scope, policy, state.config.routing)
             backends = candidates(route, route_label, payload, pool)
             if policy.tokens_per_minute:
                 answer = max_tokens or limits.reserve_completion_tokens

@@ -23,6 +23,8 @@ from typing import Any
 from ..errors import ClientError, ModelNotReady, UnsupportedParameter
 from ..protocol.capabilities import Capability, requirements
 from .asgi import Scope, header
+from .auth import KeyPolicy
+from .config import RoutingConfig
 from .routing import NOT_READY_RETRY_AFTER_S, Backend, Route, capabilities_lacking
 
 POOL_HEADER = "x-modelgrid-pool"
@@ -38,12 +40,13 @@ class PinningNotAllowed(ClientError, status=403, code="pool_pinning_not_allowed"
     """403: the request pins a pool, and neither the gateway nor its key allows that."""
 
 
-def pinned_pool(scope: Scope, *, allowed: bool) -> str | None:
+def pinned_pool(scope: Scope, policy: KeyPolicy, routing: RoutingConfig) -> str | None:
     """The pool the request pins (``x-modelgrid-pool``), if any.
 
     Args:
         scope: The request.
-        allowed: Pinning is allowed for this request (the gateway's setting or its key's).
+        policy: Its key's policy (``pool_pinning``).
+        routing: The gateway's routing settings (``allow_pool_pinning``).
 
     Raises:
         PinningNotAllowed: the header is there and pinning is not allowed.
@@ -52,7 +55,7 @@ def pinned_pool(scope: Scope, *, allowed: bool) -> str | None:
     value = header(scope, _POOL_HEADER)
     if value is None:
         return None
-    if not allowed:
+    if not (policy.pool_pinning or routing.allow_pool_pinning):
         raise PinningNotAllowed(
             f"The {POOL_HEADER} header pins a pool, which this gateway does not allow for this "
             "key (routing.allow_pool_pinning in the gateway's config, or the key's "

@@ -26,6 +26,12 @@ from ..protocol.capabilities import Capability
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
+Count = Annotated[int, Field(ge=1)]
+"""A count or a size the file may set: at least one (zero would refuse everything; a limit that
+is off is left out, not set to zero)."""
+Seconds = Annotated[float, Field(gt=0)]
+"""A duration the file may set: more than zero (zero would time out at once)."""
+
 
 class ConfigError(ValueError):
     """A config or keys file that cannot be used. Its message names the fields and the rule,
@@ -50,7 +56,7 @@ class BackendConfig(_Config):
     capabilities: list[Capability] | None = Field(
         default=None,
         description="What this backend serves (tools, tool_choice, structured_output, logprobs, "
-        "n, reasoning, embeddings, prompt_arrays, echo, min_tokens): a request that needs "
+        "n, best_of, reasoning, embeddings, prompt_arrays, echo, min_tokens): a request that needs "
         "something it lacks goes to another backend of the model, or is refused (400) when none "
         "has it. Absent: everything (its own errors answer).",
     )
@@ -69,9 +75,8 @@ class ModelConfig(_Config):
     name: str = Field(min_length=1)
     aliases: list[str] = Field(default_factory=list)
     backends: list[BackendConfig] = Field(min_length=1)
-    max_model_len: int | None = Field(
+    max_model_len: Count | None = Field(
         default=None,
-        ge=1,
         description="The model's context length in tokens, when known: a larger max_tokens is "
         "refused by the gateway (400) instead of by the engine.",
     )
@@ -93,11 +98,10 @@ class KeyConfig(_Config):
         description="Allowed namespaces: the key may use the InferenceModels of these "
         "namespaces (and only their backends, where a name is shared across namespaces).",
     )
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-    max_concurrent_requests: int | None = Field(
+    requests_per_minute: Count | None = None
+    tokens_per_minute: Count | None = None
+    max_concurrent_requests: Count | None = Field(
         default=None,
-        ge=1,
         description="Requests of this key in flight at once, per gateway process; absent: "
         "`limits.max_concurrent_per_key`.",
     )
@@ -145,6 +149,14 @@ class AuthConfig(_Config):
     """API keys. Off by default, for local use."""
 
     enabled: bool = False
+    anonymous: bool = Field(
+        default=False,
+        description="With auth on, a request without a known key is served (with no scope, no "
+        "allowlist, no limits: OpenAI clients send some key whatever the server wants); a known "
+        "key still names its holder and its scopes. "
+        "`modelgrid up --admin` uses it: anyone on the machine may use the models, only the "
+        "holder of the admin key may load them.",
+    )
     keys_file: Path | None = Field(default=None, description="A KeysFile; reloaded on change.")
     keys: list[KeyConfig] = Field(default_factory=list, description="Keys inline.")
     secret_name: str | None = Field(
@@ -176,9 +188,7 @@ class PeersConfig(_Config):
         description="HOST:PORT; every address HOST resolves to is a peer (a headless Service "
         "over the gateway pods). This process finds and skips itself.",
     )
-    interval_s: float = Field(
-        default=0.5, gt=0, le=60, description="How often peers' usage is read."
-    )
+    interval_s: Seconds = Field(default=0.5, le=60, description="How often peers' usage is read.")
 
     @field_validator("urls")
     @classmethod
@@ -196,30 +206,26 @@ class PeersConfig(_Config):
 class LimitsConfig(_Config):
     """Bounds that keep one client or one backend from hurting the others."""
 
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="Larger: 413.")
-    max_in_flight_per_backend: int = Field(
-        default=256, ge=1, description="Over it on every backend of a model: 503 at once."
+    max_body_bytes: Count = Field(default=4 * 1024 * 1024, description="Larger: 413.")
+    max_in_flight_per_backend: Count = Field(
+        default=256, description="Over it on every backend of a model: 503 at once."
     )
-    max_concurrent_per_key: int = Field(
+    max_concurrent_per_key: Count = Field(
         default=64,
-        ge=1,
         description="Requests one API key may have in flight at once, per gateway process "
         "(429 above); a key's `max_concurrent_requests` overrides it. Not applied with auth off.",
     )
-    reserve_completion_tokens: int = Field(
+    reserve_completion_tokens: Count = Field(
         default=512,
-        ge=1,
         description="Tokens per-minute limits reserve for the answer of a request that sets no "
         "max_tokens (settled to the real usage when it ends).",
     )
-    max_n: int = Field(
-        default=16, ge=1, description="Largest `n` (choices per request); 400 above."
+    max_n: Count = Field(default=16, description="Largest `n` (choices per request); 400 above.")
+    max_prompts: Count = Field(
+        default=64, description="Most prompts in one completions request; 400 above."
     )
-    max_prompts: int = Field(
-        default=64, ge=1, description="Most prompts in one completions request; 400 above."
-    )
-    body_timeout_s: float = Field(
-        default=30.0, gt=0, description="A request body must arrive whole within this (408)."
+    body_timeout_s: Seconds = Field(
+        default=30.0, description="A request body must arrive whole within this (408)."
     )
     min_body_rate_bytes_s: float = Field(
         default=1024.0,
@@ -227,9 +233,9 @@ class LimitsConfig(_Config):
         description="A request body arriving slower than this on average, from its fifth "
         "second on, is cut off (408); 0: off. Read when the server starts.",
     )
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    read_timeout_s: float = Field(
-        default=600.0, gt=0, description="Longest silence from a backend mid-response."
+    connect_timeout_s: Seconds = Field(default=5.0)
+    read_timeout_s: Seconds = Field(
+        default=600.0, description="Longest silence from a backend mid-response."
     )
     retries: int = Field(
         default=2, ge=0, description="Other backends tried after a connection failure."
@@ -267,9 +273,8 @@ class AdminConfig(_Config):
         description="Kubernetes mode: the one namespace where the admin API creates and deletes "
         "InferenceModels; default: the gateway's own (its pod's).",
     )
-    drain_timeout_s: float = Field(
+    drain_timeout_s: Seconds = Field(
         default=120.0,
-        gt=0,
         le=3600,
         description="An unload waits this long at most for the requests in flight on the model "
         "to finish (new ones get 404 at once) before it removes the model.",
@@ -279,11 +284,19 @@ class AdminConfig(_Config):
         description="The one pool's accelerator of a load that names neither `accelerator` nor "
         "`pools`.",
     )
-    max_models: int = Field(
+    max_models: Count = Field(
         default=16,
-        ge=1,
         le=1000,
         description="Most models the admin API keeps at once (its own, not others'); more: 409.",
+    )
+    control_url: str | None = Field(
+        default=None,
+        pattern=r"^http://127\.0\.0\.1:[0-9]{1,5}$",
+        description="`modelgrid up --admin` sets it: the running process's control endpoint "
+        "(loopback), which deploys what is loaded next to its first model.",
+    )
+    control_token_file: Path | None = Field(
+        default=None, description="The file holding the control endpoint's bearer token."
     )
 
 

@@ -160,11 +160,19 @@ class GatewayState:
                 "admin.enabled: run the gateway as `modelgrid gateway` (it checks loads with "
                 "the InferenceModel API)"
             )
+        if store is None and config.admin.control_url:
+            from .up_models import UpModels
+
+            if config.admin.control_token_file is None:
+                raise ValueError("admin.control_url needs admin.control_token_file")
+            up = UpModels(config.admin.control_url, config.admin.control_token_file, self.catalog)
+            self.services.append(up)
+            store = up
         if store is None:
             if not kubernetes:
                 raise ValueError(
                     "admin.enabled: models are loaded into a cluster (--kubernetes) or into "
-                    "`modelgrid up`"
+                    "`modelgrid up --admin`"
                 )
             from .cluster_models import ClusterModels
             from .sources import current_namespace
