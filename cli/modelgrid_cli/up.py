@@ -33,6 +33,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="also take models loaded with `modelgrid load` (the gateway's admin API) and serve "
         "them next to this one; the admin key is written to a file only you can read",
     )
+    up.add_argument(
+        "--grpc-port",
+        type=int,
+        help="with --admin: also serve gRPC ModelHosting (LoadModel) on this port",
+    )
     up.set_defaults(run=run)
 
 
@@ -65,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
     if model.spec.model.kind is api.SourceKind.BUILTIN:
         write_tiny_model(builtin_root / model.spec.model.location)
     console_port = None if args.console_port == 0 else args.console_port or args.port + 1
-    admin = _admin(args.port, builtin_root) if args.admin else None
+    if args.grpc_port and not args.admin:
+        raise SystemExit("modelgrid: --grpc-port needs --admin")
+    grpc = f"{args.host}:{args.grpc_port}" if args.grpc_port else None
+    accelerator = model.spec.pools[0].accelerator.value  # where a load that names none runs
+    admin = _admin(args.port, builtin_root, grpc, accelerator) if args.admin else None
     serve(
         config,
         host=args.host,
@@ -77,9 +86,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin(port: int, builtin_root: Path) -> UpAdmin:
-    """The admin API of this run: a fresh key (its file printed, never the key) and the plan
-    of a load."""
+def _admin(port: int, builtin_root: Path, grpc_listen: str | None, accelerator: str) -> UpAdmin:
+    """The admin API of this run: a fresh key (its file printed, never the key), the plan of a
+    load, and the accelerator of a load that names none (the first model's first pool's)."""
     from functools import partial
 
     from modelgrid_serving.gateway.auth import hash_key
@@ -89,4 +98,9 @@ def _admin(port: int, builtin_root: Path) -> UpAdmin:
 
     key, path = make_admin_key(port)
     print(f"[modelgrid] admin API on: `modelgrid load URI` loads a model (admin key in {path})")
-    return UpAdmin(plan=partial(plan_load, builtin_root=builtin_root), key_sha256=hash_key(key))
+    return UpAdmin(
+        plan=partial(plan_load, builtin_root=builtin_root),
+        key_sha256=hash_key(key),
+        accelerator=accelerator,
+        grpc_listen=grpc_listen,
+    )

@@ -73,11 +73,13 @@ class UpAdmin:
         key_sha256: The hash of the key of scope ``admin`` (the only one; without a key,
             requests may use the models but not load any).
         accelerator: The pool of a load that names none.
+        grpc_listen: ``HOST:PORT`` of the gRPC ModelHosting service too; None: none.
     """
 
     plan: Plan
     key_sha256: str
     accelerator: str = "cpu"
+    grpc_listen: str | None = None
 
 
 class _Stop(Exception):
@@ -203,6 +205,7 @@ def _admin_control(
                 "accelerator": admin.accelerator,
                 "control_url": control.url,
                 "control_token_file": str(token_file),
+                **({"grpc_listen": admin.grpc_listen} if admin.grpc_listen else {}),
             },
         }
     finally:

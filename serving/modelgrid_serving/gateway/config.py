@@ -289,6 +289,12 @@ class AdminConfig(_Config):
         le=1000,
         description="Most models the admin API keeps at once (its own, not others'); more: 409.",
     )
+    grpc_listen: str | None = Field(
+        default=None,
+        pattern=r"^[^\s]+:[0-9]{1,5}$",
+        description="HOST:PORT of the gRPC `ModelHosting` service (CorpGrid's `LoadModel`, on "
+        "this admin API; e.g. `0.0.0.0:50051`); absent: none. Plain gRPC: put TLS in front.",
+    )
     control_url: str | None = Field(
         default=None,
         pattern=r"^http://127\.0\.0\.1:[0-9]{1,5}$",

@@ -141,6 +141,8 @@ class GatewayState:
         """For proxied requests (the hot path); it connects on demand."""
         self.relay = Relay(self.upstream, self.balancer, self.metrics)
         self.catalog.apply_static(config, created=int(self._started), initial=True)
+        self.grpc: Any = None
+        """The gRPC ModelHosting server (``admin.grpc_listen``), when there is one."""
         self.admin = (
             self._admin(config, kubernetes, check_spec, model_store)
             if config.admin.enabled
@@ -180,6 +182,12 @@ class GatewayState:
             store = ClusterModels(config.admin.namespace or current_namespace())
         admin = Admin(store, self.catalog, self.balancer, check_spec, config.admin)
         self.services.append(admin)
+        if config.admin.grpc_listen:
+            from .grpc_hosting import GrpcHosting, ModelHostingService
+
+            service = ModelHostingService(admin, lambda auth: self.catalog.keys.authenticate(auth))
+            self.grpc = GrpcHosting(service, config.admin.grpc_listen)
+            self.services.append(self.grpc)
         return admin
 
     def _reload(self, config: GatewayConfig) -> None:

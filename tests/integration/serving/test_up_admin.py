@@ -93,6 +93,50 @@ class KeepAsking:
         self._thread.join(60)
 
 
+def load_over_grpc(port: int, key: str, client: openai.OpenAI) -> str:
+    """LoadModel a third model over gRPC, wait for Ready, chat with it, UnloadModel it."""
+    import grpc
+    from modelgrid_serving.gateway.hosting import model_hosting_pb2 as pb
+    from modelgrid_serving.gateway.hosting import model_hosting_pb2_grpc as pb_grpc
+
+    metadata = (("authorization", f"Bearer {key}"),)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        hosting = pb_grpc.ModelHostingStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            hosting.LoadModel(pb.LoadModelRequest(model_path="builtin://tiny-llama",
+                                                  precision="int4"), metadata=metadata)  # fmt: skip
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        loaded = hosting.LoadModel(
+            pb.LoadModelRequest(model_path="builtin://tiny-llama", precision="auto", name="third"),
+            metadata=metadata,
+        )
+
+        def phase() -> str:
+            request = pb.ModelStatusRequest(model_id=loaded.model_id)
+            return hosting.GetModelStatus(request, metadata=metadata).phase
+
+        wait_for(lambda: phase() in ("Ready", "Failed"), timeout=180, what="third Ready")
+        assert phase() == "Ready"
+        answer = client.chat.completions.create(
+            model=loaded.model_id, messages=[{"role": "user", "content": "hi"}], max_tokens=8
+        )
+        assert answer.model == loaded.model_id
+        unloaded = hosting.UnloadModel(
+            pb.UnloadModelRequest(model_id=loaded.model_id), metadata=metadata
+        )
+        assert unloaded.phase == "Unloading"
+
+        def gone() -> bool:
+            try:
+                phase()
+            except grpc.RpcError as exc:
+                return exc.code() == grpc.StatusCode.NOT_FOUND
+            return False
+
+        wait_for(gone, timeout=120, what="third unloaded")
+    return loaded.model_id
+
+
 def test_up_admin_loads_a_second_model_and_unloads_it_while_it_streams(tmp_path: Path) -> None:
     marker, port = uuid.uuid4().hex, free_port()
     env = {**engine_env(marker), "MODELGRID_CACHE": str(tmp_path / "cache")}
@@ -101,7 +145,8 @@ def test_up_admin_loads_a_second_model_and_unloads_it_while_it_streams(tmp_path:
     first.write_text(yaml.safe_dump(FIRST))
     log = tmp_path / "up.log"
     argv = [sys.executable, "-m", "modelgrid_cli", "up", str(first), "--port", str(port)]
-    proc = spawn([*argv, "--admin"], log, env)
+    grpc_port = free_port()
+    proc = spawn([*argv, "--admin", "--grpc-port", str(grpc_port)], log, env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_started(proc, log, lambda: says_ready(log), timeout=START_DEADLINE_S, what="up")
@@ -159,6 +204,10 @@ def test_up_admin_loads_a_second_model_and_unloads_it_while_it_streams(tmp_path:
                 what="the second model removed",
             )
             assert "second" not in {m.id for m in client.models.list()}
+
+            # the same through gRPC ModelHosting, as CorpGrid's clients call it
+            third = load_over_grpc(grpc_port, key, client)
+            assert third == "third"
         assert first_model.failures == [] and first_model.answered > 0
     finally:
         leftovers = _stop(proc, marker)
