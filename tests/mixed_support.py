@@ -43,7 +43,7 @@ class Mixed:
     pools: dict[str, tuple[str, str]]
     """pool -> (engine, base URL of its Serve application)."""
     mlx_pid: int
-    """The MLX pool's generation server (the pool's engine: ``mlx_generation_server``)."""
+    """The MLX pool's mlx-lm server (the pool's engine)."""
     log: Path
 
 
@@ -53,9 +53,9 @@ def _mlx_server(marker: str) -> int:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"modelgrid_serving.mlx_generation_server" in argv:
+        if b"mlx_lm" in argv and b"server" in argv:
             return pid
-    raise AssertionError("no MLX generation server among the stack's processes")
+    raise AssertionError("no mlx-lm server among the stack's processes")
 
 
 @contextmanager

@@ -4,8 +4,8 @@
 and the gateway in front of them; clients use the real OpenAI SDK. What is measured is the
 gateway's own per-pool request count (``/v1/stats``), before and after each phase.
 
-How a pool is made slow, honestly: the MLX pool's engine process (its MLX generation server) is
-paused and resumed in a 100 ms cycle, running 10 ms of each (SIGSTOP/SIGCONT), the way ``cpulimit``
+How a pool is made slow, honestly: the MLX pool's engine process (its mlx-lm server) is paused
+and resumed in a 100 ms cycle, running 10 ms of each (SIGSTOP/SIGCONT), the way ``cpulimit``
 throttles a process: the pool keeps answering, several times slower, as a pool on fewer or
 slower cores would. Nothing tells the gateway; only its latency and in-flight measurements do.
 How a pool is stopped: its engine process is terminated, as when a node dies under it.
