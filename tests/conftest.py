@@ -8,14 +8,17 @@ So each test is checked on its way out, and fails naming what it left.
 A thread may outlive its test only where a fixture wider than the test owns it, named in
 :data:`THREAD_OWNERS` with the reason; those threads must then end when that fixture does.
 
-Also here: the local stacks (``tests/local_stack.py``: real Ray Serve with vLLM CPU or MLX CPU,
-and ``modelgrid up`` of the mixed example), each kind started once a session and shared by the
-integration and e2e tiers.
+Also here: Debian's chromium driven by Playwright (the console's browser tests and the e2e
+tier's cross-origin fetch), and the local stacks (``tests/local_stack.py``: real Ray Serve with
+vLLM CPU or MLX CPU, and ``modelgrid up`` of the mixed example), each kind started once a session
+and shared by the integration and e2e tiers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,6 +27,7 @@ from pathlib import Path
 import pytest
 from local_stack import Stack, Stacks, tiny_model_dir
 from mixed_support import Mixed, mixed_stack
+from playwright.sync_api import Browser, Playwright, sync_playwright
 
 THREAD_GRACE_S = 2.0
 """How long a thread that is finishing (an executor worker told to stop, a server's last
@@ -112,6 +116,28 @@ async def _pending_tasks_fail_the_test() -> AsyncIterator[None]:
     if left:
         names = ", ".join(f"{t.get_name()!r} ({t.get_coro()!r:.120})" for t in left)
         pytest.fail(f"the test left {len(left)} asyncio task(s) pending: {names}")
+
+
+# ---- the browser -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    """Playwright's sync API, for one module at a time: while it runs, its event loop is the
+    thread's running loop, and async tests (pytest-asyncio) cannot start theirs."""
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Headless Debian chromium; Playwright never downloads a browser of its own here."""
+    executable = os.environ.get("MODELGRID_CHROMIUM") or shutil.which("chromium")
+    if executable is None:
+        pytest.fail("chromium not found: install Debian's 'chromium' package (.ci/run does)")
+    browser = playwright.chromium.launch(executable_path=executable, headless=True)
+    yield browser
+    browser.close()
 
 
 # ---- the local stack (tests/local_stack.py) ---------------------------------------------------

@@ -1,5 +1,6 @@
 """Fixtures of the console tests: real gateways in front of real mlx_lm.server backends on the
-tiny model (the gateway tests' helpers), and Debian's chromium driven by Playwright.
+tiny model (the gateway tests' helpers), and tabs of Debian's chromium (``browser``, in
+``tests/conftest.py``) driven by Playwright.
 
 Screenshots go to ``$MODELGRID_ARTIFACTS/console/`` (default: the git-ignored ``artifacts/``
 folder at the repository root), one PNG per page and width, overwritten by each run.
@@ -8,7 +9,6 @@ folder at the repository root), one PNG per page and width, overwritten by each 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import pytest
 from console_support import DESKTOP, KEY, ConsoleStack, Tab, listed
 from integration.gateway.gateway_support import Servers, backend, wait_for
 from modelgrid_serving.gateway.auth import hash_key
-from playwright.sync_api import Browser, ConsoleMessage, Playwright, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -28,25 +28,6 @@ def artifacts() -> Path:
     path = root / "console"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    """Playwright's sync API, for one module at a time: while it runs, its event loop is the
-    thread's running loop, and async tests (pytest-asyncio) cannot start theirs."""
-    with sync_playwright() as pw:
-        yield pw
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    """Headless Debian chromium; Playwright never downloads a browser of its own here."""
-    executable = os.environ.get("MODELGRID_CHROMIUM") or shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium not found: install Debian's 'chromium' package (.ci/run does)")
-    browser = playwright.chromium.launch(executable_path=executable, headless=True)
-    yield browser
-    browser.close()
 
 
 @pytest.fixture()
