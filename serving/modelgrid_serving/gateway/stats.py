@@ -118,8 +118,7 @@ class Stats:
         }
 
     def _backends(self, route: Route, shown: tuple[Backend, ...]) -> list[dict[str, Any]]:
-        """The load of each shown backend, named ``<pool>/<index>`` (never its URL: a key
-        holder learns no address inside the cluster)."""
+        """The load of each shown backend, named ``<pool>/<index>`` in the order shown."""
         backends = []
         for i, backend in enumerate(shown):
             state = self.balancer.state(backend.url)

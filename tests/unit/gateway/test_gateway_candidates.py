@@ -106,17 +106,15 @@ def test_pinned_pool_unknown_is_404_and_not_ready_is_503() -> None:
 
 
 def test_pinned_pool_header_is_refused_unless_allowed() -> None:
-    scope = {"headers": [(b"x-modelgrid-pool", b" apple ")]}
     off, on = RoutingConfig(), RoutingConfig(allow_pool_pinning=True)
     pinner = KeyPolicy(name="pinner", pool_pinning=True)
-    assert pinned_pool(scope, ANONYMOUS, on) == "apple"
-    assert pinned_pool(scope, pinner, off) == "apple"
-    assert pinned_pool({"headers": []}, ANONYMOUS, off) is None
+    assert pinned_pool(b" apple ", ANONYMOUS, on) == "apple"
+    assert pinned_pool(b"apple", pinner, off) == "apple"
     with pytest.raises(PinningNotAllowed) as info:
-        pinned_pool(scope, ANONYMOUS, off)
+        pinned_pool(b"apple", ANONYMOUS, off)
     assert info.value.status_code == 403
     with pytest.raises(PoolNotFound):
-        pinned_pool({"headers": [(b"x-modelgrid-pool", b"")]}, ANONYMOUS, on)
+        pinned_pool(b"", ANONYMOUS, on)
 
 
 def test_card_shows_what_the_name_and_each_pool_serve() -> None:
@@ -167,3 +165,16 @@ async def test_gateway_card_lists_pools_and_capabilities() -> None:
     card = json.loads(got)
     assert status == 200 and card["capabilities"] == ["tools", "n"]
     assert [p["name"] for p in card["pools"]] == ["nvidia", "apple"]
+
+
+async def test_gateway_pinning_applies_to_a_model_whose_pools_serve_everything() -> None:
+    """Nothing to filter by capability (the fast path) still honours and checks the pin."""
+    body = json.dumps(chat(model="llama")).encode()
+    app = make_gateway(routing={"allow_pool_pinning": True}, limits={"max_body_bytes": 4096})
+    pin = {"x-modelgrid-pool": "tpu"}
+    status, _, got = await call(app, "POST", "/v1/chat/completions", body, pin)
+    assert (status, error_code(got)) == (404, "pool_not_found")
+    status, _, got = await call(
+        make_gateway(limits={"max_body_bytes": 4096}), "POST", "/v1/chat/completions", body, pin
+    )
+    assert (status, error_code(got)) == (403, "pool_pinning_not_allowed")
