@@ -138,6 +138,9 @@ class LocalModels:
             run = self._plan(document)
         except ValueError as exc:
             return 400, _error(str(exc), "invalid_value", "uri")
+        except Exception as exc:  # a disk or import failure: said, not a crash
+            logger.exception("preparing %s failed", name)
+            return 500, _error(f"Preparing the model failed: {exc!r}", "server_error")
         now = self._clock()
         loaded = _Loaded(document, created=now, phase_since=now)
         with self._lock:

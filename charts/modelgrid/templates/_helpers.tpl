@@ -119,7 +119,11 @@ API-keys Secret, which the gateway watches; gateway.config is merged over it.
 {{- $base := dict "auth" $auth }}
 {{- with .Values.gateway.admin }}
 {{- if .enabled }}
-{{- $_ := set $base "admin" (dict "enabled" true "namespace" (include "modelgrid.gateway.adminNamespace" $) "accelerator" .accelerator "max_models" .maxModels "drain_timeout_s" .drainTimeoutSeconds) }}
+{{- $admin := dict "enabled" true "namespace" (include "modelgrid.gateway.adminNamespace" $) "accelerator" .accelerator "max_models" .maxModels "drain_timeout_s" .drainTimeoutSeconds }}
+{{- if .grpcPort }}
+{{- $_ := set $admin "grpc_listen" (printf "0.0.0.0:%v" .grpcPort) }}
+{{- end }}
+{{- $_ := set $base "admin" $admin }}
 {{- end }}
 {{- end }}
 {{- if .Values.gateway.sharedLimits }}

@@ -89,6 +89,24 @@ def test_chart_admin_values_reach_the_gateway_config(rendered, tmp_path):
     assert "admin" not in default
 
 
+def test_chart_admin_grpc_port_is_served_named_grpc(rendered, tmp_path):
+    objects = rendered["admin-values"]
+    path = tmp_path / "config.yaml"
+    path.write_text(objects.one("ConfigMap", "gateway")["data"]["config.yaml"])
+    assert gateway_config.load_config(path).admin.grpc_listen == "0.0.0.0:50051"
+    pod = objects.one("Deployment", "gateway")["spec"]["template"]["spec"]
+    assert {"name": "grpc", "containerPort": 50051} in pod["containers"][0]["ports"]
+    service = objects.one("Service", "gateway")
+    assert {"name": "grpc", "port": 50051, "targetPort": "grpc", "protocol": "TCP"} in service[
+        "spec"
+    ]["ports"]
+    policy = objects.one("NetworkPolicy", "gateway")
+    assert {"port": "grpc", "protocol": "TCP"} in policy["spec"]["ingress"][0]["ports"]
+    for name in ("default", "namespaced-values"):
+        ports = rendered[name].one("Service", "gateway")["spec"]["ports"]
+        assert "grpc" not in {p["name"] for p in ports}
+
+
 def test_chart_auth_fields_are_the_gateways():
     fields = gateway_config.AuthConfig.model_fields
     assert {"enabled", "secret_name", "secret_key"} <= set(fields)

@@ -157,3 +157,15 @@ def test_up_admin_key_is_readable_by_this_user_only_and_found_by_load(tmp_path, 
     assert client.headers["authorization"] == f"Bearer {path.read_text().strip()}"
     remote = type("Args", (), {"gateway": "https://llm.example.com:8123", "api_key_file": None})()
     assert hosting.admin_client(remote).headers == {}  # type: ignore[arg-type]
+
+
+def test_local_load_whose_preparation_fails_is_a_500_with_the_reason(tmp_path):
+    machine = Machine(tmp_path)
+
+    def broken_plan(doc: dict[str, Any]) -> Any:
+        raise OSError(28, "No space left on device")
+
+    models = LocalModels(broken_plan, machine.deploy, machine.undeploy)
+    status, body = models.load(document(), background=False)
+    assert status == 500 and "No space left on device" in body["error"]["message"]
+    assert models.list() == [] and machine.deployed == []
