@@ -2,9 +2,9 @@
 through a gateway's admin API (``/v1/admin/models``), on a cluster or on ``modelgrid up``.
 
 The gateway is ``--gateway`` (else ``$MODELGRID_GATEWAY``, else ``modelgrid up``'s
-``http://127.0.0.1:8000``). The key, of scope ``admin``, comes from ``$MODELGRID_API_KEY`` or
-``--api-key-file``, never from the command line, where every user of the machine could read it
-(``ps``). ``--wait`` follows the phases and prints each one's time as ``modelgrid up`` does.
+``http://127.0.0.1:8000``). The key, of scope ``admin``, comes from ``--api-key-file`` or
+``$MODELGRID_API_KEY`` (for ``modelgrid up --admin`` on this machine: the file it wrote), never
+from the command line, where every user of the machine could read it (``ps``). ``--wait`` follows the phases and prints each one's time as ``modelgrid up`` does.
 """
 
 from __future__ import annotations
@@ -127,14 +127,33 @@ class AdminClient:
 
 
 def admin_client(args: argparse.Namespace) -> AdminClient:
-    """The client of ``--gateway`` with the key of ``--api-key-file`` or the environment."""
+    """The client of ``--gateway`` with the key of ``--api-key-file``, else the environment,
+    else, for a gateway on this machine, the key ``modelgrid up --admin`` wrote for its port."""
     key = os.environ.get("MODELGRID_API_KEY") or None
+    if args.api_key_file is None and key is None:
+        args.api_key_file = _local_key_file(args.gateway)
     if args.api_key_file is not None:
         try:
             key = args.api_key_file.read_text().strip() or None
         except OSError as exc:
             raise BadInput(f"{args.api_key_file}: cannot read it ({exc.strerror})") from None
+    if key is not None and not key.isprintable() or key and " " in key:
+        raise BadInput("the API key must be one line without spaces (it is not shown here)")
     return AdminClient(args.gateway, key)
+
+
+def _local_key_file(gateway: str) -> Path | None:
+    """The key file of ``modelgrid up --admin`` on the gateway's port, for a gateway on this
+    machine whose file exists."""
+    from urllib.parse import urlsplit
+
+    from modelgrid_cli.up_admin import admin_key_path
+
+    url = urlsplit(gateway)
+    if url.hostname not in ("127.0.0.1", "localhost", "::1") or url.port is None:
+        return None
+    path = admin_key_path(url.port)
+    return path if path.is_file() else None
 
 
 def load_request(args: argparse.Namespace) -> dict[str, Any]:

@@ -3,9 +3,9 @@ accelerator.
 
 - NVIDIA workers run vLLM inside the Ray worker and ask for ``tensor x pipeline`` GPUs.
 - CPU workers run vLLM's CPU build the same way.
-- Apple workers carry an MLX server sidecar (mlx-lm) and select Apple nodes. Metal is not
-  reachable from Linux containers, so such nodes must run pods natively (a macOS
-  virtual-kubelet provider); the toleration below is the taint those nodes carry.
+- Apple workers carry an MLX server sidecar (our MLX generation server) and select Apple
+  nodes. Metal is not reachable from Linux containers, so such nodes must run pods natively
+  (a macOS virtual-kubelet provider); the toleration below is the taint those nodes carry.
 """
 
 from __future__ import annotations
@@ -84,11 +84,11 @@ def ray_probes(node_type: Literal["head", "worker"], settings: RenderSettings) -
 def mlx_probes(settings: RenderSettings) -> dict[str, Any]:
     """Liveness and readiness of the MLX sidecar: its ``/health``, asked from inside the pod.
 
-    mlx-lm's server listens on 127.0.0.1 only (nothing outside the pod may reach it), and
-    kubelet's ``httpGet`` probes go to the pod's IP, so they could never succeed: the probe runs
-    in the sidecar's own image (which has Python) and asks 127.0.0.1. mlx-lm's ``/health``
-    turns 503 when its generation thread has died while the port stays open; ``urlopen``
-    raises on any status >= 400, so the probe fails then too, and the sidecar is restarted.
+    The MLX generation server listens on 127.0.0.1 only (nothing outside the pod may reach it),
+    and kubelet's ``httpGet`` probes go to the pod's IP, so they could never succeed: the probe
+    runs in the sidecar's own image (which has Python) and asks 127.0.0.1. ``urlopen`` raises
+    on any status >= 400, so an unhealthy answer fails the probe too, and the sidecar is
+    restarted.
     """
     url = f"http://127.0.0.1:{settings.mlx_port}/health"
     command = ["python", "-c", f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"]
@@ -197,6 +197,8 @@ def _init_resources() -> dict[str, Any]:
     return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
+MLX_SERVER_MODULE = "modelgrid_serving.mlx_generation_server"
+"""The MLX sidecar's server (``python -m``), in the ``mlx-server`` image with MLX and mlx-lm."""
 TINY_MODEL_MODULE = "modelgrid_serving.tiny_model"
 """Writes the built-in model (``python -m``): part of ``modelgrid_serving``, which every serving
 image holds, unlike the ``modelgrid`` command (the operator's CLI)."""
@@ -207,7 +209,7 @@ def _init_containers(
 ) -> list[dict[str, Any]]:
     """A built-in model is generated in the pod before the engine starts, by the pool's serving
     image (``image``: the Ray worker's, which holds ``modelgrid_serving`` and torch; never the
-    MLX sidecar's, which holds mlx-lm only)."""
+    MLX sidecar's, which holds MLX and its server only)."""
     if source.kind is not api.SourceKind.BUILTIN:
         return []
     path = model_path_in_pod(source, settings)
@@ -395,12 +397,12 @@ def _mlx_server(
     env: list[dict[str, str]],
     mounts: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The engine of an Apple pod: mlx-lm's server on the pod's loopback only (the Ray worker
-    beside it is its one client), sized by the pool's resources."""
+    """The engine of an Apple pod: the MLX generation server on the pod's loopback only (the Ray
+    worker beside it is its one client), sized by the pool's resources."""
     return {
         "name": "mlx-server",
         "image": settings.mlx_image,
-        "command": ["python", "-m", "mlx_lm.server"],
+        "command": ["python", "-m", MLX_SERVER_MODULE],
         "args": [
             "--model",
             model_path_in_pod(model.spec.model, settings),

@@ -17,7 +17,9 @@ What an admin key could try, and what stops it:
   object's uid checked on delete) are removed; others are read-only here;
 - choosing the namespace or any field outside the list: the namespace is the configuration's,
   unknown fields are refused, the spec's own rules and the operator's policy still hold;
-- flooding: at most ``max_models`` of its own at once, bodies of at most 64 KiB.
+- flooding: at most ``max_models`` of its own at once, bodies of at most 64 KiB, and at most
+  :data:`MAX_CALLS_IN_FLIGHT` admin calls at once (each is a call or two to the cluster's API
+  server; more get 429 at once).
 """
 
 from __future__ import annotations
@@ -26,13 +28,21 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from ..errors import Conflict, Forbidden, InvalidJSON, InvalidRequest, ModelNotFound
+from ..errors import (
+    ConcurrencyLimited,
+    Conflict,
+    Forbidden,
+    InvalidJSON,
+    InvalidRequest,
+    ModelNotFound,
+)
 from .auth import KeyPolicy
 from .balancer import Balancer
 from .catalog import Catalog
@@ -48,9 +58,12 @@ MANAGED_BY = "modelgrid-admin-api"
 """The label value marking the models this API created: the only ones it removes."""
 LOADED_BY_ANNOTATION = "modelgrid.io/loaded-by"
 """The name of the key that loaded the model (never the key): who to ask about it."""
+SERVING_PHASES = ("Ready", "Degraded")
 UNLOADING = "Unloading"
 """The phase the admin API reports while it drains a model before removing it."""
 DRAIN_POLL_S = 0.1
+MAX_CALLS_IN_FLIGHT = 8
+"""Admin calls served at once, over every key."""
 MAX_NAME_LENGTH = 40
 """The InferenceModel's own limit on names (``api.MAX_NAME_LENGTH``)."""
 
@@ -199,13 +212,20 @@ def is_managed(document: dict[str, Any]) -> bool:
     return labels.get(MANAGED_BY_LABEL) == MANAGED_BY
 
 
-def view(document: dict[str, Any], *, unloading: bool = False) -> dict[str, Any]:
+def view(
+    document: dict[str, Any], *, unloading: bool = False, routed: bool = True
+) -> dict[str, Any]:
     """What the admin API shows of a model: its id (the name to send as ``model``), its spec
-    and its status as the operator reports it (phase, phase times, conditions)."""
+    and its status as the operator reports it (phase, phase times, conditions), but for two
+    things only the gateway knows: ``Unloading`` while it drains the model, and ``Loading``
+    until it routes a model reported Ready (``routed`` False: its watch or poll has not caught
+    up), so that a client that waits for Ready never gets a 503 next."""
     meta = document.get("metadata") or {}
     spec = document.get("spec") or {}
     status = dict(document.get("status") or {})
     status.setdefault("phase", "Pending")
+    if status["phase"] in SERVING_PHASES and not routed:
+        status["phase"] = "Loading"
     if unloading:
         status["phase"] = UNLOADING
     return {
@@ -254,6 +274,7 @@ class Admin:
         self.config = config
         self._unloading: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
+        self._in_flight = 0
 
     # ---- the routes' operations -------------------------------------------------------------
 
@@ -265,6 +286,10 @@ class Admin:
             Conflict: a model of that name exists, a name it would serve is another's, or
                 ``max_models`` of the admin API's are loaded.
         """
+        with self._slot():
+            return await self._load(body, policy)
+
+    async def _load(self, body: bytes, policy: KeyPolicy) -> dict[str, Any]:
         request = parse_load(body)
         document = to_document(
             request,
@@ -289,13 +314,13 @@ class Admin:
 
     async def show(self, name: str) -> dict[str, Any]:
         """The view of model ``name``. Raises ModelNotFound."""
-        return view(await self._get(name), unloading=name in self._unloading)
+        with self._slot():
+            return self._view(await self._get(name))
 
     async def listing(self) -> dict[str, Any]:
         """Every model of the store's namespace, the admin API's and others' (read-only)."""
-        documents = await self.store.list()
-        data = [view(d, unloading=d["metadata"]["name"] in self._unloading) for d in documents]
-        return {"object": "list", "data": data}
+        with self._slot():
+            return {"object": "list", "data": [self._view(d) for d in await self.store.list()]}
 
     async def unload(self, name: str, policy: KeyPolicy) -> dict[str, Any]:
         """Withdraw model ``name`` now (new requests: 404), and remove it once its requests in
@@ -304,7 +329,8 @@ class Admin:
         Raises:
             ModelNotFound: no such model. Forbidden: one the admin API did not create.
         """
-        document = await self._get(name)
+        with self._slot():
+            document = await self._get(name)
         if not is_managed(document):
             raise Forbidden(
                 f"The model '{name}' was not loaded through the admin API: it is read-only here."
@@ -337,6 +363,22 @@ class Admin:
             await asyncio.gather(task, return_exceptions=True)
 
     # ---- helpers ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One of the :data:`MAX_CALLS_IN_FLIGHT` admin calls; none free: 429 at once."""
+        if self._in_flight >= MAX_CALLS_IN_FLIGHT:
+            raise ConcurrencyLimited("Too many admin calls at once; retry in a second.")
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+
+    def _view(self, document: dict[str, Any]) -> dict[str, Any]:
+        name = (document.get("metadata") or {}).get("name")
+        routed = name in self.catalog.table.cards
+        return view(document, unloading=name in self._unloading, routed=routed)
 
     async def _get(self, name: str) -> dict[str, Any]:
         document = await self.store.get(name) if _is_name(name) else None

@@ -39,7 +39,7 @@ from .asgi import (
 )
 from .auth import ANONYMOUS, KeyPolicy
 from .bounds import check_bounds
-from .candidates import candidates, pinned_pool
+from .candidates import POOL_HEADER_KEY, candidates, pinned_pool
 from .console import Console
 from .exchange import Exchange
 from .gpu_info import gather_gpu_info
@@ -296,10 +296,11 @@ class Gateway:
             route = catalog.table.resolve(payload.get("model"), catalog.allowed_for(policy))
             model = route.model
             max_tokens = check_bounds(payload, route_label, route, limits)
-            pool = pinned_pool(
-                scope, allowed=policy.pool_pinning or state.config.routing.allow_pool_pinning
-            )
-            backends = candidates(route, route_label, payload, pool)
+            backends = route.backends
+            pinned = header(scope, POOL_HEADER_KEY)
+            if pinned is not None or route.lacking:  # else no filter could change a thing
+                pool = None if pinned is None else pinned_pool(pinned, policy, state.config.routing)
+                backends = candidates(route, route_label, payload, pool)
             if policy.tokens_per_minute:
                 answer = max_tokens or limits.reserve_completion_tokens
                 reserved = limiter.reservation(policy, estimate_prompt_tokens(body) + answer)

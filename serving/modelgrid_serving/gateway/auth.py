@@ -73,12 +73,21 @@ class KeyRing:
             :func:`~.config.check_unique_keys`).
         enabled: Auth is on.
         max_concurrent: The default per-key bound on requests in flight.
+        anonymous: With auth on, a request without a known key is served as :data:`ANONYMOUS`
+            (no scope): OpenAI clients send some key whatever the server wants. A known key
+            still names its holder and its scopes.
     """
 
     def __init__(
-        self, keys: Iterable[KeyConfig], *, enabled: bool, max_concurrent: int = 64
+        self,
+        keys: Iterable[KeyConfig],
+        *,
+        enabled: bool,
+        max_concurrent: int = 64,
+        anonymous: bool = False,
     ) -> None:
         self.enabled = enabled
+        self.anonymous = anonymous
         self._by_hash = {
             k.sha256: KeyPolicy.from_config(k, max_concurrent=max_concurrent) for k in keys
         }
@@ -95,11 +104,15 @@ class KeyRing:
         if not self.enabled:
             return ANONYMOUS
         if not authorization:
+            if self.anonymous:
+                return ANONYMOUS
             raise Unauthorized(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
             )
         scheme, _, key = authorization.decode("latin-1").partition(" ")
         policy = self._by_hash.get(hash_key(key.strip())) if scheme.lower() == "bearer" else None
         if policy is None:
+            if self.anonymous:
+                return ANONYMOUS
             raise Unauthorized("Incorrect API key provided.")
         return policy

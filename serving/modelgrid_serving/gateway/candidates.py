@@ -22,12 +22,14 @@ from typing import Any
 
 from ..errors import ClientError, ModelNotReady, UnsupportedParameter
 from ..protocol.capabilities import Capability, requirements
-from .asgi import Scope, header
+from .auth import KeyPolicy
+from .config import RoutingConfig
 from .routing import NOT_READY_RETRY_AFTER_S, Backend, Route, capabilities_lacking
 
 POOL_HEADER = "x-modelgrid-pool"
 """The request header that pins a request to one pool of its model."""
-_POOL_HEADER = POOL_HEADER.encode()
+POOL_HEADER_KEY = POOL_HEADER.encode()
+"""The header's name as the ASGI scope spells it."""
 
 
 class PoolNotFound(ClientError, status=404, code="pool_not_found"):
@@ -38,21 +40,19 @@ class PinningNotAllowed(ClientError, status=403, code="pool_pinning_not_allowed"
     """403: the request pins a pool, and neither the gateway nor its key allows that."""
 
 
-def pinned_pool(scope: Scope, *, allowed: bool) -> str | None:
-    """The pool the request pins (``x-modelgrid-pool``), if any.
+def pinned_pool(value: bytes, policy: KeyPolicy, routing: RoutingConfig) -> str:
+    """The pool a request pins: its ``x-modelgrid-pool`` header (:data:`POOL_HEADER_KEY`).
 
     Args:
-        scope: The request.
-        allowed: Pinning is allowed for this request (the gateway's setting or its key's).
+        value: The header's value.
+        policy: The request's key policy (``pool_pinning``).
+        routing: The gateway's routing settings (``allow_pool_pinning``).
 
     Raises:
-        PinningNotAllowed: the header is there and pinning is not allowed.
-        PoolNotFound: the header is empty or not one line of text.
+        PinningNotAllowed: neither the key nor the gateway allows pinning.
+        PoolNotFound: the header is empty.
     """
-    value = header(scope, _POOL_HEADER)
-    if value is None:
-        return None
-    if not allowed:
+    if not (policy.pool_pinning or routing.allow_pool_pinning):
         raise PinningNotAllowed(
             f"The {POOL_HEADER} header pins a pool, which this gateway does not allow for this "
             "key (routing.allow_pool_pinning in the gateway's config, or the key's "

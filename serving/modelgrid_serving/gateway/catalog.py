@@ -51,6 +51,7 @@ class Catalog:
         self._entries: dict[str, list[ModelEntry]] = {}
         self._key_sources: dict[str, list[KeyConfig]] = {}
         self._auth_enabled = auth_enabled
+        self._anonymous = False
         self._max_concurrent_per_key = max_concurrent_per_key
         self._allowed: dict[str, dict[str, Route]] = {}
         """key name -> what it may use (names are unique), for the current table and keys."""
@@ -64,6 +65,7 @@ class Catalog:
         its auth settings. A keys file that cannot be used stops the gateway at start
         (``initial``) and is logged and ignored on reload (the previous keys stay)."""
         self._auth_enabled = config.auth.enabled
+        self._anonymous = config.auth.anonymous
         self._max_concurrent_per_key = config.limits.max_concurrent_per_key
         self._entries["static"] = static_entries(config, created=created)
         self.set_keys("inline", list(config.auth.keys))
@@ -105,6 +107,7 @@ class Catalog:
         self.keys = KeyRing(
             chain(*sources.values()),
             enabled=self._auth_enabled,
+            anonymous=self._anonymous,
             max_concurrent=self._max_concurrent_per_key,
         )
         self._allowed.clear()

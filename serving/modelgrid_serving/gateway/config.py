@@ -56,7 +56,7 @@ class BackendConfig(_Config):
     capabilities: list[Capability] | None = Field(
         default=None,
         description="What this backend serves (tools, tool_choice, structured_output, logprobs, "
-        "n, reasoning, embeddings, prompt_arrays, echo, min_tokens): a request that needs "
+        "n, best_of, reasoning, embeddings, prompt_arrays, echo, min_tokens): a request that needs "
         "something it lacks goes to another backend of the model, or is refused (400) when none "
         "has it. Absent: everything (its own errors answer).",
     )
@@ -149,6 +149,14 @@ class AuthConfig(_Config):
     """API keys. Off by default, for local use."""
 
     enabled: bool = False
+    anonymous: bool = Field(
+        default=False,
+        description="With auth on, a request without a known key is served (with no scope, no "
+        "allowlist, no limits: OpenAI clients send some key whatever the server wants); a known "
+        "key still names its holder and its scopes. "
+        "`modelgrid up --admin` uses it: anyone on the machine may use the models, only the "
+        "holder of the admin key may load them.",
+    )
     keys_file: Path | None = Field(default=None, description="A KeysFile; reloaded on change.")
     keys: list[KeyConfig] = Field(default_factory=list, description="Keys inline.")
     secret_name: str | None = Field(
@@ -280,6 +288,21 @@ class AdminConfig(_Config):
         default=16,
         le=1000,
         description="Most models the admin API keeps at once (its own, not others'); more: 409.",
+    )
+    grpc_listen: str | None = Field(
+        default=None,
+        pattern=r"^[^\s]+:[0-9]{1,5}$",
+        description="HOST:PORT of the gRPC `ModelHosting` service (CorpGrid's `LoadModel`, on "
+        "this admin API; e.g. `0.0.0.0:50051`); absent: none. Plain gRPC: put TLS in front.",
+    )
+    control_url: str | None = Field(
+        default=None,
+        pattern=r"^http://127\.0\.0\.1:[0-9]{1,5}$",
+        description="`modelgrid up --admin` sets it: the running process's control endpoint "
+        "(loopback), which deploys what is loaded next to its first model.",
+    )
+    control_token_file: Path | None = Field(
+        default=None, description="The file holding the control endpoint's bearer token."
     )
 
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,9 +95,16 @@ def _answers(url: str) -> bool:
 
 @contextmanager
 def gateway_front(
-    config: ModelConfig, endpoints: Sequence[PoolURL], host: str, port: int
+    config: ModelConfig,
+    endpoints: Sequence[PoolURL],
+    host: str,
+    port: int,
+    extra: Mapping[str, Any] | None = None,
 ) -> Iterator[str]:
     """Run the gateway on ``host:port`` over ``endpoints`` while the context lasts.
+
+    ``extra``: more of its configuration (``modelgrid up --admin``'s ``auth`` and ``admin``).
+    It runs as ``modelgrid gateway``, which hands the admin API its check of a load.
 
     Yields:
         The gateway's base URL.
@@ -107,9 +114,10 @@ def gateway_front(
     """
     work = Path(tempfile.mkdtemp(prefix="modelgrid-front-"))
     path = work / "gateway.yaml"
-    path.write_text(yaml.safe_dump(front_config(config, endpoints), sort_keys=False))
+    document = {**front_config(config, endpoints), **(extra or {})}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
     log = work / "gateway.log"
-    argv = [sys.executable, "-m", "modelgrid_serving.gateway", "--config", str(path)]
+    argv = [sys.executable, "-m", "modelgrid_cli", "gateway", "--config", str(path)]
     argv += ["--host", host, "--port", str(port), "--metrics-port", "0"]  # the pools': Serve's
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -35,6 +35,9 @@ from .upstream import BrokenResponse, ConnectFailed, ReadTimeout, Response, Upst
 
 logger = logging.getLogger(__name__)
 
+GATEWAY_OWNED = (b"x-ratelimit", b"access-control-")
+"""Prefixes of response headers a backend's answer never passes on: the gateway's own."""
+
 UPSTREAM_SUFFIX = {
     "chat": "/chat/completions",
     "completions": "/completions",
@@ -120,10 +123,12 @@ class Relay:
     async def _relay(self, x: Exchange, send: Send, resp: Response, backend: Backend) -> int:
         """Relay the backend's answer: an error as it came, else the JSON body or the stream,
         with the model named as the client asked for it."""
+        # the key's limits and CORS are the gateway's to say, never a backend's (mlx_lm.server
+        # allows every origin: relayed, any page could read answers the gateway allows none)
         headers = [
             (k.lower(), v)
             for k, v in resp.raw_headers
-            if k.lower() not in HOP_BY_HOP and not k.lower().startswith(b"x-ratelimit")
+            if k.lower() not in HOP_BY_HOP and not k.lower().startswith(GATEWAY_OWNED)
         ]
         headers.extend(x.headers)
         if resp.status >= 400:

@@ -141,6 +141,8 @@ class GatewayState:
         """For proxied requests (the hot path); it connects on demand."""
         self.relay = Relay(self.upstream, self.balancer, self.metrics)
         self.catalog.apply_static(config, created=int(self._started), initial=True)
+        self.grpc: Any = None
+        """The gRPC ModelHosting server (``admin.grpc_listen``), when there is one."""
         self.admin = (
             self._admin(config, kubernetes, check_spec, model_store)
             if config.admin.enabled
@@ -160,11 +162,19 @@ class GatewayState:
                 "admin.enabled: run the gateway as `modelgrid gateway` (it checks loads with "
                 "the InferenceModel API)"
             )
+        if store is None and config.admin.control_url:
+            from .up_models import UpModels
+
+            if config.admin.control_token_file is None:
+                raise ValueError("admin.control_url needs admin.control_token_file")
+            up = UpModels(config.admin.control_url, config.admin.control_token_file, self.catalog)
+            self.services.append(up)
+            store = up
         if store is None:
             if not kubernetes:
                 raise ValueError(
                     "admin.enabled: models are loaded into a cluster (--kubernetes) or into "
-                    "`modelgrid up`"
+                    "`modelgrid up --admin`"
                 )
             from .cluster_models import ClusterModels
             from .sources import current_namespace
@@ -172,6 +182,12 @@ class GatewayState:
             store = ClusterModels(config.admin.namespace or current_namespace())
         admin = Admin(store, self.catalog, self.balancer, check_spec, config.admin)
         self.services.append(admin)
+        if config.admin.grpc_listen:
+            from .grpc_hosting import GrpcHosting, ModelHostingService
+
+            service = ModelHostingService(admin, lambda auth: self.catalog.keys.authenticate(auth))
+            self.grpc = GrpcHosting(service, config.admin.grpc_listen)
+            self.services.append(self.grpc)
         return admin
 
     def _reload(self, config: GatewayConfig) -> None:

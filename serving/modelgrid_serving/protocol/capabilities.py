@@ -6,8 +6,8 @@ client must never see that: the gateway sends a request only to pools whose engi
 every part of it (:func:`requirements` over the parsed body, :func:`engine_capabilities` per
 pool), and when none can it answers 400 ``unsupported_parameter`` naming the field. What an
 engine lacks is therefore declared here, by the engine's entry in :data:`ENGINE_CAPABILITIES`,
-not discovered by a client's refused request. An engine that learns something (MLX gaining
-``n > 1``, say) moves it into its entry here; a unit test holds the MLX engine's refusals to
+not discovered by a client's refused request. An engine that learns something (as MLX gained
+``n > 1``, tool choice and structured output) moves it into its entry here; a unit test holds the MLX engine's refusals to
 this declaration.
 
 Detection runs on the gateway's hot path: it reads only the few top-level fields that name a
@@ -35,7 +35,9 @@ class Capability(StrEnum):
     LOGPROBS = "logprobs"
     """Token log probabilities (``logprobs``, ``top_logprobs``)."""
     N = "n"
-    """Several choices in one request (``n > 1``, ``best_of > 1``)."""
+    """Several choices in one request (``n > 1``)."""
+    BEST_OF = "best_of"
+    """Completions ``best_of > 1``: candidates ranked by their log probability."""
     REASONING = "reasoning"
     """The model's thinking apart, as ``reasoning_content``; asked for with ``reasoning_effort``."""
     EMBEDDINGS = "embeddings"
@@ -57,17 +59,23 @@ ENGINE_CAPABILITIES: Mapping[str, frozenset[Capability]] = {
             Capability.STRUCTURED_OUTPUT,
             Capability.LOGPROBS,
             Capability.N,
+            Capability.BEST_OF,
             Capability.EMBEDDINGS,
             Capability.PROMPT_ARRAYS,
             Capability.ECHO,
             Capability.MIN_TOKENS,
         }
     ),
-    "mlx": frozenset({Capability.TOOLS}),
+    "mlx": frozenset(
+        {Capability.TOOLS, Capability.TOOL_CHOICE, Capability.STRUCTURED_OUTPUT, Capability.N}
+    ),
 }
 """What each engine (``config.Engine``'s value) serves whatever the model's spec says. vLLM
 serves embeddings for embedding models only; for another it answers 400 itself, as it would
-alone. MLX takes tools through mlx-lm's own tool-call support, where the model has it."""
+alone. MLX (its generation server, docs/serving.md) reads calls in the model's own format with
+mlx-lm's parser, where the model has one, and holds a named or ``required`` ``tool_choice`` and
+``response_format`` to a JSON schema (llguidance) whatever the format; ``n`` is ``n``
+generations. It has no log probabilities, so no ``best_of`` either."""
 
 WITH_TOOL_CALL_PARSER: Mapping[str, frozenset[Capability]] = {
     "vllm": frozenset({Capability.TOOLS, Capability.TOOL_CHOICE}),
@@ -155,12 +163,10 @@ def requirements(
             found[Capability.LOGPROBS] = "logprobs"
         elif get("top_logprobs"):
             found[Capability.LOGPROBS] = "top_logprobs"
-    if Capability.N in among:
-        for field in ("n", "best_of"):
-            value = get(field)
-            if type(value) is int and value > 1:
-                found[Capability.N] = field
-                break
+    for capability, field in ((Capability.N, "n"), (Capability.BEST_OF, "best_of")):
+        value = get(field)
+        if capability in among and type(value) is int and value > 1:
+            found[capability] = field
     if Capability.REASONING in among and get("reasoning_effort") is not None:
         found[Capability.REASONING] = "reasoning_effort"
     if route == "completions":

@@ -8,6 +8,9 @@ defaults, the OpenAPI schema and every CEL rule: ``fidelity_support.admission``)
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -140,3 +143,106 @@ async def test_admin_api_leaves_models_it_did_not_create_alone(
     assert answer.status_code == 403
     assert cluster.model("team") is not None
     assert cluster.writes("/inferencemodels/team", "DELETE") == []
+
+
+@pytest.fixture()
+async def grpc_port(cluster: Cluster) -> Any:
+    """The port of the gateway's gRPC ModelHosting server, whose admin API writes to kmock."""
+    config = GatewayConfig.model_validate(
+        {
+            "auth": {
+                "enabled": True,
+                "keys": [
+                    {"name": "ops", "sha256": hash_key(ADMIN_KEY), "scopes": ["admin"]},
+                    {"name": "app", "sha256": hash_key(USER_KEY)},
+                ],
+            },
+            "admin": {
+                "enabled": True,
+                "namespace": NAMESPACE,
+                "accelerator": "cpu",
+                "grpc_listen": "127.0.0.1:0",
+            },
+            "limits": {"health_interval_s": 0},
+        }
+    )
+    state = GatewayState(
+        config, check_spec=check_spec, model_store=ClusterModels(NAMESPACE, cluster.api)
+    )
+    await state.startup()
+    yield state.grpc.port
+    await state.shutdown()
+    del state
+    gc.collect()  # grpc's poller thread ends once its last server and channel are gone
+
+
+@asynccontextmanager
+async def model_hosting(port: int) -> AsyncIterator[Any]:
+    """A ModelHosting stub on ``port`` (its channel closed and gone with the context)."""
+    import grpc
+    from modelgrid_serving.gateway.hosting import model_hosting_pb2_grpc as pb_grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield pb_grpc.ModelHostingStub(channel)
+    del channel
+    gc.collect()
+
+
+async def test_grpc_load_model_creates_the_inferencemodel_and_unloads_it(
+    cluster: Cluster, grpc_port: int
+) -> None:
+    from modelgrid_serving.gateway.hosting import model_hosting_pb2 as pb
+
+    admin = (("authorization", f"Bearer {ADMIN_KEY}"),)
+    async with model_hosting(grpc_port) as hosting:
+        answer = await hosting.LoadModel(
+            pb.LoadModelRequest(model_path="/models/Qwen2-0.5B", precision="bf16"), metadata=admin
+        )
+        assert (answer.model_id, answer.phase) == ("qwen2-0-5b", "Pending")
+        stored = cluster.model("qwen2-0-5b")
+        assert stored is not None and admit(stored, SCHEMA).errors == []
+        assert stored["spec"]["engineArgs"] == {"dtype": "bfloat16"}
+        assert stored["spec"]["model"]["uri"] == "/models/Qwen2-0.5B"
+
+        status = await hosting.GetModelStatus(
+            pb.ModelStatusRequest(model_id="qwen2-0-5b"), metadata=admin
+        )
+        assert (status.model_id, status.phase) == ("qwen2-0-5b", "Pending")
+        status = await hosting.UnloadModel(
+            pb.UnloadModelRequest(model_id="qwen2-0-5b"), metadata=admin
+        )
+        assert status.phase == "Unloading"
+    await eventually(lambda: cluster.model("qwen2-0-5b") is None, what="the model deleted")
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    ("model_path", "precision", "metadata", "code", "words"),
+    [
+        ("/models/x", "int4", (("authorization", f"Bearer {ADMIN_KEY}"),), "INVALID_ARGUMENT", "int4"),
+        ("/models/x", "fp16", (("authorization", f"Bearer {USER_KEY}"),), "PERMISSION_DENIED", "admin"),
+        ("/models/x", "fp16", (), "UNAUTHENTICATED", "API key"),
+        ("not a path", "auto", (("authorization", f"Bearer {ADMIN_KEY}"),), "INVALID_ARGUMENT",
+         "spec.model.uri: "),
+    ],
+)  # fmt: skip
+async def test_grpc_load_model_refusals_name_the_problem(
+    cluster: Cluster,
+    grpc_port: int,
+    model_path: str,
+    precision: str,
+    metadata: tuple[tuple[str, str], ...],
+    code: str,
+    words: str,
+) -> None:
+    import grpc
+    from modelgrid_serving.gateway.hosting import model_hosting_pb2 as pb
+
+    async with model_hosting(grpc_port) as hosting:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await hosting.LoadModel(
+                pb.LoadModelRequest(model_path=model_path, precision=precision), metadata=metadata
+            )
+    assert refused.value.code() == getattr(grpc.StatusCode, code)
+    assert words in (refused.value.details() or "")
+    assert cluster.writes("/inferencemodels", "POST") == []

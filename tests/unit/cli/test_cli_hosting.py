@@ -178,3 +178,12 @@ def test_cli_models_lists_phases_and_who_loaded_them(gateway, capsys):
     assert lines[0].split() == ["NAME", "PHASE", "LOADED", "BY", "URI"]
     assert lines[1].split() == ["second", "Loading", "ops", "builtin://tiny-llama"]
     assert lines[2].split()[:2] == ["team", "Ready"] and "(not the admin API)" in lines[2]
+
+
+def test_cli_load_refuses_a_key_file_of_several_lines(gateway, tmp_path, capsys):
+    fake = gateway(POST=[(202, model("Pending"))])
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-secret\nmore: lines\n")
+    assert main(["load", "org/m", "--api-key-file", str(key_file)]) == 2
+    err = capsys.readouterr().err
+    assert "one line" in err and "sk-secret" not in err and fake.calls == []

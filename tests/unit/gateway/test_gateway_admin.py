@@ -18,6 +18,7 @@ from modelgrid_serving.gateway.admin import (
     LOADED_BY_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    MAX_CALLS_IN_FLIGHT,
     name_from_uri,
 )
 from modelgrid_serving.gateway.app import Gateway
@@ -302,3 +303,39 @@ async def test_admin_unload_withdraws_at_once_and_deletes_after_the_drain() -> N
 )
 def test_admin_name_from_uri_is_a_resource_name(uri: str, name: str) -> None:
     assert name_from_uri(uri) == name
+
+
+async def test_admin_reports_ready_only_once_the_gateway_routes_it() -> None:
+    app, store = make_admin_gateway()
+    await load(app, {"uri": "builtin://tiny-llama", "name": "second"})
+    store.objects["second"]["status"] = {"phase": "Ready"}  # the operator says Ready
+    shown = await call(app, "GET", "/v1/admin/models/second", headers=ADMIN)
+    assert json.loads(shown[2])["status"]["phase"] == "Loading"  # the watch has not caught up
+    backend = Backend(url="http://127.0.0.1:10/v1")
+    entry = ModelEntry(name="second", backends=(backend,), source=store.source_of("second"))
+    app.state.catalog.set_entries("kubernetes:models", [entry])
+    shown = await call(app, "GET", "/v1/admin/models/second", headers=ADMIN)
+    assert json.loads(shown[2])["status"]["phase"] == "Ready"
+
+
+@pytest.mark.security
+async def test_admin_calls_at_once_are_bounded() -> None:
+    app, store = make_admin_gateway()
+    release = asyncio.Event()
+    listed = store.list
+
+    async def slow_list() -> list[dict[str, Any]]:
+        await release.wait()
+        return await listed()
+
+    store.list = slow_list  # type: ignore[method-assign]
+    calls = [
+        asyncio.create_task(call(app, "GET", "/v1/admin/models", headers=ADMIN))
+        for _ in range(MAX_CALLS_IN_FLIGHT)
+    ]
+    await asyncio.sleep(0.05)
+    status, headers, _ = await call(app, "GET", "/v1/admin/models", headers=ADMIN)
+    assert status == 429 and headers["retry-after"] == "1"
+    release.set()
+    assert [c[0] for c in await asyncio.gather(*calls)] == [200] * MAX_CALLS_IN_FLIGHT
+    assert (await call(app, "GET", "/v1/admin/models", headers=ADMIN))[0] == 200

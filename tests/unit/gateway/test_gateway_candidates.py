@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 from modelgrid_serving.errors import ModelNotReady, UnsupportedParameter
+from modelgrid_serving.gateway.auth import ANONYMOUS, KeyPolicy
 from modelgrid_serving.gateway.candidates import (
     PinningNotAllowed,
     PoolNotFound,
     candidates,
     pinned_pool,
 )
+from modelgrid_serving.gateway.config import RoutingConfig
 from modelgrid_serving.gateway.routing import Backend, ModelEntry, build_table
 from modelgrid_serving.protocol.capabilities import (
     ALL_CAPABILITIES,
@@ -42,18 +44,22 @@ def chat(**fields: Any) -> dict[str, Any]:
 def test_a_request_goes_only_to_pools_that_serve_all_of_it() -> None:
     route = route_of(VLLM, MLX)
     assert candidates(route, "chat", chat()) == (VLLM, MLX)
-    assert candidates(route, "chat", chat(n=2)) == (VLLM,)
+    assert candidates(route, "chat", chat(n=2)) == (VLLM, MLX)
+    assert candidates(route, "chat", chat(logprobs=True)) == (VLLM,)
     assert candidates(route, "chat", chat(tools=TOOLS)) == (MLX,)
+    assert candidates(route, "chat", chat(tools=TOOLS, tool_choice="required")) == (MLX,)
     assert candidates(route, "embeddings", {"model": "m", "input": "x"}) == (VLLM,)
-    assert candidates(route, "chat", chat(tools=TOOLS, tool_choice="none", n=2)) == (VLLM,)
+    assert candidates(route, "completions", {"model": "m", "prompt": "x", "best_of": 2}) == (VLLM,)
+    assert candidates(route, "chat", chat(tools=TOOLS, tool_choice="none", logprobs=True)) == (
+        VLLM,
+    )
 
 
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"tools": TOOLS, "tool_choice": "required"}, "tool_choice"),  # neither pool
-        ({"reasoning_effort": "high"}, "reasoning_effort"),  # no reasoning parser
-        ({"tools": TOOLS, "n": 2}, "tools"),  # each pool one of them: named first
+        ({"reasoning_effort": "high"}, "reasoning_effort"),  # no reasoning parser: neither pool
+        ({"tools": TOOLS, "logprobs": True}, "tools"),  # each pool one of them: named first
     ],
 )
 def test_no_pool_can_serve_it_is_400_unsupported_parameter(
@@ -84,8 +90,8 @@ def test_pinned_pool_takes_only_that_pool() -> None:
     route = route_of(VLLM, MLX)
     assert candidates(route, "chat", chat(), "apple") == (MLX,)
     with pytest.raises(UnsupportedParameter) as info:
-        candidates(route, "chat", chat(n=2), "apple")
-    assert info.value.param == "n" and "pool 'apple'" in info.value.message
+        candidates(route, "chat", chat(logprobs=True), "apple")
+    assert info.value.param == "logprobs" and "pool 'apple'" in info.value.message
 
 
 def test_pinned_pool_unknown_is_404_and_not_ready_is_503() -> None:
@@ -100,24 +106,25 @@ def test_pinned_pool_unknown_is_404_and_not_ready_is_503() -> None:
 
 
 def test_pinned_pool_header_is_refused_unless_allowed() -> None:
-    scope = {"headers": [(b"x-modelgrid-pool", b" apple ")]}
-    assert pinned_pool(scope, allowed=True) == "apple"
-    assert pinned_pool({"headers": []}, allowed=False) is None
+    off, on = RoutingConfig(), RoutingConfig(allow_pool_pinning=True)
+    pinner = KeyPolicy(name="pinner", pool_pinning=True)
+    assert pinned_pool(b" apple ", ANONYMOUS, on) == "apple"
+    assert pinned_pool(b"apple", pinner, off) == "apple"
     with pytest.raises(PinningNotAllowed) as info:
-        pinned_pool(scope, allowed=False)
+        pinned_pool(b"apple", ANONYMOUS, off)
     assert info.value.status_code == 403
     with pytest.raises(PoolNotFound):
-        pinned_pool({"headers": [(b"x-modelgrid-pool", b"")]}, allowed=True)
+        pinned_pool(b"", ANONYMOUS, on)
 
 
 def test_card_shows_what_the_name_and_each_pool_serve() -> None:
     table = build_table([ModelEntry(name="m", backends=(VLLM, MLX))])
     card = json.loads(table.cards["m"])
-    together = VLLM.capabilities | MLX.capabilities  # all but tool_choice and reasoning
+    together = VLLM.capabilities | MLX.capabilities  # all but reasoning
     assert card["capabilities"] == [c.value for c in Capability if c in together]
     assert card["pools"] == [
         {"name": "nvidia", "capabilities": [c.value for c in Capability if c in VLLM.capabilities]},
-        {"name": "apple", "capabilities": ["tools"]},
+        {"name": "apple", "capabilities": ["tools", "tool_choice", "structured_output", "n"]},
     ]
 
 
@@ -158,3 +165,16 @@ async def test_gateway_card_lists_pools_and_capabilities() -> None:
     card = json.loads(got)
     assert status == 200 and card["capabilities"] == ["tools", "n"]
     assert [p["name"] for p in card["pools"]] == ["nvidia", "apple"]
+
+
+async def test_gateway_pinning_applies_to_a_model_whose_pools_serve_everything() -> None:
+    """Nothing to filter by capability (the fast path) still honours and checks the pin."""
+    body = json.dumps(chat(model="llama")).encode()
+    app = make_gateway(routing={"allow_pool_pinning": True}, limits={"max_body_bytes": 4096})
+    pin = {"x-modelgrid-pool": "tpu"}
+    status, _, got = await call(app, "POST", "/v1/chat/completions", body, pin)
+    assert (status, error_code(got)) == (404, "pool_not_found")
+    status, _, got = await call(
+        make_gateway(limits={"max_body_bytes": 4096}), "POST", "/v1/chat/completions", body, pin
+    )
+    assert (status, error_code(got)) == (403, "pool_pinning_not_allowed")

@@ -57,7 +57,7 @@ NEEDS: list[tuple[str, dict[str, Any], Capability, str]] = [
     ("chat", {"reasoning_effort": "low"}, Capability.REASONING, "reasoning_effort"),
     ("chat", {"min_tokens": 2}, Capability.MIN_TOKENS, "min_tokens"),
     ("completions", {"logprobs": 0}, Capability.LOGPROBS, "logprobs"),
-    ("completions", {"best_of": 2}, Capability.N, "best_of"),
+    ("completions", {"best_of": 2}, Capability.BEST_OF, "best_of"),
     ("completions", {"n": 3}, Capability.N, "n"),
     ("completions", {"prompt": ["a", "b"]}, Capability.PROMPT_ARRAYS, "prompt"),
     ("completions", {"prompt": [1, 2]}, Capability.PROMPT_ARRAYS, "prompt"),
@@ -141,17 +141,17 @@ def test_parse_capabilities_names_the_unknown_ones() -> None:
         parse_capabilities(["tools", "telepathy"])
 
 
-class _Counter:
+class _Encoder:
     eos_token_ids = frozenset({2})
 
-    def count_chat(self, messages: list[dict[str, Any]], tools: Any) -> int:
-        return 10
+    def encode_chat(self, messages: list[dict[str, Any]], tools: Any) -> list[int]:
+        return [1] * 10
 
-    def count_text(self, prompt: str) -> int:
-        return 5
+    def encode_text(self, prompt: str) -> list[int]:
+        return [1] * 5
 
 
-_TARGET = Target(mlx_model="/models/tiny", max_model_len=64, counter=_Counter())
+_TARGET = Target(max_model_len=64, encoder=_Encoder())
 
 
 @pytest.mark.parametrize(("route", "fields", "capability", "param"), NEEDS)
