@@ -121,8 +121,9 @@ class Relay:
         return await send_error(send, exc, extra)
 
     async def _relay(self, x: Exchange, send: Send, resp: Response, backend: Backend) -> int:
-        """Relay the backend's answer: an error as it came, else the JSON body or the stream,
-        with the model named as the client asked for it."""
+        """Relay the backend's answer: an error as it came, else the stream
+        (:meth:`_relay_stream`) or the whole JSON body, read and sent on in one piece with its
+        usage noted; the model named as the client asked for it."""
         # the key's limits and CORS are the gateway's to say, never a backend's (mlx_lm.server
         # allows every origin: relayed, any page could read answers the gateway allows none)
         headers = [
@@ -139,18 +140,6 @@ class Relay:
             rename = model_renamer(backend.upstream_model, requested)
         if resp.content_type == "text/event-stream":
             return await self._relay_stream(x, send, resp, backend, headers, rename)
-        return await self._relay_json(x, send, resp, backend, headers, rename)
-
-    async def _relay_json(
-        self,
-        x: Exchange,
-        send: Send,
-        resp: Response,
-        backend: Backend,
-        headers: list[tuple[bytes, bytes]],
-        rename: Callable[[bytes], bytes] | None,
-    ) -> int:
-        """A whole answer: read, its usage noted, sent on in one piece."""
         try:
             data = await resp.read()
         except (ReadTimeout, ConnectionError) as exc:
