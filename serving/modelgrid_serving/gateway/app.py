@@ -45,7 +45,7 @@ from .exchange import Exchange
 from .gpu_info import gather_gpu_info
 from .peers import USAGE_PATH
 from .proxy import estimate_prompt_tokens, parse_body
-from .routing import filter_listing
+from .routing import Backend, filter_listing
 from .state import GatewayState
 
 logger = logging.getLogger(__name__)
@@ -322,27 +322,36 @@ class Gateway:
         x = Exchange(scope, route_label, model, body, payload, extra, policy, reserved, started)
         status: int | None = None
         try:
-            watcher = None
-            cancel_on_disconnect = scope.get("extensions", {}).get(CANCEL_ON_DISCONNECT)
-            if cancel_on_disconnect is not None:
-                cancel_on_disconnect(x.client_left)
-            else:
-                task = asyncio.current_task()
-                assert task is not None
-                watcher = asyncio.create_task(x.watch_disconnect(receive, task))
-            try:
-                status = await state.relay.run(x, send, backends, limits.retries)
-            except asyncio.CancelledError:
-                if not x.client_gone:
-                    raise
-                asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                status = 499
-            finally:
-                x.done = True
-                if watcher is not None:
-                    watcher.cancel()
+            status = await self._relay(x, receive, send, backends)
         finally:
             sink.finished(x, status)
+
+    async def _relay(
+        self, x: Exchange, receive: Receive, send: Send, backends: tuple[Backend, ...]
+    ) -> int:
+        """Relay an admitted request, cancelled if its client goes away (status 499): the
+        upstream request closes with it, so the engine stops generating for nobody. The
+        server tells of a disconnect where it can (``CANCEL_ON_DISCONNECT``); else a task
+        watches ``receive``."""
+        watcher = None
+        cancel_on_disconnect = x.scope.get("extensions", {}).get(CANCEL_ON_DISCONNECT)
+        if cancel_on_disconnect is not None:
+            cancel_on_disconnect(x.client_left)
+        else:
+            task = asyncio.current_task()
+            assert task is not None
+            watcher = asyncio.create_task(x.watch_disconnect(receive, task))
+        try:
+            return await self.state.relay.run(x, send, backends, self.state.limits.retries)
+        except asyncio.CancelledError:
+            if not x.client_gone:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            return 499
+        finally:
+            x.done = True
+            if watcher is not None:
+                watcher.cancel()
 
     async def _read_body(self, scope: Scope, receive: Receive, limit: int | None = None) -> bytes:
         limit = min(limit or self.state.limits.max_body_bytes, self.state.limits.max_body_bytes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 
 from ..errors import (
@@ -120,6 +121,9 @@ class Relay:
         return await send_error(send, exc, extra)
 
     async def _relay(self, x: Exchange, send: Send, resp: Response, backend: Backend) -> int:
+        """Relay the backend's answer: an error as it came, else the stream
+        (:meth:`_relay_stream`) or the whole JSON body, read and sent on in one piece with its
+        usage noted; the model named as the client asked for it."""
         # the key's limits and CORS are the gateway's to say, never a backend's (mlx_lm.server
         # allows every origin: relayed, any page could read answers the gateway allows none)
         headers = [
@@ -127,26 +131,38 @@ class Relay:
             for k, v in resp.raw_headers
             if k.lower() not in HOP_BY_HOP and not k.lower().startswith(GATEWAY_OWNED)
         ]
-        extra = x.headers
-        headers.extend(extra)
-        streaming = resp.content_type == "text/event-stream"
+        headers.extend(x.headers)
         if resp.status >= 400:
             return await _relay_error(send, resp, headers)
         rename = None
         requested = x.payload["model"]
         if backend.upstream_model and backend.upstream_model != requested:
             rename = model_renamer(backend.upstream_model, requested)
-        if not streaming:
-            try:
-                data = await resp.read()
-            except (ReadTimeout, ConnectionError) as exc:
-                failure = self._broke_off(x, backend, exc, "before its answer was complete")
-                return await send_error(send, failure, extra)
-            if rename is not None:
-                data = rename(data)
-            x.usage = find_usage(data)
-            await send_body(send, resp.status, data, headers)
-            return resp.status
+        if resp.content_type == "text/event-stream":
+            return await self._relay_stream(x, send, resp, backend, headers, rename)
+        try:
+            data = await resp.read()
+        except (ReadTimeout, ConnectionError) as exc:
+            failure = self._broke_off(x, backend, exc, "before its answer was complete")
+            return await send_error(send, failure, x.headers)
+        if rename is not None:
+            data = rename(data)
+        x.usage = find_usage(data)
+        await send_body(send, resp.status, data, headers)
+        return resp.status
+
+    async def _relay_stream(
+        self,
+        x: Exchange,
+        send: Send,
+        resp: Response,
+        backend: Backend,
+        headers: list[tuple[bytes, bytes]],
+        rename: Callable[[bytes], bytes] | None,
+    ) -> int:
+        """A stream: each block of whole events sent on as it arrives, counting events (the
+        first one times the first token) and noting usage on the way; a stream that breaks
+        off, or ends without ``[DONE]``, ends with an error event for the client."""
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         reader = SSEReader()
         last = b""  # the last block with data: [DONE], a stream's last event, is in it
