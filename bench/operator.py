@@ -2,14 +2,15 @@
 
 Measures, in one run:
 
-- **steady state**: a few models under a short refresh interval; once settled, the writes
-  (must be none) and reads their refreshes make;
-- **restart**: a new operator resuming those models: writes (must be none) and reads;
 - **sequential creates**: from an InferenceModel create call returning to its RayService
   written (the emulator finished answering the POST), and to its status at phase Scheduling,
   with the median timeline of one create's calls to show where the time goes;
 - **burst**: many models created at once, from the first create call to all RayServices
   written and to all statuses at Scheduling;
+- **at scale** (``--scale``, 100 and 1,000 settled models): a restarted operator resuming them
+  (writes: must be none; reads), the steady state under the default refresh and resync (API
+  reads a second, CPU and resident memory of this process), and a pod turning Ready to the
+  model's status at Ready, for a sample;
 - **API calls per reconcile**: writes (POST/PATCH/PUT/DELETE to rayservices, rayclusters and
   inferencemodels, ``/status`` included), Events, and reads (GET/LIST), per model.
 
@@ -20,10 +21,10 @@ with the operator's thread: it has no network, storage, admission or validation,
 figures are a floor for a real API server. Exits 1 when a model never gets its RayService or
 status, when a RayService is created twice, or when the steady state or a restart writes.
 
-Run from the repository root (about 20 s on 2 cores)::
+Run from the repository root (about 200 s on 2 cores)::
 
     python bench/operator.py
-    python bench/operator.py --sequential 20 --burst 30    # quicker
+    python bench/operator.py --sequential 20 --burst 30 --scale 100    # quicker
 """
 
 from __future__ import annotations
@@ -316,7 +317,7 @@ async def settle(
         emulator.listeners.remove(note)
 
 
-async def wait_for_watch(emulator: TimedEmulator) -> None:
+async def wait_for_watch(emulator: TimedEmulator, timeout: float = 30) -> None:
     """Wait until kopf watches InferenceModels."""
     since = len(emulator.answers)
     await wait_until(
@@ -325,7 +326,7 @@ async def wait_for_watch(emulator: TimedEmulator) -> None:
             a.request.action == kmock.action.WATCH and plural(a.request) == api.PLURAL
             for a in emulator.answers[since:]
         ),
-        timeout=30,
+        timeout=timeout,
         what="the operator's watch",
     )
 
@@ -461,7 +462,7 @@ async def at_scale(
     names = [f"m{count}-{i}" for i in range(count)]
     operator = start(LONG_REFRESH, LONG_REFRESH)
     try:
-        await wait_for_watch(emulator)
+        await wait_for_watch(emulator, timeout=60 + count / 10)
         await create_models(emulator, names)
         await wait_until(
             emulator,
@@ -478,7 +479,7 @@ async def at_scale(
     rss_before = rss_mib()
     operator = start(args.scale_refresh, args.scale_resync)
     try:
-        await wait_for_watch(emulator)
+        await wait_for_watch(emulator, timeout=60 + count / 10)
         await settle(emulator, quiet=1.0, timeout=60 + count / 10)
         resumed = time.perf_counter() - began
         resume = CallCounts.of(emulator.answers[first:])
@@ -760,15 +761,15 @@ async def run(args: argparse.Namespace) -> list[Row]:
                 )
                 return OperatorThread(config, operator_settings(events=True)).start()
 
-            rows: list[Row] = []
-            for count in args.scale:
-                rows += await at_scale(emulator, milestones, start, count, args)
             operator = start(LONG_REFRESH)
             try:
-                rows += await sequential(emulator, milestones, args.sequential, args.warmup)
+                await wait_for_watch(emulator)
+                rows = await sequential(emulator, milestones, args.sequential, args.warmup)
                 rows += await burst(emulator, milestones, args.burst)
             finally:
                 await operator.stop()
+            for count in args.scale:
+                rows += await at_scale(emulator, milestones, start, count, args)
             return rows
 
 
