@@ -8,7 +8,7 @@ MODEL := $(shell .ci/platform.sh model 2>/dev/null)
 endif
 PYTEST_ARGS ?=
 
-.PHONY: up test test-unit crd dashboards images
+.PHONY: up test test-unit crd dashboards images grpc
 
 ## Install and serve MODEL on http://127.0.0.1:8000 (Ctrl-C stops it)
 up:
@@ -31,6 +31,10 @@ images:
 crd:
 	venv=$$(.ci/venv.sh) && "$$venv/bin/modelgrid" crd > crds/modelgrid.io_inferencemodels.yaml
 	cp crds/modelgrid.io_inferencemodels.yaml charts/modelgrid/crds/
+
+## Regenerate the gateway's gRPC code from its .proto (pinned grpcio-tools: tools/grpc_code.py)
+grpc:
+	python3 tools/grpc_code.py
 
 ## Regenerate the Grafana dashboards of the chart (built in code: tools/dashboards.py)
 dashboards:

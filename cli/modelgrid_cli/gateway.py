@@ -1,6 +1,6 @@
 """``modelgrid gateway``: one OpenAI endpoint over every model (a static file and/or the
-cluster's InferenceModels). Imports the gateway only once it runs; never Ray, kopf, an engine
-or the operator."""
+cluster's InferenceModels). Imports the gateway only once it runs; never Ray, kopf or an
+engine, and of the operator only its typed API (the admin API's check of a load)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     """Serve the gateway until SIGINT or SIGTERM. Blocks."""
     from modelgrid_serving import gateway
 
+    from modelgrid_cli.spec_check import check_spec
+
     gateway.serve(
         Path(args.config) if args.config else None,
         host=args.host,
@@ -40,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
         kubernetes=args.kubernetes,
         namespaces=tuple(args.namespace or ()),
         metrics_port=args.metrics_port,
+        check_spec=check_spec,
     )
     return 0

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from modelgrid_cli import crd, dev, gateway, operator, render, up
+from modelgrid_cli import crd, dev, gateway, hosting, operator, render, up
 from modelgrid_cli.models import BadInput
 
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modelgrid {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (up, render, crd, operator, gateway, dev):
+    for command in (up, hosting, render, crd, operator, gateway, dev):
         command.add_parser(sub)
     return parser
 

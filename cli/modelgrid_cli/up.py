@@ -4,8 +4,13 @@ the model's engine, behind the gateway (the ``serve`` extra and an engine's)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelgrid_cli.models import read_models, refusing_invalid_models
+
+if TYPE_CHECKING:
+    from modelgrid_serving.local import UpAdmin
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,6 +26,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=int,
         help="with one pool, the web console (the gateway in front of it) listens here "
         "(default: --port + 1; 0: none). With several pools it is on --port.",
+    )
+    up.add_argument(
+        "--admin",
+        action="store_true",
+        help="also take models loaded with `modelgrid load` (the gateway's admin API) and serve "
+        "them next to this one; the admin key is written to a file only you can read",
+    )
+    up.add_argument(
+        "--grpc-port",
+        type=int,
+        help="with --admin: also serve gRPC ModelHosting (LoadModel) on this port",
     )
     up.set_defaults(run=run)
 
@@ -54,5 +70,37 @@ def run(args: argparse.Namespace) -> int:
     if model.spec.model.kind is api.SourceKind.BUILTIN:
         write_tiny_model(builtin_root / model.spec.model.location)
     console_port = None if args.console_port == 0 else args.console_port or args.port + 1
-    serve(config, host=args.host, port=args.port, front=gateway_front, console_port=console_port)
+    if args.grpc_port and not args.admin:
+        raise SystemExit("modelgrid: --grpc-port needs --admin")
+    grpc = f"{args.host}:{args.grpc_port}" if args.grpc_port else None
+    accelerator = model.spec.pools[0].accelerator.value  # where a load that names none runs
+    admin = _admin(args.port, builtin_root, grpc, accelerator) if args.admin else None
+    serve(
+        config,
+        host=args.host,
+        port=args.port,
+        front=gateway_front,
+        console_port=console_port,
+        admin=admin,
+    )
     return 0
+
+
+def _admin(port: int, builtin_root: Path, grpc_listen: str | None, accelerator: str) -> UpAdmin:
+    """The admin API of this run: a fresh key (its file printed, never the key), the plan of a
+    load, and the accelerator of a load that names none (the first model's first pool's)."""
+    from functools import partial
+
+    from modelgrid_serving.gateway.auth import hash_key
+    from modelgrid_serving.local import UpAdmin
+
+    from modelgrid_cli.up_admin import make_admin_key, plan_load
+
+    key, path = make_admin_key(port)
+    print(f"[modelgrid] admin API on: `modelgrid load URI` loads a model (admin key in {path})")
+    return UpAdmin(
+        plan=partial(plan_load, builtin_root=builtin_root),
+        key_sha256=hash_key(key),
+        accelerator=accelerator,
+        grpc_listen=grpc_listen,
+    )

@@ -57,6 +57,10 @@ which KubeRay caps at 47 characters, ``MaxRayServiceNameLength``: its RayCluster
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 """What a served model name may look like: what OpenAI clients send in ``model``."""
 
+Count = Annotated[int, Field(ge=1, le=100_000)]
+"""A count in the spec (requests, sequences, layers, heads): at least one, at most 100,000. One
+bound for every such field, declared once."""
+
 BUILTIN_MODELS = ("tiny-llama",)
 """Models modelgrid generates itself (random weights, a locally trained tokenizer): for demos and
 tests on machines that reach no model hub. ``builtin://tiny-llama`` is a few MB."""
@@ -267,6 +271,19 @@ Quantity = int | str
 """A Kubernetes resource quantity (``2``, ``500m``, ``8Gi``)."""
 
 
+def _no_gpus_in(field: Literal["requests", "limits"]) -> Rule:
+    """The rule that ``resources.<field>`` names no GPUs: a pool's GPUs follow from its engine
+    arguments (one count, rendered into requests and limits alike), so a second count here
+    could only contradict it."""
+    return Rule(
+        cel=f"!has(self.{field}) || !('nvidia.com/gpu' in self.{field})",
+        message="GPUs are derived from engineArgs (tensorParallelSize x pipelineParallelSize); "
+        "do not set nvidia.com/gpu in resources",
+        check=lambda r: "nvidia.com/gpu" not in getattr(r, field),
+        field=field,
+    )
+
+
 class Resources(_Object):
     """CPU and memory of one replica's worker pod. GPUs are derived, not set here."""
 
@@ -275,22 +292,7 @@ class Resources(_Object):
     )
     limits: dict[str, Quantity] = Field(default_factory=dict, description="Resource limits.")
 
-    rules: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            cel="!has(self.requests) || !('nvidia.com/gpu' in self.requests)",
-            message="GPUs are derived from engineArgs (tensorParallelSize x pipelineParallelSize); "
-            "do not set nvidia.com/gpu in resources",
-            check=lambda r: "nvidia.com/gpu" not in r.requests,
-            field="requests",
-        ),
-        Rule(
-            cel="!has(self.limits) || !('nvidia.com/gpu' in self.limits)",
-            message="GPUs are derived from engineArgs (tensorParallelSize x pipelineParallelSize); "
-            "do not set nvidia.com/gpu in resources",
-            check=lambda r: "nvidia.com/gpu" not in r.limits,
-            field="limits",
-        ),
-    )
+    rules: ClassVar[tuple[Rule, ...]] = (_no_gpus_in("requests"), _no_gpus_in("limits"))
 
 
 class Pool(_Object):
@@ -342,8 +344,8 @@ class Pool(_Object):
 class ServingLimits(_Object):
     """Admission limits per replica: overload becomes a fast 503, never an unbounded queue."""
 
-    max_concurrent_requests: int = Field(
-        default=64, ge=1, le=100_000, description="Requests a replica runs at once."
+    max_concurrent_requests: Count = Field(
+        default=64, description="Requests a replica runs at once."
     )
     max_queued_requests: int = Field(
         default=256,
@@ -351,10 +353,8 @@ class ServingLimits(_Object):
         le=1_000_000,
         description="Requests waiting for a replica before new ones are refused with 503.",
     )
-    target_concurrent_requests: int | None = Field(
+    target_concurrent_requests: Count | None = Field(
         default=None,
-        ge=1,
-        le=100_000,
         description="Autoscaling target per replica. Default: half of maxConcurrentRequests.",
     )
 
@@ -387,18 +387,14 @@ QUANTITY = r"^([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
 class ModelArchitecture(_Object):
     """The numbers that size a model's KV cache, as its ``config.json`` names them."""
 
-    num_layers: int = Field(
-        ge=1, le=100_000, description="Transformer layers (`num_hidden_layers` in config.json)."
+    num_layers: Count = Field(
+        description="Transformer layers (`num_hidden_layers` in config.json)."
     )
-    num_key_value_heads: int = Field(
-        ge=1,
-        le=100_000,
+    num_key_value_heads: Count = Field(
         description="Key/value heads per layer (`num_key_value_heads`; `num_attention_heads` for "
         "models without grouped-query attention).",
     )
-    head_dim: int = Field(
-        ge=1,
-        le=100_000,
+    head_dim: Count = Field(
         description="Size of one attention head (`head_dim`, else `hidden_size / "
         "num_attention_heads`).",
     )
@@ -428,10 +424,8 @@ class ModelMemory(_Object):
     architecture: ModelArchitecture | None = Field(
         default=None, description="Layer and head numbers that size the KV cache."
     )
-    concurrent_sequences: int = Field(
+    concurrent_sequences: Count = Field(
         default=1,
-        ge=1,
-        le=100_000,
         description="Full-length sequences (engineArgs.maxModelLen tokens each) whose KV cache "
         "must fit at once. Default 1: the condition vLLM itself checks when it starts; set it to "
         "serving.maxConcurrentRequests for a worst-case guarantee.",

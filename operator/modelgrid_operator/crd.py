@@ -69,32 +69,52 @@ def to_structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any
     Returns:
         A node with a ``type`` everywhere, no references and no ``anyOf`` of types.
     """
-    models = _models_by_name()
     if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[-1]
-        node = to_structural(defs[name], defs)
-        model = models.get(name)
-        if model is not None and model.rules:
-            node["x-kubernetes-validations"] = _rules_for(model)
-        for key in ("description", "default"):
-            if key in schema:
-                node[key] = schema[key]
-        return node
-
+        return _from_ref(schema, defs)
     if "anyOf" in schema:
-        variants = [v for v in schema["anyOf"] if v.get("type") != "null"]
-        types = {v.get("type") for v in variants}
-        if types == {"integer", "string"}:  # a resource quantity
-            node = {"x-kubernetes-int-or-string": True}
-        elif len(variants) == 1:
-            node = to_structural(variants[0], defs)
-        else:
-            raise ValueError(f"cannot express anyOf {schema['anyOf']} structurally")
-        for key in ("description", "default"):
-            if key in schema and schema[key] is not None:
-                node[key] = schema[key]
-        return node
+        return _from_any_of(schema, defs)
+    return _from_plain(schema, defs)
 
+
+def _from_ref(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A reference to a model, inlined (structural schemas have no ``$ref``), with the model's
+    CEL rules and the referring field's own description and default."""
+    name = schema["$ref"].rsplit("/", 1)[-1]
+    node = to_structural(defs[name], defs)
+    model = _models_by_name().get(name)
+    if model is not None and model.rules:
+        node["x-kubernetes-validations"] = _rules_for(model)
+    for key in ("description", "default"):
+        if key in schema:
+            node[key] = schema[key]
+    return node
+
+
+def _from_any_of(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """pydantic's ``anyOf`` for an optional field (``X | None``: the API server leaves an
+    absent field out, so ``null`` is dropped) or a resource quantity (``int | str``, which
+    Kubernetes spells ``x-kubernetes-int-or-string``); any other union has no structural form.
+
+    Raises:
+        ValueError: a union of several types other than a quantity.
+    """
+    variants = [v for v in schema["anyOf"] if v.get("type") != "null"]
+    types = {v.get("type") for v in variants}
+    if types == {"integer", "string"}:  # a resource quantity
+        node = {"x-kubernetes-int-or-string": True}
+    elif len(variants) == 1:
+        node = to_structural(variants[0], defs)
+    else:
+        raise ValueError(f"cannot express anyOf {schema['anyOf']} structurally")
+    for key in ("description", "default"):
+        if key in schema and schema[key] is not None:
+            node[key] = schema[key]
+    return node
+
+
+def _from_plain(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Any other node: the keys OpenAPI v3.0 knows (``_KEEP``) and Kubernetes' own
+    ``x-kubernetes-*`` ones, children rewritten in turn, in the forms the API server wants."""
     node: dict[str, Any] = {}
     for key, value in schema.items():
         if key.startswith("x-kubernetes-"):

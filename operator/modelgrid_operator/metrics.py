@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelgrid_serving.metrics import CONTENT_TYPE, OPERATOR, build_families
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from modelgrid_serving.metrics import CONTENT_TYPE, OPERATOR, MetricFamilies
+from prometheus_client import start_http_server
 
 from modelgrid_operator import api
 
@@ -34,19 +34,11 @@ def _conditions(status: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(c.get("type")): c for c in status.get("conditions") or () if isinstance(c, Mapping)}
 
 
-class OperatorMetrics:
-    """The metric families of one operator process, in their own registry."""
+class OperatorMetrics(MetricFamilies):
+    """The metric families of one operator process (the ``OPERATOR`` vocabulary)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        f = build_families(OPERATOR, self.registry)
-        self.reconciles = f["reconciles_total"]
-        self.errors = f["reconcile_errors_total"]
-        self.duration = f["reconcile_duration_seconds"]
-        self.models = f["models"]
-        self.ready = f["replicas_ready"]
-        self.desired = f["replicas_desired"]
-        self.time_to_ready = f["time_to_ready_seconds"]
+        super().__init__(OPERATOR)
         self._pools: dict[tuple[str, str], set[tuple[str, ...]]] = {}
         self._statuses: dict[tuple[str, str], Mapping[str, Any]] = {}
 
@@ -77,18 +69,18 @@ class OperatorMetrics:
             result, reason = "apply_failed", str(applied["reason"])
         else:
             result, reason = action or "unchanged", ""
-        self.reconciles.labels(namespace, model, result).inc()
+        self.reconciles_total.labels(namespace, model, result).inc()
         if reason:
-            self.errors.labels(namespace, model, reason).inc()
-        self.duration.observe(seconds)
+            self.reconcile_errors_total.labels(namespace, model, reason).inc()
+        self.reconcile_duration_seconds.observe(seconds)
         self._observe_status(namespace, model, status)
 
     def failed(self, body: Mapping[str, Any], exc: BaseException, *, seconds: float) -> None:
         """One reconcile raised (kopf retries it)."""
         namespace, model = model_label(body)
-        self.reconciles.labels(namespace, model, "error").inc()
-        self.errors.labels(namespace, model, type(exc).__name__).inc()
-        self.duration.observe(seconds)
+        self.reconciles_total.labels(namespace, model, "error").inc()
+        self.reconcile_errors_total.labels(namespace, model, type(exc).__name__).inc()
+        self.reconcile_duration_seconds.observe(seconds)
 
     def forget(self, body: Mapping[str, Any]) -> None:
         """The model is deleted: its gauges go (its counters stay, as counters do)."""
@@ -97,14 +89,10 @@ class OperatorMetrics:
         for phase in api.Phase:
             self._remove(self.models, namespace, model, phase.value)
         for phase in _TIME_TO_READY_PHASES:
-            self._remove(self.time_to_ready, namespace, model, phase)
+            self._remove(self.time_to_ready_seconds, namespace, model, phase)
         for labels in self._pools.pop((namespace, model), set()):
-            self._remove(self.ready, *labels)
-            self._remove(self.desired, *labels)
-
-    def render(self) -> bytes:
-        """The registry in Prometheus' text format."""
-        return generate_latest(self.registry)
+            self._remove(self.replicas_ready, *labels)
+            self._remove(self.replicas_desired, *labels)
 
     def _observe_status(self, namespace: str, model: str, status: Mapping[str, Any]) -> None:
         phase = status.get("phase")
@@ -123,17 +111,17 @@ class OperatorMetrics:
                 str(pool.get("engine")),
             )
             pools.add(labels)
-            self.ready.labels(*labels).set(pool.get("readyReplicas") or 0)
-            self.desired.labels(*labels).set(pool.get("desiredReplicas") or 0)
+            self.replicas_ready.labels(*labels).set(pool.get("readyReplicas") or 0)
+            self.replicas_desired.labels(*labels).set(pool.get("desiredReplicas") or 0)
         for gone in self._pools.get((namespace, model), set()) - pools:
-            self._remove(self.ready, *gone)
-            self._remove(self.desired, *gone)
+            self._remove(self.replicas_ready, *gone)
+            self._remove(self.replicas_desired, *gone)
         self._pools[(namespace, model)] = pools
         times = status.get("timeToReady") or {}
         for name in _TIME_TO_READY_PHASES:
             value = times.get(name)
             if value is not None:
-                self.time_to_ready.labels(namespace, model, name).set(value)
+                self.time_to_ready_seconds.labels(namespace, model, name).set(value)
 
     @staticmethod
     def _remove(family: Any, *labels: str) -> None:

@@ -43,8 +43,8 @@ class RenderSettings(BaseModel):
     )
     mlx_image: str = Field(
         default=f"ghcr.io/modelgrid/mlx-server:{__version__}",
-        description="Image of the MLX server sidecar on Apple nodes (mlx-lm's server; "
-        "nothing of modelgrid's runs in it).",
+        description="Image of the MLX server sidecar on Apple nodes (modelgrid's MLX "
+        "generation server on mlx-lm and llguidance).",
     )
     apple_node_label: str = Field(
         default="modelgrid.io/accelerator",

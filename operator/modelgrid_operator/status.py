@@ -510,20 +510,21 @@ def compute_status(
         previous=prev.pod_failures,
         since=format_time(now),
     )
-    verdict = with_pod_failures(
-        judge(model, observation, pools, was_ready=prev.time_to_ready.total is not None),
+    verdict = _verdict(
+        model,
+        observation,
+        pools,
+        prev,
         failures,
-        _serving_pools(model, observation, pools),
         deadline_seconds=pod_failure_deadline_seconds,
         now=now,
     )
-    changed = verdict.phase != prev.phase
     ready = sum(p.ready_replicas for p in pools)
     desired = sum(p.desired_replicas for p in pools)
     first = next(iter(endpoints.values()), None)
     return api.InferenceModelStatus(
         phase=verdict.phase,
-        phase_since=format_time(now) if changed else prev.phase_since,
+        phase_since=format_time(now) if verdict.phase != prev.phase else prev.phase_since,
         conditions=_conditions(
             prev.conditions,
             _judgements(verdict, observation, failures),
@@ -540,6 +541,28 @@ def compute_status(
         ray_service=next((p.ray_service for p in pools if p.ray_service), None),
         retiring_ray_services=list(observation.retiring),
         pod_failures=failures,
+    )
+
+
+def _verdict(
+    model: api.InferenceModel,
+    observation: Observation,
+    pools: list[api.PoolStatus],
+    prev: api.InferenceModelStatus,
+    failures: list[api.PodFailure],
+    *,
+    deadline_seconds: int,
+    now: datetime,
+) -> Verdict:
+    """The phase and why: what the children say (:func:`judge`; a model that was Ready once and
+    falls short is Degraded, not loading again), then what pods that cannot start say
+    (:func:`with_pod_failures`)."""
+    return with_pod_failures(
+        judge(model, observation, pools, was_ready=prev.time_to_ready.total is not None),
+        failures,
+        _serving_pools(model, observation, pools),
+        deadline_seconds=deadline_seconds,
+        now=now,
     )
 
 

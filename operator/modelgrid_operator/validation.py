@@ -52,7 +52,9 @@ def _rule_fields() -> dict[str, str]:
 _RULE_FIELDS = _rule_fields()
 
 
-def _yaml_path(loc: Iterable[Any]) -> str:
+def yaml_path(loc: Iterable[Any]) -> str:
+    """``["spec", "pools", 0, "name"]`` -> ``spec.pools[0].name``: a field as a user finds it
+    in their YAML (and as the API server's own messages name it)."""
     path = ""
     for part in loc:
         if isinstance(part, int):
@@ -79,7 +81,7 @@ def explain(exc: ValidationError) -> list[FieldError]:
         reason, field = _reason(error)
         if field:
             loc.append(field)
-        errors.append(FieldError(_yaml_path(loc), reason))
+        errors.append(FieldError(yaml_path(loc), reason))
     return errors
 
 

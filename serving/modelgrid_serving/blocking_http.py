@@ -2,7 +2,7 @@
 library besides the gateway's own proxy client, :mod:`.gateway.upstream`).
 
 ``modelgrid up`` waits for its gateway and MLX servers and sends a warm-up request from plain
-synchronous code. Each call here runs aiohttp on a private event loop of its own, so the caller
+synchronous code; ``modelgrid load``, ``unload`` and ``models`` call a gateway's admin API. Each call here runs aiohttp on a private event loop of its own, so the caller
 needs no loop and a second library (httpx, urllib) is not needed for these few calls. Not for a
 thread whose event loop is running: async code uses aiohttp directly.
 """
@@ -29,22 +29,37 @@ class Reply:
     text: str
 
 
-def get(url: str, *, timeout_s: float) -> Reply:
+def get(url: str, *, timeout_s: float, headers: dict[str, str] | None = None) -> Reply:
     """``GET url``.
 
     Raises:
         NoAnswer: no HTTP answer within ``timeout_s``.
     """
-    return _run(_request("GET", url, None, timeout_s))
+    return _run(_request("GET", url, None, timeout_s, headers))
 
 
-def post_json(url: str, payload: dict[str, Any], *, timeout_s: float) -> Reply:
+def delete(url: str, *, timeout_s: float, headers: dict[str, str] | None = None) -> Reply:
+    """``DELETE url``.
+
+    Raises:
+        NoAnswer: no HTTP answer within ``timeout_s``.
+    """
+    return _run(_request("DELETE", url, None, timeout_s, headers))
+
+
+def post_json(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    timeout_s: float,
+    headers: dict[str, str] | None = None,
+) -> Reply:
     """``POST url`` with ``payload`` as its JSON body.
 
     Raises:
         NoAnswer: no HTTP answer within ``timeout_s``.
     """
-    return _run(_request("POST", url, payload, timeout_s))
+    return _run(_request("POST", url, payload, timeout_s, headers))
 
 
 def _run(call: Coroutine[Any, Any, Reply]) -> Reply:
@@ -53,13 +68,17 @@ def _run(call: Coroutine[Any, Any, Reply]) -> Reply:
 
 
 async def _request(
-    method: str, url: str, payload: dict[str, Any] | None, timeout_s: float
+    method: str,
+    url: str,
+    payload: dict[str, Any] | None,
+    timeout_s: float,
+    headers: dict[str, str] | None = None,
 ) -> Reply:
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.request(method, url, json=payload) as resp,
+            session.request(method, url, json=payload, headers=headers) as resp,
         ):
             return Reply(resp.status, await resp.text(errors="replace"))
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:

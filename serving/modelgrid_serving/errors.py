@@ -102,6 +102,10 @@ class UnsupportedForModel(InvalidRequest, code="unsupported_for_model"):
     """400: the model exists but cannot do this (embeddings on a generative model...)."""
 
 
+class UnsupportedParameter(InvalidRequest, code="unsupported_parameter"):
+    """400: the model's engines cannot honour this field (``param`` names it)."""
+
+
 class ModelNotFound(ClientError, status=404, code="model_not_found"):
     """404: no served name or alias matches the request's ``model``."""
 
@@ -134,6 +138,15 @@ class EngineError(APIError, status=500, error_type="server_error", code="engine_
 
 class Unauthorized(ClientError, status=401, code="invalid_api_key"):
     """401: no API key, or one the gateway does not know."""
+
+
+class Forbidden(ClientError, status=403, code="insufficient_scope"):
+    """403: a known key without the scope this route needs (``admin``)."""
+
+
+class Conflict(ClientError, status=409, code="conflict"):
+    """409: the request contradicts what exists (a model of that name, a name another model
+    serves)."""
 
 
 class PayloadTooLarge(ClientError, status=413, code="request_too_large"):

@@ -4,7 +4,9 @@ Phases, each timed and printed: resolve model -> load (MLX servers of Apple pool
 starts, each pool's replica starts its engine) -> warm-up (one real request through the HTTP
 path, per pool) -> ready. Ctrl-C or SIGTERM stops Serve and
 Ray; every process this run started carries a marker in its environment, and whatever survives
-the orderly shutdown is ended by that marker, so nothing strays.
+the orderly shutdown is ended by that marker, so nothing strays. With an :class:`UpAdmin`, the
+gateway in front also serves the admin API: models loaded through it are deployed here, next to
+the first (:mod:`.local_admin`).
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import mlx_sidecar
 from .config import AppConfig, Engine, LocalRun, ModelConfig, application_name, route_prefix
+from .local_admin import ControlServer, LocalModels, Plan
 from .sources import ModelSourceError, resolve_model_source
 
 SESSION_ENV = "MODELGRID_LOCAL_SESSION"
@@ -55,9 +58,28 @@ class PoolEndpoint:
     """Base URL, no trailing slash."""
 
 
-Front = Callable[[ModelConfig, Sequence[PoolEndpoint], str, int], AbstractContextManager[object]]
+Front = Callable[..., AbstractContextManager[object]]
 """Serves the model's name on ``host:port`` over its pools (a gateway), for as long as the
-context lasts: ``front(config, endpoints, host, port)``. Used when the model has several pools."""
+context lasts: ``front(config, endpoints, host, port, extra=...)``, ``extra`` being more of the
+gateway's configuration (the admin API's). Used when the model has several pools, or an admin."""
+
+
+@dataclass(frozen=True)
+class UpAdmin:
+    """The admin API of ``modelgrid up --admin``: its front takes loads for this process.
+
+    Attributes:
+        plan: InferenceModel document -> LocalRun (the CLI's: the operator's ``to_local_run``).
+        key_sha256: The hash of the key of scope ``admin`` (the only one; without a key,
+            requests may use the models but not load any).
+        accelerator: The pool of a load that names none.
+        grpc_listen: ``HOST:PORT`` of the gRPC ModelHosting service too; None: none.
+    """
+
+    plan: Plan
+    key_sha256: str
+    accelerator: str = "cpu"
+    grpc_listen: str | None = None
 
 
 class _Stop(Exception):
@@ -72,6 +94,7 @@ def serve(
     direct: bool = True,
     front: Front | None = None,
     console_port: int | None = None,
+    admin: UpAdmin | None = None,
 ) -> None:
     """Serve ``config`` on ``host:port`` until Ctrl-C or SIGTERM. Blocks.
 
@@ -91,6 +114,8 @@ def serve(
         console_port: With one pool and a ``front``, also run the front on this port: its web
             console (``/ui/``) and its OpenAI API over the same replica. None: no console with
             one pool (with several, the front on ``port`` serves it).
+        admin: Serve the admin API on the front (which then is on ``port``, as with several
+            pools): models loaded through it are deployed here under ``/models/<name>``.
 
     Raises:
         SystemExit: with a one-line message when the model source is missing or the application
@@ -99,51 +124,170 @@ def serve(
     out = sys.stdout
     started = time.perf_counter()
     config = _resolve(config, out)
-    session = uuid.uuid4().hex[:12]
-    temp_dir = tempfile.mkdtemp(prefix=f"modelgrid-{session}-")
-    os.environ[SESSION_ENV] = session
-    sidecars: list[mlx_sidecar.Sidecar] = []
-    several = len(config.pools) > 1
-    try:
-        with _stop_on_signals():
-            try:
-                timings, endpoints, route = _start(
+    if admin is not None and front is None:
+        raise SystemExit("modelgrid: the admin API needs the gateway in front")
+    # Several pools, or models to come: one gateway on `port` over the Serve proxy.
+    several = len(config.pools) > 1 or admin is not None
+    with _session() as session, _stop_on_signals():
+        try:
+            running = _start(
+                config,
+                host=host,
+                port=port,
+                direct=direct and not several,
+                proxy_on_port=not (several and front),
+                session=session,
+                out=out,
+            )
+        except _Stop:
+            _say(out, "stopping before ready")
+            return
+        try:  # a signal may come while the front starts, too
+            with _admin_control(admin, running, session, out) as extra:
+                _serve_until_stopped(
                     config,
+                    running,
                     host=host,
                     port=port,
-                    direct=direct and not several,
-                    proxy_on_port=not (several and front),
-                    temp_dir=temp_dir,
-                    sidecars=sidecars,
+                    front=front,
+                    console_port=console_port,
+                    started=started,
                     out=out,
+                    extra=extra,
                 )
-            except _Stop:
-                _say(out, "stopping before ready")
-                return
-            for endpoint in endpoints:
-                _say(out, f"pool {endpoint.pool} ({endpoint.engine}) at {endpoint.url}")
-            url = f"http://{_display_host(host)}:{port}"
-            if several and not front:
-                url = endpoints[0].url  # no single URL over the pools: show the first
-            front_port = _front_port(host, port, several, front, console_port, out)
-            try:  # a signal may come while the front starts, too
-                with (
-                    front(config, endpoints, host, front_port)
-                    if front and front_port
-                    else nullcontext()
-                ):
-                    if front and front_port:
-                        console = f"http://{_display_host(host)}:{front_port}/ui/"
-                        _say(out, f"web console at {console}")
-                    _say_ready(config, timings, time.perf_counter() - started, url, route, out)
-                    while True:
-                        time.sleep(3600)
-            except _Stop:
-                _say(out, "stopping")
+        except _Stop:
+            _say(out, "stopping")
+
+
+@contextmanager
+def _admin_control(
+    admin: UpAdmin | None, running: _Running, session: _Session, out: TextIO
+) -> Iterator[dict[str, Any]]:
+    """With ``admin``: the control endpoint that deploys loaded models here, for as long as
+    the context lasts. Yields the gateway configuration that points the front at it (empty
+    without ``admin``)."""
+    if admin is None:
+        yield {}
+        return
+    sidecars: dict[str, mlx_sidecar.Sidecar] = {}
+
+    def deploy(app: AppConfig, name: str, prefix: str) -> str:
+        with_sidecar = _with_sidecars((app,), Path(session.temp_dir), session.sidecars, out)[0]
+        if with_sidecar is not app:
+            sidecars[name] = session.sidecars[-1]
+        _run_application(with_sidecar, name, prefix)
+        url = running.proxy_url + prefix
+        _warm_up(url, app.model_name)
+        return url
+
+    def undeploy(name: str) -> None:
+        from ray import serve
+
+        try:
+            serve.delete(name)
+        finally:
+            if (sidecar := sidecars.pop(name, None)) is not None:
+                sidecar.stop()
+
+    control = ControlServer(LocalModels(admin.plan, deploy, undeploy)).start()
+    token_file = Path(session.temp_dir) / "control-token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(control.token)
+    try:
+        yield {
+            "auth": {
+                "enabled": True,
+                "anonymous": True,
+                "keys": [{"name": "admin", "sha256": admin.key_sha256, "scopes": ["admin"]}],
+            },
+            "admin": {
+                "enabled": True,
+                "accelerator": admin.accelerator,
+                "control_url": control.url,
+                "control_token_file": str(token_file),
+                **({"grpc_listen": admin.grpc_listen} if admin.grpc_listen else {}),
+            },
+        }
     finally:
-        _shutdown(session, temp_dir, sidecars)
+        control.stop()
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What one run starts that must not outlive it: the marker its processes carry (its
+    ``SESSION_ENV`` value), its temporary folder (Ray's session files, the MLX servers' work),
+    and the MLX servers it started, filled in as they start."""
+
+    marker: str
+    temp_dir: str
+    sidecars: list[mlx_sidecar.Sidecar] = field(default_factory=list)
+
+
+@contextmanager
+def _session() -> Iterator[_Session]:
+    """A fresh :class:`_Session`, marked in this process's environment so that every process
+    started from here inherits the marker; on the way out (a return, a signal, an error) all of
+    it is stopped and removed and the environment is as before, so a second run in the same
+    process starts clean."""
+    marker = uuid.uuid4().hex[:12]
+    session = _Session(marker, tempfile.mkdtemp(prefix=f"modelgrid-{marker}-"))
+    os.environ[SESSION_ENV] = marker
+    try:
+        yield session
+    finally:
+        _shutdown(session.marker, session.temp_dir, session.sidecars)
         for name in (SESSION_ENV, *_RAY_SERVE_ENV):
             os.environ.pop(name, None)
+
+
+@dataclass(frozen=True)
+class _Running:
+    """What the load and warm-up phases leave serving."""
+
+    timings: dict[str, float]
+    """Seconds of each phase, by name, in the order they ran."""
+    endpoints: list[PoolEndpoint]
+    """Where each pool answers, in the order of the model's pools."""
+    route: str
+    """The kind of request the first pool answered at warm-up ("chat" or "embeddings"): what
+    the ready message suggests to try."""
+    proxy_url: str
+    """The Serve proxy's base URL (every application's routes, by prefix)."""
+
+
+def _serve_until_stopped(
+    config: LocalRun,
+    running: _Running,
+    *,
+    host: str,
+    port: int,
+    front: Front | None,
+    console_port: int | None,
+    started: float,
+    out: TextIO,
+    extra: Mapping[str, Any],
+) -> None:
+    """The "ready" phase: say where each pool answers, start the front where there is one, say
+    ready, and wait for a signal (raised here as :class:`_Stop`). ``extra``: more of the
+    front's configuration (the admin API); given, the front is on ``port``."""
+    several = len(running.endpoints) > 1 or bool(extra)
+    for endpoint in running.endpoints:
+        _say(out, f"pool {endpoint.pool} ({endpoint.engine}) at {endpoint.url}")
+    url = f"http://{_display_host(host)}:{port}"
+    if several and not front:
+        url = running.endpoints[0].url  # no single URL over the pools: show the first
+    front_port = _front_port(host, port, several, front, console_port, out)
+    with (
+        front(config, running.endpoints, host, front_port, extra=extra)
+        if front and front_port
+        else nullcontext()
+    ):
+        if front and front_port:
+            _say(out, f"web console at http://{_display_host(host)}:{front_port}/ui/")
+        total = time.perf_counter() - started
+        _say_ready(config, running.timings, total, url, running.route, out)
+        while True:
+            time.sleep(3600)
 
 
 def _resolve(config: LocalRun, out: TextIO) -> LocalRun:
@@ -223,22 +367,18 @@ def _start(
     port: int,
     direct: bool,
     proxy_on_port: bool,
-    temp_dir: str,
-    sidecars: list[mlx_sidecar.Sidecar],
+    session: _Session,
     out: TextIO,
-) -> tuple[dict[str, float], list[PoolEndpoint], str]:
-    """Start the MLX sidecars, Ray, one application per pool; warm up.
-
-    Returns:
-        The time of each phase, where each pool answers, and the route that answered.
-    """
+) -> _Running:
+    """The "load" and "warm-up" phases: start the MLX sidecars, Ray, one application per pool;
+    then one real request per pool."""
     _quiet_engine_logs()
     proxy_port = _set_ingress(host, port, direct=direct, proxy_on_port=proxy_on_port)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    apps = _with_sidecars(config.applications(), Path(temp_dir), sidecars, out)
+    apps = _with_sidecars(config.applications(), Path(session.temp_dir), session.sidecars, out)
     _say(out, "load: starting Ray and the engine (this takes a minute on CPU)")
-    _start_ray(host, proxy_port, temp_dir)
+    _start_ray(host, proxy_port, session.temp_dir)
     base = f"http://{_display_host(host)}:{port if direct else proxy_port}"
     endpoints = [_deploy(app, len(apps), base) for app in apps]
     timings["load"] = time.perf_counter() - t0
@@ -250,7 +390,8 @@ def _start(
     routes = [_warm_up(endpoint.url, config.model_name) for endpoint in endpoints]
     timings["warm-up"] = time.perf_counter() - t1
     _say(out, f"warm-up: done in {timings['warm-up']:.2f} s")
-    return timings, endpoints, routes[0]
+    proxy_url = f"http://{_display_host(host)}:{proxy_port}"
+    return _Running(timings, endpoints, routes[0], proxy_url)
 
 
 def _quiet_engine_logs() -> None:
@@ -317,23 +458,28 @@ def _deploy(app: AppConfig, n_pools: int, base: str) -> PoolEndpoint:
     Returns:
         Where the pool answers: ``base`` plus its route prefix.
     """
+    pool = app.pool
+    prefix = route_prefix(pool.name, n_pools)
+    _run_application(app, application_name(app.model_name, pool.name, n_pools), prefix)
+    return PoolEndpoint(pool.name, pool.engine.value, base + prefix.rstrip("/"))
+
+
+def _run_application(app: AppConfig, name: str, prefix: str) -> None:
+    """Deploy one pool's application as ``name`` at ``prefix``; a failure raises SystemExit
+    with Ray's last line, not its traceback."""
     from ray import serve
 
     from .app import build_app
 
-    pool = app.pool
-    name = application_name(app.model_name, pool.name, n_pools)
-    prefix = route_prefix(pool.name, n_pools)
     try:
         serve.run(build_app(app.model_dump(mode="json")), name=name, route_prefix=prefix)
     except _Stop:
         raise
     except Exception as exc:  # noqa: BLE001 - any deploy failure ends the run with one line
         raise SystemExit(
-            f"modelgrid: {app.model_name} (pool {pool.name}) failed to start: "
+            f"modelgrid: {app.model_name} (pool {app.pool.name}) failed to start: "
             f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
         ) from None
-    return PoolEndpoint(pool.name, pool.engine.value, base + prefix.rstrip("/"))
 
 
 def _with_sidecars(

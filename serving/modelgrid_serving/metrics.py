@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import (
     REGISTRY,
@@ -254,11 +254,31 @@ FAMILIES: tuple[Family, ...] = (*GATEWAY, *REPLICA, *OPERATOR)
 """Every family modelgrid exports."""
 
 
-def build_families(
-    families: Iterable[Family], registry: CollectorRegistry
-) -> dict[str, Counter | Gauge | Histogram]:
-    """Register ``families`` in ``registry``; returns them by stem."""
-    return {f.stem: f.create(registry) for f in families}
+class MetricFamilies:
+    """The metric families of one process (a replica, the gateway, the operator), in a registry
+    of their own.
+
+    Each family is an attribute named by its stem (``self.requests_total``): the vocabulary
+    above is the one place a family is named, and what code calls it is what Prometheus shows
+    after ``modelgrid_<component>_``.
+
+    Args:
+        families: The process's families, from the vocabulary.
+    """
+
+    def __init__(self, families: Iterable[Family]) -> None:
+        self.registry = CollectorRegistry()
+        for family in families:
+            setattr(self, family.stem, family.create(self.registry))
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, stem: str) -> Any:
+            """The families ``__init__`` sets, as type checkers see them."""
+
+    def render(self) -> bytes:
+        """The registry in Prometheus' text format."""
+        return generate_latest(self.registry)
 
 
 def markdown_table(families: Iterable[Family] = FAMILIES) -> str:
@@ -341,8 +361,9 @@ class EngineStats(Collector):
         return []  # no describe-time collection: the engine may not have started yet
 
 
-class Metrics:
-    """The metric families of one replica, in their own registry.
+class Metrics(MetricFamilies):
+    """The metric families of one replica (the ``REPLICA`` vocabulary, less what only engine
+    stats fill).
 
     Args:
         pool: The pool this replica belongs to (the ``pool`` label of every sample); "-" when
@@ -350,26 +371,13 @@ class Metrics:
     """
 
     def __init__(self, pool: str = "-") -> None:
+        super().__init__(f for f in REPLICA if f.stem not in _ENGINE_STEMS)
         self.pool = pool
-        self.registry = CollectorRegistry()
-        f = build_families((f for f in REPLICA if f.stem not in _ENGINE_STEMS), self.registry)
-        self.requests = f["requests_total"]
-        self.request_duration = f["request_duration_seconds"]
-        self.ttft = f["time_to_first_token_seconds"]
-        self.itl = f["inter_token_latency_seconds"]
-        self.prompt_tokens = f["prompt_tokens_total"]
-        self.generation_tokens = f["generation_tokens_total"]
-        self.running = f["requests_running"]
-        self.queued = f["requests_queued"]
         self._children: dict[str, _ModelChildren] = {}
 
     def watch_engine(self, mapping: Iterable[EngineMetric], *, model: str) -> None:
         """Also export the engine's own numbers named in ``mapping`` (read at each scrape)."""
         self.registry.register(EngineStats(mapping, model=model, pool=self.pool))
-
-    def render(self) -> bytes:
-        """The registry in Prometheus' text format."""
-        return generate_latest(self.registry)
 
     def track(self, model: str, route: str) -> RequestTracker:
         """Start tracking one request."""
@@ -385,12 +393,12 @@ class _ModelChildren:
     __slots__ = ("generation", "itl", "prompt", "queued", "running", "ttft")
 
     def __init__(self, m: Metrics, model: str) -> None:
-        self.queued = m.queued.labels(model, m.pool)
-        self.running = m.running.labels(model, m.pool)
-        self.ttft = m.ttft.labels(model, m.pool)
-        self.itl = m.itl.labels(model, m.pool)
-        self.prompt = m.prompt_tokens.labels(model, m.pool)
-        self.generation = m.generation_tokens.labels(model, m.pool)
+        self.queued = m.requests_queued.labels(model, m.pool)
+        self.running = m.requests_running.labels(model, m.pool)
+        self.ttft = m.time_to_first_token_seconds.labels(model, m.pool)
+        self.itl = m.inter_token_latency_seconds.labels(model, m.pool)
+        self.prompt = m.prompt_tokens_total.labels(model, m.pool)
+        self.generation = m.generation_tokens_total.labels(model, m.pool)
 
 
 class RequestTracker:
@@ -429,7 +437,7 @@ class RequestTracker:
         gauge.dec()
         self._state = "done"
         m = self._m
-        m.requests.labels(self._model, m.pool, self._route, str(status)).inc()
-        m.request_duration.labels(self._model, m.pool, self._route).observe(
+        m.requests_total.labels(self._model, m.pool, self._route, str(status)).inc()
+        m.request_duration_seconds.labels(self._model, m.pool, self._route).observe(
             time.perf_counter() - self._start
         )

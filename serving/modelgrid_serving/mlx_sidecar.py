@@ -1,13 +1,12 @@
 """The MLX server beside an Apple pool's replicas, when this machine runs it (``modelgrid up``).
 
-In a cluster the pod's ``mlx-server`` container runs mlx-lm's server; locally it is a child
-process of ``modelgrid up`` on a free port, started before the Serve application (whose replica
+The server is :mod:`.mlx_generation_server`, in a cluster and here alike: in a cluster the pod's
+``mlx-server`` container runs it; locally it is a child process of ``modelgrid up`` on a free port, started before the Serve application (whose replica
 waits for it) and stopped with everything else.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ class SidecarError(RuntimeError):
 
 @dataclass
 class Sidecar:
-    """A running mlx-lm server."""
+    """A running MLX generation server."""
 
     url: str
     proc: subprocess.Popen[bytes]
@@ -44,21 +43,20 @@ class Sidecar:
 
 
 def command(model: str, *, host: str, port: int) -> list[str]:
-    """The command line of an mlx-lm server for ``model`` (a path or a Hugging Face id)."""
+    """The command line of an MLX generation server for ``model`` (a path or a Hugging Face id)."""
     return [
-        sys.executable, "-m", "mlx_lm", "server",
+        sys.executable, "-m", "modelgrid_serving.mlx_generation_server",
         "--model", model, "--host", host, "--port", str(port),
     ]  # fmt: skip
 
 
 def start(model: str, *, port: int, work: Path, deadline_s: float = START_DEADLINE_S) -> Sidecar:
-    """Start an mlx-lm server on ``127.0.0.1:port`` and wait until it answers ``/health``.
+    """Start an MLX generation server on ``127.0.0.1:port`` and wait until it answers ``/health``.
 
     Args:
         model: What it loads (a local path, or a Hugging Face id it may download).
         port: A free port.
-        work: A private directory for its log and its (empty) Hugging Face cache: without an
-            existing cache directory the server's model listing breaks.
+        work: A private directory for its log.
         deadline_s: How long loading may take.
 
     Raises:
@@ -66,9 +64,7 @@ def start(model: str, *, port: int, work: Path, deadline_s: float = START_DEADLI
     """
     from . import blocking_http
 
-    hf_cache = work / "hf-cache"
-    hf_cache.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HF_HUB_CACHE": str(hf_cache)}
+    work.mkdir(parents=True, exist_ok=True)
     log = work / f"mlx-server-{port}.log"
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
@@ -77,7 +73,6 @@ def start(model: str, *, port: int, work: Path, deadline_s: float = START_DEADLI
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=env,
         )
     sidecar = Sidecar(url, proc, log)
     end = time.monotonic() + deadline_s

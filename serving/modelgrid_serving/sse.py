@@ -14,7 +14,7 @@ ours: the format knows nothing of OpenAI's chunks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import Iterator
 
 DONE = "[DONE]"
 """The data of the event that ends an OpenAI stream."""
@@ -134,22 +134,6 @@ def has_done(block: bytes) -> bool:
     if block.endswith(_DONE_FRAME_BYTES) and block[_BEFORE_DONE_FRAME] in (b"", b"\n\n"):
         return True
     return _DONE_BYTES in block and last_data_with(block, _DONE_BYTES) == DONE
-
-
-async def read_data(
-    chunks: AsyncIterable[bytes], limit: int = MAX_EVENT_BYTES
-) -> AsyncIterator[str]:
-    """The data of each event of a byte stream, as the events complete.
-
-    Raises:
-        EventTooLarge: an event is longer than ``limit``.
-    """
-    reader = SSEReader(limit)
-    async for chunk in chunks:
-        for data in iter_data(reader.feed(chunk)):
-            yield data
-    for data in iter_data(reader.finish()):
-        yield data
 
 
 def data_frame(data: str) -> str:

@@ -11,10 +11,10 @@ field to fail, where a cluster would drop it without a word.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 from typing import Any
 
 import jsonschema
+from modelgrid_operator.validation import yaml_path
 
 Schema = dict[str, Any]
 
@@ -23,17 +23,6 @@ _COPIED = (
     "maxLength", "pattern", "minItems", "maxItems", "required", "minProperties",
     "maxProperties", "multipleOf", "uniqueItems",
 )
-
-
-def yaml_path(parts: Iterable[Any]) -> str:
-    """``["spec", "pools", 0, "name"]`` -> ``spec.pools[0].name``."""
-    path = ""
-    for part in parts:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path
 
 
 def preserves_unknown(node: Schema) -> bool:

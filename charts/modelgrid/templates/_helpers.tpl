@@ -117,9 +117,23 @@ API-keys Secret, which the gateway watches; gateway.config is merged over it.
 {{- $_ := set $auth "secret_key" $keys.secretKey }}
 {{- end }}
 {{- $base := dict "auth" $auth }}
+{{- with .Values.gateway.admin }}
+{{- if .enabled }}
+{{- $_ := set $base "admin" (dict "enabled" true "namespace" (include "modelgrid.gateway.adminNamespace" $) "accelerator" .accelerator "max_models" .maxModels "drain_timeout_s" .drainTimeoutSeconds) }}
+{{- end }}
+{{- end }}
 {{- if .Values.gateway.sharedLimits }}
 {{- $dns := printf "%s.%s.svc:%v" (include "modelgrid.gateway.peersService" .) .Release.Namespace .Values.gateway.port }}
 {{- $_ := set $base "limits" (dict "peers" (dict "dns" $dns)) }}
+{{- end }}
+{{- with .Values.gateway.cors }}
+{{- if .allowOrigins }}
+{{- $cors := dict "allow_origins" .allowOrigins "allow_methods" .allowMethods "allow_headers" .allowHeaders "max_age_s" .maxAgeSeconds "allow_credentials" .allowCredentials }}
+{{- if .exposeHeaders }}
+{{- $_ := set $cors "expose_headers" .exposeHeaders }}
+{{- end }}
+{{- $_ := set $base "cors" $cors }}
+{{- end }}
 {{- end }}
 {{- toYaml (mergeOverwrite $base (deepCopy .Values.gateway.config)) }}
 {{- end }}
@@ -184,6 +198,11 @@ namespace when watchNamespaces is set, else into the ClusterRole with the cluste
 {{- end }}
 
 {{/* The gateway lists and watches InferenceModels: it routes by their status. */}}
+{{/* Where the admin API creates and deletes InferenceModels. */}}
+{{- define "modelgrid.gateway.adminNamespace" -}}
+{{- .Values.gateway.admin.namespace | default .Release.Namespace }}
+{{- end }}
+
 {{- define "modelgrid.gateway.modelRules" -}}
 - apiGroups: [modelgrid.io]
   resources: [inferencemodels]

@@ -3,9 +3,9 @@ accelerator.
 
 - NVIDIA workers run vLLM inside the Ray worker and ask for ``tensor x pipeline`` GPUs.
 - CPU workers run vLLM's CPU build the same way.
-- Apple workers carry an MLX server sidecar (mlx-lm) and select Apple nodes. Metal is not
-  reachable from Linux containers, so such nodes must run pods natively (a macOS
-  virtual-kubelet provider); the toleration below is the taint those nodes carry.
+- Apple workers carry an MLX server sidecar (our MLX generation server) and select Apple
+  nodes. Metal is not reachable from Linux containers, so such nodes must run pods natively
+  (a macOS virtual-kubelet provider); the toleration below is the taint those nodes carry.
 """
 
 from __future__ import annotations
@@ -84,11 +84,11 @@ def ray_probes(node_type: Literal["head", "worker"], settings: RenderSettings) -
 def mlx_probes(settings: RenderSettings) -> dict[str, Any]:
     """Liveness and readiness of the MLX sidecar: its ``/health``, asked from inside the pod.
 
-    mlx-lm's server listens on 127.0.0.1 only (nothing outside the pod may reach it), and
-    kubelet's ``httpGet`` probes go to the pod's IP, so they could never succeed: the probe runs
-    in the sidecar's own image (which has Python) and asks 127.0.0.1. mlx-lm's ``/health``
-    turns 503 when its generation thread has died while the port stays open; ``urlopen``
-    raises on any status >= 400, so the probe fails then too, and the sidecar is restarted.
+    The MLX generation server listens on 127.0.0.1 only (nothing outside the pod may reach it),
+    and kubelet's ``httpGet`` probes go to the pod's IP, so they could never succeed: the probe
+    runs in the sidecar's own image (which has Python) and asks 127.0.0.1. ``urlopen`` raises
+    on any status >= 400, so an unhealthy answer fails the probe too, and the sidecar is
+    restarted.
     """
     url = f"http://127.0.0.1:{settings.mlx_port}/health"
     command = ["python", "-c", f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"]
@@ -197,6 +197,8 @@ def _init_resources() -> dict[str, Any]:
     return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
+MLX_SERVER_MODULE = "modelgrid_serving.mlx_generation_server"
+"""The MLX sidecar's server (``python -m``), in the ``mlx-server`` image with MLX and mlx-lm."""
 TINY_MODEL_MODULE = "modelgrid_serving.tiny_model"
 """Writes the built-in model (``python -m``): part of ``modelgrid_serving``, which every serving
 image holds, unlike the ``modelgrid`` command (the operator's CLI)."""
@@ -207,7 +209,7 @@ def _init_containers(
 ) -> list[dict[str, Any]]:
     """A built-in model is generated in the pod before the engine starts, by the pool's serving
     image (``image``: the Ray worker's, which holds ``modelgrid_serving`` and torch; never the
-    MLX sidecar's, which holds mlx-lm only)."""
+    MLX sidecar's, which holds MLX and its server only)."""
     if source.kind is not api.SourceKind.BUILTIN:
         return []
     path = model_path_in_pod(source, settings)
@@ -277,10 +279,9 @@ def head_pod(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings
                         for name, port in (*RAY_PORTS, ("serve", settings.serve_port))
                     ]
                     + [ray_metrics_port()],
-                    "resources": {
-                        "requests": {"cpu": settings.head_cpu, "memory": settings.head_memory},
-                        "limits": {"cpu": settings.head_cpu_limit, "memory": settings.head_memory},
-                    },
+                    "resources": _fixed_resources(
+                        settings.head_cpu, settings.head_cpu_limit, settings.head_memory
+                    ),
                     "env": _engine_env(),
                     **ray_probes("head", settings),
                 }
@@ -338,50 +339,16 @@ def _vllm_worker(
 
 
 def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSettings) -> Pod:
+    """The worker pod of an Apple pool: the Ray worker hosting the replica, and beside it the
+    MLX server it proxies to (the engine), on arm64 nodes labelled and tainted as Apple."""
     volumes, mounts, env = _model_volumes(model.spec.model, settings)
-    sidecar_args = [
-        "--model",
-        model_path_in_pod(model.spec.model, settings),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(settings.mlx_port),
-    ]
     return {
         "metadata": {"labels": _pool_labels(model, pool)},
         "spec": {
             "initContainers": _init_containers(model.spec.model, settings, settings.apple_image),
             "containers": [
-                {
-                    "name": "ray-worker",
-                    "image": settings.apple_image,
-                    "resources": {
-                        "requests": {
-                            "cpu": settings.apple_worker_cpu,
-                            "memory": settings.apple_worker_memory,
-                        },
-                        "limits": {
-                            "cpu": settings.apple_worker_cpu_limit,
-                            "memory": settings.apple_worker_memory,
-                        },
-                    },
-                    # The replica reads the model's tokenizer (prompt length against the
-                    # context, chat template) from the same path as the sidecar.
-                    "env": [*_engine_env(), *env],
-                    "volumeMounts": mounts,
-                    "ports": [*_serve_ports(settings), *_metrics_ports(settings)],
-                    **ray_probes("worker", settings),
-                },
-                {
-                    "name": "mlx-server",
-                    "image": settings.mlx_image,
-                    "command": ["python", "-m", "mlx_lm.server"],
-                    "args": sidecar_args,
-                    "resources": engine_resources(pool.resources, settings),
-                    "env": [*_engine_env(), *env],
-                    "volumeMounts": mounts,
-                    **mlx_probes(settings),
-                },
+                _apple_ray_worker(settings, env, mounts),
+                _mlx_server(model, pool, settings, env, mounts),
             ],
             "volumes": volumes,
             "nodeSelector": {
@@ -400,6 +367,63 @@ def _apple_worker(model: api.InferenceModel, pool: api.Pool, settings: RenderSet
                 pool,
             ),
         },
+    }
+
+
+def _apple_ray_worker(
+    settings: RenderSettings, env: list[dict[str, str]], mounts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The Ray worker of an Apple pod: it runs the replica (HTTP, tokenizer, metrics) and no
+    engine, so it is sized by the settings, not by the pool's resources."""
+    return {
+        "name": "ray-worker",
+        "image": settings.apple_image,
+        "resources": _fixed_resources(
+            settings.apple_worker_cpu, settings.apple_worker_cpu_limit, settings.apple_worker_memory
+        ),
+        # The replica reads the model's tokenizer (prompt length against the context, chat
+        # template) from the same path as the sidecar.
+        "env": [*_engine_env(), *env],
+        "volumeMounts": mounts,
+        "ports": [*_serve_ports(settings), *_metrics_ports(settings)],
+        **ray_probes("worker", settings),
+    }
+
+
+def _mlx_server(
+    model: api.InferenceModel,
+    pool: api.Pool,
+    settings: RenderSettings,
+    env: list[dict[str, str]],
+    mounts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The engine of an Apple pod: the MLX generation server on the pod's loopback only (the Ray
+    worker beside it is its one client), sized by the pool's resources."""
+    return {
+        "name": "mlx-server",
+        "image": settings.mlx_image,
+        "command": ["python", "-m", MLX_SERVER_MODULE],
+        "args": [
+            "--model",
+            model_path_in_pod(model.spec.model, settings),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(settings.mlx_port),
+        ],
+        "resources": engine_resources(pool.resources, settings),
+        "env": [*_engine_env(), *env],
+        "volumeMounts": mounts,
+        **mlx_probes(settings),
+    }
+
+
+def _fixed_resources(cpu: str, cpu_limit: str, memory: str) -> dict[str, Any]:
+    """Resources of a container modelgrid runs around the engine (the Ray head, an Apple pod's
+    Ray worker), from the operator's settings: memory requested as much as it is limited."""
+    return {
+        "requests": {"cpu": cpu, "memory": memory},
+        "limits": {"cpu": cpu_limit, "memory": memory},
     }
 
 

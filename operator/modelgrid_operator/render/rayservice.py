@@ -150,6 +150,43 @@ def render_rayservice(
     Returns:
         The RayService as a plain dict, ready to apply.
     """
+    metadata = child_metadata(model, rayservice_name(model.name, pool.name), owner)
+    metadata["labels"][POOL_LABEL] = pool.name
+    return {
+        "apiVersion": RAY_API_VERSION,
+        "kind": "RayService",
+        "metadata": dict(metadata),
+        "spec": _rayservice_spec(model, pool, settings),
+    }
+
+
+def _rayservice_spec(
+    model: api.InferenceModel, pool: api.Pool, settings: RenderSettings
+) -> dict[str, Any]:
+    """The RayService's spec: how KubeRay upgrades and exposes it (fields outside
+    ``rayClusterConfig``, which KubeRay changes in place), the Serve applications, the cluster."""
+    return {
+        # Said, never defaulted: KubeRay's default (zero-downtime) would start a whole second
+        # cluster for any cluster change, however many GPUs that takes (render/upgrade.py).
+        # Outside ``rayClusterConfig``, so changing it starts no new cluster.
+        "upgradeStrategy": upgrade_strategy(model, pool, settings),
+        # KubeRay's serve Service (``<name>-serve-svc``) selects pods labelled
+        # ``ray.io/serve=true``; KubeRay sets that label on the head from its proxy's health
+        # unless this is true (``updateHeadPodServeLabel`` in rayservice_controller.go,
+        # v1.6/v1.7). The head runs no replica and is sized for GCS and the controller:
+        # requests enter through the pool's workers' proxies only. Outside
+        # ``rayClusterConfig``, so setting it starts no new cluster.
+        "excludeHeadPodFromServeSvc": True,
+        "serveConfigV2": yaml.safe_dump(serve_config(model, pool, settings), sort_keys=False),
+        "rayClusterConfig": _ray_cluster(model, pool, settings),
+    }
+
+
+def _ray_cluster(
+    model: api.InferenceModel, pool: api.Pool, settings: RenderSettings
+) -> dict[str, Any]:
+    """The pool's Ray cluster: a head for GCS and the Serve controller, one worker group for
+    the pool's replicas, and KubeRay's autoscaler where the pool's replica bounds differ."""
     low, high = pool.replica_bounds
     autoscaling = low != high
     cluster: dict[str, Any] = {
@@ -168,41 +205,27 @@ def render_rayservice(
         "workerGroupSpecs": [_worker_group(model, pool, settings)],
     }
     if autoscaling:
-        # KubeRay adds its autoscaler as a sidecar of the head (``BuildAutoscalerContainer`` in
-        # its common/pod.go), which reads and scales the RayCluster through the API with the
-        # head's service account (KubeRay binds it a Role). Only that container gets the token:
-        # the head pod mounts none, and ``autoscalerOptions.volumeMounts`` (appended by
-        # KubeRay's ``mergeAutoscalerOverrides``) mounts the head's projected token into it.
-        head = cluster["headGroupSpec"]["template"]["spec"]
-        head["volumes"] = [*head.get("volumes", []), api_access_volume()]
-        cluster["autoscalerOptions"] = {
-            "upscalingMode": "Default",
-            "idleTimeoutSeconds": 120,
-            # Hardened like ours.
-            "securityContext": container_security_context(),
-            "volumeMounts": [api_access_mount()],
-        }
-    metadata = child_metadata(model, rayservice_name(model.name, pool.name), owner)
-    metadata["labels"][POOL_LABEL] = pool.name
-    return {
-        "apiVersion": RAY_API_VERSION,
-        "kind": "RayService",
-        "metadata": dict(metadata),
-        "spec": {
-            # Said, never defaulted: KubeRay's default (zero-downtime) would start a whole second
-            # cluster for any cluster change, however many GPUs that takes (render/upgrade.py).
-            # Outside ``rayClusterConfig``, so changing it starts no new cluster.
-            "upgradeStrategy": upgrade_strategy(model, pool, settings),
-            # KubeRay's serve Service (``<name>-serve-svc``) selects pods labelled
-            # ``ray.io/serve=true``; KubeRay sets that label on the head from its proxy's health
-            # unless this is true (``updateHeadPodServeLabel`` in rayservice_controller.go,
-            # v1.6/v1.7). The head runs no replica and is sized for GCS and the controller:
-            # requests enter through the pool's workers' proxies only. Outside
-            # ``rayClusterConfig``, so setting it starts no new cluster.
-            "excludeHeadPodFromServeSvc": True,
-            "serveConfigV2": yaml.safe_dump(serve_config(model, pool, settings), sort_keys=False),
-            "rayClusterConfig": cluster,
-        },
+        _add_autoscaler(cluster)
+    return cluster
+
+
+def _add_autoscaler(cluster: dict[str, Any]) -> None:
+    """Give ``cluster`` KubeRay's autoscaler, with the API access it needs and no more.
+
+    KubeRay adds its autoscaler as a sidecar of the head (``BuildAutoscalerContainer`` in its
+    common/pod.go), which reads and scales the RayCluster through the API with the head's
+    service account (KubeRay binds it a Role). Only that container gets the token: the head pod
+    mounts none, and ``autoscalerOptions.volumeMounts`` (appended by KubeRay's
+    ``mergeAutoscalerOverrides``) mounts the head's projected token into it.
+    """
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    head["volumes"] = [*head.get("volumes", []), api_access_volume()]
+    cluster["autoscalerOptions"] = {
+        "upscalingMode": "Default",
+        "idleTimeoutSeconds": 120,
+        # Hardened like ours.
+        "securityContext": container_security_context(),
+        "volumeMounts": [api_access_mount()],
     }
 
 

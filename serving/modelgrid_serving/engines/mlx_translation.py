@@ -1,46 +1,63 @@
-"""OpenAI requests -> mlx-lm server requests, and its replies -> OpenAI's shapes. Pure functions.
+"""OpenAI requests -> requests of the MLX generation server. Pure functions.
 
-mlx-lm's server (``mlx_lm.server``) reads a handful of body fields and ignores every other one;
-fed a value of the wrong type (a list ``prompt``), its generation thread dies and the server
-answers nothing more. So the request is rebuilt from our *validated* models, field by field,
-and every field MLX cannot honour is refused with a 400 that names it, never dropped silently.
+The MLX generation server (:mod:`modelgrid_serving.mlx_generation_server`) takes the prompt's
+token ids, sampling settings, a JSON schema to hold the output to, and whether to read tool calls;
+it generates one sequence per request. Everything OpenAI-shaped is decided here, from our
+*validated* models, field by field; every field MLX cannot honour is refused with a 400 that
+names it, never dropped silently:
 
-Its replies differ from OpenAI's in small ways that strict clients notice: ``: keepalive``
-comment lines in streams, a usage chunk whose ``object`` is ``chat.completion``, the served
-``created`` being the server's start time, ``model`` being the path it loaded, no ``logprobs``
-/ ``refusal`` keys. :func:`normalise_response` and :func:`stream_event` fix those.
+* the chat template is applied and the prompt encoded here, with the model's own tokenizer (so
+  the context check counts exactly what is generated from);
+* ``n`` choices are ``n`` generations (seeds ``seed``, ``seed + 1``, ...), merged by
+  :mod:`.mlx_choices`;
+* ``response_format`` becomes the schema (``json_object``: any object); a named
+  ``tool_choice`` the function's parameters, ``required`` an array of calls of the listed
+  functions (as vLLM does, whatever the model's own call format); the arguments are held to a
+  function's schema only when it is ``strict``, as vLLM (and OpenAI) do;
+* ``tool_choice`` ``auto`` lets the model call in its own format, read by mlx-lm's parser.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
 
 from ..errors import ContextLengthExceeded, InvalidRequest
 from ..protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
-from ..sse import DONE as DONE_DATA
-from .events import DONE, StreamEvent, chunk_event, load_chunk
+from ..protocol.chat import NamedToolChoice, Tool
 
 NO_EOS_BIAS = -1.0e9
 """Logit bias that keeps end-of-sequence tokens from being sampled: how ``ignore_eos`` is done."""
 
 _OPENAI_DEFAULT_TEMPERATURE = 1.0
-"""OpenAI samples at temperature 1 when none is given; mlx-lm's server would be greedy (0)."""
+"""OpenAI samples at temperature 1 when none is given; MLX's samplers would be greedy (0)."""
+
+MAX_CHOICES = 16
+"""``n`` at most: each choice is a generation of its own (the gateway holds ``n`` to the same)."""
+
+ANY_OBJECT: dict[str, Any] = {"type": "object"}
+
+CallMode = Literal["none", "auto", "named", "required"]
 
 
-class PromptCounter(Protocol):
-    """Counts prompt tokens as the MLX server will (the model's own tokenizer and template)."""
+class PromptEncoder(Protocol):
+    """Encodes prompts as the model's own tokenizer and chat template do."""
 
     eos_token_ids: frozenset[int]
 
-    def count_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
-        """Tokens of the chat template applied to ``messages`` (with the generation prompt)."""
+    def encode_chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> list[int]:
+        """Token ids of the chat template applied to ``messages`` (with the generation prompt).
+
+        Raises:
+            InvalidRequest: the template refuses these messages.
+        """
         ...
 
-    def count_text(self, prompt: str) -> int:
-        """Tokens of a completion prompt."""
+    def encode_text(self, prompt: str) -> list[int]:
+        """Token ids of a completion prompt."""
         ...
 
 
@@ -48,11 +65,41 @@ class PromptCounter(Protocol):
 class Target:
     """What the translation needs to know about the model behind the MLX server."""
 
-    mlx_model: str
-    """The model id or path the MLX server loaded (the ``model`` it is sent)."""
     max_model_len: int
     """Context length: prompt plus output, in tokens."""
-    counter: PromptCounter
+    encoder: PromptEncoder
+
+
+@dataclass(frozen=True)
+class Calls:
+    """How a chat reply's tool calls are made (see the module docstring)."""
+
+    mode: CallMode = "none"
+    function: str | None = None
+    """The function a named ``tool_choice`` calls."""
+    single: bool = False
+    """``parallel_tool_calls: false``: at most one call."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The generations one OpenAI request becomes, and how their output is read."""
+
+    body: dict[str, Any]
+    """What each generation is sent (the seed apart)."""
+    n: int
+    prompt_tokens: int
+    seed: int | None = None
+    calls: Calls = field(default_factory=Calls)
+    schema_param: str | None = None
+    """The field a schema the server cannot use came from (its 400 names it)."""
+
+    def body_for(self, index: int) -> dict[str, Any]:
+        """Choice ``index``'s request: the seed moves on by one per choice, so seeded choices
+        differ from each other and repeat across identical requests."""
+        if self.seed is None:
+            return self.body
+        return {**self.body, "seed": (self.seed + index) % 2**64}
 
 
 def unsupported(param: str, why: str) -> InvalidRequest:
@@ -64,15 +111,12 @@ def unsupported(param: str, why: str) -> InvalidRequest:
     )
 
 
-def to_mlx_chat(request: ChatCompletionRequest, target: Target) -> dict[str, Any]:
-    """An mlx-lm server body for an OpenAI chat completion request.
+def to_mlx_chat(request: ChatCompletionRequest, target: Target) -> Plan:
+    """The generations for an OpenAI chat completion request.
 
     Args:
         request: The request as the routes validated it (``model`` already the canonical name).
         target: The model behind the MLX server.
-
-    Returns:
-        The JSON body to POST to the MLX server's ``/v1/chat/completions``.
 
     Raises:
         InvalidRequest: a field is invalid or cannot be honoured by MLX (``param`` names it).
@@ -80,35 +124,33 @@ def to_mlx_chat(request: ChatCompletionRequest, target: Target) -> dict[str, Any
     """
     _refuse_extra_fields(request)
     if request.logprobs:
-        raise unsupported(
-            "logprobs", "mlx-lm's server does not report the sampled token's log probability"
-        )
-    if request.response_format is not None and request.response_format.type != "text":
-        raise unsupported("response_format", "MLX has no JSON mode or structured output")
+        raise unsupported("logprobs", "the MLX server does not report log probabilities")
     tools = [tool.model_dump(exclude_none=True) for tool in request.tools or ()]
-    choice = request.tool_choice
-    if choice == "none":
+    calls, schema, schema_param = _tool_plan(request)
+    if calls.mode == "none":
         tools = []  # the model must not call tools: it does not see them
-    elif choice not in (None, "auto"):
-        raise unsupported("tool_choice", "only 'auto' and 'none' can be honoured")
-    if request.parallel_tool_calls is False:
-        raise unsupported("parallel_tool_calls", "MLX cannot limit a reply to one tool call")
+    response_schema = _response_schema(request)
+    if response_schema is not None:
+        if schema is not None:
+            raise unsupported(
+                "response_format", "it cannot be combined with a named or required tool_choice"
+            )
+        schema, schema_param = response_schema, "response_format.json_schema"
     messages = [
         _message(i, m.model_dump(exclude_none=True)) for i, m in enumerate(request.messages)
     ]
-    prompt_tokens = target.counter.count_chat(messages, tools or None)
-    out = {
-        "model": target.mlx_model,
-        "messages": messages,
-        **_sampling(request, request.output_limit(), prompt_tokens, target, what="messages"),
-    }
-    if tools:
-        out["tools"] = tools
-    return out
+    prompt = target.encoder.encode_chat(messages, tools or None)
+    plan = _plan(request, request.output_limit(), prompt, target, what="messages")
+    extra: dict[str, Any] = {}
+    if schema is not None:
+        extra["json_schema"] = schema
+    if calls.mode == "auto":
+        extra["tools"] = tools  # read calls in the model's own format
+    return replace(plan, body={**plan.body, **extra}, calls=calls, schema_param=schema_param)
 
 
-def to_mlx_completion(request: CompletionRequest, target: Target) -> dict[str, Any]:
-    """An mlx-lm server body for an OpenAI (legacy) completion request.
+def to_mlx_completion(request: CompletionRequest, target: Target) -> Plan:
+    """The generations for an OpenAI (legacy) completion request.
 
     Raises:
         InvalidRequest: as :func:`to_mlx_chat`; also for a prompt that is not one string.
@@ -118,19 +160,76 @@ def to_mlx_completion(request: CompletionRequest, target: Target) -> dict[str, A
     if not isinstance(request.prompt, str):
         raise unsupported("prompt", "it takes one prompt string per request")
     if request.echo:
-        raise unsupported("echo", "mlx-lm's server does not echo the prompt")
+        raise unsupported("echo", "the MLX server does not echo the prompt")
     if request.logprobs is not None:
-        raise unsupported("logprobs", "mlx-lm's server reports no log probabilities here")
+        raise unsupported("logprobs", "the MLX server reports no log probabilities")
     if request.best_of not in (None, 1):
-        raise unsupported("best_of", "it generates one candidate per request")
+        raise unsupported("best_of", "it does not rank candidates")
     if request.suffix:
         raise unsupported("suffix", "MLX has no fill-in-the-middle mode")
-    prompt_tokens = target.counter.count_text(request.prompt)
-    return {
-        "model": target.mlx_model,
-        "prompt": request.prompt,
-        **_sampling(request, request.max_tokens, prompt_tokens, target, what="prompt"),
-    }
+    prompt = target.encoder.encode_text(request.prompt)
+    return _plan(request, request.max_tokens, prompt, target, what="prompt")
+
+
+def _tool_plan(
+    request: ChatCompletionRequest,
+) -> tuple[Calls, dict[str, Any] | None, str | None]:
+    """How calls are made, and the schema (with the field it came from) that holds them."""
+    tools = request.tools or []
+    choice = request.tool_choice
+    single = request.parallel_tool_calls is False
+    if not tools or choice == "none":
+        return Calls(), None, None
+    if isinstance(choice, NamedToolChoice):
+        index = next(i for i, t in enumerate(tools) if t.function.name == choice.function.name)
+        schema = _arguments_schema(tools[index])
+        return (
+            Calls("named", choice.function.name, single=True),
+            schema,
+            f"tools.{index}.function.parameters",
+        )
+    if choice == "required":
+        items = [
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "enum": [tool.function.name]},
+                    "parameters": _arguments_schema(tool),
+                },
+                "required": ["name", "parameters"],
+                "additionalProperties": False,
+            }
+            for tool in tools
+        ]
+        schema = {"type": "array", "minItems": 1, "items": {"anyOf": items}}
+        if single:
+            schema["maxItems"] = 1
+        return Calls("required", single=single), schema, "tools"
+    return Calls("auto", single=single), None, None
+
+
+def _arguments_schema(tool: Tool) -> dict[str, Any]:
+    """A function's parameters when it is ``strict``, else any JSON object (as vLLM)."""
+    if tool.function.strict and tool.function.parameters:
+        return tool.function.parameters
+    return ANY_OBJECT
+
+
+def _response_schema(request: ChatCompletionRequest) -> dict[str, Any] | None:
+    response_format = request.response_format
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return ANY_OBJECT
+    schema = (response_format.json_schema or {}).get("schema")
+    if schema is None:
+        return ANY_OBJECT
+    if not isinstance(schema, dict):
+        raise InvalidRequest(
+            "Invalid value for 'response_format.json_schema.schema': a JSON Schema object.",
+            param="response_format.json_schema.schema",
+        )
+    return schema
 
 
 def _refuse_extra_fields(request: SamplingRequest) -> None:
@@ -158,20 +257,22 @@ def _message(index: int, message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def _sampling(
+def _plan(
     request: SamplingRequest,
     output_limit: int | None,
-    prompt_tokens: int,
+    prompt: list[int],
     target: Target,
     *,
     what: str,
-) -> dict[str, Any]:
-    """The fields chat and completions share: limits, sampling, penalties, stop, stream."""
-    if request.n not in (None, 1):
-        raise unsupported("n", "it generates one choice per request")
+) -> Plan:
+    """What chat and completions share: choices, limits, sampling, penalties, stop."""
+    n = request.n or 1
+    if n > MAX_CHOICES:
+        raise unsupported("n", f"it generates at most {MAX_CHOICES} choices per request")
     if request.min_tokens:
         raise unsupported("min_tokens", "MLX cannot hold back the end of sequence for a while")
     limit = target.max_model_len
+    prompt_tokens = len(prompt)
     if prompt_tokens >= limit:
         raise ContextLengthExceeded(
             f"This model's maximum context length is {limit} tokens. However, your {what} "
@@ -188,7 +289,8 @@ def _sampling(
             "in the completion). Please reduce the length of the prompt or completion.",
             param=param,
         )
-    out: dict[str, Any] = {
+    body: dict[str, Any] = {
+        "prompt": prompt,
         "max_tokens": max_tokens,
         "temperature": _OPENAI_DEFAULT_TEMPERATURE
         if request.temperature is None
@@ -196,28 +298,27 @@ def _sampling(
         "top_p": 1.0 if request.top_p is None else request.top_p,
         "top_k": max(request.top_k or 0, 0),  # -1 and 0 both mean "all tokens"
         "min_p": request.min_p or 0.0,
-        "stream": bool(request.stream),
     }
     # Penalties: MLX applies them over a window of recent tokens; the window is the whole
     # context, so they count every earlier token as OpenAI's and vLLM's do.
-    for name in ("presence_penalty", "frequency_penalty", "repetition_penalty"):
-        value = getattr(request, name)
-        if value is not None:
-            out[name] = value
-            out[name.replace("penalty", "context_size")] = limit
+    penalties = {
+        name: getattr(request, name)
+        for name in ("presence_penalty", "frequency_penalty", "repetition_penalty")
+        if getattr(request, name) is not None
+    }
+    if penalties:
+        body.update(penalties, context_size=limit)
     bias = _logit_bias(request.logit_bias)
     if request.ignore_eos:
-        bias.update(dict.fromkeys(sorted(target.counter.eos_token_ids), NO_EOS_BIAS))
+        bias.update(dict.fromkeys(sorted(target.encoder.eos_token_ids), NO_EOS_BIAS))
     if bias:
-        out["logit_bias"] = {str(token): value for token, value in bias.items()}
-    if request.seed is not None:
-        out["seed"] = request.seed % 2**64  # MLX seeds with an unsigned 64-bit integer
+        body["logit_bias"] = {str(token): value for token, value in bias.items()}
     stop = _stop_words(request.stop)
     if stop:
-        out["stop"] = stop
-    if request.stream:
-        out["stream_options"] = {"include_usage": True}
-    return out
+        body["stop"] = stop
+    # MLX seeds with an unsigned 64-bit integer
+    seed = None if request.seed is None else request.seed % 2**64
+    return Plan(body=body, n=n, prompt_tokens=prompt_tokens, seed=seed)
 
 
 def _logit_bias(bias: Mapping[str, float] | None) -> dict[int, float]:
@@ -237,113 +338,3 @@ def _logit_bias(bias: Mapping[str, float] | None) -> dict[int, float]:
 def _stop_words(stop: str | Sequence[str] | None) -> list[str]:
     words = [stop] if isinstance(stop, str) else list(stop or ())
     return [word for word in words if word]  # an empty stop string would match everywhere
-
-
-# --- replies --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """What our replies say about themselves, whatever the MLX server said."""
-
-    id: str
-    created: int
-    model: str
-    """The canonical served name (the routes swap in the alias the client used)."""
-    chat: bool
-    """Chat completion (True) or legacy completion (False)."""
-
-    @property
-    def object(self) -> str:
-        return "chat.completion" if self.chat else "text_completion"
-
-    @property
-    def chunk_object(self) -> str:
-        return "chat.completion.chunk" if self.chat else "text_completion"
-
-
-def normalise_response(body: Mapping[str, Any], stamp: Stamp) -> dict[str, Any]:
-    """A full (non-streamed) MLX reply in OpenAI's shape."""
-    choices = []
-    for choice in body.get("choices") or ():
-        out: dict[str, Any] = {
-            "index": choice.get("index", 0),
-            "finish_reason": choice.get("finish_reason"),
-            "logprobs": None,
-        }
-        if stamp.chat:
-            message = dict(choice.get("message") or {})
-            message.setdefault("role", "assistant")
-            message.setdefault("content", None)
-            message.setdefault("refusal", None)
-            if not message.get("tool_calls"):
-                message.pop("tool_calls", None)
-            out["message"] = message
-        else:
-            out["text"] = choice.get("text", "")
-        choices.append(out)
-    return {
-        "id": stamp.id,
-        "object": stamp.object,
-        "created": stamp.created,
-        "model": stamp.model,
-        "choices": choices,
-        "usage": _usage(body.get("usage")),
-    }
-
-
-def stream_event(data: str, stamp: Stamp) -> StreamEvent:
-    """One event of the MLX server's stream (its data) as ours.
-
-    ``[DONE]`` ends the stream; every chunk gets our id, created, model and ``object`` (the
-    usage chunk included) and is written as compact JSON, which the routes' alias rewrite
-    relies on; an error body stays the error it reports.
-
-    Raises:
-        EngineError: the data is not a JSON object.
-    """
-    if data == DONE_DATA:
-        return DONE
-    chunk = load_chunk(data, source="The MLX server")
-    if "error" in chunk:
-        return chunk_event(chunk, data)
-    out: dict[str, Any] = {
-        "id": stamp.id,
-        "object": stamp.chunk_object,
-        "created": stamp.created,
-        "model": stamp.model,
-        "choices": [_chunk_choice(c, stamp.chat) for c in chunk.get("choices") or ()],
-    }
-    if chunk.get("usage") is not None:
-        out["usage"] = _usage(chunk["usage"])
-    return chunk_event(out, json.dumps(out, separators=(",", ":"), ensure_ascii=False))
-
-
-def _chunk_choice(choice: Mapping[str, Any], chat: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"index": choice.get("index", 0)}
-    if chat:
-        delta = dict(choice.get("delta") or {})
-        if not delta.get("tool_calls"):
-            delta.pop("tool_calls", None)
-        out["delta"] = delta
-    else:
-        out["text"] = choice.get("text", "")
-    out["logprobs"] = None
-    out["finish_reason"] = choice.get("finish_reason")
-    return out
-
-
-def _usage(usage: Any) -> dict[str, Any] | None:
-    if not isinstance(usage, Mapping):
-        return None
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    out: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    details = usage.get("prompt_tokens_details")
-    if isinstance(details, Mapping) and details.get("cached_tokens") is not None:
-        out["prompt_tokens_details"] = {"cached_tokens": int(details["cached_tokens"])}
-    return out

@@ -3,7 +3,8 @@
 No web framework: a dict of paths, one handler each. The proxy path checks the key, reads the
 body (bounded in size, and by the server in time), reads ``model``, resolves it through the
 key's allowlist (a model the key may not use is answered as an unknown one), holds the protocol
-bounds (:mod:`.bounds`), admits it against the key's limits (reserving its tokens), picks a
+bounds (:mod:`.bounds`), keeps the backends that can serve all it asks for, on the pool it pins
+if any (:mod:`.candidates`), admits it against the key's limits (reserving its tokens), picks a
 backend (:mod:`.balancer`) and relays the answer through its pooled client (:mod:`.upstream`):
 JSON in one piece, SSE chunk by chunk as it arrives (:mod:`.relay`); then reports the outcome to
 the sink (:mod:`.sink`), which counts it and settles the reservation to the real usage. Nothing
@@ -24,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from .. import __version__
 from ..errors import APIError, MethodNotAllowed, PayloadTooLarge, RouteNotFound, Unauthorized
+from .admin import ADMIN_PATH, MAX_BODY_BYTES, require_admin
 from .asgi import (
     CANCEL_ON_DISCONNECT,
     JSON,
@@ -37,6 +39,7 @@ from .asgi import (
 )
 from .auth import ANONYMOUS, KeyPolicy
 from .bounds import check_bounds
+from .candidates import POOL_HEADER_KEY, candidates, pinned_pool
 from .console import Console
 from .exchange import Exchange
 from .gpu_info import gather_gpu_info
@@ -89,6 +92,7 @@ class Gateway:
             "/v1/stats": self._stats,
             "/v1/gpu/info": self._gpu_info,
             USAGE_PATH: self._peer_usage,
+            "/v1/peers": self._peers,
             "/v1/models": self._list_models,
             "/models": self._list_models,
         }
@@ -112,6 +116,9 @@ class Gateway:
                 )
                 return
             await self._proxy(scope, receive, send, route)
+            return
+        if path == ADMIN_PATH or path.startswith(ADMIN_PATH + "/"):
+            await self._admin(scope, receive, send, path[len(ADMIN_PATH) + 1 :])
             return
         handler = self._get_routes.get(path)
         model_id: str | None = None
@@ -153,7 +160,9 @@ class Gateway:
             "name": "modelgrid",
             "role": "gateway",
             "version": __version__,
-            "endpoints": sorted({*PROXY_ROUTES, *self._get_routes, "/v1/models/{id}"}),
+            "endpoints": sorted(
+                {*PROXY_ROUTES, *self._get_routes, "/v1/models/{id}", *self._admin_routes()}
+            ),
             "auth": self.state.catalog.keys.enabled,
         }
         try:
@@ -168,6 +177,9 @@ class Gateway:
             or ((r := allowed.get(table.routes[n].model)) is not None and r.backends)
         ]
         return 200, json.dumps(body).encode(), JSON
+
+    def _admin_routes(self) -> tuple[str, ...]:
+        return (ADMIN_PATH, f"{ADMIN_PATH}/{{id}}") if self.state.admin is not None else ()
 
     async def _health(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
         return 200, b'{"status":"ok"}', JSON
@@ -211,6 +223,61 @@ class Gateway:
             raise Unauthorized("Peer usage needs the gateways' shared peer secret.")
         return 200, json.dumps(peers.usage_body()).encode(), JSON
 
+    async def _peers(self, scope: Scope, _: bytes | None) -> tuple[int, bytes, Headers]:
+        """The gateways this one shares key limits with: their addresses (the cluster's pod
+        IPs) are for operators, so with auth on only a key of scope ``admin`` sees them."""
+        policy = self._policy(scope)
+        if self.state.catalog.keys.enabled:
+            require_admin(policy)
+        peers = self.state.peers
+        if peers is None:
+            return 200, b'{"object":"list","instance":null,"data":[]}', JSON
+        return 200, json.dumps(peers.peers_body(time.time())).encode(), JSON
+
+    # ---- the admin API (.admin) -------------------------------------------------------------
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        """``/v1/admin/models`` (GET: list, POST: load) and ``/v1/admin/models/{name}`` (GET,
+        DELETE: unload). 404 when the admin API is off, 401 without a known key, 403 without
+        scope ``admin``: in that order, so that nobody learns more than the key may know."""
+        admin = self.state.admin
+        method: str = scope["method"]
+        allowed = ("GET", "HEAD", "DELETE") if name else ("GET", "HEAD", "POST")
+        try:
+            if admin is None:
+                raise RouteNotFound(f"No route {method} {scope['path']}: the admin API is off.")
+            policy = self._policy(scope)
+            require_admin(policy)
+            if method not in allowed:
+                allow = ", ".join(m for m in allowed if m != "HEAD")
+                await send_error(
+                    send,
+                    MethodNotAllowed(f"{method} {scope['path']}: use {allow}."),
+                    [(b"allow", allow.encode())],
+                )
+                return
+            headers = list(JSON)
+            if method == "POST":
+                body = await self._read_body(scope, receive, limit=MAX_BODY_BYTES)
+                status, answer = 202, await admin.load(body, policy)
+                headers.append((b"location", f"{ADMIN_PATH}/{answer['name']}".encode()))
+            elif method == "DELETE":
+                status, answer = 202, await admin.unload(name, policy)
+            elif name:
+                status, answer = 200, await admin.show(name)
+            else:
+                status, answer = 200, await admin.listing()
+        except _ClientGone:
+            return
+        except APIError as exc:
+            await send_error(send, exc)
+            return
+        except Exception as exc:  # our bug: a 500 in OpenAI's shape, logged
+            logger.exception("%s %s failed", method, scope["path"])
+            await send_error(send, exc)
+            return
+        await send_body(send, status, json.dumps(answer).encode(), headers)
+
     # ---- the proxy --------------------------------------------------------------------------
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, route_label: str) -> None:
@@ -229,6 +296,11 @@ class Gateway:
             route = catalog.table.resolve(payload.get("model"), catalog.allowed_for(policy))
             model = route.model
             max_tokens = check_bounds(payload, route_label, route, limits)
+            backends = route.backends
+            pinned = header(scope, POOL_HEADER_KEY)
+            if pinned is not None or route.lacking:  # else no filter could change a thing
+                pool = None if pinned is None else pinned_pool(pinned, policy, state.config.routing)
+                backends = candidates(route, route_label, payload, pool)
             if policy.tokens_per_minute:
                 answer = max_tokens or limits.reserve_completion_tokens
                 reserved = limiter.reservation(policy, estimate_prompt_tokens(body) + answer)
@@ -259,7 +331,7 @@ class Gateway:
                 assert task is not None
                 watcher = asyncio.create_task(x.watch_disconnect(receive, task))
             try:
-                status = await state.relay.run(x, send, route.backends, limits.retries)
+                status = await state.relay.run(x, send, backends, limits.retries)
             except asyncio.CancelledError:
                 if not x.client_gone:
                     raise
@@ -272,8 +344,8 @@ class Gateway:
         finally:
             sink.finished(x, status)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        limit = self.state.limits.max_body_bytes
+    async def _read_body(self, scope: Scope, receive: Receive, limit: int | None = None) -> bytes:
+        limit = min(limit or self.state.limits.max_body_bytes, self.state.limits.max_body_bytes)
         declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes.")

@@ -34,6 +34,10 @@ class KeyPolicy:
     tokens_per_minute: int | None = None
     max_concurrent: int | None = None
     """Requests in flight at once; ``None``: no bound (auth off)."""
+    admin: bool = False
+    """The key may load and unload models (scope ``admin``); never by default."""
+    pool_pinning: bool = False
+    """The key may pin a pool (``x-modelgrid-pool``) where the gateway does not allow everyone."""
 
     restricted: bool = field(init=False)
     """The key has an allowlist (of models, namespaces or both): set once, read per request."""
@@ -52,6 +56,8 @@ class KeyPolicy:
             requests_per_minute=key.requests_per_minute,
             tokens_per_minute=key.tokens_per_minute,
             max_concurrent=key.max_concurrent_requests or max_concurrent,
+            admin="admin" in key.scopes,
+            pool_pinning=key.pool_pinning,
         )
 
 
@@ -67,12 +73,21 @@ class KeyRing:
             :func:`~.config.check_unique_keys`).
         enabled: Auth is on.
         max_concurrent: The default per-key bound on requests in flight.
+        anonymous: With auth on, a request without a known key is served as :data:`ANONYMOUS`
+            (no scope): OpenAI clients send some key whatever the server wants. A known key
+            still names its holder and its scopes.
     """
 
     def __init__(
-        self, keys: Iterable[KeyConfig], *, enabled: bool, max_concurrent: int = 64
+        self,
+        keys: Iterable[KeyConfig],
+        *,
+        enabled: bool,
+        max_concurrent: int = 64,
+        anonymous: bool = False,
     ) -> None:
         self.enabled = enabled
+        self.anonymous = anonymous
         self._by_hash = {
             k.sha256: KeyPolicy.from_config(k, max_concurrent=max_concurrent) for k in keys
         }
@@ -89,11 +104,15 @@ class KeyRing:
         if not self.enabled:
             return ANONYMOUS
         if not authorization:
+            if self.anonymous:
+                return ANONYMOUS
             raise Unauthorized(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
             )
         scheme, _, key = authorization.decode("latin-1").partition(" ")
         policy = self._by_hash.get(hash_key(key.strip())) if scheme.lower() == "bearer" else None
         if policy is None:
+            if self.anonymous:
+                return ANONYMOUS
             raise Unauthorized("Incorrect API key provided.")
         return policy

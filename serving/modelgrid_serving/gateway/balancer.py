@@ -126,6 +126,10 @@ class Balancer:
         state.outstanding -= 1
         state.last_seen = max(state.last_seen, now)
 
+    def outstanding(self, urls: Iterable[str]) -> int:
+        """Requests in flight on these backends (an unload waits for none)."""
+        return sum(s.outstanding for u in urls if (s := self._states.get(u)) is not None)
+
     def forget(self, keep: Iterable[str]) -> None:
         """Drop the state of backends that are no longer in any table (idle ones only)."""
         keep = set(keep)

@@ -51,9 +51,12 @@ class Catalog:
         self._entries: dict[str, list[ModelEntry]] = {}
         self._key_sources: dict[str, list[KeyConfig]] = {}
         self._auth_enabled = auth_enabled
+        self._anonymous = False
         self._max_concurrent_per_key = max_concurrent_per_key
         self._allowed: dict[str, dict[str, Route]] = {}
         """key name -> what it may use (names are unique), for the current table and keys."""
+        self._withdrawn: set[str] = set()
+        """Entry sources being unloaded: out of the table, whatever their source reports."""
 
     # ---- what sources report ----------------------------------------------------------------
 
@@ -62,6 +65,7 @@ class Catalog:
         its auth settings. A keys file that cannot be used stops the gateway at start
         (``initial``) and is logged and ignored on reload (the previous keys stay)."""
         self._auth_enabled = config.auth.enabled
+        self._anonymous = config.auth.anonymous
         self._max_concurrent_per_key = config.limits.max_concurrent_per_key
         self._entries["static"] = static_entries(config, created=created)
         self.set_keys("inline", list(config.auth.keys))
@@ -103,6 +107,7 @@ class Catalog:
         self.keys = KeyRing(
             chain(*sources.values()),
             enabled=self._auth_enabled,
+            anonymous=self._anonymous,
             max_concurrent=self._max_concurrent_per_key,
         )
         self._allowed.clear()
@@ -111,6 +116,25 @@ class Catalog:
         """The backends the health probe finds down now; rebuilds the table."""
         self.down = down
         self._rebuild()
+
+    def withdraw(self, source: str) -> None:
+        """Take the model of entry source ``source`` (``ModelEntry.source``) out of the table
+        now, and keep it out while its source still reports it: an unload's first step, so
+        that new requests get 404 while those in flight finish."""
+        self._withdrawn.add(source)
+        self._rebuild()
+
+    def restore(self, source: str) -> None:
+        """Route ``source``'s model again when reported (a model of that name loaded anew)."""
+        if source in self._withdrawn:
+            self._withdrawn.discard(source)
+            self._rebuild()
+
+    def backend_urls_of(self, source: str) -> set[str]:
+        """The backend URLs that entry source ``source`` reported."""
+        return {
+            b.url for e in chain(*self._entries.values()) if e.source == source for b in e.backends
+        }
 
     def entries(self, source: str) -> list[ModelEntry]:
         """The models ``source`` reported last (none yet: empty)."""
@@ -131,7 +155,10 @@ class Catalog:
         return allowed
 
     def _rebuild(self) -> None:
-        table = build_table(chain(*self._entries.values()), down=self.down)
+        entries: Iterable[ModelEntry] = chain(*self._entries.values())
+        if self._withdrawn:
+            entries = (e for e in entries if e.source not in self._withdrawn)
+        table = build_table(entries, down=self.down)
         self.table = table
         self._allowed.clear()
         for listener in self._listeners:

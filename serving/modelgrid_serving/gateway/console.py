@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .asgi import JSON, Headers, Scope, header
 from .auth import KeyPolicy
 from .live import LiveFigures
-from .routing import ModelEntry, Route
+from .routing import ModelEntry, ResourceStatus, Route
 from .sources import SERVING_PHASES
 
 if TYPE_CHECKING:
@@ -136,11 +136,30 @@ def model_state(entry: ModelEntry, route: Route) -> str:
 def _model_view(
     state: GatewayState, live: LiveFigures, entry: ModelEntry, route: Route, *, now: float
 ) -> dict[str, Any]:
+    """One model's card on the console: its state, pools, InferenceModels, backends and live
+    figures (this gateway's, with its peers' added)."""
     shared = state.peers.peers_live(entry.name) if state.peers is not None else ()
-    backends = []
+    backends = _backend_views(state, entry, route)
+    return {
+        "id": entry.name,
+        "aliases": list(entry.aliases),
+        "source": entry.source,
+        "ready": bool(route.backends),
+        "state": model_state(entry, route),
+        "pools": _pool_views(entry, backends),
+        "resources": [_resource_view(s) for s in entry.statuses],
+        "backends": backends,
+        "in_flight": sum(b["in_flight"] for b in backends),
+        "live": live.figures(entry.name, now=now, peers=shared),
+    }
+
+
+def _backend_views(state: GatewayState, entry: ModelEntry, route: Route) -> list[dict[str, Any]]:
+    """Each backend's pool, readiness and load, in the model's order of backends."""
+    views = []
     for backend in entry.backends:
         load = state.balancer.state(backend.url)
-        backends.append(
+        views.append(
             {
                 "pool": backend.pool,
                 "ready": backend in route.backends,
@@ -148,8 +167,14 @@ def _model_view(
                 "errors": load.errors,
             }
         )
+    return views
+
+
+def _pool_views(entry: ModelEntry, backends: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ready and desired replicas per pool: as the operator counts them, or for a static
+    model, its backends grouped by their pool label."""
     if entry.pools:
-        pools = [
+        return [
             {
                 "name": p.name,
                 "accelerator": p.accelerator,
@@ -159,39 +184,26 @@ def _model_view(
             }
             for p in entry.pools
         ]
-    else:  # a static model: its backends, grouped by their pool label, are its replicas
-        grouped: dict[str, list[bool]] = {}
-        for b in backends:
-            grouped.setdefault(b["pool"], []).append(b["ready"])
-        pools = [
-            {"name": name, "accelerator": None, "engine": None, "ready": sum(r), "desired": len(r)}
-            for name, r in grouped.items()
-        ]
+    grouped: dict[str, list[bool]] = {}
+    for b in backends:
+        grouped.setdefault(b["pool"], []).append(b["ready"])
+    return [
+        {"name": name, "accelerator": None, "engine": None, "ready": sum(r), "desired": len(r)}
+        for name, r in grouped.items()
+    ]
+
+
+def _resource_view(status: ResourceStatus) -> dict[str, Any]:
+    """One InferenceModel behind the model: its phase, its time to ready by phase, and the
+    conditions that do not hold (what the console shows as problems)."""
     return {
-        "id": entry.name,
-        "aliases": list(entry.aliases),
-        "source": entry.source,
-        "ready": bool(route.backends),
-        "state": model_state(entry, route),
-        "pools": pools,
-        "resources": [
-            {
-                "resource": s.resource,
-                "phase": s.phase,
-                "phase_since": s.phase_since,
-                "time_to_ready": {
-                    **dict(s.time_to_ready),
-                    "total": s.ready_after_s,
-                },
-                "problems": [
-                    {"type": c.type, "reason": c.reason, "message": c.message}
-                    for c in s.conditions
-                    if c.status != "True"
-                ],
-            }
-            for s in entry.statuses
+        "resource": status.resource,
+        "phase": status.phase,
+        "phase_since": status.phase_since,
+        "time_to_ready": {**dict(status.time_to_ready), "total": status.ready_after_s},
+        "problems": [
+            {"type": c.type, "reason": c.reason, "message": c.message}
+            for c in status.conditions
+            if c.status != "True"
         ],
-        "backends": backends,
-        "in_flight": sum(b["in_flight"] for b in backends),
-        "live": live.figures(entry.name, now=now, peers=shared),
     }

@@ -144,22 +144,14 @@ class RateLimiter:
                 self._tokens, self._owed_tokens, policy.name, policy.tokens_per_minute, now
             )
         if requests is not None and requests.level < 1:
+            allowance = f"{policy.requests_per_minute} requests"
             wait = requests.seconds_until(1)
-            raise RateLimited(
-                f"Rate limit reached for key '{policy.name}': "
-                f"{policy.requests_per_minute} requests per minute. Retry in {wait:.1f}s.",
-                kind="requests",
-                headers={"Retry-After": str(max(1, math.ceil(wait))), **_headers(requests, tokens)},
-            )
+            raise _exhausted(policy, allowance, "requests", wait, requests, tokens)
         need = 0 if tokens is None else self.reservation(policy, reserve)
         if tokens is not None and tokens.level < need:
+            allowance = f"{policy.tokens_per_minute} tokens"
             wait = tokens.seconds_until(need)
-            raise RateLimited(
-                f"Rate limit reached for key '{policy.name}': "
-                f"{policy.tokens_per_minute} tokens per minute. Retry in {wait:.1f}s.",
-                kind="tokens",
-                headers={"Retry-After": str(max(1, math.ceil(wait))), **_headers(requests, tokens)},
-            )
+            raise _exhausted(policy, allowance, "tokens", wait, requests, tokens)
         if requests is not None:
             requests.level -= 1
             self._count(policy.name, 1, 0)
@@ -200,6 +192,25 @@ class RateLimiter:
             bucket.level += reserved - max(used, 0)
             if used > 0:
                 self._count(policy.name, 0, used)
+
+
+def _exhausted(
+    policy: KeyPolicy,
+    allowance: str,
+    kind: str,
+    wait: float,
+    requests: Bucket | None,
+    tokens: Bucket | None,
+) -> RateLimited:
+    """The 429 for a key whose ``allowance`` per minute is spent: in how many seconds it
+    suffices again (``Retry-After``, whole seconds, at least one) and the key's
+    ``x-ratelimit-*`` headers, as OpenAI sends them."""
+    return RateLimited(
+        f"Rate limit reached for key '{policy.name}': {allowance} per minute. "
+        f"Retry in {wait:.1f}s.",
+        kind=kind,
+        headers={"Retry-After": str(max(1, math.ceil(wait))), **_headers(requests, tokens)},
+    )
 
 
 def _headers(requests: Bucket | None, tokens: Bucket | None) -> dict[str, str]:

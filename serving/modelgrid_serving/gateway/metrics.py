@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-
 from ..errors import MethodNotAllowed, RouteNotFound
-from ..metrics import CONTENT_TYPE, GATEWAY, build_families
+from ..metrics import CONTENT_TYPE, GATEWAY, MetricFamilies
 from .asgi import Receive, Scope, Send, send_body, send_error
 
 if TYPE_CHECKING:
@@ -29,22 +27,11 @@ NO_POOL = "-"
 """The pool label of requests that reached no backend."""
 
 
-class GatewayMetrics:
-    """The metric families of one gateway process, in their own registry."""
+class GatewayMetrics(MetricFamilies):
+    """The metric families of one gateway process (the ``GATEWAY`` vocabulary)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        f = build_families(GATEWAY, self.registry)
-        self.requests = f["requests_total"]
-        self.duration = f["request_duration_seconds"]
-        self.ttft = f["time_to_first_token_seconds"]
-        self.prompt_tokens = f["prompt_tokens_total"]
-        self.generation_tokens = f["generation_tokens_total"]
-        self.in_flight = f["requests_in_flight"]
-        self.upstream_errors = f["upstream_errors_total"]
-        self.rejected = f["rejected_total"]
-        self.rate_limited = f["rate_limited_total"]
-        self.backends_ready = f["backends_ready"]
+        super().__init__(GATEWAY)
         # Label children per label values, looked up once: ``labels()`` validates its arguments
         # and takes a lock on every call, which the hot path would pay several times a request.
         # Never pruned: the label values are bounded (see the module docstring), and Prometheus
@@ -57,19 +44,21 @@ class GatewayMetrics:
         """The in-flight gauge of ``(model, pool)``."""
         gauge = self._in_flight.get((model, pool))
         if gauge is None:
-            gauge = self._in_flight[model, pool] = self.in_flight.labels(model, pool)
+            gauge = self._in_flight[model, pool] = self.requests_in_flight.labels(model, pool)
         return gauge
 
     def ttft_for(self, model: str, pool: str) -> Any:
         """The time-to-first-token histogram of ``(model, pool)``."""
         histogram = self._ttft.get((model, pool))
         if histogram is None:
-            histogram = self._ttft[model, pool] = self.ttft.labels(model, pool)
+            histogram = self._ttft[model, pool] = self.time_to_first_token_seconds.labels(
+                model, pool
+            )
         return histogram
 
     def refused(self, model: str, route: str, status: int | str) -> None:
         """A request answered before any backend (an error, or the client went away)."""
-        self.requests.labels(model, NO_POOL, route, str(status)).inc()
+        self.requests_total.labels(model, NO_POOL, route, str(status)).inc()
 
     def finished(self, x: Exchange) -> None:
         """A request that went to a backend (``x.pool``), whatever the outcome (a recorder
@@ -78,10 +67,10 @@ class GatewayMetrics:
         series = self._answered.get(key)
         if series is None:
             series = self._answered[key] = (
-                self.requests.labels(model, pool, route, str(status)),
-                self.duration.labels(model, pool, route),
-                self.prompt_tokens.labels(model, pool),
-                self.generation_tokens.labels(model, pool),
+                self.requests_total.labels(model, pool, route, str(status)),
+                self.request_duration_seconds.labels(model, pool, route),
+                self.prompt_tokens_total.labels(model, pool),
+                self.generation_tokens_total.labels(model, pool),
             )
         requests, duration, prompt, generation = series
         requests.inc()
@@ -94,10 +83,6 @@ class GatewayMetrics:
         for name, route in table.routes.items():
             if name == route.model:
                 self.backends_ready.labels(name).set(len(route.backends))
-
-    def render(self) -> bytes:
-        """The registry in Prometheus' text format."""
-        return generate_latest(self.registry)
 
 
 class MetricsApp:

@@ -14,7 +14,8 @@ of looking like negative use, and the first answer of a peer only sets its basel
 consumed before we met it has refilled or will be seen as it grows.
 
 The same answer carries the process's live figures for the console (:meth:`.LiveFigures.summaries`),
-so that a console page shows every replica's traffic, not the one replica it reached.
+so that a console page shows every replica's traffic, not the one replica it reached. What each
+round heard from each peer (its instance, when, or why not) is kept for ``GET /v1/peers``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,36 @@ def read_peer_secret(environ: Mapping[str, str]) -> str | None:
     return secret
 
 
+@dataclass(frozen=True)
+class PeerContact:
+    """What this process last heard from one peer address."""
+
+    url: str
+    instance: str | None = None
+    """The peer's process instance, once it answered."""
+    last_contact: float | None = None
+    """When it last answered (seconds since the epoch); None: never."""
+    error: str | None = None
+    """Why the latest round got no usable answer; None: it answered."""
+
+    @property
+    def healthy(self) -> bool:
+        """The latest round heard from it."""
+        return self.error is None and self.last_contact is not None
+
+    def view(self, now: float) -> dict[str, Any]:
+        """As ``GET /v1/peers`` shows it."""
+        ago = None if self.last_contact is None else round(max(now - self.last_contact, 0.0), 3)
+        return {
+            "url": self.url,
+            "instance": self.instance,
+            "healthy": self.healthy,
+            "last_contact": self.last_contact,
+            "last_contact_s_ago": ago,
+            "error": self.error,
+        }
+
+
 class PeerSync:
     """Polls the peers' usage and charges it to the local limiter.
 
@@ -91,6 +123,8 @@ class PeerSync:
         self._seen: dict[str, dict[str, list[int]]] = {}
         self._live: dict[str, dict[str, Any]] = {}
         """Peer instance -> its latest live summaries, by model."""
+        self.contacts: dict[str, PeerContact] = {}
+        """Peer URL -> what the latest rounds heard from it (this process's own URL excluded)."""
 
     def usage_body(self) -> dict[str, Any]:
         """What ``GET /internal/usage`` answers: this instance, its running totals and its live
@@ -119,19 +153,43 @@ class PeerSync:
                 answers = await asyncio.gather(
                     *(self._fetch(session, url) for url in urls), return_exceptions=True
                 )
-                heard: set[str] = set()
-                for url, answer in zip(urls, answers, strict=True):
-                    if isinstance(answer, BaseException):
-                        logger.debug("peer %s: %r", url, answer)
-                    elif (instance := self.merge(answer)) is not None:
-                        heard.add(instance)
-                # Forget peers that did not answer (gone, or restarted under a new id): one
-                # that comes back starts from a new baseline.
-                self._seen = {i: totals for i, totals in self._seen.items() if i in heard}
-                self._live = {i: live for i, live in self._live.items() if i in heard}
+                self.observe(urls, answers, now=time.time())
             except Exception:  # keep syncing; limits stay local meanwhile (logged)
                 logger.exception("peer sync failed")
             await asyncio.sleep(self.config.interval_s)
+
+    def observe(self, urls: Sequence[str], answers: Sequence[Any], *, now: float) -> None:
+        """Take one round's answers (an exception: no answer): charge their growth, note each
+        peer's contact, and forget the peers that did not answer (gone, or restarted under a
+        new id: one that comes back starts from a new baseline)."""
+        heard: set[str] = set()
+        contacts: dict[str, PeerContact] = {}
+        for url, answer in zip(urls, answers, strict=True):
+            before = self.contacts.get(url) or PeerContact(url)
+            if isinstance(answer, BaseException):
+                logger.debug("peer %s: %r", url, answer)
+                error = f"{type(answer).__name__}: {answer}".rstrip(": ")
+                contacts[url] = PeerContact(url, before.instance, before.last_contact, error)
+            elif (instance := self.merge(answer)) is not None:
+                heard.add(instance)
+                contacts[url] = PeerContact(url, instance, now)
+            elif isinstance(answer, dict) and answer.get("instance") == self.instance:
+                continue  # ourselves: DNS lists every pod
+            else:
+                contacts[url] = PeerContact(
+                    url, before.instance, before.last_contact, "not a gateway's answer"
+                )
+        self.contacts = contacts
+        self._seen = {i: totals for i, totals in self._seen.items() if i in heard}
+        self._live = {i: live for i, live in self._live.items() if i in heard}
+
+    def peers_body(self, now: float) -> dict[str, Any]:
+        """What ``GET /v1/peers`` answers: this instance and each peer's latest contact."""
+        return {
+            "object": "list",
+            "instance": self.instance,
+            "data": [c.view(now) for _, c in sorted(self.contacts.items())],
+        }
 
     async def peer_urls(self) -> list[str]:
         """The configured URLs, plus ``http://ADDRESS:PORT`` for each address of ``dns``."""

@@ -34,6 +34,9 @@ from .upstream import BrokenResponse, ConnectFailed, ReadTimeout, Response, Upst
 
 logger = logging.getLogger(__name__)
 
+GATEWAY_OWNED = (b"x-ratelimit", b"access-control-")
+"""Prefixes of response headers a backend's answer never passes on: the gateway's own."""
+
 UPSTREAM_SUFFIX = {
     "chat": "/chat/completions",
     "completions": "/completions",
@@ -82,13 +85,13 @@ class Relay:
                         _headers_for(x, backend),
                     )
                 except ReadTimeout:
-                    metrics.upstream_errors.labels(x.model, backend.pool, "timeout").inc()
+                    metrics.upstream_errors_total.labels(x.model, backend.pool, "timeout").inc()
                     return await send_error(
                         send, EngineError("The model's backend did not answer in time."), extra
                     )
                 except ConnectFailed as exc:
                     balancer.failed(backend.url, now=time.monotonic())
-                    metrics.upstream_errors.labels(x.model, backend.pool, "connect").inc()
+                    metrics.upstream_errors_total.labels(x.model, backend.pool, "connect").inc()
                     logger.warning("backend %s: %s; trying another", backend.url, exc)
                     continue
                 if resp.status == 503 and attempt + 1 < attempts and len(tried) < len(backends):
@@ -97,7 +100,7 @@ class Relay:
                     # another. Its fast 503s would otherwise look like a fast backend.
                     resp.close()
                     balancer.failed(backend.url, now=time.monotonic())
-                    metrics.upstream_errors.labels(x.model, backend.pool, "unavailable").inc()
+                    metrics.upstream_errors_total.labels(x.model, backend.pool, "unavailable").inc()
                     logger.warning("backend %s answered 503; trying another", backend.url)
                     continue
                 balancer.responded(backend.url, time.perf_counter() - sent, now=time.monotonic())
@@ -117,10 +120,12 @@ class Relay:
         return await send_error(send, exc, extra)
 
     async def _relay(self, x: Exchange, send: Send, resp: Response, backend: Backend) -> int:
+        # the key's limits and CORS are the gateway's to say, never a backend's (mlx_lm.server
+        # allows every origin: relayed, any page could read answers the gateway allows none)
         headers = [
             (k.lower(), v)
             for k, v in resp.raw_headers
-            if k.lower() not in HOP_BY_HOP and not k.lower().startswith(b"x-ratelimit")
+            if k.lower() not in HOP_BY_HOP and not k.lower().startswith(GATEWAY_OWNED)
         ]
         extra = x.headers
         headers.extend(extra)
@@ -187,7 +192,7 @@ class Relay:
     ) -> UpstreamUnavailable:
         """Count and log a backend that broke off its answer; the error the client gets."""
         kind = "timeout" if isinstance(exc, ReadTimeout) else "stream"
-        self.metrics.upstream_errors.labels(x.model, backend.pool, kind).inc()
+        self.metrics.upstream_errors_total.labels(x.model, backend.pool, kind).inc()
         logger.warning("backend %s broke off its answer (%s): %r", backend.url, kind, exc)
         return UpstreamUnavailable(f"The backend of the model '{x.model}' failed {when}.")
 

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import InvalidRequest, ModelNotFound, ModelNotReady
-from ..protocol import ModelCard, ModelList
+from ..protocol import ModelCard, ModelList, PoolCard
+from ..protocol.capabilities import ALL_CAPABILITIES, Capability
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ class Backend:
     api_key: str | None = None
     namespace: str | None = None
     """The namespace of the InferenceModel it serves (static backends: none)."""
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES
+    """What its engine serves (:mod:`~modelgrid_serving.protocol.capabilities`); a backend no
+    source declares anything for is taken to serve everything (its own errors answer)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,19 @@ class Route:
     """Ready backends only; empty when the model is known but not ready."""
     max_model_len: int | None = None
     """The model's context length, when known: a larger ``max_tokens`` is refused."""
+    pools: frozenset[str] = frozenset()
+    """Every pool of the model's backends, ready or not (a pinned pool that is not ready: 503)."""
+    lacking: frozenset[Capability] = field(init=False, repr=False, compare=False)
+    """What some ready backend cannot do: a request is searched only for these (none: the
+    capability filter costs nothing)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lacking", capabilities_lacking(self.backends))
+
+
+def capabilities_lacking(backends: Iterable[Backend]) -> frozenset[Capability]:
+    """The capabilities some of ``backends`` lack."""
+    return frozenset().union(*(ALL_CAPABILITIES - b.capabilities for b in backends))
 
 
 @dataclass(frozen=True)
@@ -171,26 +188,49 @@ def build_table(
         The table. A name claimed by two different models goes to the first claimant (by the
         order of ``entries``) and is reported in ``conflicts``.
     """
+    merged = _merge_entries(entries)
+    owners, conflicts = _claim_names(merged)
+    routes = _routes(merged, owners, down)
+    listing, cards = _model_cards(routes, merged)
+    for line in conflicts:
+        logger.warning("routing: %s; the first claim wins", line)
+    return RoutingTable(
+        routes=routes, models=merged, listing=listing, cards=cards, conflicts=tuple(conflicts)
+    )
+
+
+def _merge_entries(entries: Iterable[ModelEntry]) -> dict[str, ModelEntry]:
+    """Canonical name -> one entry, in the order names first appear: sources that serve the
+    same name (an NVIDIA and an Apple InferenceModel) are one model to a client."""
     merged: dict[str, ModelEntry] = {}
     for entry in entries:
         prior = merged.get(entry.name)
-        if prior is None:
-            merged[entry.name] = entry
-            continue
-        merged[entry.name] = ModelEntry(
-            name=entry.name,
-            aliases=tuple(dict.fromkeys((*prior.aliases, *entry.aliases))),
-            backends=(*prior.backends, *(b for b in entry.backends if b not in prior.backends)),
-            pools=(*prior.pools, *entry.pools),
-            source=f"{prior.source},{entry.source}",
-            created=min(prior.created, entry.created) if prior.created else entry.created,
-            statuses=(*prior.statuses, *entry.statuses),
-            max_model_len=min(
-                (n for n in (prior.max_model_len, entry.max_model_len) if n is not None),
-                default=None,
-            ),
-        )
+        merged[entry.name] = entry if prior is None else _merge_two(prior, entry)
+    return merged
 
+
+def _merge_two(prior: ModelEntry, entry: ModelEntry) -> ModelEntry:
+    """``prior`` and ``entry`` of one name as one: their aliases, backends (each once), pools
+    and statuses; the earliest creation time and the smallest context length known, so that
+    no request the smaller backend would refuse is let through."""
+    return ModelEntry(
+        name=entry.name,
+        aliases=tuple(dict.fromkeys((*prior.aliases, *entry.aliases))),
+        backends=(*prior.backends, *(b for b in entry.backends if b not in prior.backends)),
+        pools=(*prior.pools, *entry.pools),
+        source=f"{prior.source},{entry.source}",
+        created=min(prior.created, entry.created) if prior.created else entry.created,
+        statuses=(*prior.statuses, *entry.statuses),
+        max_model_len=min(
+            (n for n in (prior.max_model_len, entry.max_model_len) if n is not None),
+            default=None,
+        ),
+    )
+
+
+def _claim_names(merged: Mapping[str, ModelEntry]) -> tuple[dict[str, str], list[str]]:
+    """Who owns each served name (name or alias -> canonical model), and one line per name two
+    models claimed: the first claim wins, so a new model can never take over a served name."""
     owners: dict[str, str] = {}
     conflicts: list[str] = []
     for name in merged:  # canonical names first: an alias never shadows a model's own name
@@ -200,15 +240,34 @@ def build_table(
             owner = owners.setdefault(alias, name)
             if owner != name:
                 conflicts.append(f"{alias!r} is claimed by {owner!r} and {name!r}")
+    return owners, conflicts
 
+
+def _routes(
+    merged: Mapping[str, ModelEntry], owners: Mapping[str, str], down: frozenset[str]
+) -> dict[str, Route]:
+    """Served name -> route over the model's ready backends that the probe has not found down;
+    a model's names and aliases share one route object (the stats tell ready backends by it)."""
     routes: dict[str, Route] = {}
     for name, entry in merged.items():
         ready = tuple(b for b in entry.backends if b.ready and b.url not in down)
-        route = Route(model=name, backends=ready, max_model_len=entry.max_model_len)
+        route = Route(
+            model=name,
+            backends=ready,
+            max_model_len=entry.max_model_len,
+            pools=frozenset(b.pool for b in entry.backends),
+        )
         for served in (name, *entry.aliases):
             if owners[served] == name:
                 routes[served] = route
+    return routes
 
+
+def _model_cards(
+    routes: Mapping[str, Route], merged: Mapping[str, ModelEntry]
+) -> tuple[bytes, dict[str, bytes]]:
+    """The ``GET /v1/models`` body and each ``GET /v1/models/{id}`` body, encoded once per
+    table; only ready models are listed (an alias names its model as ``root``)."""
     cards: dict[str, bytes] = {}
     data: list[ModelCard] = []
     for served, route in routes.items():
@@ -218,15 +277,28 @@ def build_table(
             id=served,
             created=merged[route.model].created,
             root=route.model if served != route.model else None,
+            capabilities=_names(frozenset().union(*(b.capabilities for b in route.backends))),
+            pools=[
+                PoolCard(name=pool, capabilities=_names(caps))
+                for pool, caps in pool_capabilities(route.backends).items()
+            ],
         )
         data.append(card)
         cards[served] = card.model_dump_json(exclude_none=True).encode()
-    listing = ModelList(data=data).model_dump_json(exclude_none=True).encode()
-    for line in conflicts:
-        logger.warning("routing: %s; the first claim wins", line)
-    return RoutingTable(
-        routes=routes, models=merged, listing=listing, cards=cards, conflicts=tuple(conflicts)
-    )
+    return ModelList(data=data).model_dump_json(exclude_none=True).encode(), cards
+
+
+def pool_capabilities(backends: Iterable[Backend]) -> dict[str, frozenset[Capability]]:
+    """Each pool of ``backends`` (in order) with what all its backends serve."""
+    out: dict[str, frozenset[Capability]] = {}
+    for b in backends:
+        out[b.pool] = out[b.pool] & b.capabilities if b.pool in out else b.capabilities
+    return out
+
+
+def _names(capabilities: frozenset[Capability]) -> list[str]:
+    """Capability names in the declaration's order."""
+    return [c.value for c in Capability if c in capabilities]
 
 
 def allowed_models(table: RoutingTable, names: Iterable[str]) -> frozenset[str]:
@@ -254,7 +326,10 @@ def allowed_routes(
             out[model] = route
         elif namespaces and entry.namespaces & namespaces:
             backends = tuple(b for b in route.backends if b.namespace in namespaces)
-            out[model] = Route(model=model, backends=backends, max_model_len=route.max_model_len)
+            pools = frozenset(b.pool for b in entry.backends if b.namespace in namespaces)
+            out[model] = Route(
+                model=model, backends=backends, max_model_len=route.max_model_len, pools=pools
+            )
     return out
 
 

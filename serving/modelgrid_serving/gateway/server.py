@@ -12,8 +12,10 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
+from .admin import ModelStore, SpecCheck
 from .app import Gateway
 from .config import load_config
+from .cors import with_cors
 from .http_server import HTTPServer
 from .metrics import MetricsApp
 from .state import GatewayState
@@ -23,13 +25,24 @@ SHUTDOWN_GRACE_S = 5.0
 
 
 def build_gateway(
-    config_path: Path | None, *, kubernetes: bool = False, namespaces: Sequence[str] = ()
+    config_path: Path | None,
+    *,
+    kubernetes: bool = False,
+    namespaces: Sequence[str] = (),
+    check_spec: SpecCheck | None = None,
+    model_store: ModelStore | None = None,
 ) -> Gateway:
-    """The ASGI application for a config file (``None``: no static models, auth off)."""
+    """The ASGI application for a config file (``None``: no static models, auth off); the
+    admin API's spec check and store as :class:`~.state.GatewayState` takes them."""
     path = Path(config_path) if config_path is not None else None
     return Gateway(
         GatewayState(
-            load_config(path), config_path=path, kubernetes=kubernetes, namespaces=namespaces
+            load_config(path),
+            config_path=path,
+            kubernetes=kubernetes,
+            namespaces=namespaces,
+            check_spec=check_spec,
+            model_store=model_store,
         )
     )
 
@@ -42,6 +55,7 @@ def serve(
     kubernetes: bool,
     namespaces: Sequence[str] = (),
     metrics_port: int | None = None,
+    check_spec: SpecCheck | None = None,
 ) -> None:
     """Serve the gateway on ``host:port`` until SIGINT or SIGTERM. Blocks.
 
@@ -55,6 +69,7 @@ def serve(
             read from ``auth.secret_namespace``, else the gateway pod's own namespace.
         metrics_port: Port of ``GET /metrics`` on ``host`` (0: off); ``None``: the config
             file's ``metrics.port``.
+        check_spec: The typed InferenceModel check, for the admin API (``admin.enabled``).
 
     Raises:
         ConfigError: the config file (or its keys file) is invalid.
@@ -62,7 +77,9 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = build_gateway(config_path, kubernetes=kubernetes, namespaces=namespaces)
+    app = build_gateway(
+        config_path, kubernetes=kubernetes, namespaces=namespaces, check_spec=check_spec
+    )
     loop_factory = None
     if importlib.util.find_spec("uvloop") is not None:
         import uvloop
@@ -73,11 +90,12 @@ def serve(
 
 
 def build_servers(app: Gateway) -> tuple[HTTPServer, HTTPServer]:
-    """The API's server, with the config's bounds on request bodies, and the metrics' server
-    (:class:`~.metrics.MetricsApp`, for a port of its own). Neither listens yet."""
+    """The API's server, with the config's bounds on request bodies and its CORS settings
+    (:mod:`.cors`), and the metrics' server (:class:`~.metrics.MetricsApp`, for a port of its
+    own). Neither listens yet."""
     limits = app.state.limits
     api = HTTPServer(
-        app,
+        with_cors(app, app.state.config.cors),
         body_timeout_s=limits.body_timeout_s,
         min_body_rate_bytes_s=limits.min_body_rate_bytes_s,
     )

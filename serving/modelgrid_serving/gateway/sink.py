@@ -44,8 +44,8 @@ class Sink:
     def rejected(self, policy: KeyPolicy, exc: APIError) -> None:
         """A request refused by a check (before its error is sent)."""
         if exc.status_code == 429:
-            self._metrics.rate_limited.labels(policy.name, exc.type).inc()
-        self._metrics.rejected.labels(exc.code or exc.type).inc()
+            self._metrics.rate_limited_total.labels(policy.name, exc.type).inc()
+        self._metrics.rejected_total.labels(exc.code or exc.type).inc()
 
     def refused(self, model: str, route: str, status: int) -> None:
         """A request answered before any backend: an error, or a client that went away (499)."""

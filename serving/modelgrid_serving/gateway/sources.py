@@ -25,6 +25,12 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from ..claims import claim_of, resolve
+from ..protocol.capabilities import (
+    ALL_CAPABILITIES,
+    ENGINE_CAPABILITIES,
+    Capability,
+    engine_capabilities,
+)
 from .config import GatewayConfig, KeyConfig, load_keys
 from .routing import Backend, ConditionInfo, ModelEntry, PoolInfo, ResourceStatus
 
@@ -45,7 +51,15 @@ def static_entries(config: GatewayConfig, *, created: int) -> list[ModelEntry]:
             name=m.name,
             aliases=tuple(m.aliases),
             backends=tuple(
-                Backend(url=b.url, pool=b.pool, upstream_model=b.model, api_key=b.api_key)
+                Backend(
+                    url=b.url,
+                    pool=b.pool,
+                    upstream_model=b.model,
+                    api_key=b.api_key,
+                    capabilities=ALL_CAPABILITIES
+                    if b.capabilities is None
+                    else frozenset(b.capabilities),
+                )
                 for b in m.backends
             ),
             source="static",
@@ -113,7 +127,7 @@ def entry_from_inferencemodel(obj: InferenceModelView) -> ModelEntry:
         )
         for p in status.get("pools") or []
     )
-    backends = _backends(status, pools, meta.get("namespace"))
+    backends = _backends(status, pools, meta.get("namespace"), _capabilities_of(spec))
     max_model_len = (spec.get("engineArgs") or {}).get("maxModelLen")
     return ModelEntry(
         name=names[0],
@@ -149,8 +163,31 @@ def _resource_status(meta: Mapping[str, Any], status: StatusView) -> ResourceSta
     )
 
 
+def _capabilities_of(spec: Mapping[str, Any]) -> Callable[[str | None], frozenset[Capability]]:
+    """``engine -> what a pool of it serves`` for this spec (its tool-call and reasoning
+    parsers), by the serving contract's declaration. An engine the declaration does not know
+    (an operator newer than this gateway) is taken to serve everything: its errors answer."""
+    tool_calling, reasoning = spec.get("toolCalling"), spec.get("reasoning")
+    parsers = {
+        "tool_call_parser": (tool_calling.get("parser") or "auto")
+        if isinstance(tool_calling, dict)
+        else None,
+        "reasoning_parser": reasoning.get("parser") if isinstance(reasoning, dict) else None,
+    }
+
+    def of(engine: str | None) -> frozenset[Capability]:
+        if engine not in ENGINE_CAPABILITIES:
+            return ALL_CAPABILITIES
+        return engine_capabilities(engine, **parsers)
+
+    return of
+
+
 def _backends(
-    status: StatusView, pools: tuple[PoolInfo, ...], namespace: str | None
+    status: StatusView,
+    pools: tuple[PoolInfo, ...],
+    namespace: str | None,
+    capabilities_of: Callable[[str | None], frozenset[Capability]],
 ) -> tuple[Backend, ...]:
     serving = status.get("phase") in SERVING_PHASES
     per_pool = [
@@ -159,6 +196,7 @@ def _backends(
             pool=p.get("name") or "default",
             ready=serving and int(p.get("readyReplicas") or 0) > 0,
             namespace=namespace,
+            capabilities=capabilities_of(p.get("engine")),
         )
         for p in status.get("pools") or []
         if p.get("endpoint")
@@ -170,7 +208,17 @@ def _backends(
         return ()
     ready = serving and int(status.get("readyReplicas") or 0) > 0
     label = "+".join(p.name for p in pools) or "default"
-    return (Backend(url=endpoint.rstrip("/"), pool=label, ready=ready, namespace=namespace),)
+    # one endpoint over every pool: any of them may answer, so only what all of them serve
+    shared = ALL_CAPABILITIES.intersection(*(capabilities_of(p.engine) for p in pools))
+    return (
+        Backend(
+            url=endpoint.rstrip("/"),
+            pool=label,
+            ready=ready,
+            namespace=namespace,
+            capabilities=shared,
+        ),
+    )
 
 
 def entries_from_inferencemodels(
@@ -326,6 +374,17 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
+def api_client() -> Any:
+    """A Kubernetes ``ApiClient``: the pod's service account in a cluster, else the kubeconfig."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
 def kubernetes_watchers(
     *,
     namespaces: Mapping[str | None, Callable[[list[dict[str, Any]]], None]],
@@ -340,13 +399,9 @@ def kubernetes_watchers(
         secret: ``(namespace, name)`` of the keys Secret, or ``None``.
         on_secret: Gets ``[secret]`` or ``[]`` after each change.
     """
-    from kubernetes import client, config
+    from kubernetes import client
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    api = client.ApiClient()
+    api = api_client()
     custom = client.CustomObjectsApi(api)
 
     def lister(namespace: str | None) -> Callable[..., Any]:

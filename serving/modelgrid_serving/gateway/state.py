@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from .admin import Admin, ModelStore, SpecCheck
 from .balancer import Balancer
 from .catalog import Catalog, backend_urls
 from .config import GatewayConfig, LimitsConfig
@@ -75,6 +76,9 @@ class GatewayState:
         config_path: The file it came from; watched for changes (static models and keys).
         kubernetes: Also route to InferenceModels found by a Kubernetes watch.
         namespaces: Watch these namespaces only (empty: all).
+        check_spec: The typed InferenceModel check of the admin API (``admin.enabled``).
+        model_store: Where the admin API's models live; default, in Kubernetes mode: the
+            InferenceModels of ``admin.namespace``.
     """
 
     def __init__(
@@ -84,6 +88,8 @@ class GatewayState:
         config_path: Path | None = None,
         kubernetes: bool = False,
         namespaces: Sequence[str] = (),
+        check_spec: SpecCheck | None = None,
+        model_store: ModelStore | None = None,
     ) -> None:
         self.config = config
         self.limits: LimitsConfig = config.limits
@@ -135,6 +141,54 @@ class GatewayState:
         """For proxied requests (the hot path); it connects on demand."""
         self.relay = Relay(self.upstream, self.balancer, self.metrics)
         self.catalog.apply_static(config, created=int(self._started), initial=True)
+        self.grpc: Any = None
+        """The gRPC ModelHosting server (``admin.grpc_listen``), when there is one."""
+        self.admin = (
+            self._admin(config, kubernetes, check_spec, model_store)
+            if config.admin.enabled
+            else None
+        )
+        """The admin API (``/v1/admin/models``), when enabled."""
+
+    def _admin(
+        self,
+        config: GatewayConfig,
+        kubernetes: bool,
+        check_spec: SpecCheck | None,
+        store: ModelStore | None,
+    ) -> Admin:
+        if check_spec is None:
+            raise ValueError(
+                "admin.enabled: run the gateway as `modelgrid gateway` (it checks loads with "
+                "the InferenceModel API)"
+            )
+        if store is None and config.admin.control_url:
+            from .up_models import UpModels
+
+            if config.admin.control_token_file is None:
+                raise ValueError("admin.control_url needs admin.control_token_file")
+            up = UpModels(config.admin.control_url, config.admin.control_token_file, self.catalog)
+            self.services.append(up)
+            store = up
+        if store is None:
+            if not kubernetes:
+                raise ValueError(
+                    "admin.enabled: models are loaded into a cluster (--kubernetes) or into "
+                    "`modelgrid up --admin`"
+                )
+            from .cluster_models import ClusterModels
+            from .sources import current_namespace
+
+            store = ClusterModels(config.admin.namespace or current_namespace())
+        admin = Admin(store, self.catalog, self.balancer, check_spec, config.admin)
+        self.services.append(admin)
+        if config.admin.grpc_listen:
+            from .grpc_hosting import GrpcHosting, ModelHostingService
+
+            service = ModelHostingService(admin, lambda auth: self.catalog.keys.authenticate(auth))
+            self.grpc = GrpcHosting(service, config.admin.grpc_listen)
+            self.services.append(self.grpc)
+        return admin
 
     def _reload(self, config: GatewayConfig) -> None:
         """A changed config file: its limits (but the backends' in-flight bound, which the

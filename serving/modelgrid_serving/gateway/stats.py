@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .balancer import Balancer
 from .catalog import Catalog
-from .routing import Route
+from .routing import Backend, ModelEntry, Route
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -64,59 +64,72 @@ class Stats:
         models = []
         for name, entry in table.models.items():
             route = table.routes[name]
-            shown = entry.backends
-            if allowed is not None:
-                own = allowed.get(name)
-                if own is None:
-                    continue
-                if own is not route:
-                    shown = own.backends
-            counters = self.counters.get(name, ModelCounters())
-            backends = []
-            for i, backend in enumerate(shown):
-                state = self.balancer.state(backend.url)
-                backends.append(
-                    {
-                        "backend": f"{backend.pool}/{i}",
-                        "ready": backend in route.backends,
-                        "in_flight": state.outstanding,
-                        "ewma_latency_ms": round(state.ewma_s * 1000, 3),
-                        "requests": state.requests,
-                        "errors": state.errors,
-                    }
-                )
-            models.append(
-                {
-                    "id": name,
-                    "aliases": list(entry.aliases),
-                    "source": entry.source,
-                    "ready": bool(route.backends),
-                    "pools": [
-                        {
-                            "name": p.name,
-                            "accelerator": p.accelerator,
-                            "engine": p.engine,
-                            "ready_replicas": p.ready_replicas,
-                            "desired_replicas": p.desired_replicas,
-                        }
-                        for p in entry.pools
-                    ],
-                    "ready_replicas": sum(p.ready_replicas for p in entry.pools)
-                    if entry.pools
-                    else len(route.backends),
-                    "backends": backends,
-                    "in_flight": sum(b["in_flight"] for b in backends),
-                    "requests": counters.requests,
-                    "tokens": {
-                        "prompt": counters.prompt_tokens,
-                        "completion": counters.completion_tokens,
-                        "total": counters.prompt_tokens + counters.completion_tokens,
-                    },
-                }
-            )
+            own = route if allowed is None else allowed.get(name)
+            if own is None:
+                continue  # the caller's key may not use it: not even its name is told
+            # The whole model (its not-ready backends too), or the backends of the namespaces
+            # that allowed it.
+            shown = entry.backends if own is route else own.backends
+            models.append(self._model(entry, route, shown))
         return {
             "object": "stats",
             "uptime_s": round(time.time() - self.started, 1),
             "in_flight": sum(m["in_flight"] for m in models),
             "models": models,
         }
+
+    def _model(self, entry: ModelEntry, route: Route, shown: tuple[Backend, ...]) -> dict[str, Any]:
+        """One model's entry: its pools as the operator counts them, the ``shown`` backends
+        (those the caller may see) and what the model served here.
+
+        Args:
+            entry: The model's merged entry.
+            route: Its route for everyone: a backend is ready when the route has it.
+            shown: The backends the caller may see.
+        """
+        counters = self.counters.get(entry.name, ModelCounters())
+        backends = self._backends(route, shown)
+        return {
+            "id": entry.name,
+            "aliases": list(entry.aliases),
+            "source": entry.source,
+            "ready": bool(route.backends),
+            "pools": [
+                {
+                    "name": p.name,
+                    "accelerator": p.accelerator,
+                    "engine": p.engine,
+                    "ready_replicas": p.ready_replicas,
+                    "desired_replicas": p.desired_replicas,
+                }
+                for p in entry.pools
+            ],
+            "ready_replicas": sum(p.ready_replicas for p in entry.pools)
+            if entry.pools
+            else len(route.backends),
+            "backends": backends,
+            "in_flight": sum(b["in_flight"] for b in backends),
+            "requests": counters.requests,
+            "tokens": {
+                "prompt": counters.prompt_tokens,
+                "completion": counters.completion_tokens,
+                "total": counters.prompt_tokens + counters.completion_tokens,
+            },
+        }
+
+    def _backends(self, route: Route, shown: tuple[Backend, ...]) -> list[dict[str, Any]]:
+        """The load of each shown backend, named ``<pool>/<index>`` in the order shown."""
+        backends = []
+        for i, backend in enumerate(shown):
+            state = self.balancer.state(backend.url)
+            backends.append(
+                {
+                    "backend": f"{backend.pool}/{i}",
+                    "ready": backend in route.backends,
+                    "in_flight": state.outstanding,
+                    "ewma_latency_ms": round(state.ewma_s * 1000, 3),
+                    "requests": state.requests,
+                    "errors": state.errors,
+                }
+            )
+        return backends

@@ -14,6 +14,7 @@ from .models import (
     Health,
     ModelCard,
     ModelList,
+    PoolCard,
     ServiceInfo,
     ToolCallingInfo,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "ModelCard",
     "ModelList",
     "OpenAIBaseModel",
+    "PoolCard",
     "ResponseFormat",
     "SamplingRequest",
     "ServiceInfo",

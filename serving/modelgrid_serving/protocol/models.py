@@ -15,6 +15,13 @@ class ToolCallingInfo(BaseModel):
     reason: str
 
 
+class PoolCard(BaseModel):
+    """One pool behind a model name, as the gateway's model card shows it."""
+
+    name: str = Field(description="The pool's name: what `x-modelgrid-pool` pins a request to.")
+    capabilities: list[str] = Field(description="What its engine serves (`Capability` values).")
+
+
 class ModelCard(BaseModel):
     """OpenAI's ``Model``, plus what modelgrid knows about it."""
 
@@ -29,6 +36,14 @@ class ModelCard(BaseModel):
     )
     reasoning_parser: str | None = Field(
         default=None, description="The vLLM reasoning parser (`reasoning_content` in answers)."
+    )
+    capabilities: list[str] | None = Field(
+        default=None,
+        description="The gateway's card: what requests for this name may use (what some ready "
+        "pool serves; a request goes only to pools that serve all it needs).",
+    )
+    pools: list[PoolCard] | None = Field(
+        default=None, description="The gateway's card: the ready pools and what each serves."
     )
 
 

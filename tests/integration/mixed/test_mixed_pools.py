@@ -13,14 +13,17 @@ How a pool is stopped: its engine process is terminated, as when a node dies und
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+import urllib.request
 
 import openai
 import pytest
 from local_stack import throttled
-from mixed_support import Mixed, burst, gateway_client, ready_pools
+from mixed_support import Mixed, burst, gateway_client, ready_pools, requests_per_pool
+from modelgrid_serving.protocol.capabilities import engine_capabilities
 from polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -32,6 +35,45 @@ SETTLE = 8
 
 def _share(counts: dict[str, int], pool: str) -> float:
     return counts.get(pool, 0) / max(1, sum(counts.values()))
+
+
+def test_mixed_request_one_engine_cannot_serve_goes_to_the_other(mixed: Mixed) -> None:
+    """``n: 2`` is vLLM's alone (the MLX engine declares no ``n``): through the name it always
+    reaches the cpu pool, never the mac pool that would refuse it; pinned to mac it is refused
+    by the gateway, naming ``n``; the card says what each pool serves."""
+    question = [{"role": "user", "content": "hi"}]
+    before = requests_per_pool(mixed)
+    with gateway_client(mixed) as client:
+        for _ in range(8):
+            reply = client.chat.completions.create(
+                model=mixed.model, messages=question, max_tokens=4, n=2
+            )
+            assert len(reply.choices) == 2
+        after = requests_per_pool(mixed)
+        assert (after["cpu"] - before["cpu"], after["mac"] - before["mac"]) == (8, 0)
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(
+                model=mixed.model,
+                messages=question,
+                max_tokens=4,
+                n=2,
+                extra_headers={"x-modelgrid-pool": "mac"},
+            )
+        assert (info.value.code, info.value.param) == ("unsupported_parameter", "n")
+        pinned = client.chat.completions.with_raw_response.create(
+            model=mixed.model,
+            messages=question,
+            max_tokens=4,
+            extra_headers={"x-modelgrid-pool": "mac"},
+        )
+        assert pinned.status_code == 200
+    assert requests_per_pool(mixed)["mac"] == after["mac"] + 1
+    with urllib.request.urlopen(f"{mixed.url}/v1/models/{mixed.model}", timeout=10) as resp:
+        pools = {p["name"]: set(p["capabilities"]) for p in json.load(resp)["pools"]}
+    assert pools == {
+        "cpu": set(engine_capabilities("vllm", tool_call_parser="hermes")),
+        "mac": set(engine_capabilities("mlx")),
+    }
 
 
 def test_mixed_slowed_pool_gets_a_smaller_share(mixed: Mixed) -> None:

@@ -262,7 +262,7 @@ async def test_streams_arrive_as_they_are_generated_not_whole_at_the_end(stack: 
     vLLM's multiprocessing executor (docs/serving.md), this test failed 3 runs of 3, holding back
     10-22 of its 32 streams. A stream whose content arrived within the last quarter of its time
     counts as held back (a stream that waited in a queue first still spreads its tokens); one in
-    eight is tolerated. No seed: mlx-lm's server runs a seeded request alone, outside its batch.
+    eight is tolerated. No seed (the MLX server batches seeded requests too; vLLM always did).
     """
 
     async def one(client: httpx.AsyncClient) -> tuple[float, float]:

@@ -1,5 +1,6 @@
-"""What only the MLX engine does: each parameter it cannot honour refused by name, the sidecar
-kept alive by the translation, and the MLX replica's service routes and metrics.
+"""What only the MLX engine does: each parameter it cannot honour refused by name, a schema its
+grammar library cannot use refused naming where it came from, the sidecar kept alive by the
+translation, and the MLX replica's service routes and metrics.
 
 The shared suite (test_openai_sdk.py, test_http.py) runs on MLX too; this file covers the rest.
 """
@@ -35,7 +36,7 @@ def error_of(reply: httpx.Response, check_schema: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("route", "fields", "param"),
     [
-        ("/v1/completions", {"prompt": "x", "n": 2}, "n"),
+        ("/v1/completions", {"prompt": "x", "n": 17}, "n"),
         ("/v1/completions", {"prompt": "x", "logprobs": 1}, "logprobs"),
         ("/v1/completions", {"prompt": "x", "best_of": 2}, "best_of"),
         ("/v1/completions", {"prompt": "x", "suffix": "end"}, "suffix"),
@@ -43,23 +44,15 @@ def error_of(reply: httpx.Response, check_schema: Any) -> dict[str, Any]:
         ("/v1/chat/completions", {"messages": MESSAGES, "min_tokens": 3}, "min_tokens"),
         (
             "/v1/chat/completions",
-            {"messages": MESSAGES, "tools": TOOLS, "tool_choice": "required"},
-            "tool_choice",
-        ),
-        (
-            "/v1/chat/completions",
-            {"messages": MESSAGES, "parallel_tool_calls": False},
-            "parallel_tool_calls",
-        ),
-        ("/v1/chat/completions", {"messages": MESSAGES, "guided_regex": "a+"}, "guided_regex"),
-        (
-            "/v1/chat/completions",
             {
                 "messages": MESSAGES,
-                "response_format": {"type": "json_schema", "json_schema": {"name": "x"}},
+                "tools": TOOLS,
+                "tool_choice": "required",
+                "response_format": {"type": "json_object"},
             },
             "response_format",
         ),
+        ("/v1/chat/completions", {"messages": MESSAGES, "guided_regex": "a+"}, "guided_regex"),
     ],
 )
 def test_mlx_refuses_what_it_cannot_honour(
@@ -160,3 +153,43 @@ def test_mlx_root_health_and_metrics(http: httpx.Client, mlx_stack: Stack) -> No
 def test_mlx_models_card_names_the_context(http: httpx.Client, mlx_stack: Stack) -> None:
     card = http.get(f"/v1/models/{mlx_stack.alias}").json()
     assert card["root"] == mlx_stack.model and card["max_model_len"] == mlx_stack.max_model_len
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "nope"}},
+                }
+            },
+            "response_format.json_schema",
+        ),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "strict": True,
+                            "parameters": {"type": "object", "properties": {"a": {"type": 7}}},
+                        },
+                    }
+                ],
+                "tool_choice": {"type": "function", "function": {"name": "f"}},
+            },
+            "tools.0.function.parameters",
+        ),
+        ({"logit_bias": {"99999999": 5}}, "logit_bias"),
+    ],
+)
+def test_mlx_refuses_a_schema_or_token_it_cannot_use_naming_the_field(
+    http: httpx.Client, mlx_stack: Stack, check_schema: Any, fields: dict[str, Any], param: str
+) -> None:
+    body = {"model": mlx_stack.model, "messages": MESSAGES, "max_tokens": 4, **fields}
+    error = error_of(http.post("/v1/chat/completions", json=body), check_schema)
+    assert error["param"] == param and error["type"] == "invalid_request_error", error
+    assert http.get("/health").status_code == 200  # and the server serves on

@@ -1,4 +1,5 @@
-"""The MLX engine against a scripted mlx-lm server (a test double): HTTP, errors, cut streams."""
+"""The MLX engine against a scripted generation server (a test double): HTTP, the n
+generations of one request, errors, cut streams."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from local_backend import chat_backend, served
+from local_backend import served
 from modelgrid_serving.config import AppConfig
-from modelgrid_serving.engines.events import DONE, Delta
+from modelgrid_serving.engines.events import DONE, Delta, Usage
 from modelgrid_serving.engines.mlx import MLXEngine
 from modelgrid_serving.errors import EngineError, InvalidRequest, ModelNotReady
 from modelgrid_serving.protocol import ChatCompletionRequest
@@ -23,23 +24,18 @@ CHAT = ChatCompletionRequest.model_validate(
 STREAM = CHAT.model_copy(update={"stream": True})
 
 
-class FakeCounter:
+class FakeEncoder:
     eos_token_ids = frozenset({2})
 
-    def count_chat(self, messages: list[dict[str, Any]], tools: Any) -> int:
-        return 5
+    def encode_chat(self, messages: list[dict[str, Any]], tools: Any) -> list[int]:
+        return [1, 2, 3, 4, 5]
 
-    def count_text(self, prompt: str) -> int:
-        return 5
+    def encode_text(self, prompt: str) -> list[int]:
+        return [1, 2, 3, 4, 5]
 
 
-def chunk(text: str, finish: str | None = None) -> bytes:
-    body = {
-        "object": "chat.completion.chunk",
-        "model": "default_model",
-        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(body)}\n\n".encode()
+def lines(*objects: dict[str, Any]) -> list[bytes]:
+    return [json.dumps(o).encode() + b"\n" for o in objects]
 
 
 class Script:
@@ -55,11 +51,11 @@ class Script:
 async def server() -> AsyncIterator[tuple[str, Script]]:
     script = Script()
 
-    async def chat(request: web.Request) -> web.StreamResponse:
+    async def generate(request: web.Request) -> web.StreamResponse:
         script.sent.append(await request.json())
         if script.reply is not None:
             return script.reply
-        stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        stream = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await stream.prepare(request)
         for frame in script.frames:
             await stream.write(frame)
@@ -68,7 +64,8 @@ async def server() -> AsyncIterator[tuple[str, Script]]:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    app = chat_backend(chat)
+    app = web.Application()
+    app.router.add_post("/v1/generate", generate)
     app.router.add_get("/health", health)
     async with served(app) as url:
         yield url, script
@@ -90,32 +87,59 @@ def engine_for(url: str) -> MLXEngine:
             },
         }
     )
-    return MLXEngine(config, counter=FakeCounter())
+    return MLXEngine(config, encoder=FakeEncoder())
 
 
-async def test_mlx_engine_stream_drops_keepalives_and_sends_the_mlx_model(
+async def test_mlx_engine_stream_reads_lines_torn_across_writes(
     server: tuple[str, Script],
 ) -> None:
     url, script = server
-    split = chunk("a")  # torn across two writes: one event all the same
-    script.frames = [b": keepalive 1/2\n\n", split[:9], split[9:], chunk("b", "length")]
-    script.frames.append(b"data: [DONE]\n\n")
+    first = lines({"text": "a"})[0]  # torn across two writes: one line all the same
+    script.frames = [
+        first[:5],
+        first[5:],
+        *lines({"finish_reason": "length", "completion_tokens": 2}),
+    ]
     engine = engine_for(url)
     try:
         await engine.check_health()
         events = [e async for e in await engine.chat(STREAM)]  # type: ignore[union-attr]
     finally:
         await engine.close()
-    assert len(events) == 3 and events[-1] is DONE
-    assert all(isinstance(e, Delta) and '"model":"tiny"' in e.chunk for e in events[:-1])
-    assert script.sent[0]["model"] == "/models/tiny"
+    assert events[-1] is DONE and isinstance(events[-2], Usage)
+    assert (events[-2].prompt_tokens, events[-2].completion_tokens) == (5, 2)
+    deltas = [json.loads(e.chunk) for e in events if isinstance(e, Delta)]
+    assert [d["choices"][0]["delta"] for d in deltas] == [
+        {"role": "assistant", "content": ""},
+        {"content": "a"},
+        {},
+    ]
+    assert all(d["model"] == "tiny" for d in deltas)
+    assert script.sent[0]["prompt"] == [1, 2, 3, 4, 5] and script.sent[0]["max_tokens"] == 2
 
 
-async def test_mlx_engine_stream_cut_before_done_is_an_engine_error(
+async def test_mlx_engine_n_choices_are_n_generations_in_one_reply(
     server: tuple[str, Script],
 ) -> None:
     url, script = server
-    script.frames = [chunk("a")]
+    script.frames = lines({"text": "x"}, {"finish_reason": "stop", "completion_tokens": 1})
+    engine = engine_for(url)
+    try:
+        request = CHAT.model_copy(update={"n": 3, "seed": 10})
+        reply = await engine.chat(request)
+    finally:
+        await engine.close()
+    assert isinstance(reply, dict)
+    assert [c["index"] for c in reply["choices"]] == [0, 1, 2]
+    assert reply["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    assert sorted(body["seed"] for body in script.sent) == [10, 11, 12]
+
+
+async def test_mlx_engine_stream_cut_before_its_end_is_an_engine_error(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    script.frames = lines({"text": "a"})
     engine = engine_for(url)
     try:
         events = await engine.chat(STREAM)
@@ -127,24 +151,67 @@ async def test_mlx_engine_stream_cut_before_done_is_an_engine_error(
 
 
 @pytest.mark.parametrize(
-    ("status", "message", "error"),
-    [
-        (400, "top_k must be at least 0", InvalidRequest),
-        (404, "Conversation roles must alternate", InvalidRequest),
-        (404, "generation thread died", EngineError),
-    ],
+    "frames", [[b"not json\n"], [b"[1, 2]\n"], [b'{"text": "' + b"x" * 300_000 + b'"}\n']]
 )
-async def test_mlx_engine_maps_server_errors(
-    server: tuple[str, Script], status: int, message: str, error: type[Exception]
+async def test_mlx_engine_unreadable_lines_are_an_engine_error(
+    server: tuple[str, Script], frames: list[bytes]
 ) -> None:
     url, script = server
-    script.reply = web.json_response({"error": message}, status=status)
+    script.frames = frames
     engine = engine_for(url)
     try:
-        with pytest.raises(error):
+        with pytest.raises(EngineError):
             await engine.chat(CHAT)
     finally:
         await engine.close()
+
+
+async def test_mlx_engine_failure_mid_generation_is_an_engine_error(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    script.frames = lines({"text": "a"}, {"error": "generation failed: boom"})
+    engine = engine_for(url)
+    try:
+        with pytest.raises(EngineError):
+            await engine.chat(CHAT)
+    finally:
+        await engine.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "param"),
+    [
+        (400, {"error": "top_k must be at least 0", "field": "top_k"}, InvalidRequest, "top_k"),
+        (
+            400,
+            {"error": "the JSON schema cannot be used", "field": "json_schema"},
+            InvalidRequest,
+            "response_format.json_schema",
+        ),
+        (500, {"error": "boom"}, EngineError, None),
+    ],
+)
+async def test_mlx_engine_maps_server_refusals(
+    server: tuple[str, Script],
+    status: int,
+    body: dict[str, Any],
+    error: type[Exception],
+    param: str | None,
+) -> None:
+    url, script = server
+    script.reply = web.json_response(body, status=status)
+    engine = engine_for(url)
+    # a schema the server cannot use comes from the field the request named it in
+    request = ChatCompletionRequest.model_validate(
+        {**CHAT.model_dump(exclude_none=True), "response_format": {"type": "json_object"}}
+    )
+    try:
+        with pytest.raises(error) as info:
+            await engine.chat(request)
+    finally:
+        await engine.close()
+    assert getattr(info.value, "param", None) == param
 
 
 async def test_mlx_engine_unreachable_server_is_not_ready() -> None:

@@ -1,8 +1,8 @@
-"""The MLX sidecar's rendered probes against a real mlx-lm server, listening where the pod's
-sidecar listens (127.0.0.1): they pass while it serves and fail once it is gone.
+"""The MLX sidecar's rendered probes against a real MLX generation server, listening where the
+pod's sidecar listens (127.0.0.1): they pass while it serves and fail once it is gone.
 
-Trigger: the sidecar's probes were ``httpGet``, which kubelet sends to the pod IP, while mlx-lm
-is started with ``--host 127.0.0.1``: they could never succeed, and the sidecar was restarted
+Trigger: the sidecar's probes were ``httpGet``, which kubelet sends to the pod IP, while the
+server is started with ``--host 127.0.0.1``: they could never succeed, and the sidecar was restarted
 forever. The probe now runs inside the sidecar (``python -c`` with urllib) against 127.0.0.1.
 """
 

@@ -1,11 +1,14 @@
-"""Tool calling on the real vLLM CPU engine through the OpenAI SDK, on the tiny model, whose
-chat template speaks Hermes' format: the replica of the chat stack runs ``tool_call_parser:
-auto``, reads that template and runs vLLM's ``hermes`` parser (the model card says so).
+"""Tool calling on both real engines through the OpenAI SDK, on the tiny model, whose chat
+template speaks Hermes' format. On vLLM (CPU build) the replica of the chat stack runs
+``tool_call_parser: auto``, reads that template and runs vLLM's ``hermes`` parser (the model card
+says so); on MLX the generation server reads calls with mlx-lm's parser for the model's format
+and holds a named or ``required`` choice to a schema with llguidance.
 
 The model's weights are random, so nothing here asserts on words: a named or ``required``
-``tool_choice`` is constrained by vLLM's guided decoding (the arguments too, for a function
+``tool_choice`` is constrained by the engine's guided decoding (the arguments too, for a function
 marked ``strict``, as OpenAI's structured outputs), and what comes back must be a parsed call
-whose arguments satisfy the tool's schema; an agent's second turn must be answered.
+whose arguments satisfy the tool's schema; an agent's second turn must be answered. Each test
+runs on both engines (``stack``, tests/integration/serving/conftest.py) but the model card's.
 """
 
 from __future__ import annotations
@@ -68,9 +71,9 @@ def vllm(stacks: Stacks) -> Stack:
 
 
 @pytest.fixture
-def client(vllm: Stack) -> Iterator[openai.OpenAI]:
+def client(stack: Stack) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(
-        base_url=f"{vllm.url}/v1", api_key="unused", max_retries=0, timeout=120
+        base_url=f"{stack.url}/v1", api_key="unused", max_retries=0, timeout=120
     ) as sdk:
         yield sdk
 
@@ -85,7 +88,7 @@ def assert_calls_satisfy_schemas(calls: Any, names: set[str]) -> None:
 
 def ask_with_tools(
     client: openai.OpenAI,
-    vllm: Stack,
+    stack: Stack,
     tool_choice: Any,
     *,
     seed: int,
@@ -94,7 +97,7 @@ def ask_with_tools(
 ) -> Any:
     """The question with every tool offered, under ``tool_choice``."""
     return client.chat.completions.create(
-        model=vllm.model,
+        model=stack.model,
         messages=QUESTION,  # type: ignore[arg-type]
         tools=TOOLS,  # type: ignore[arg-type]
         tool_choice=tool_choice,
@@ -111,11 +114,11 @@ def test_model_card_says_auto_chose_hermes_from_the_chat_template(vllm: Stack) -
 
 
 def test_named_tool_choice_returns_that_call_with_schema_valid_arguments(
-    client: openai.OpenAI, vllm: Stack
+    client: openai.OpenAI, stack: Stack
 ) -> None:
     reply = ask_with_tools(
         client,
-        vllm,
+        stack,
         {"type": "function", "function": {"name": "get_weather"}},
         seed=1,
     )
@@ -124,11 +127,11 @@ def test_named_tool_choice_returns_that_call_with_schema_valid_arguments(
 
 
 def test_required_tool_choice_returns_calls_of_listed_tools(
-    client: openai.OpenAI, vllm: Stack
+    client: openai.OpenAI, stack: Stack
 ) -> None:
     reply = ask_with_tools(
         client,
-        vllm,
+        stack,
         "required",
         max_tokens=2 * MAX_TOKENS,  # random weights call again and again: room for a few
         seed=2,
@@ -136,10 +139,10 @@ def test_required_tool_choice_returns_calls_of_listed_tools(
     assert_calls_satisfy_schemas(reply.choices[0].message.tool_calls, set(SCHEMAS))
 
 
-def test_named_tool_choice_streams_the_call(client: openai.OpenAI, vllm: Stack) -> None:
+def test_named_tool_choice_streams_the_call(client: openai.OpenAI, stack: Stack) -> None:
     stream = ask_with_tools(
         client,
-        vllm,
+        stack,
         {"type": "function", "function": {"name": "get_time"}},
         seed=3,
         stream=True,
@@ -153,12 +156,12 @@ def test_named_tool_choice_streams_the_call(client: openai.OpenAI, vllm: Stack) 
     jsonschema.validate(json.loads(arguments), SCHEMAS["get_time"])
 
 
-def test_an_agents_second_turn_is_answered(client: openai.OpenAI, vllm: Stack) -> None:
+def test_an_agents_second_turn_is_answered(client: openai.OpenAI, stack: Stack) -> None:
     """The history an agent sends after running the tool: the assistant's call, the tool's
     result, and the tools again (``tool_choice`` auto, as SDKs leave it)."""
     first = ask_with_tools(
         client,
-        vllm,
+        stack,
         {"type": "function", "function": {"name": "get_weather"}},
         seed=4,
     )
@@ -169,7 +172,7 @@ def test_an_agents_second_turn_is_answered(client: openai.OpenAI, vllm: Stack) -
         {"role": "tool", "tool_call_id": call.id, "content": '{"celsius": 12}'},
     ]
     second = client.chat.completions.create(
-        model=vllm.model,
+        model=stack.model,
         messages=history,  # type: ignore[arg-type]
         tools=TOOLS,  # type: ignore[arg-type]
         max_tokens=16,
@@ -182,10 +185,10 @@ def test_an_agents_second_turn_is_answered(client: openai.OpenAI, vllm: Stack) -
     assert second.usage is not None and second.usage.prompt_tokens > 40  # the history was read
 
 
-def test_an_agents_second_turn_streams(client: openai.OpenAI, vllm: Stack) -> None:
+def test_an_agents_second_turn_streams(client: openai.OpenAI, stack: Stack) -> None:
     history = [*QUESTION, *TOOL_TURN]
     stream = client.chat.completions.create(
-        model=vllm.model,
+        model=stack.model,
         messages=history,  # type: ignore[arg-type]
         tools=TOOLS,  # type: ignore[arg-type]
         tool_choice="auto",
@@ -211,10 +214,10 @@ def test_an_agents_second_turn_streams(client: openai.OpenAI, vllm: Stack) -> No
     ],
 )
 def test_client_mistakes_reaching_the_engine_are_400(
-    vllm: Stack, fields: dict[str, Any], param: str
+    stack: Stack, fields: dict[str, Any], param: str
 ) -> None:
-    body = {"model": vllm.model, "messages": QUESTION, "max_tokens": 4, **fields}
-    reply = httpx.post(f"{vllm.url}/v1/chat/completions", json=body, timeout=60)
+    body = {"model": stack.model, "messages": QUESTION, "max_tokens": 4, **fields}
+    reply = httpx.post(f"{stack.url}/v1/chat/completions", json=body, timeout=60)
     assert reply.status_code == 400, reply.text
     error = reply.json()["error"]
     assert (error["type"], error["param"]) == ("invalid_request_error", param), error
@@ -285,10 +288,10 @@ BAD_SCHEMA_TOOL = {
     ],
 )
 def test_odd_requests_are_answered_or_refused_naming_a_field_never_a_500(
-    vllm: Stack, fields: dict[str, Any]
+    stack: Stack, fields: dict[str, Any]
 ) -> None:
-    body = {"model": vllm.model, "messages": QUESTION, "max_tokens": 4, **fields}
-    reply = httpx.post(f"{vllm.url}/v1/chat/completions", json=body, timeout=60)
+    body = {"model": stack.model, "messages": QUESTION, "max_tokens": 4, **fields}
+    reply = httpx.post(f"{stack.url}/v1/chat/completions", json=body, timeout=60)
     assert reply.status_code in (200, 400), reply.text
     if reply.status_code == 400:
         error = reply.json()["error"]

@@ -44,6 +44,27 @@ def test_chart_keys_secret_loads(rendered, name):
     assert keys and all(k.name for k in keys)
 
 
+def test_chart_gateway_cors_is_off_by_default_and_reaches_the_config(rendered, tmp_path):
+    assert "cors" not in _config(rendered["default"])  # no origin: the gateway answers no CORS
+    path = tmp_path / "config.yaml"
+    path.write_text(rendered["full-values"].one("ConfigMap", "gateway")["data"]["config.yaml"])
+    cors = gateway_config.load_config(path).cors
+    assert cors.allow_origins == ["https://chat.example.com", "http://localhost:*"]
+    assert cors.allow_headers == ["authorization", "content-type"]
+    assert (cors.max_age_s, cors.allow_credentials) == (3600, False)
+    assert cors.expose_headers == gateway_config.CORSConfig().expose_headers  # the default
+
+
+def test_chart_schema_cors_fields_are_the_gateways():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    cors = schema["properties"]["gateway"]["properties"]["cors"]["properties"]
+    renamed = {"max_age_s": "maxAgeSeconds"}
+    fields = gateway_config.CORSConfig.model_fields
+    camel = {renamed.get(n) or n.split("_")[0] + n.split("_")[1].title() for n in fields}
+    assert set(cors) == camel
+    assert cors["allowOrigins"]["items"]["pattern"] == gateway_config.ORIGIN
+
+
 def test_chart_schema_key_fields_are_the_gateways():
     schema = json.loads((CHART / "values.schema.json").read_text())
     key = schema["definitions"]["apiKey"]
@@ -54,6 +75,20 @@ def test_chart_schema_key_fields_are_the_gateways():
     assert key["properties"]["sha256"]["pattern"] == json_schema["properties"]["sha256"]["pattern"]
 
 
+def test_chart_admin_values_reach_the_gateway_config(rendered, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(rendered["admin-values"].one("ConfigMap", "gateway")["data"]["config.yaml"])
+    admin = gateway_config.load_config(path).admin
+    assert (admin.enabled, admin.namespace, admin.accelerator, admin.max_models) == (
+        True,
+        "models",
+        "cpu",
+        8,
+    )
+    default = yaml.safe_load(rendered["default"].one("ConfigMap", "gateway")["data"]["config.yaml"])
+    assert "admin" not in default
+
+
 def test_chart_auth_fields_are_the_gateways():
     fields = gateway_config.AuthConfig.model_fields
     assert {"enabled", "secret_name", "secret_key"} <= set(fields)
@@ -62,17 +97,20 @@ def test_chart_auth_fields_are_the_gateways():
 
 
 def _parsed(objects: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The gateway container's command line, through the gateway's own CLI (serve stubbed)."""
-    main_module = pytest.importorskip("modelgrid_serving.gateway.__main__")
+    """The gateway container's command line, through the ``modelgrid`` CLI (serve stubbed)."""
+    gateway = pytest.importorskip("modelgrid_serving.gateway")
+    from modelgrid_cli.main import main
+
     container = objects.one("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", main_module.__spec__.parent]
+    assert container["command"] == ["modelgrid", "gateway"]
     seen: dict[str, Any] = {}
 
     def fake_serve(config: Any, **kwargs: Any) -> None:
         seen.update(kwargs, config=config)
 
-    monkeypatch.setattr(main_module, "serve", fake_serve)
-    main_module.main(container["args"])
+    monkeypatch.setattr(gateway, "serve", fake_serve)
+    assert main([*container["command"][1:], *container["args"]]) == 0
+    seen.pop("check_spec")  # the admin API's check, always handed over (tests/unit/cli)
     return seen
 
 

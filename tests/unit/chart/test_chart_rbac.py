@@ -32,6 +32,10 @@ GATEWAY_MODELS = {("modelgrid.io", "inferencemodels"): {"list", "watch"}}
 It watches its keys Secret with a metadata.name field selector, which a Role's resourceNames
 can restrict."""
 
+ADMIN_MODELS = {("modelgrid.io", "inferencemodels"): {"get", "list", "create", "delete"}}
+"""With the admin API on, the gateway creates, reads and deletes InferenceModels in the admin
+namespace (gateway/cluster_models.py): no patch, no other kind, no other namespace."""
+
 Grants = dict[tuple[str, str], set[str]]
 
 
@@ -141,6 +145,59 @@ def test_chart_gateway_in_given_namespaces_gets_roles_there(rendered):
     for role in roles:
         assert grants(role) == GATEWAY_MODELS
         assert bound_to(objects, role, account)
+
+
+def _admin_roles(objects: Rendered) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in component_objects(objects, "gateway", "Role")
+        if r["metadata"]["name"].endswith("-admin")
+    ]
+
+
+@pytest.mark.security
+def test_chart_gateway_admin_creates_and_deletes_models_in_its_namespace_only(rendered):
+    objects = rendered["admin-values"]
+    account = service_account(objects, "gateway")
+    (role,) = _admin_roles(objects)
+    assert role["metadata"]["namespace"] == "models"
+    assert grants(role) == ADMIN_MODELS
+    assert bound_to(objects, role, account)
+    (cluster_role,) = component_objects(objects, "gateway", "ClusterRole")
+    assert grants(cluster_role) == GATEWAY_MODELS  # elsewhere it still only reads
+
+
+@pytest.mark.security
+def test_chart_gateway_admin_is_off_by_default(rendered):
+    for name, objects in rendered.items():
+        if name != "admin-values":
+            assert _admin_roles(objects) == [], name
+
+
+@pytest.mark.security
+def test_chart_gateway_admin_needs_api_keys(helm):
+    result = helm.template(
+        "--set", "gateway.admin.enabled=true", "--set", "gateway.apiKeys.enabled=false"
+    )
+    assert result.returncode != 0
+    assert "gateway.admin needs gateway.apiKeys.enabled" in result.stderr
+
+
+def test_chart_gateway_admin_namespace_must_be_watched(helm):
+    result = helm.template(
+        "--set", "watchNamespaces={team-a}", "--set", "gateway.admin.enabled=true"
+    )
+    assert result.returncode != 0
+    assert f"gateway.admin.namespace {NAMESPACE} is not in watchNamespaces" in result.stderr
+    result = helm.template(
+        "--set",
+        "watchNamespaces={team-a}",
+        "--set",
+        "gateway.admin.enabled=true",
+        "--set",
+        "gateway.admin.namespace=team-a",
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_chart_rbac_can_be_left_to_the_user(helm):

@@ -83,6 +83,9 @@ def test_chart_namespaced_objects_live_in_the_release_namespace(rendered, name):
     if name != "default":
         overrides = yaml.safe_load((CHART / "ci" / f"{name}.yaml").read_text())
         watched = set(overrides.get("watchNamespaces", watched))
+        admin = overrides.get("gateway", {}).get("admin", {})
+        if admin.get("enabled") and admin.get("namespace"):
+            watched.add(admin["namespace"])  # where the admin API's models go
     for obj in rendered[name].objects:
         if obj["kind"] in {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}:
             assert "namespace" not in obj["metadata"], obj["metadata"]
@@ -295,7 +298,7 @@ def _keys_file(secret: dict[str, Any], entry: str) -> dict[str, Any]:
 def test_chart_gateway_command_line(rendered):
     pod = _gateway(rendered["default"])
     container = pod["containers"][0]
-    assert container["command"] == ["python", "-m", "modelgrid_serving.gateway"]
+    assert container["command"] == ["modelgrid", "gateway"]  # it hands the admin API its check
     assert container["args"] == [
         "--kubernetes",
         "--host=0.0.0.0",

@@ -152,6 +152,11 @@ BAD_VALUES: list[tuple[str, list[str], str]] = [
     ),
     ("unknown path type", ["gateway.ingress.pathType=Regex"], "at '/gateway/ingress/pathType'"),
     (
+        "CORS origin without a scheme",
+        ["gateway.cors.allowOrigins={localhost:3000}"],
+        "at '/gateway/cors/allowOrigins/0'",
+    ),
+    (
         "relative probe path",
         ["gateway.readinessProbe.path=ready"],
         "at '/gateway/readinessProbe/path'",

@@ -112,6 +112,7 @@ def test_cli_render_missing_file(capsys):
 
 
 def test_cli_gateway_passes_every_namespace(monkeypatch):
+    from modelgrid_cli.spec_check import check_spec
     from modelgrid_serving import gateway
 
     seen = {}
@@ -124,6 +125,7 @@ def test_cli_gateway_passes_every_namespace(monkeypatch):
         "kubernetes": True,
         "namespaces": ("a", "b"),
         "metrics_port": None,
+        "check_spec": check_spec,  # the admin API's loads checked by the typed spec
     }
 
 

@@ -29,6 +29,9 @@ def test_requests_per_minute_refuses_the_next_request_with_retry_after() -> None
     assert reply.headers["Retry-After"] == "30"  # one request refills in 60/2 s
     assert reply.headers["x-ratelimit-remaining-requests"] == "0"
     assert reply.headers["x-ratelimit-reset-requests"] == "1m0s"
+    assert reply.content()["error"]["message"] == (
+        "Rate limit reached for key 'k': 2 requests per minute. Retry in 30.0s."
+    )
 
 
 def test_requests_refill_continuously() -> None:
@@ -49,6 +52,9 @@ def test_tokens_per_minute_reserves_at_admission_and_settles_to_usage() -> None:
         limiter.admit(policy, now=5)  # 5 s refill 50 tokens: still -50
     assert caught.value.type == "tokens"
     assert caught.value.headers["Retry-After"] == "6"  # to +1 token at 10 tokens/s: 5.1 s
+    assert str(caught.value) == (
+        "Rate limit reached for key 'k': 600 tokens per minute. Retry in 5.1s."
+    )
     limiter.admit(policy, now=10.1)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from modelgrid_serving.errors import RateLimited
 from modelgrid_serving.gateway.app import Gateway
-from modelgrid_serving.gateway.auth import KeyPolicy
+from modelgrid_serving.gateway.auth import KeyPolicy, hash_key
 from modelgrid_serving.gateway.config import GatewayConfig, PeersConfig
 from modelgrid_serving.gateway.limits import RateLimiter
 from modelgrid_serving.gateway.live import LiveFigures
@@ -118,3 +121,79 @@ def test_peer_secret_file_that_cannot_serve_is_an_error(tmp_path) -> None:
     (tmp_path / "empty").write_text(" \n")
     with pytest.raises(ValueError, match="the file is empty"):
         read_peer_secret({PEER_SECRET_FILE_ENV: str(tmp_path / "empty")})
+
+
+def test_observe_notes_each_peers_contact_and_skips_itself() -> None:
+    sync = PeerSync(RateLimiter(), PeersConfig(urls=["http://a:1", "http://b:1"]), None)
+    urls = ["http://a:1", "http://b:1", "http://self:1", "http://c:1"]
+    answers = [
+        {"instance": "pa", "keys": {}},
+        OSError("connection refused"),
+        {"instance": sync.instance, "keys": {}},
+        ["not", "a", "gateway"],
+    ]
+    sync.observe(urls, answers, now=100.0)
+    body = sync.peers_body(now=101.5)
+    assert body["instance"] == sync.instance
+    assert body["data"] == [
+        {
+            "url": "http://a:1",
+            "instance": "pa",
+            "healthy": True,
+            "last_contact": 100.0,
+            "last_contact_s_ago": 1.5,
+            "error": None,
+        },
+        {
+            "url": "http://b:1",
+            "instance": None,
+            "healthy": False,
+            "last_contact": None,
+            "last_contact_s_ago": None,
+            "error": "OSError: connection refused",
+        },
+        {
+            "url": "http://c:1",
+            "instance": None,
+            "healthy": False,
+            "last_contact": None,
+            "last_contact_s_ago": None,
+            "error": "not a gateway's answer",
+        },
+    ]
+    # a peer that stops answering keeps its last contact, now unhealthy; one gone from DNS goes
+    sync.observe(["http://a:1"], [TimeoutError()], now=110.0)
+    (a,) = sync.peers_body(now=110.0)["data"]
+    assert (a["healthy"], a["last_contact"], a["instance"]) == (False, 100.0, "pa")
+    assert a["error"] == "TimeoutError"
+
+
+async def test_peers_route_is_empty_without_peers_and_for_admins_only_with_auth() -> None:
+    app = Gateway(GatewayState(GatewayConfig()))
+    status, _, body = await call(app, "GET", "/v1/peers")
+    assert status == 200 and json.loads(body)["data"] == []
+
+    user, admin = "sk-peers-user", "sk-peers-admin"
+    config = {
+        "auth": {
+            "enabled": True,
+            "keys": [
+                {"name": "user", "sha256": hash_key(user)},
+                {"name": "ops", "sha256": hash_key(admin), "scopes": ["admin"]},
+            ],
+        },
+        "limits": {"peers": {"urls": ["http://peer:1"]}},
+    }
+    state = GatewayState(GatewayConfig.model_validate(config))
+    assert state.peers is not None
+    state.peers.observe(["http://peer:1"], [{"instance": "p", "keys": {}}], now=time.time())
+    app = Gateway(state)
+    assert (await call(app, "GET", "/v1/peers"))[0] == 401
+    assert (await call(app, "GET", "/v1/peers", headers={"authorization": f"Bearer {user}"}))[
+        0
+    ] == 403
+    status, _, body = await call(
+        app, "GET", "/v1/peers", headers={"authorization": f"Bearer {admin}"}
+    )
+    (peer,) = json.loads(body)["data"]
+    assert status == 200 and peer["url"] == "http://peer:1" and peer["healthy"] is True

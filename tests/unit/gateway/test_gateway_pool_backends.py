@@ -10,6 +10,11 @@ from modelgrid_serving.gateway.sources import (
     entries_from_inferencemodels,
     entry_from_inferencemodel,
 )
+from modelgrid_serving.protocol.capabilities import (
+    ALL_CAPABILITIES,
+    Capability,
+    engine_capabilities,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -83,3 +88,27 @@ def test_pool_backends_older_operator_without_pool_endpoints_gives_the_model_end
         del pool["endpoint"]
     (backend,) = entry_from_inferencemodel(model).backends
     assert (backend.url, backend.pool) == (f"{SERVICE}/pools/gpu/v1", "gpu+mac")
+
+
+def test_pool_backends_declare_what_each_engine_serves_by_the_spec() -> None:
+    plain = {b.pool: b.capabilities for b in entry_from_inferencemodel(two_pool_model()).backends}
+    assert plain == {"gpu": engine_capabilities("vllm"), "mac": engine_capabilities("mlx")}
+    model = two_pool_model()
+    model["spec"] = {"toolCalling": {}, "reasoning": {"parser": "qwen3"}}  # parser: auto
+    tools = {b.pool: b.capabilities for b in entry_from_inferencemodel(model).backends}
+    assert tools["gpu"] == engine_capabilities(
+        "vllm", tool_call_parser="auto", reasoning_parser="qwen3"
+    )
+    assert Capability.TOOLS in tools["gpu"] and Capability.REASONING in tools["gpu"]
+
+
+def test_pool_backends_unknown_engine_serves_everything_one_endpoint_what_all_pools_serve() -> None:
+    model = two_pool_model()
+    model["status"]["pools"][1]["engine"] = "tgi"  # an operator newer than this gateway
+    backends = entry_from_inferencemodel(model).backends
+    assert backends[1].capabilities == ALL_CAPABILITIES
+    for pool in model["status"]["pools"]:
+        del pool["endpoint"]
+    model["status"]["pools"][1]["engine"] = "mlx"
+    (only,) = entry_from_inferencemodel(model).backends
+    assert only.capabilities == engine_capabilities("vllm") & engine_capabilities("mlx")

@@ -14,6 +14,7 @@ from modelgrid_serving.gateway.routing import (
     build_table,
     filter_listing,
 )
+from modelgrid_serving.protocol.capabilities import Capability
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +38,11 @@ def test_build_table_lists_every_name_and_alias_of_ready_models() -> None:
     cards = {c["id"]: c for c in json.loads(table.listing)["data"]}
     assert cards["chat"]["root"] == "llama"
     assert "root" not in cards["llama"]
-    assert cards["qwen"] == {"id": "qwen", "object": "model", "created": 1, "owned_by": "modelgrid"}
+    qwen = cards["qwen"]
+    everything = [c.value for c in Capability]  # its backend declares nothing
+    assert qwen.pop("capabilities") == everything
+    assert qwen.pop("pools") == [{"name": "nvidia", "capabilities": everything}]
+    assert qwen == {"id": "qwen", "object": "model", "created": 1, "owned_by": "modelgrid"}
 
 
 def test_build_table_leaves_not_ready_models_out_of_the_listing() -> None:

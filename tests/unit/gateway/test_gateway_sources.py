@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from modelgrid_serving.gateway.auth import hash_key
-from modelgrid_serving.gateway.config import GatewayConfig, load_config
+from modelgrid_serving.gateway.config import ConfigError, GatewayConfig, load_config
 from modelgrid_serving.gateway.routing import build_table
 from modelgrid_serving.gateway.sources import (
     entries_from_inferencemodels,
@@ -16,6 +16,7 @@ from modelgrid_serving.gateway.sources import (
     keys_from_secret,
     static_entries,
 )
+from modelgrid_serving.protocol.capabilities import ALL_CAPABILITIES, Capability
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
@@ -110,6 +111,24 @@ def test_static_entries_keep_upstream_names() -> None:
     (entry,) = static_entries(config, created=5)
     (backend,) = entry.backends
     assert (backend.url, backend.upstream_model, backend.pool) == ("http://h:1/v1", "/m", "apple")
+
+
+def test_static_backends_declare_capabilities_or_serve_everything(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "models:\n- name: m\n  backends:\n  - url: http://a/v1\n    capabilities: [tools, n]\n"
+        "  - url: http://b/v1\n"
+    )
+    (entry,) = static_entries(load_config(path), created=0)
+    assert [b.capabilities for b in entry.backends] == [
+        {Capability.TOOLS, Capability.N},
+        ALL_CAPABILITIES,
+    ]
+    path.write_text(
+        "models:\n- name: m\n  backends:\n  - url: http://a/v1\n    capabilities: [x]\n"
+    )
+    with pytest.raises(ConfigError, match=r"models\.0\.backends\.0\.capabilities\.0.*'tools'"):
+        load_config(path)
 
 
 def test_load_config_resolves_keys_file_next_to_the_config(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from modelgrid_operator.render import (
 from modelgrid_operator.render.rayservice import MAX_RAYSERVICE_NAME
 from modelgrid_operator.settings import RenderSettings, from_env
 from modelgrid_operator.validation import load_models
+from modelgrid_serving import mlx_sidecar
 from rendered import applications, pool_rayservice, worker_groups
 
 pytestmark = pytest.mark.unit
@@ -113,6 +114,10 @@ def test_render_apple_pool_has_mlx_sidecar_and_selects_apple_nodes():
     assert names == ["ray-worker", "mlx-server"]
     sidecar = spec["containers"][1]
     assert sidecar["args"][:2] == ["--model", "/models/models/qwen"]
+    # one code path: the pod runs the server that `modelgrid up` starts as its sidecar
+    local = mlx_sidecar.command("/m", host="127.0.0.1", port=1)
+    assert sidecar["command"] == ["python", *local[1:3]]
+    assert sidecar["args"][2:] == [*local[5:7], "--port", str(SETTINGS.mlx_port)]
     assert sidecar["resources"]["requests"]["memory"] == "24Gi"
     assert spec["nodeSelector"]["kubernetes.io/arch"] == "arm64"
     assert spec["nodeSelector"][SETTINGS.apple_node_label] == "apple"

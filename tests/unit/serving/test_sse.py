@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from modelgrid_serving.sse import (
@@ -16,7 +15,6 @@ from modelgrid_serving.sse import (
     has_done,
     iter_data,
     last_data_with,
-    read_data,
 )
 
 pytestmark = pytest.mark.unit
@@ -109,14 +107,6 @@ def test_last_data_with_parses_only_the_event_that_holds_the_text() -> None:
     assert last_data_with(block + DONE_FRAME.encode(), b"[DONE]") == DONE
     assert last_data_with(b"data: [DONE]", b"[DONE]") == DONE  # from finish(): no blank line
     assert last_data_with(block, b'"usage"') is None
-
-
-async def test_read_data_over_a_chunked_byte_stream() -> None:
-    async def chunks() -> AsyncIterator[bytes]:
-        for i in range(0, len(STREAM), 7):
-            yield STREAM[i : i + 7]
-
-    assert [data async for data in read_data(chunks())] == DATA
 
 
 @pytest.mark.parametrize("data", [CHUNK, "two\nlines", "cr\r\nlf", "", DONE])
