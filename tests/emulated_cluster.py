@@ -232,7 +232,7 @@ class Cluster:
             sum(
                 sample.value
                 for metrics in self.operator_metrics
-                for family in metrics.reconciles.collect()
+                for family in metrics.reconciles_total.collect()
                 for sample in family.samples
                 if sample.name.endswith("_total")
                 and sample.labels.get("namespace") == namespace
