@@ -2,14 +2,15 @@
 
 Measures, in one run:
 
-- **steady state**: a few models under a short refresh interval; once settled, the writes
-  (must be none) and reads their refreshes make;
-- **restart**: a new operator resuming those models: writes (must be none) and reads;
 - **sequential creates**: from an InferenceModel create call returning to its RayService
   written (the emulator finished answering the POST), and to its status at phase Scheduling,
   with the median timeline of one create's calls to show where the time goes;
 - **burst**: many models created at once, from the first create call to all RayServices
   written and to all statuses at Scheduling;
+- **at scale** (``--scale``, 100 and 1,000 settled models): a restarted operator resuming them
+  (writes: must be none; reads), the steady state under the default refresh and resync (API
+  reads a second, CPU and resident memory of this process), and a pod turning Ready to the
+  model's status at Ready, for a sample;
 - **API calls per reconcile**: writes (POST/PATCH/PUT/DELETE to rayservices, rayclusters and
   inferencemodels, ``/status`` included), Events, and reads (GET/LIST), per model.
 
@@ -20,10 +21,10 @@ with the operator's thread: it has no network, storage, admission or validation,
 figures are a floor for a real API server. Exits 1 when a model never gets its RayService or
 status, when a RayService is created twice, or when the steady state or a restart writes.
 
-Run from the repository root (about 20 s on 2 cores)::
+Run from the repository root (about 200 s on 2 cores)::
 
     python bench/operator.py
-    python bench/operator.py --sequential 20 --burst 30    # quicker
+    python bench/operator.py --sequential 20 --burst 30 --scale 100    # quicker
 """
 
 from __future__ import annotations
@@ -316,7 +317,7 @@ async def settle(
         emulator.listeners.remove(note)
 
 
-async def wait_for_watch(emulator: TimedEmulator) -> None:
+async def wait_for_watch(emulator: TimedEmulator, timeout: float = 30) -> None:
     """Wait until kopf watches InferenceModels."""
     since = len(emulator.answers)
     await wait_until(
@@ -325,7 +326,7 @@ async def wait_for_watch(emulator: TimedEmulator) -> None:
             a.request.action == kmock.action.WATCH and plural(a.request) == api.PLURAL
             for a in emulator.answers[since:]
         ),
-        timeout=30,
+        timeout=timeout,
         what="the operator's watch",
     )
 
@@ -345,18 +346,6 @@ def handled(emulator: TimedEmulator, name: str) -> bool:
     return (
         f"{api.GROUP}/last-handled-configuration" in annotations
         and (stored.get("status") or {}).get("phase") == api.Phase.SCHEDULING.value
-    )
-
-
-def model_reads(answers: Iterable[Answer]) -> Counter[str]:
-    """How often each model was read (one read opens every reconcile)."""
-    return Counter(
-        subject(a.request) or ""
-        for a in answers
-        if is_operator(a)
-        and a.request.action == kmock.action.FETCH
-        and plural(a.request) == api.PLURAL
-        and a.end is not None
     )
 
 
@@ -413,99 +402,150 @@ def per_model_rows(label: str, counts: CallCounts, models: int) -> list[Row]:
     ]
 
 
-async def steady_state(
+def rss_mib() -> float:
+    """This process's resident memory (the operator's thread and the emulator together)."""
+    with open("/proc/self/status") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return kib / 1024
+
+
+async def create_models(emulator: TimedEmulator, names: Sequence[str], chunk: int = 200) -> None:
+    """Create the models over HTTP, ``chunk`` at a time."""
+    for i in range(0, len(names), chunk):
+        await asyncio.gather(*(create_model(emulator, n) for n in names[i : i + chunk]))
+
+
+async def serve(emulator: TimedEmulator, name: str, cluster: str) -> None:
+    """Play KubeRay for one model: its RayService's application runs on ``cluster``."""
+    rs = rayservice_name(name, POOL)
+    path = f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayservices/{rs}"
+    status = {
+        "activeServiceStatus": {
+            "rayClusterName": cluster,
+            "applicationStatuses": {f"{name}-{POOL}": {"status": "RUNNING"}},
+        }
+    }
+    async with emulator.patch(
+        path,
+        json={"status": status},
+        headers={"Content-Type": "application/merge-patch+json"},
+    ) as response:
+        response.raise_for_status()
+
+
+async def ready_pod(emulator: TimedEmulator, name: str, cluster: str) -> float:
+    """Create a Ready worker pod of the model's cluster; returns when the call returned."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{cluster}-{POOL}-0",
+            "namespace": NAMESPACE,
+            "uid": f"uid-pod-{name}",
+            "labels": {MODEL_LABEL: name, "modelgrid.io/pool": POOL, "ray.io/cluster": cluster},
+        },
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    async with emulator.post(f"/api/v1/namespaces/{NAMESPACE}/pods", json=pod) as response:
+        response.raise_for_status()
+    return time.perf_counter()
+
+
+async def at_scale(
     emulator: TimedEmulator,
-    start: Callable[[float], OperatorThread],
-    names: Sequence[str],
-    refresh: float,
-    intervals: int,
+    milestones: Milestones,
+    start: Callable[..., OperatorThread],
+    count: int,
+    args: argparse.Namespace,
 ) -> list[Row]:
-    """Settled models under a short refresh: the timer must read, never write."""
-    operator = start(refresh)
+    """``count`` settled models: resuming them, the steady state, and pod Ready -> status."""
+    names = [f"m{count}-{i}" for i in range(count)]
+    operator = start(LONG_REFRESH, LONG_REFRESH)
     try:
-        await wait_for_watch(emulator)
-        for name in names:
-            await create_model(emulator, name)
+        await wait_for_watch(emulator, timeout=60 + count / 10)
+        await create_models(emulator, names)
         await wait_until(
             emulator,
-            lambda: all(handled(emulator, n) for n in names),
-            timeout=30,
-            what="the steady-state models handled, at Scheduling",
+            lambda: all(milestones.scheduled(n) for n in names),
+            timeout=30 + count / 5,
+            what=f"{count} models at Scheduling",
         )
-        await settle(emulator, quiet=refresh * 2, counts=lambda r: r.action in WRITES)
-        first, started = len(emulator.answers), time.perf_counter()
-        await wait_until(
-            emulator,
-            lambda: min(model_reads(emulator.answers[first:])[n] for n in names) >= intervals,
-            timeout=60,
-            what=f"{intervals} refreshes of each steady-state model",
-        )
-        took = time.perf_counter() - started
-        counts = CallCounts.of(emulator.answers[first:])
+        await settle(emulator, quiet=0.5, timeout=60 + count / 10)
     finally:
         await operator.stop()
-    if counts.writes + counts.events:
-        raise BenchFailed(f"the steady state wrote: {describe_writes(emulator.answers[first:])}")
-    refreshes, reads = refresh_reads(emulator.answers[first:], names)
+
+    # A restarted operator resumes them: from its first listing, nothing to write or read.
+    first, began = len(emulator.answers), time.perf_counter()
+    rss_before = rss_mib()
+    operator = start(args.scale_refresh, args.scale_resync)
+    try:
+        await wait_for_watch(emulator, timeout=60 + count / 10)
+        await settle(emulator, quiet=1.0, timeout=60 + count / 10)
+        resumed = time.perf_counter() - began
+        resume = CallCounts.of(emulator.answers[first:])
+        if resume.writes + resume.events:
+            raise BenchFailed(f"resuming wrote: {describe_writes(emulator.answers[first:])}")
+
+        # Steady state: nothing happens for a while but the refresh and the resync.
+        first, cpu, began = len(emulator.answers), time.process_time(), time.perf_counter()
+        await asyncio.sleep(args.scale_window)
+        took, cpu = time.perf_counter() - began, time.process_time() - cpu
+        steady = CallCounts.of(emulator.answers[first:])
+        if steady.writes + steady.events:
+            raise BenchFailed(
+                f"the steady state wrote: {describe_writes(emulator.answers[first:])}"
+            )
+        rss = rss_mib()
+
+        # A pod turning Ready -> the model's status at Ready, for a sample of the models.
+        sample = names[:: max(1, count // args.scale_pods)][: args.scale_pods]
+        for name in sample:
+            await serve(emulator, name, f"{name}-c1")
+        await settle(emulator, quiet=0.3, timeout=60)
+        delays = []
+        for name in sample:
+            created = await ready_pod(emulator, name, f"{name}-c1")
+            done = await wait_until(
+                emulator,
+                lambda n=name: milestones.phase.get((n, api.Phase.READY.value)),
+                timeout=10,
+                what=f"{name} at Ready",
+            )
+            delays.append(done - created)
+    finally:
+        await operator.stop()
+    reads_per_s = steady.reads / took
     return [
         Row(
-            f"steady state: writes in >= {intervals} refreshes of each model",
-            str(counts.writes + counts.events),
-            f"{len(names)} settled models, refresh interval {refresh:g} s: "
-            f"{sum(model_reads(emulator.answers[first:]).values())} refreshes in {took:.1f} s",
+            f"{count} models: resume, writes",
+            str(resume.writes + resume.events),
+            f"{resumed:.1f} s from start to quiet",
         ),
         Row(
-            "steady state: reads per refresh",
-            f"{sum(reads.values()) / refreshes:.2f}",
-            ", ".join(f"{k} {v / refreshes:.2g}" for k, v in sorted(reads.items())),
-        ),
-    ]
-
-
-def refresh_reads(answers: Sequence[Answer], names: Sequence[str]) -> tuple[int, Counter[str]]:
-    """Whole refreshes in a window and their reads: each model's reads from its first model
-    GET (a refresh starts with it) to its last pod LIST (and ends with it)."""
-    opening, closing = f"GET {api.PLURAL}", "LIST pods"
-    refreshes, reads = 0, Counter[str]()
-    for name in names:
-        calls = [
-            call_name(a.request)
-            for a in calls_about(answers, name)
-            if a.request.action in READS and a.end is not None
-        ]
-        if opening in calls and closing in calls:
-            calls = calls[calls.index(opening) : len(calls) - calls[::-1].index(closing)]
-            refreshes += calls.count(opening)
-            reads.update(calls)
-    return refreshes, reads
-
-
-async def restart(emulator: TimedEmulator, first: int, names: Sequence[str]) -> list[Row]:
-    """A started operator resumes the models that exist: that must write nothing.
-
-    Args:
-        first: where in the emulator's log the operator was started.
-    """
-    await wait_until(
-        emulator,
-        lambda: all(model_reads(emulator.answers[first:])[n] for n in names),
-        timeout=30,
-        what="the models resumed",
-    )
-    await settle(emulator, quiet=0.3)
-    counts = CallCounts.of(emulator.answers[first:])
-    if counts.writes + counts.events:
-        raise BenchFailed(f"resuming wrote: {describe_writes(emulator.answers[first:])}")
-    return [
-        Row(
-            "restart: writes while resuming",
-            str(counts.writes + counts.events),
-            f"{len(names)} settled models",
+            f"{count} models: resume, reads",
+            str(resume.reads),
+            "GET/LIST besides kopf's list+watch of each kind",
         ),
         Row(
-            "restart: reads per model",
-            f"{counts.reads / len(names):.2f}",
-            ", ".join(f"{k} {v / len(names):.2g}" for k, v in sorted(counts.by_call.items())),
+            f"{count} models: steady state, API reads/s",
+            f"{reads_per_s:.3f}",
+            f"{reads_per_s / count:.5f} a model; over {took:.0f} s, refresh {args.scale_refresh:g} s"
+            f", resync {args.scale_resync:g} s ({steady.reads} reads)",
+        ),
+        Row(
+            f"{count} models: steady state, CPU",
+            f"{cpu / took * 100:.1f}%",
+            "of one core, this process (operator thread and emulator together)",
+        ),
+        Row(
+            f"{count} models: resident memory",
+            f"{rss:.0f} MiB",
+            f"this process; {rss - rss_before:+.0f} MiB from before the operator started",
+        ),
+        Row(
+            f"{count} models: pod Ready -> status Ready, p50 / p99",
+            f"{ms(percentile(delays, 50))} / {ms(percentile(delays, 99))}",
+            f"{len(delays)} models, one after another; max {ms(max(delays))}",
         ),
     ]
 
@@ -713,25 +753,23 @@ async def run(args: argparse.Namespace) -> list[Row]:
                 config_file=str(kubeconfig), client_configuration=configuration
             )
 
-            def start(refresh: float) -> OperatorThread:
+            def start(refresh: float, resync: float = LONG_REFRESH) -> OperatorThread:
                 config = OperatorConfig(
                     refresh_interval=refresh,
+                    resync_interval=resync,
                     client_factory=lambda: Client(kubernetes.client.ApiClient(configuration)),
                 )
                 return OperatorThread(config, operator_settings(events=True)).start()
 
-            steady = [f"steady-{i}" for i in range(args.steady_models)]
-            rows = await steady_state(
-                emulator, start, steady, args.steady_refresh, args.steady_intervals
-            )
-            first = len(emulator.answers)
             operator = start(LONG_REFRESH)
             try:
-                rows += await restart(emulator, first, steady)
-                rows += await sequential(emulator, milestones, args.sequential, args.warmup)
+                await wait_for_watch(emulator)
+                rows = await sequential(emulator, milestones, args.sequential, args.warmup)
                 rows += await burst(emulator, milestones, args.burst)
             finally:
                 await operator.stop()
+            for count in args.scale:
+                rows += await at_scale(emulator, milestones, start, count, args)
             return rows
 
 
@@ -740,9 +778,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sequential", type=int, default=100, help="timed creates (100)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed creates first (3)")
     parser.add_argument("--burst", type=int, default=100, help="models created at once (100)")
-    parser.add_argument("--steady-models", type=int, default=10, help="(10)")
-    parser.add_argument("--steady-refresh", type=float, default=0.25, help="seconds (0.25)")
-    parser.add_argument("--steady-intervals", type=int, default=8, help="(8)")
+    parser.add_argument(
+        "--scale",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[100, 1000],
+        help="settled models, comma-separated (100,1000)",
+    )
+    parser.add_argument("--scale-refresh", type=float, default=60.0, help="seconds (60)")
+    parser.add_argument("--scale-resync", type=float, default=3600.0, help="seconds (3600)")
+    parser.add_argument("--scale-window", type=float, default=30.0, help="seconds (30)")
+    parser.add_argument("--scale-pods", type=int, default=30, help="pods made Ready (30)")
     args = parser.parse_args(argv)
     # kmock refuses every Event after the first (it cannot honour generateName) and kopf warns
     # about each; errors still show.

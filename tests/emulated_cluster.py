@@ -23,6 +23,7 @@ import kubernetes
 import yaml
 from modelgrid_operator import api
 from modelgrid_operator.handlers import OperatorConfig, build_registry
+from modelgrid_operator.metrics import OperatorMetrics
 from modelgrid_operator.render import rayservice_name
 from polling import eventually
 
@@ -186,6 +187,8 @@ class Cluster:
         self.custom = kubernetes.client.CustomObjectsApi(self.api)
         self.core = kubernetes.client.CoreV1Api(self.api)
         self.pools: dict[str, list[str]] = {}
+        self.operator_metrics: list[OperatorMetrics] = []
+        """The metrics of each operator a test started (they count its reconciles)."""
 
     def rs_name(self, model: str, pool: str | None = None) -> str:
         """The RayService name of ``model``'s pool (default: its first pool)."""
@@ -223,14 +226,27 @@ class Cluster:
             what=f"{name}: {kind} {reason}",
         )
 
+    def reconciles(self, name: str, namespace: str = NAMESPACE) -> int:
+        """How many reconciles of model ``name`` the operators have finished."""
+        return int(
+            sum(
+                sample.value
+                for metrics in self.operator_metrics
+                for family in metrics.reconciles_total.collect()
+                for sample in family.samples
+                if sample.name.endswith("_total")
+                and sample.labels.get("namespace") == namespace
+                and sample.labels.get("model") == name
+            )
+        )
+
     async def reconciled(self, name: str, times: int = 2) -> None:
-        """Wait until the operator has read model ``name`` ``times`` more times: each reconcile
-        opens with that read and a model's reconciles take turns, so after two, one whole
-        reconcile has run since the call (a test can then say what it did not do)."""
-        path = f"/{api.PLURAL}/{name}"
-        before = len(self.writes(path, "GET"))
+        """Wait until the operator has finished ``times`` more reconciles of model ``name``: a
+        model's reconciles take turns, so after two, one whole reconcile has run since the call
+        (a test can then say what it did not do)."""
+        before = self.reconciles(name)
         await eventually(
-            lambda: len(self.writes(path, "GET")) >= before + times,
+            lambda: self.reconciles(name) >= before + times,
             what=f"{times} more reconciles of {name}",
         )
 

@@ -22,8 +22,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     operator.add_argument(
         "--refresh",
         type=float,
-        default=10.0,
-        help="seconds between status refreshes of each model (10)",
+        default=60.0,
+        help="seconds between reconciles of every model from memory, for what changes with "
+        "time alone; changes reconcile at once (60)",
+    )
+    operator.add_argument(
+        "--resync",
+        type=float,
+        default=3600.0,
+        help="seconds in which every model is reconciled once from the API server, spread "
+        "over the interval: the safety net for a missed watch event (3600)",
     )
     operator.add_argument(
         "--health-port",
@@ -59,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         OperatorConfig(
             render=from_env(),
             refresh_interval=args.refresh,
+            resync_interval=args.resync,
             metrics=metrics,
             read_facts=partial(read_model_facts, hub=True)
             if args.hub_metadata

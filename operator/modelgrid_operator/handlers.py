@@ -1,8 +1,14 @@
-"""The kopf handlers: thin wrappers that call :func:`~modelgrid_operator.reconcile.reconcile`,
-store its status and turn phase transitions into Kubernetes Events.
+"""The kopf handlers: thin wrappers that call :class:`~modelgrid_operator.turns.TakingTurns`,
+which reconciles and stores the status, and turn phase transitions into Kubernetes Events.
 
 Handlers are registered on a registry built by :func:`build_registry`, not on kopf's global
 one, so a test can run the operator with its own settings and nothing leaks between runs.
+
+The operator is driven by watches. kopf watches the models and every kind a reconcile reads (the
+models' RayServices, their RayClusters, pods and NetworkPolicies, and the nodes), and keeps them
+in its indexes (:mod:`.watched`); a child's event reconciles its model from there, without a
+read. Two periodic passes stand behind the events: a refresh from memory, for what changes with
+time alone, and a slow resync from the API server, for an event the watches missed.
 """
 
 from __future__ import annotations
@@ -10,55 +16,56 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from modelgrid_serving.claims import Claim, claim_of
 
 from modelgrid_operator import api
-from modelgrid_operator.k8s import Client, KubeRayMissing
-from modelgrid_operator.metrics import OperatorMetrics
+from modelgrid_operator.config import OperatorConfig
+from modelgrid_operator.k8s import (
+    RAY_CLUSTERS,
+    RAY_GROUP,
+    RAY_PLURAL,
+    RAY_VERSION,
+    Client,
+    KubeRayMissing,
+)
 from modelgrid_operator.ownership import is_owned_by
 from modelgrid_operator.pod_failures import describe
-from modelgrid_operator.reconcile import (
-    FactsReader,
-    ModelGone,
-    Outcome,
-    read_local_facts,
-    reconcile,
+from modelgrid_operator.reconcile import ModelGone, Outcome
+from modelgrid_operator.render.metadata import MODEL_LABEL
+from modelgrid_operator.turns import TakingTurns
+from modelgrid_operator.watched import (
+    ResyncClient,
+    Watched,
+    WatchedClient,
+    by_model,
+    by_name,
+    latest,
+    model_of,
+    node,
 )
-from modelgrid_operator.settings import RenderSettings
+
+__all__ = ["OperatorConfig", "build_registry", "configure_kopf"]
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 LEGACY_FINALIZER = f"{api.GROUP}/finalizer"
 """The finalizer earlier versions of the operator put on every model; this one removes it."""
 _WARNING_PHASES = {api.Phase.FAILED, api.Phase.DEGRADED}
-
-
-@dataclass(frozen=True)
-class OperatorConfig:
-    """How the operator runs.
-
-    Attributes:
-        render: images and cluster conventions for the renderers.
-        refresh_interval: seconds between status refreshes (and drift checks) of each model.
-        client_factory: makes the API client once the operator starts.
-        clock: the current time; tests may pin it.
-        metrics: where reconciles and model status are counted (``--metrics-port`` serves it).
-        read_facts: what the memory admission reads of a model's size beyond its spec (a model
-            directory it can see; ``--hub-metadata`` adds the Hugging Face Hub).
-    """
-
-    render: RenderSettings = field(default_factory=RenderSettings)
-    refresh_interval: float = 10.0
-    client_factory: Callable[[], Client] = Client.from_environment
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
-    read_facts: FactsReader = read_local_facts
+CHILDREN: dict[str, tuple[str, str, str]] = {
+    "rayservices": (RAY_GROUP, RAY_VERSION, RAY_PLURAL),
+    "rayclusters": (RAY_GROUP, RAY_VERSION, RAY_CLUSTERS),
+    "pods": ("", "v1", "pods"),
+    "network_policies": ("networking.k8s.io", "v1", "networkpolicies"),
+}
+"""Index id -> the kind a reconcile reads of a model's children, each watched."""
+_LABELLED = {"pods"}
+"""The children watched by the model's label. RayServices and NetworkPolicies are read by name
+whoever made them (one of our names that is someone else's is never written), and KubeRay's
+RayClusters need not carry the label."""
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -94,81 +101,234 @@ def _report(outcome: Outcome, body: kopf.Body, logger: logging.Logger) -> None:
         logger.info("phase %s -> %s: %s", outcome.previous_phase, outcome.phase, outcome.message)
 
 
-_GONE_KEPT = 4096
-"""Deleted models remembered: far more than can be deleted while one reconcile runs."""
+def _logger(body: kopf.Body, settings: kopf.OperatorSettings) -> logging.LoggerAdapter[Any]:
+    """A logger that names the model, as kopf's own handler loggers do."""
+    return kopf.LocalObjectLogger(body=body, settings=settings)
 
 
 @dataclass
-class TakingTurns:
-    """Runs the reconciles of each model one at a time, each writing its status before the next
-    one reads it.
-
-    The periodic refresh and kopf's change handlers run concurrently, and kopf applies a handler's
-    ``patch`` only after the handler returned. Two reconciles of one model could then both read
-    the stored status, both compute the same transition with their own clock, and the later
-    write would move ``timeToReady`` and ``phaseSince`` after the fact.
-    """
+class _Running:
+    """What the handlers share while the operator runs: the models' turns, what kopf watches,
+    and the periodic passes."""
 
     config: OperatorConfig
-    client: Client | None = None
-    _turns: defaultdict[str, asyncio.Lock] = field(
-        default_factory=lambda: defaultdict(asyncio.Lock)
-    )
-    _gone: dict[str, None] = field(default_factory=dict)
-    """The uids of the latest deleted models (insertion-ordered, at most ``_GONE_KEPT``): a
-    reconcile queued for one of them must not write its children again."""
+    models: TakingTurns = field(init=False)
+    api: Client = field(init=False)
+    """The API client (writes, and the resync's reads)."""
+    resync_client: Client = field(init=False)
+    kopf_settings: kopf.OperatorSettings = field(default_factory=kopf.OperatorSettings)
+    """Replaced by the operator's own at startup."""
+    watched: Watched | None = None
+    claims: Mapping[str, Iterable[Claim]] = field(default_factory=dict)
+    passes: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def reconcile(
-        self, body: dict[str, Any], claims: Mapping[str, Iterable[Claim]] | None = None
-    ) -> Outcome:
-        """Reconcile the model and store its status, in this model's turn.
+    def __post_init__(self) -> None:
+        self.models = TakingTurns(self.config)
 
-        Args:
-            body: the model (its name, namespace and uid are used).
-            claims: served name -> claims of the models that declare it.
+    def start(self, client: Client, settings: kopf.OperatorSettings) -> None:
+        """At startup: the API client, and kopf's settings (for the loggers of the passes)."""
+        self.kopf_settings, self.api = settings, client
 
-        Raises:
-            ModelGone: the model was deleted meanwhile.
-        """
-        assert self.client is not None, "the operator has not started"
-        meta = body["metadata"]
-        async with self._turns[meta["uid"]]:
-            if meta["uid"] in self._gone:
-                raise ModelGone(meta["name"])
-            outcome = await reconcile(
-                body,
-                client=self.client,
-                settings=self.config.render,
-                now=self.config.clock(),
-                read_facts=self.config.read_facts,
-                claims=claims,
+    def follow(self, indexes: Mapping[str, Any]) -> None:
+        """From the first handler kopf runs (indexes reach handlers only): read from them, and
+        start the periodic passes there, in kopf's handler context, the only one from which
+        kopf posts Events."""
+        if self.watched is not None:
+            return
+        self.claims = indexes["model_claims"]
+        self.watched = Watched(
+            models=indexes["models"],
+            nodes=indexes["nodes"],
+            **{kind: indexes[kind] for kind in CHILDREN},
+        )
+        self.models.client = WatchedClient.over(self.api, self.watched, self.models.statuses)
+        self.resync_client = ResyncClient.over(
+            self.api, self.watched, self.models.statuses, self.models.client.known
+        )
+        self.passes.append(asyncio.create_task(self._refresh()))
+        self.passes.append(asyncio.create_task(self._resync()))
+
+    async def stop(self) -> None:
+        for task in self.passes:
+            task.cancel()
+        await asyncio.gather(*self.passes, return_exceptions=True)
+
+    async def run(
+        self,
+        body: kopf.Body,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        *,
+        through_api: bool = False,
+    ) -> None:
+        """Reconcile one model in its turn (from memory, or ``through_api``), count it, and
+        post its Events."""
+        started = time.perf_counter()
+        client = self.resync_client if through_api else None
+        try:
+            outcome = await self.models.reconcile(
+                dict(body), self.claims, client=client, coalesce=not through_api
             )
-            if outcome.status is not None and not await self.client.patch_model_status(
-                meta.get("namespace") or "default", meta["name"], outcome.status
-            ):
-                raise ModelGone(meta["name"])
-        return outcome
+        except ModelGone:
+            logger.debug("deleted while being reconciled; nothing to do")
+            return
+        except Exception as exc:
+            self.config.metrics.failed(body, exc, seconds=time.perf_counter() - started)
+            raise
+        if outcome is None:
+            return  # another reconcile of the model waits for its turn: it does this one's work
+        _report(outcome, body, logger)
+        self.config.metrics.reconciled(
+            body,
+            action=outcome.action,
+            status=outcome.status,
+            seconds=time.perf_counter() - started,
+        )
 
-    async def forget(self, uid: str) -> None:
-        """A deleted model: refuse its later reconciles, wait out the one in flight (it may
-        still be writing a RayService, which would outlive the deletion of its children), then
-        drop its turn."""
-        self._gone[uid] = None
-        while len(self._gone) > _GONE_KEPT:
-            del self._gone[next(iter(self._gone))]
-        async with self._turns[uid]:
-            pass
-        self._turns.pop(uid, None)
+    async def run_quietly(self, raw: Mapping[str, Any], *, through_api: bool = False) -> None:
+        """:meth:`run` for a periodic pass: one model's failure is logged, not raised."""
+        body = kopf.Body(dict(raw))
+        logger = _logger(body, self.kopf_settings)
+        try:
+            await self.run(body, logger, through_api=through_api)
+        except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the rest
+            logger.error("reconcile failed: %s", exc)
+
+    def _every_model(self) -> list[dict[str, Any]]:
+        assert self.watched is not None
+        return [raw for store in list(self.watched.models.values()) for raw in store]
+
+    async def _refresh(self) -> None:
+        """Every ``refresh_interval``: reconcile each model from memory (no reads), for what
+        changes with time alone."""
+        while True:
+            await asyncio.sleep(self.config.refresh_interval)
+            await asyncio.gather(*(self.run_quietly(raw) for raw in self._every_model()))
+
+    async def _resync(self) -> None:
+        """Reconcile each model from the API server once per ``resync_interval``, one model at a
+        time, spread over the interval: the reads never come in a burst, and a change a watch
+        missed is put right within the interval."""
+        while True:
+            models = self._every_model()
+            pause = self.config.resync_interval / max(1, len(models))
+            if not models:
+                await asyncio.sleep(pause)
+            for raw in models:
+                await asyncio.sleep(pause)
+                await self.run_quietly(raw, through_api=True)
+
+    async def child_changed(self, kind: str, body: kopf.Body) -> None:
+        """A child changed: reconcile its model from memory (the index already holds the
+        change). A model kopf does not watch (another namespace) or no longer has is left."""
+        assert self.watched is not None
+        key = model_of(kind, body, self.watched)
+        model = latest(self.watched.models, key) if key else None
+        if model is not None:
+            await self.run_quietly(model)
+
+    async def delete_children(self, body: kopf.Body, logger: logging.Logger) -> None:
+        """A deleted model: forget it, and delete its RayServices now rather than wait for
+        garbage collection (only those the model owns; without the operator, Kubernetes'
+        garbage collector does the same through the owner references)."""
+        self.config.metrics.forget(body)
+        await self.models.forget(body["metadata"]["uid"])
+        namespace = body["metadata"].get("namespace") or "default"
+        try:
+            children = await self.api.list_rayservices(namespace, body["metadata"]["name"])
+        except KubeRayMissing:
+            return  # no RayService API: nothing of ours to delete
+        for child in children:
+            name = child["metadata"]["name"]
+            ours = is_owned_by(child, body["metadata"]["uid"])
+            if ours and await self.api.delete_rayservice(namespace, name):
+                logger.info("deleted RayService %s/%s", namespace, name)
 
 
-def _reference(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the refresh needs of a model: enough to name it, read it, and post its Events."""
-    meta = body["metadata"]
-    return {
-        "apiVersion": api.API_VERSION,
-        "kind": api.KIND,
-        "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta["uid"]},
-    }
+def _register_indexes(registry: kopf.OperatorRegistry) -> None:
+    """The models, and everything a reconcile reads, kept in memory by kopf's watches.
+
+    Name claims come from the ``model_claims`` index rather than a LIST per reconcile: kopf
+    fills it before any handler runs, so every reconcile sees every model's claim without an
+    API call (a LIST of all models per model would grow with the square of the models).
+    """
+
+    @kopf.index(*RESOURCE, id="model_claims", registry=registry)
+    def model_claims(body: kopf.Body, **_: Any) -> dict[str, Claim]:
+        """Served name -> the claim of each model that declares it."""
+        claim = claim_of(body)
+        return {name: claim for name in claim.names}
+
+    kopf.index(*RESOURCE, id="models", registry=registry)(_indexing(by_name))
+    kopf.index("", "v1", "nodes", id="nodes", registry=registry)(_indexing(node))
+    for kind, (group, version, plural) in CHILDREN.items():
+        labels = {MODEL_LABEL: kopf.PRESENT} if kind in _LABELLED else None
+        index = by_model if kind == "pods" else by_name
+        kopf.index(group, version, plural, id=kind, labels=labels, registry=registry)(
+            _indexing(index)
+        )
+
+
+def _indexing(index: Any) -> Any:
+    """A kopf indexing function from one of :mod:`.watched`'s (kopf passes keywords only)."""
+
+    def indexing(body: kopf.Body, **_: Any) -> Any:
+        return index(body)
+
+    return indexing
+
+
+def _register_lifecycle(registry: kopf.OperatorRegistry, running: _Running) -> None:
+    """Startup (kopf's settings, the API client), cleanup (the passes) and login."""
+
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings)
+        running.start(running.config.client_factory(), settings)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await running.stop()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """In-cluster service account first, else the kubeconfig (a private registry has none)."""
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def _register_models(registry: kopf.OperatorRegistry, running: _Running) -> None:
+    """A model's spec changed or the operator started: reconcile; a model deleted: its
+    RayServices go with it."""
+
+    @kopf.on.resume(*RESOURCE, registry=registry)
+    @kopf.on.create(*RESOURCE, registry=registry)
+    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
+    async def apply(body: kopf.Body, logger: logging.Logger, **kwargs: Any) -> None:
+        """Render and apply the RayService whenever the spec changes or the operator starts."""
+        running.follow(kwargs)
+        await running.run(body, logger)
+
+    @kopf.on.event(*RESOURCE, registry=registry)
+    async def gone(type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+        if type == "DELETED":
+            await running.delete_children(body, logger)
+
+
+def _register_children(registry: kopf.OperatorRegistry, running: _Running) -> None:
+    """A child's change (or deletion) reconciles its model: drift is put back and the status
+    follows at once. kopf's initial listing is left out: resuming covers it."""
+    for kind, (group, version, plural) in CHILDREN.items():
+        labels = {MODEL_LABEL: kopf.PRESENT} if kind in _LABELLED else None
+
+        async def changed(
+            type: str | None, body: kopf.Body, resource: kopf.Resource, **kwargs: Any
+        ) -> None:
+            if type is not None:
+                running.follow(kwargs)
+                await running.child_changed(resource.plural, body)
+
+        kopf.on.event(
+            group, version, plural, id=f"{kind}_changed", labels=labels, registry=registry
+        )(changed)
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -177,126 +337,13 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     No handler needs a finalizer, so deleting a model or its namespace never waits for the
     operator: the RayService's owner reference lets Kubernetes collect it. Two kopf features
     would add one, and are avoided on purpose: a mandatory ``on.delete`` handler, and kopf
-    timers (kopf 1.45 puts a finalizer on every object a timer or daemon runs for). The periodic
-    refresh is therefore one task of the operator that walks the ``model_refs`` index; the
-    first change handler starts it, so that it runs in kopf's handler context, the only one
-    from which kopf posts Events.
-
-    Name claims come from the ``model_claims`` index rather than a LIST per reconcile: kopf
-    keeps it from the watch it runs anyway and fills it before any handler runs, so every
-    reconcile sees every model's claim without an API call (a LIST of all models per model per
-    refresh would grow with the square of the number of models).
+    timers (kopf 1.45 puts a finalizer on every object a timer or daemon runs for). The
+    periodic passes are therefore tasks of the operator that walk the ``models`` index.
     """
     registry = kopf.OperatorRegistry()
-    models = TakingTurns(config)
-    refreshing: list[asyncio.Task[None]] = []
-    kopf_settings = kopf.OperatorSettings()  # replaced by the operator's own at startup
-
-    @kopf.index(*RESOURCE, id="model_claims", registry=registry)
-    def model_claims(body: kopf.Body, **_: Any) -> dict[str, Claim]:
-        """Served name -> the claim of each model that declares it."""
-        claim = claim_of(body)
-        return {name: claim for name in claim.names}
-
-    @kopf.index(*RESOURCE, id="model_refs", registry=registry)
-    def model_refs(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        """(namespace, name) -> what the refresh needs of each model."""
-        meta = body["metadata"]
-        return {(meta.get("namespace") or "default", meta["name"]): _reference(body)}
-
-    @kopf.on.startup(registry=registry)
-    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        nonlocal kopf_settings
-        configure_kopf(settings)
-        kopf_settings = settings
-        models.client = config.client_factory()
-
-    @kopf.on.cleanup(registry=registry)
-    async def cleanup(**_: Any) -> None:
-        for task in refreshing:
-            task.cancel()
-        await asyncio.gather(*refreshing, return_exceptions=True)
-
-    @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        """In-cluster service account first, else the kubeconfig (a private registry has none)."""
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-
-    async def run(
-        body: kopf.Body,
-        logger: logging.Logger | logging.LoggerAdapter[Any],
-        claims: Mapping[str, Iterable[Claim]],
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            outcome = await models.reconcile(dict(body), claims)
-        except ModelGone:
-            logger.debug("deleted while being reconciled; nothing to do")
-            return
-        except Exception as exc:
-            config.metrics.failed(body, exc, seconds=time.perf_counter() - started)
-            raise
-        _report(outcome, body, logger)
-        config.metrics.reconciled(
-            body,
-            action=outcome.action,
-            status=outcome.status,
-            seconds=time.perf_counter() - started,
-        )
-
-    @kopf.on.resume(*RESOURCE, registry=registry)
-    @kopf.on.create(*RESOURCE, registry=registry)
-    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
-    async def apply(
-        body: kopf.Body,
-        logger: logging.Logger,
-        model_claims: kopf.Index[str, Claim],
-        model_refs: kopf.Index[tuple[str, str], dict[str, Any]],
-        **_: Any,
-    ) -> None:
-        """Render and apply the RayService whenever the spec changes or the operator starts."""
-        if not refreshing:  # started from a handler: kopf posts Events only in its context
-            refreshing.append(asyncio.create_task(refresh(model_refs, model_claims)))
-        await run(body, logger, model_claims)
-
-    async def refresh(
-        refs: kopf.Index[tuple[str, str], dict[str, Any]],
-        claims: kopf.Index[str, Claim],
-    ) -> None:
-        """Every ``refresh_interval``: follow each RayService's status and put back what was
-        changed behind our back (models reconcile concurrently, each in its own turn)."""
-
-        async def one(raw: dict[str, Any]) -> None:
-            body = kopf.Body(raw)
-            logger = kopf.LocalObjectLogger(body=body, settings=kopf_settings)
-            try:
-                await run(body, logger, claims)
-            except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the rest
-                logger.error("refresh failed: %s", exc)
-
-        while True:
-            await asyncio.sleep(config.refresh_interval)
-            await asyncio.gather(*(one(raw) for store in list(refs.values()) for raw in store))
-
-    @kopf.on.event(*RESOURCE, registry=registry)
-    async def gone(type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
-        """A deleted model: forget it, and delete its RayServices now rather than wait for
-        garbage collection (only those the model owns; without the operator, Kubernetes'
-        garbage collector does the same through the owner references)."""
-        if type != "DELETED":
-            return
-        config.metrics.forget(body)
-        await models.forget(body["metadata"]["uid"])
-        namespace = body["metadata"].get("namespace") or "default"
-        assert models.client is not None
-        try:
-            children = await models.client.list_rayservices(namespace, body["metadata"]["name"])
-        except KubeRayMissing:
-            return  # no RayService API: nothing of ours to delete
-        for child in children:
-            name = child["metadata"]["name"]
-            ours = is_owned_by(child, body["metadata"]["uid"])
-            if ours and await models.client.delete_rayservice(namespace, name):
-                logger.info("deleted RayService %s/%s", namespace, name)
-
+    running = _Running(config)
+    _register_indexes(registry)
+    _register_lifecycle(registry, running)
+    _register_models(registry, running)
+    _register_children(registry, running)
     return registry

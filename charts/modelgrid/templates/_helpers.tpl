@@ -157,21 +157,21 @@ namespace when watchNamespaces is set, else into the ClusterRole with the cluste
 - apiGroups: [modelgrid.io]
   resources: [inferencemodels/status]
   verbs: [get, patch]
-# The children of each model, one per pool (listed by the model's label; read, created,
-# corrected on drift, deleted with the model or the pool).
+# The children of each model, one per pool (watched, so a change reconciles the model; read,
+# created, corrected on drift, deleted with the model or the pool).
 - apiGroups: [ray.io]
   resources: [rayservices]
-  verbs: [get, list, create, patch, delete]
-# KubeRay's clusters of those RayServices: the operator puts in the bounds and tolerations
-# KubeRay ignores, and deletes an outdated one under upgrade strategy None.
+  verbs: [get, list, watch, create, patch, delete]
+# KubeRay's clusters of those RayServices (watched): the operator puts in the bounds and
+# tolerations KubeRay ignores, and deletes an outdated one under upgrade strategy None.
 - apiGroups: [ray.io]
   resources: [rayclusters]
-  verbs: [get, patch, delete]
-# Each model's NetworkPolicy (created, corrected on drift; deleted with the model by its owner
-# reference).
+  verbs: [get, list, watch, patch, delete]
+# Each model's NetworkPolicy (watched; created, corrected on drift; deleted with the model by
+# its owner reference).
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, create, patch]
+  verbs: [get, list, watch, create, patch]
 # Replica readiness per pool, and why a pod cannot start, come from the model's pods
 # (heads and workers): their labels, conditions and container statuses.
 - apiGroups: [""]
@@ -188,10 +188,10 @@ namespace when watchNamespaces is set, else into the ClusterRole with the cluste
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
-# Memory admission reads node labels and allocatable memory on each reconcile (no watch).
+# Memory admission reads node labels and allocatable memory (watched, kept in memory).
 - apiGroups: [""]
   resources: [nodes]
-  verbs: [list]
+  verbs: [list, watch]
 {{- end }}
 
 {{/* Only when watching given namespaces: kopf lists and watches namespaces to find them. */}}

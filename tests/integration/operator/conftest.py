@@ -20,6 +20,7 @@ from emulated_cluster import (
 )
 from modelgrid_operator.handlers import OperatorConfig
 from modelgrid_operator.k8s import Client
+from modelgrid_operator.metrics import OperatorMetrics
 from modelgrid_operator.settings import RenderSettings
 
 
@@ -31,21 +32,29 @@ def cluster(kmock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Clus
 
 @pytest.fixture()
 async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[OperatorThread]]]:
-    """Start (and restart) the real operator; every one still running is stopped at teardown."""
+    """Start (and restart) the real operator; every one still running is stopped at teardown.
+
+    ``refresh``: its reconciles from memory; ``resync``: its reconciles from the API server (by
+    default none in a test: the watches carry every change)."""
     running: list[OperatorThread] = []
 
     async def start(
         refresh: float = 0.2,
         *,
+        resync: float = 3600.0,
         events: bool = False,
         client: Client | None = None,
         render: RenderSettings | None = None,
         namespaces: tuple[str, ...] = (NAMESPACE,),
     ) -> OperatorThread:
         settings = operator_settings(events=events)
+        metrics = OperatorMetrics()
+        cluster.operator_metrics.append(metrics)
         config = OperatorConfig(
+            metrics=metrics,
             render=render or RenderSettings(),
             refresh_interval=refresh,
+            resync_interval=resync,
             client_factory=lambda: client or Client(cluster.api),
         )
         handle = OperatorThread(config, settings, namespaces).start()

@@ -43,6 +43,7 @@ def _earlier_operators_rayservice(model: str, uid: str) -> dict:
         "metadata": {
             "name": model,
             "namespace": NAMESPACE,
+            "uid": f"uid-rayservice-{model}",  # kmock assigns none; the operator's watch needs one
             "labels": {"modelgrid.io/model": model},
             "ownerReferences": [{**owner, "uid": uid, "controller": True}],
         },
@@ -110,7 +111,7 @@ async def test_kuberay_model_of_an_earlier_operator_moves_to_a_rayservice_per_po
     await cluster.create_model("duo", TWO_POOLS, uid="uid-duo")
     legacy = _earlier_operators_rayservice("duo", "uid-duo")
     stranger = copy.deepcopy(legacy)
-    stranger["metadata"].update(name="duo-by-hand", ownerReferences=[])
+    stranger["metadata"].update(name="duo-by-hand", uid="uid-by-hand", ownerReferences=[])
     for body in (legacy, stranger):
         await _create_rayservice(cluster, body)
     await _as_earlier_operators_left_it(cluster, "duo")

@@ -99,9 +99,14 @@ KOPF_NEEDS = {
     ("", "events"): {"create"},
     ("", "pods"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("ray.io", "rayservices"): {"list", "watch"},
+    ("ray.io", "rayclusters"): {"list", "watch"},
+    ("networking.k8s.io", "networkpolicies"): {"list", "watch"},
+    ("", "nodes"): {"list", "watch"},
 }
-"""What kopf itself does with the model: watch it, patch finalizers, annotations and status,
-post Events, and notice CRDs that appear later."""
+"""What kopf itself does: watch the model, patch finalizers, annotations and status, post
+Events, notice CRDs that appear later, and list and watch everything a reconcile reads
+(``handlers.CHILDREN`` and the nodes: the operator's indexes)."""
 
 
 def _needed() -> dict[tuple[str, str], set[str]]:

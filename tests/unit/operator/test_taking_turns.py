@@ -8,8 +8,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from modelgrid_operator import api, handlers
-from modelgrid_operator.handlers import ModelGone, OperatorConfig, TakingTurns
+from modelgrid_operator import api, turns
+from modelgrid_operator.config import OperatorConfig
+from modelgrid_operator.reconcile import ModelGone
+from modelgrid_operator.turns import TakingTurns
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +28,7 @@ async def test_forget_waits_out_the_reconcile_in_flight_and_refuses_later_ones(
         started.set()
         await release.wait()
         order.append("reconcile wrote its RayService")
-        return handlers.Outcome(
+        return turns.Outcome(
             status=None,
             phase=api.Phase.PENDING,
             previous_phase=None,
@@ -34,13 +36,13 @@ async def test_forget_waits_out_the_reconcile_in_flight_and_refuses_later_ones(
             message="",
         )
 
-    monkeypatch.setattr(handlers, "reconcile", slow_reconcile)
+    monkeypatch.setattr(turns, "reconcile", slow_reconcile)
     config = OperatorConfig(client_factory=lambda: None)  # type: ignore[arg-type,return-value]
-    turns = TakingTurns(config, client=object())  # type: ignore[arg-type]
+    models = TakingTurns(config, client=object())  # type: ignore[arg-type]
 
-    in_flight = asyncio.create_task(turns.reconcile(BODY))
+    in_flight = asyncio.create_task(models.reconcile(BODY))
     await started.wait()
-    forgetting = asyncio.create_task(turns.forget("u-1"))
+    forgetting = asyncio.create_task(models.forget("u-1"))
     await asyncio.sleep(0)
     assert not forgetting.done()  # the deletion waits for the reconcile that is writing
     release.set()
@@ -50,4 +52,4 @@ async def test_forget_waits_out_the_reconcile_in_flight_and_refuses_later_ones(
     assert order == ["reconcile wrote its RayService", "children deleted"]
 
     with pytest.raises(ModelGone):
-        await turns.reconcile(BODY)  # a refresh queued for the deleted model writes nothing
+        await models.reconcile(BODY)  # a refresh queued for the deleted model writes nothing
