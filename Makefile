@@ -32,7 +32,7 @@ crd:
 	venv=$$(.ci/venv.sh) && "$$venv/bin/modelgrid" crd > crds/modelgrid.io_inferencemodels.yaml
 	cp crds/modelgrid.io_inferencemodels.yaml charts/modelgrid/crds/
 
-## Regenerate the gateway's gRPC code from its .proto (pinned grpcio-tools: tools/grpc_code.py)
+## Regenerate the gateway's gRPC messages from its .proto (pinned grpcio-tools: tools/grpc_code.py)
 grpc:
 	python3 tools/grpc_code.py
 

@@ -1,7 +1,9 @@
-"""Generate the gateway's gRPC code (``serving/modelgrid_serving/gateway/hosting/``) from its
-``.proto`` with the grpcio-tools ``.ci/tools.sh`` pins: ``make grpc``. The generated files are
-committed (the gateway then needs grpcio's runtime, not its compiler);
-``tests/unit/gateway/test_gateway_grpc_code.py`` generates them again and compares."""
+"""Generate the gateway's gRPC messages (``serving/modelgrid_serving/gateway/hosting/``) from
+its ``.proto`` with the grpcio-tools ``.ci/tools.sh`` pins: ``make grpc``. The generated module is
+committed (the gateway then needs protobuf's runtime, not its compiler);
+``tests/unit/gateway/test_gateway_grpc_code.py`` generates it again and compares. Only the
+messages are generated: ``hosting/rpc.py`` builds the service's handlers and stub from their
+descriptor, where protoc's gRPC plugin would write each method out three times."""
 
 from __future__ import annotations
 
@@ -12,9 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SERVING = ROOT / "serving"
 PROTO = Path("modelgrid_serving/gateway/hosting/model_hosting.proto")
-GENERATED = tuple(
-    PROTO.with_name(f"model_hosting_pb2{suffix}") for suffix in (".py", ".pyi", "_grpc.py")
-)
+GENERATED = (PROTO.with_name("model_hosting_pb2.py"),)
 """What protoc writes, relative to ``serving/`` (the package root, so imports are absolute)."""
 
 
@@ -31,7 +31,7 @@ def protoc_python() -> Path:
 
 
 def generate(python: Path, out: Path) -> None:
-    """Write the generated files under ``out`` (as under ``serving/``)."""
+    """Write the generated module under ``out`` (as under ``serving/``)."""
     subprocess.run(
         [
             str(python),
@@ -39,8 +39,6 @@ def generate(python: Path, out: Path) -> None:
             "grpc_tools.protoc",
             f"-I{SERVING}",
             f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            f"--pyi_out={out}",
             str(SERVING / PROTO),
         ],
         check=True,

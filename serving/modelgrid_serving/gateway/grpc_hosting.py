@@ -23,7 +23,7 @@ from ..errors import APIError, InvalidRequest
 from .admin import Admin, require_admin
 from .auth import KeyPolicy
 from .hosting import model_hosting_pb2 as pb
-from .hosting import model_hosting_pb2_grpc as pb_grpc
+from .hosting import rpc
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +109,8 @@ def model_status(view: dict[str, Any]) -> Any:
     )
 
 
-class ModelHostingService(pb_grpc.ModelHostingServicer):
-    """The servicer.
+class ModelHostingService:
+    """The servicer: one method per method of the service (``hosting.rpc`` serves them).
 
     Args:
         admin: The admin API it calls.
@@ -186,7 +186,7 @@ class GrpcHosting:
     def start(self, session: aiohttp.ClientSession) -> None:
         """Bind and start serving on the running loop (``session``: unused)."""
         server = grpc.aio.server()
-        pb_grpc.add_ModelHostingServicer_to_server(self.service, server)
+        rpc.add_to_server(self.service, server)
         self.port = server.add_insecure_port(self.listen)
         if not self.port:
             raise ValueError(f"admin.grpc_listen: cannot listen on {self.listen}")

@@ -180,10 +180,10 @@ async def grpc_port(cluster: Cluster) -> Any:
 async def model_hosting(port: int) -> AsyncIterator[Any]:
     """A ModelHosting stub on ``port`` (its channel closed and gone with the context)."""
     import grpc
-    from modelgrid_serving.gateway.hosting import model_hosting_pb2_grpc as pb_grpc
+    from modelgrid_serving.gateway.hosting import rpc
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield pb_grpc.ModelHostingStub(channel)
+        yield rpc.ModelHostingStub(channel)
     del channel
     gc.collect()
 

@@ -97,11 +97,11 @@ def load_over_grpc(port: int, key: str, client: openai.OpenAI) -> str:
     """LoadModel a third model over gRPC, wait for Ready, chat with it, UnloadModel it."""
     import grpc
     from modelgrid_serving.gateway.hosting import model_hosting_pb2 as pb
-    from modelgrid_serving.gateway.hosting import model_hosting_pb2_grpc as pb_grpc
+    from modelgrid_serving.gateway.hosting import rpc
 
     metadata = (("authorization", f"Bearer {key}"),)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        hosting = pb_grpc.ModelHostingStub(channel)
+        hosting = rpc.ModelHostingStub(channel)
         with pytest.raises(grpc.RpcError) as refused:
             hosting.LoadModel(pb.LoadModelRequest(model_path="builtin://tiny-llama",
                                                   precision="int4"), metadata=metadata)  # fmt: skip

@@ -11,11 +11,13 @@ import pytest
 from modelgrid_serving.errors import Conflict, Forbidden, InvalidRequest, ModelNotFound
 from modelgrid_serving.gateway.grpc_hosting import (
     STATUS_CODES,
+    ModelHostingService,
     engine_args_for,
     load_body,
     model_status,
 )
 from modelgrid_serving.gateway.hosting import model_hosting_pb2 as pb
+from modelgrid_serving.gateway.hosting import rpc
 
 pytestmark = pytest.mark.unit
 
@@ -80,3 +82,65 @@ def test_grpc_model_status_carries_phase_times_and_the_reason():
 )
 def test_grpc_status_codes_of_the_admin_errors(error, code):
     assert STATUS_CODES[error.status_code] == code
+
+
+class _RecordingChannel:
+    """A channel double: records what each ``unary_unary`` callable was made with."""
+
+    def unary_unary(self, path, request_serializer, response_deserializer):
+        return (path, request_serializer, response_deserializer)
+
+
+class _RecordingServer:
+    """A server double: records the handlers registered on it."""
+
+    def __init__(self):
+        self.generic = []
+        self.registered = {}
+
+    def add_generic_rpc_handlers(self, handlers):
+        self.generic.extend(handlers)
+
+    def add_registered_method_handlers(self, service, handlers):
+        self.registered[service] = handlers
+
+
+METHODS = {
+    "LoadModel": (pb.LoadModelRequest, pb.LoadModelResponse),
+    "GetModelStatus": (pb.ModelStatusRequest, pb.ModelStatus),
+    "UnloadModel": (pb.UnloadModelRequest, pb.ModelStatus),
+}
+"""The service's methods as the .proto declares them: request and response message."""
+
+
+def test_grpc_stub_calls_each_method_by_its_path_with_its_messages():
+    stub = rpc.ModelHostingStub(_RecordingChannel())
+    for name, (request, response) in METHODS.items():
+        path, serialize, deserialize = getattr(stub, name)
+        assert path == f"/modelgrid.hosting.v1.ModelHosting/{name}"
+        message = request(model_id="m") if name != "LoadModel" else request(model_path="p")
+        assert serialize(message) == message.SerializeToString()
+        answer = response(model_id="m", phase="Ready")
+        assert deserialize(answer.SerializeToString()) == answer
+
+
+def test_grpc_server_serves_every_method_with_the_servicer_of_its_name():
+    server = _RecordingServer()
+    service = ModelHostingService(admin=None, authenticate=None)
+    rpc.add_to_server(service, server)
+    handlers = server.registered["modelgrid.hosting.v1.ModelHosting"]
+    assert set(handlers) == set(METHODS)
+    for name, (request, response) in METHODS.items():
+        handler = handlers[name]
+        assert handler.unary_unary == getattr(service, name)
+        assert handler.request_deserializer == request.FromString
+        assert handler.response_serializer == response.SerializeToString
+    assert len(server.generic) == 1
+
+
+def test_grpc_server_refuses_a_servicer_that_lacks_a_method():
+    class Partial:
+        async def LoadModel(self, request, context): ...
+
+    with pytest.raises(TypeError, match="Partial does not implement GetModelStatus"):
+        rpc.add_to_server(Partial(), _RecordingServer())
