@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from modelgrid_operator import api
 from modelgrid_operator.k8s import Client
@@ -34,6 +34,7 @@ Indexed = Mapping[Any, Iterable[dict[str, Any]]]
 """A kopf index (key -> the values of every object with that key), or a dict like one."""
 NODES = "nodes"
 """The one key of the node index."""
+T = TypeVar("T")
 
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,8 +158,10 @@ class WatchedClient(Client):
     def _held(self, index: str, key: Any) -> tuple[Any, ...]:
         return tuple(getattr(self.watched, index).get(key, ()))
 
-    def _remember(self, index: str, key: Any, answer: Any) -> None:
+    def _remember(self, index: str, key: Any, answer: T) -> T:
+        """Hold the API server's ``answer`` under ``key`` (see :meth:`_known`); returns it."""
         self.known[(index, key)] = (copy.deepcopy(answer), self._held(index, key))
+        return answer
 
     def _known(self, index: str, key: Any) -> tuple[bool, Any]:
         """(True, the API server's answer) while the index has not changed under ``key``
@@ -192,15 +195,13 @@ class WatchedClient(Client):
 
     async def create_rayservice(self, body: dict[str, Any]) -> dict[str, Any]:
         created = await self.through.create_rayservice(body)
-        self._remember("rayservices", key_of(created), created)
-        return created
+        return self._remember("rayservices", key_of(created), created)
 
     async def patch_rayservice(
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
         patched = await self.through.patch_rayservice(namespace, name, patch)
-        self._remember("rayservices", (namespace, name), patched)
-        return patched
+        return self._remember("rayservices", (namespace, name), patched)
 
     async def delete_rayservice(self, namespace: str, name: str) -> bool:
         deleted = await self.through.delete_rayservice(namespace, name)
@@ -214,8 +215,7 @@ class WatchedClient(Client):
         self, namespace: str, name: str, operations: list[dict[str, Any]]
     ) -> dict[str, Any]:
         patched = await self.through.patch_raycluster(namespace, name, operations)
-        self._remember("rayclusters", (namespace, name), patched)
-        return patched
+        return self._remember("rayclusters", (namespace, name), patched)
 
     async def delete_raycluster(self, namespace: str, name: str) -> bool:
         deleted = await self.through.delete_raycluster(namespace, name)
@@ -251,23 +251,19 @@ class ResyncClient(WatchedClient):
 
     async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = await self.through.get_rayservice(namespace, name)
-        self._remember("rayservices", (namespace, name), found)
-        return found
+        return self._remember("rayservices", (namespace, name), found)
 
     async def get_raycluster(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = await self.through.get_raycluster(namespace, name)
-        self._remember("rayclusters", (namespace, name), found)
-        return found
+        return self._remember("rayclusters", (namespace, name), found)
 
     async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = await self.through.get_network_policy(namespace, name)
-        self._remember("network_policies", (namespace, name), found)
-        return found
+        return self._remember("network_policies", (namespace, name), found)
 
     async def list_model_pods(self, namespace: str, model: str) -> list[dict[str, Any]]:
         found = await self.through.list_model_pods(namespace, model)
-        self._remember("pods", (namespace, model), found)
-        return found
+        return self._remember("pods", (namespace, model), found)
 
     async def list_nodes(self) -> list[dict[str, Any]] | None:
         found = await self.through.list_nodes()

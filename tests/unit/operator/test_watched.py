@@ -7,18 +7,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from modelgrid_operator import api, turns
+from modelgrid_operator import api, turns, watched
 from modelgrid_operator.config import OperatorConfig
-from modelgrid_operator.watched import (
-    NODES,
-    ResyncClient,
-    Watched,
-    WatchedClient,
-    by_model,
-    by_name,
-    latest,
-    model_of,
-)
 
 pytestmark = pytest.mark.unit
 
@@ -27,9 +17,9 @@ def _obj(name: str, **meta: Any) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": "ns", "managedFields": [{}], **meta}}
 
 
-def _watched(**indexes: dict[Any, list[dict[str, Any]]]) -> Watched:
+def _watched(**indexes: dict[Any, list[dict[str, Any]]]) -> watched.Watched:
     kinds = ("models", "rayservices", "rayclusters", "pods", "network_policies", "nodes")
-    return Watched(**{k: indexes.get(k, {}) for k in kinds})
+    return watched.Watched(**{k: indexes.get(k, {}) for k in kinds})
 
 
 class FakeApi:
@@ -58,7 +48,7 @@ class FakeApi:
 
 def test_indexes_drop_managed_fields_and_key_pods_by_model() -> None:
     pod = _obj("p", labels={"modelgrid.io/model": "demo"})
-    assert by_name(pod) == {
+    assert watched.by_name(pod) == {
         ("ns", "p"): {
             "metadata": {
                 "name": "p",
@@ -67,33 +57,33 @@ def test_indexes_drop_managed_fields_and_key_pods_by_model() -> None:
             }
         }
     }
-    assert list(by_model(pod)) == [("ns", "demo")]
-    assert by_model(_obj("other")) == {}
+    assert list(watched.by_model(pod)) == [("ns", "demo")]
+    assert watched.by_model(_obj("other")) == {}
 
 
 def test_latest_is_the_value_indexed_last() -> None:
     older, newer = {"v": 1}, {"v": 2}
-    assert latest({"k": [older, newer]}, "k") is newer
-    assert latest({}, "k") is None
+    assert watched.latest({"k": [older, newer]}, "k") is newer
+    assert watched.latest({}, "k") is None
 
 
 def test_model_of_each_child() -> None:
     rs = _obj("demo-cpu-1", labels={"modelgrid.io/model": "demo"})
-    watched = _watched(rayservices={("ns", "demo-cpu-1"): [rs]})
+    indexed = _watched(rayservices={("ns", "demo-cpu-1"): [rs]})
     cluster = _obj("c1", ownerReferences=[{"kind": "RayService", "name": "demo-cpu-1"}])
     policy = _obj("demo", ownerReferences=[{"kind": api.KIND, "name": "demo"}])
-    assert model_of("rayservices", rs, watched) == ("ns", "demo")
-    assert model_of("rayclusters", cluster, watched) == ("ns", "demo")
-    assert model_of("networkpolicies", policy, watched) == ("ns", "demo")
-    assert model_of("pods", _obj("stray"), watched) is None
+    assert watched.model_of("rayservices", rs, indexed) == ("ns", "demo")
+    assert watched.model_of("rayclusters", cluster, indexed) == ("ns", "demo")
+    assert watched.model_of("networkpolicies", policy, indexed) == ("ns", "demo")
+    assert watched.model_of("pods", _obj("stray"), indexed) is None
     orphan = _obj("c2", ownerReferences=[{"kind": "RayService", "name": "gone"}])
-    assert model_of("rayclusters", orphan, watched) is None
+    assert watched.model_of("rayclusters", orphan, indexed) is None
 
 
 async def test_a_write_is_read_back_until_the_index_changes() -> None:
     rayservices: dict[Any, list[dict[str, Any]]] = {}
     through = FakeApi()
-    client = WatchedClient.over(through, _watched(rayservices=rayservices), {})  # type: ignore[arg-type]
+    client = watched.WatchedClient.over(through, _watched(rayservices=rayservices), {})  # type: ignore[arg-type]
     created = await client.create_rayservice(_obj("rs"))
     assert await client.get_rayservice("ns", "rs") == created  # not indexed yet: the answer
     rayservices[("ns", "rs")] = [{"metadata": {"name": "rs"}, "status": {"from": "watch"}}]
@@ -105,8 +95,8 @@ async def test_a_resync_read_stands_until_the_watch_catches_up() -> None:
     pods: dict[Any, list[dict[str, Any]]] = {("ns", "demo"): []}
     through = FakeApi()
     through.stored["pods"] = [_obj("p")]
-    watching = WatchedClient.over(through, _watched(pods=pods), {})  # type: ignore[arg-type]
-    resync = ResyncClient.over(through, watching.watched, {}, watching.known)  # type: ignore[arg-type]
+    watching = watched.WatchedClient.over(through, _watched(pods=pods), {})  # type: ignore[arg-type]
+    resync = watched.ResyncClient.over(through, watching.watched, {}, watching.known)  # type: ignore[arg-type]
     assert await resync.list_model_pods("ns", "demo") == [_obj("p")]
     assert await watching.list_model_pods("ns", "demo") == [_obj("p")]  # the event was lost
     pods[("ns", "demo")] = [{"metadata": {"name": "p2"}}]  # the watch delivers something newer
@@ -117,9 +107,9 @@ async def test_a_resync_read_stands_until_the_watch_catches_up() -> None:
 async def test_the_status_read_is_the_one_last_written() -> None:
     model = _obj("demo", uid="u")
     model["status"] = {"phase": "Pending"}
-    client = WatchedClient.over(
+    client = watched.WatchedClient.over(
         FakeApi(),  # type: ignore[arg-type]
-        _watched(models={("ns", "demo"): [model]}, nodes={NODES: [_obj("n")]}),
+        _watched(models={("ns", "demo"): [model]}, nodes={watched.NODES: [_obj("n")]}),
         {"u": {"phase": "Ready"}},
     )
     assert (await client.get_model("ns", "demo"))["status"] == {"phase": "Ready"}
