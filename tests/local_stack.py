@@ -30,6 +30,7 @@ from typing import Any
 
 import openai
 import pytest
+from modelgrid_serving.marked_processes import alive, marked_pids
 from polling import wait_for
 
 MODEL = "tiny"
@@ -102,24 +103,9 @@ def engine_env(marker: str) -> dict[str, str]:
     return {**offline_engine_env(cache_dir()), _MARKER_ENV: marker}
 
 
-def _marked_pids(marker: str) -> list[int]:
-    needle = f"{_MARKER_ENV}={marker}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
+def stack_pids(marker: str) -> list[int]:
+    """The processes of the stack ``marker`` names (see :func:`engine_env`)."""
+    return marked_pids(_MARKER_ENV, marker)
 
 
 CHAT_CONFIG: dict[str, Any] = {
@@ -292,10 +278,10 @@ def _stop(proc: subprocess.Popen[bytes], marker: str) -> list[int]:
             proc.kill()
             proc.wait()
     deadline = time.monotonic() + 10
-    left = [p for p in _marked_pids(marker) if _alive(p)]
+    left = [p for p in stack_pids(marker) if alive(p)]
     while left and time.monotonic() < deadline:
         time.sleep(0.2)
-        left = [p for p in left if _alive(p)]
+        left = [p for p in left if alive(p)]
     for pid in left:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import openai
 from local_stack import (
-    _marked_pids,
     _stop,
     engine_env,
     free_port,
     says_ready,
     spawn,
+    stack_pids,
     wait_started,
 )
 from modelgrid_serving import mlx_sidecar
@@ -49,7 +49,7 @@ class Mixed:
 
 
 def _mlx_server(marker: str) -> int:
-    for pid in _marked_pids(marker):
+    for pid in stack_pids(marker):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:

@@ -38,6 +38,15 @@ def get(url: str, *, timeout_s: float, headers: dict[str, str] | None = None) ->
     return _run(_request("GET", url, None, timeout_s, headers))
 
 
+def answers_ok(url: str, *, timeout_s: float) -> bool:
+    """Whether ``GET url`` answers 200 within ``timeout_s``: the probe of a start that waits
+    for a server (the gateway in front, an MLX server) to come up."""
+    try:
+        return get(url, timeout_s=timeout_s).status == 200
+    except NoAnswer:
+        return False
+
+
 def delete(url: str, *, timeout_s: float, headers: dict[str, str] | None = None) -> Reply:
     """``DELETE url``.
 

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 from . import mlx_sidecar
 from .config import AppConfig, Engine, LocalRun, ModelConfig, application_name, route_prefix
 from .local_admin import ControlServer, LocalModels, Plan
+from .marked_processes import alive, marked_pids
 from .sources import ModelSourceError, resolve_model_source
 
 SESSION_ENV = "MODELGRID_LOCAL_SESSION"
@@ -594,41 +595,15 @@ def _shutdown(session: str, temp_dir: str, sidecars: Sequence[mlx_sidecar.Sideca
 
 def _end_marked_processes(session: str, *, grace_s: float = 5.0) -> None:
     """SIGTERM, then SIGKILL, every process whose environment carries this run's marker."""
-    marked = _marked_pids(session)
+    marked = marked_pids(SESSION_ENV, session)
     for pid in marked:
         _signal(pid, signal.SIGTERM)
     end = time.monotonic() + grace_s
     while marked and time.monotonic() < end:
         time.sleep(0.1)
-        marked = [pid for pid in marked if _alive(pid)]
+        marked = [pid for pid in marked if alive(pid)]
     for pid in marked:
         _signal(pid, signal.SIGKILL)
-
-
-def _marked_pids(session: str) -> list[int]:
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: Ray's own shutdown is all we have
-        return []
-    needle = f"{SESSION_ENV}={session}".encode()
-    me = os.getpid()
-    pids = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

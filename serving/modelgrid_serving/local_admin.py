@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .config import AppConfig, LocalRun
+from .json_handler import JSONRequestHandler
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ class ControlServer:
 def _handler(models: LocalModels, token: str) -> type[BaseHTTPRequestHandler]:
     expected = f"Bearer {token}".encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("control: " + format, *args)
 
@@ -261,16 +262,8 @@ def _handler(models: LocalModels, token: str) -> type[BaseHTTPRequestHandler]:
             given = (self.headers.get("authorization") or "").encode()
             if secrets.compare_digest(given, expected):
                 return True
-            self._answer(401, _error("Control calls need the token.", "invalid_api_key"))
+            self.send_json(401, _error("Control calls need the token.", "invalid_api_key"))
             return False
-
-        def _answer(self, status: int, body: Any) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
 
         def _name(self) -> str | None:
             if self.path == MODELS_PATH:
@@ -282,33 +275,33 @@ def _handler(models: LocalModels, token: str) -> type[BaseHTTPRequestHandler]:
                 return
             name = self._name()
             if name is None:
-                self._answer(200, {"items": models.list()})
+                self.send_json(200, {"items": models.list()})
             elif (found := models.get(name)) is not None:
-                self._answer(200, found)
+                self.send_json(200, found)
             else:
-                self._answer(404, _error(f"No model {name!r}.", "not_found"))
+                self.send_json(404, _error(f"No model {name!r}.", "not_found"))
 
         def do_POST(self) -> None:
             if not self._authorized():
                 return
             length = int(self.headers.get("content-length") or 0)
             if self.path != MODELS_PATH or not 0 < length <= MAX_BODY_BYTES:
-                self._answer(400, _error("POST an InferenceModel to /models.", "invalid_value"))
+                self.send_json(400, _error("POST an InferenceModel to /models.", "invalid_value"))
                 return
             try:
                 document = json.loads(self.rfile.read(length))
             except ValueError:
-                self._answer(400, _error("Not JSON.", "invalid_json"))
+                self.send_json(400, _error("Not JSON.", "invalid_json"))
                 return
-            self._answer(*models.load(document))
+            self.send_json(*models.load(document))
 
         def do_DELETE(self) -> None:
             if not self._authorized():
                 return
             name = self._name()
             if name is not None and models.delete(name):
-                self._answer(200, {"deleted": name})
+                self.send_json(200, {"deleted": name})
             else:
-                self._answer(404, _error(f"No model {name!r}.", "not_found"))
+                self.send_json(404, _error(f"No model {name!r}.", "not_found"))
 
     return Handler

@@ -25,9 +25,10 @@ import argparse
 import json
 import logging
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
+from .json_handler import JSONRequestHandler
 from .mlx_generation import BadRequest, Engine, Generation, Scheduler
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 """A prompt of a million token ids is about 8 MB of JSON; anything far larger is refused."""
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JSONRequestHandler):
     """``GET /health`` and ``POST /v1/generate`` (see the module docstring)."""
 
     engine: Engine
@@ -45,22 +46,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path != "/health":
-            self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            self.send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
             return
         if not self.scheduler.alive:
-            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "generation has stopped"})
+            self.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "generation has stopped"})
             return
-        self._reply(HTTPStatus.OK, {"status": "ok"})
+        self.send_json(HTTPStatus.OK, {"status": "ok"})
 
     def do_POST(self) -> None:
         if self.path != "/v1/generate":
-            self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            self.send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
             return
         try:
             request = Generation.from_body(self._body(), self.engine.vocab_size)
             matcher = self.engine.check(request)
         except BadRequest as exc:
-            self._reply(HTTPStatus.BAD_REQUEST, {"error": str(exc), "field": exc.field})
+            self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(exc), "field": exc.field})
             return
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "application/x-ndjson")
@@ -85,14 +86,6 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(self.rfile.read(length))
         except ValueError as exc:
             raise BadRequest(f"the body is not JSON: {exc}") from None
-
-    def _reply(self, status: HTTPStatus, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug(format, *args)

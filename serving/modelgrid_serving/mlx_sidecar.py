@@ -81,11 +81,8 @@ def start(model: str, *, port: int, work: Path, deadline_s: float = START_DEADLI
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise SidecarError(f"the MLX server exited with {proc.returncode}:\n{_tail(log)}")
-        try:
-            if blocking_http.get(f"{url}/health", timeout_s=2).status == 200:
-                return sidecar
-        except blocking_http.NoAnswer:
-            pass
+        if blocking_http.answers_ok(f"{url}/health", timeout_s=2):
+            return sidecar
         time.sleep(0.2)
     sidecar.stop()
     raise SidecarError(f"the MLX server did not answer within {deadline_s:.0f} s:\n{_tail(log)}")

@@ -86,13 +86,6 @@ def front_config(config: ModelConfig, endpoints: Sequence[PoolURL]) -> dict[str,
     }
 
 
-def _answers(url: str) -> bool:
-    try:
-        return blocking_http.get(url, timeout_s=2).status == 200
-    except blocking_http.NoAnswer:
-        return False
-
-
 @contextmanager
 def gateway_front(
     config: ModelConfig,
@@ -125,7 +118,7 @@ def gateway_front(
     url = f"http://{shown}:{port}"
     try:
         deadline = time.monotonic() + START_DEADLINE_S
-        while not _answers(f"{url}/ready"):
+        while not blocking_http.answers_ok(f"{url}/ready", timeout_s=2):
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = log.read_text(errors="replace")[-1500:]
                 raise SystemExit(

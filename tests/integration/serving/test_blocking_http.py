@@ -67,6 +67,12 @@ def test_blocking_http_get_returns_status_and_text(server: str) -> None:
     assert blocking_http.get(f"{server}/missing", timeout_s=5).status == 404
 
 
+def test_blocking_http_answers_ok_only_for_a_200_in_time(server: str) -> None:
+    assert blocking_http.answers_ok(f"{server}/health", timeout_s=5)
+    assert not blocking_http.answers_ok(f"{server}/missing", timeout_s=5)
+    assert not blocking_http.answers_ok(f"{server}/slow", timeout_s=SLOW_S / 4)
+
+
 def test_blocking_http_post_json_sends_a_json_body(server: str) -> None:
     reply = blocking_http.post_json(f"{server}/v1/chat", {"model": "tiny", "n": 1}, timeout_s=5)
     assert reply.status == 201
