@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +21,19 @@ from modelgrid_operator.ray_ports import (
     RAY_PORTS,
     REPLICA_METRICS_PORT_NAME,
 )
+
+
+def _fixed_size(
+    container: str, *, cpu: str, cpu_limit: str, memory: str, load: str
+) -> tuple[Any, Any, Any]:
+    """The CPU request, CPU limit and memory (request and limit) settings of a container that
+    modelgrid sizes itself rather than from a pool's resources (``render.pods`` renders the trio
+    as one): ``container``'s, with defaults and what loads it (``load``)."""
+    return (
+        Field(default=cpu, description=f"CPU request of {container} ({load})."),
+        Field(default=cpu_limit, description=f"CPU limit of {container}."),
+        Field(default=memory, description=f"Memory request and limit of {container}."),
+    )
 
 
 class RenderSettings(BaseModel):
@@ -71,14 +85,15 @@ class RenderSettings(BaseModel):
     model_cache_path: str = Field(
         default="/models", description="Where model volumes are mounted inside pods."
     )
-    head_cpu: str = Field(default="1", description="CPU request of the Ray head container.")
-    head_cpu_limit: str = Field(
-        default="2",
-        description="CPU limit of the Ray head container (GCS, dashboard, Serve controller: "
-        "bursts while applications deploy, idle otherwise).",
-    )
-    head_memory: str = Field(
-        default="4Gi", description="Memory request and limit of the Ray head container."
+    head_cpu: str
+    head_cpu_limit: str
+    head_memory: str
+    head_cpu, head_cpu_limit, head_memory = _fixed_size(
+        "the Ray head container",
+        cpu="1",
+        cpu_limit="2",
+        memory="4Gi",
+        load="GCS, dashboard, Serve controller: bursts while applications deploy, idle otherwise",
     )
     engine_cpu: str = Field(
         default="2",
@@ -90,16 +105,15 @@ class RenderSettings(BaseModel):
         description="Memory request of a pool's engine container when `pool.resources` names "
         "none and no memory limit either.",
     )
-    apple_worker_cpu: str = Field(
-        default="1",
-        description="CPU request of the Ray worker on Apple nodes (it proxies to the MLX "
-        "sidecar and runs the tokenizer; the engine is the sidecar).",
-    )
-    apple_worker_cpu_limit: str = Field(
-        default="2", description="CPU limit of the Ray worker on Apple nodes."
-    )
-    apple_worker_memory: str = Field(
-        default="2Gi", description="Memory request and limit of the Ray worker on Apple nodes."
+    apple_worker_cpu: str
+    apple_worker_cpu_limit: str
+    apple_worker_memory: str
+    apple_worker_cpu, apple_worker_cpu_limit, apple_worker_memory = _fixed_size(
+        "the Ray worker on Apple nodes",
+        cpu="1",
+        cpu_limit="2",
+        memory="2Gi",
+        load="it proxies to the MLX sidecar and runs the tokenizer; the engine is the sidecar",
     )
 
     # Updates of a pool's Ray cluster (docs/operator.md#what-a-change-costs).

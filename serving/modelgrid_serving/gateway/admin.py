@@ -25,6 +25,7 @@ What an admin key could try, and what stops it:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -248,33 +249,23 @@ def require_admin(policy: KeyPolicy) -> None:
         raise Forbidden("This API key lacks the 'admin' scope needed to load or unload models.")
 
 
+@dataclasses.dataclass(eq=False)
 class Admin:
-    """Loads and unloads models for keys of scope ``admin``.
+    """Loads and unloads models for keys of scope ``admin``."""
 
-    Args:
-        store: Where models live.
-        catalog: The routing table (names taken) and where an unload withdraws names.
-        balancer: The requests in flight per backend, which an unload waits for.
-        check_spec: The typed InferenceModel check.
-        config: Drain timeout, the default accelerator and the bound on models.
-    """
-
-    def __init__(
-        self,
-        store: ModelStore,
-        catalog: Catalog,
-        balancer: Balancer,
-        check_spec: SpecCheck,
-        config: AdminConfig,
-    ) -> None:
-        self.store = store
-        self.catalog = catalog
-        self.balancer = balancer
-        self.check_spec = check_spec
-        self.config = config
-        self._unloading: dict[str, asyncio.Task[None]] = {}
-        self._stopping = asyncio.Event()
-        self._in_flight = 0
+    store: ModelStore
+    """Where models live."""
+    catalog: Catalog
+    """The routing table (names taken) and where an unload withdraws names."""
+    balancer: Balancer
+    """The requests in flight per backend, which an unload waits for."""
+    check_spec: SpecCheck
+    """The typed InferenceModel check."""
+    config: AdminConfig
+    """Drain timeout, the default accelerator and the bound on models."""
+    _unloading: dict[str, asyncio.Task[None]] = dataclasses.field(default_factory=dict, init=False)
+    _stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event, init=False)
+    _in_flight: int = dataclasses.field(default=0, init=False)
 
     # ---- the routes' operations -------------------------------------------------------------
 
