@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,15 @@ class _Board:
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.builder.build(), cls=JSONEncoder))
+
+
+def _at_both(query: Callable[[str], str], legend: str = "") -> list[tuple[str, str]]:
+    """One target at the gateway and one at the replicas: ``query`` of the metrics' prefix
+    (``modelgrid_gateway``, ``modelgrid_replica``), the legend led by where it was measured."""
+    return [
+        (query(f"modelgrid_{source}"), f"{source} {legend}".rstrip())
+        for source in ("gateway", "replica")
+    ]
 
 
 def _legend(by: str, sep: str = "/") -> str:
@@ -287,10 +296,7 @@ def _overview_latency(b: _Board) -> None:
         "timeseries",
         "Gateway overhead on time to first token (p50)",
         "The same requests timed at the gateway and at their replica; the gap is the gateway.",
-        [
-            (_quantile(0.5, f"modelgrid_{source}_time_to_first_token_seconds"), source)
-            for source in ("gateway", "replica")
-        ],
+        _at_both(lambda metrics: _quantile(0.5, f"{metrics}_time_to_first_token_seconds")),
         unit="s",
     )
 
@@ -438,13 +444,10 @@ def _model_traffic(b: _Board) -> None:
         "timeseries",
         "Errors/s by route and status",
         "4xx and 5xx answers, at the gateway and at the replicas.",
-        [
-            (
-                _rate(f"modelgrid_{source}_requests_total", "route, status", errors),
-                f"{source} {{{{route}}}} {{{{status}}}}",
-            )
-            for source in ("gateway", "replica")
-        ],
+        _at_both(
+            lambda metrics: _rate(f"{metrics}_requests_total", "route, status", errors),
+            "{{route}} {{status}}",
+        ),
         unit="reqps",
     )
 
