@@ -120,18 +120,8 @@ class GatewayState:
             if peers.enabled
             else None
         )
-        self.services: list[Service] = []
+        self.services: list[Service] = self._watchers(config, config_path, kubernetes, namespaces)
         """Started in this order by :meth:`startup`, stopped in reverse by :meth:`shutdown`."""
-        if self.peers is not None:
-            self.services.append(Loop(self.peers.run))
-        if kubernetes:
-            self.services.append(KubernetesWatch(self.catalog, config.auth, namespaces))
-        if config.limits.health_interval_s > 0:
-            self.services.append(
-                Loop(HealthProbe(self.catalog, config.limits.health_interval_s).run)
-            )
-        if config_path is not None:
-            self.services.append(Loop(FileWatch(config_path, config, self._reload).run))
         self.session: aiohttp.ClientSession | None = None
         """For the gateway's own calls: health probes, GPU info, peers."""
         self.upstream = Upstream(
@@ -149,6 +139,27 @@ class GatewayState:
             else None
         )
         """The admin API (``/v1/admin/models``), when enabled."""
+
+    def _watchers(
+        self,
+        config: GatewayConfig,
+        config_path: Path | None,
+        kubernetes: bool,
+        namespaces: Sequence[str],
+    ) -> list[Service]:
+        """The services that keep the routing table and limits current: the peers' sync, the
+        Kubernetes watch, the backends' health probes, the configuration file's watch (each
+        when configured; the admin API adds its own after them)."""
+        services: list[Service] = []
+        if self.peers is not None:
+            services.append(Loop(self.peers.run))
+        if kubernetes:
+            services.append(KubernetesWatch(self.catalog, config.auth, namespaces))
+        if config.limits.health_interval_s > 0:
+            services.append(Loop(HealthProbe(self.catalog, config.limits.health_interval_s).run))
+        if config_path is not None:
+            services.append(Loop(FileWatch(config_path, config, self._reload).run))
+        return services
 
     def _admin(
         self,
