@@ -27,12 +27,20 @@ import pytest
 import yaml
 from integration.gateway.gateway_support import Gateway, Servers
 from local_stack import free_port, spawn, wait_started
-from modelgrid_serving import blocking_http
 from polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARDS = ROOT / "charts" / "modelgrid" / "dashboards"
 START_DEADLINE_S = 90.0
+
+
+def _ok(url: str) -> bool:
+    """``GET url`` answers 200. httpx, not ``blocking_http.answers_ok``: the probe runs inside
+    the async test's running event loop, where blocking_http cannot start a loop of its own."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @contextmanager
@@ -45,7 +53,7 @@ def process(
         wait_started(
             proc,
             log,
-            lambda: blocking_http.answers_ok(ready_url, timeout_s=2),
+            lambda: _ok(ready_url),
             timeout=START_DEADLINE_S,
             what=f"{argv[0]} at {ready_url}",
         )
