@@ -25,6 +25,14 @@ key="$( { cat "$root/pyproject.toml" "$root/.ci/venv.sh"; echo "$extras"; } | "$
   'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
 venv="$cache/venv-$key"
 
+mkdir -p "$cache"
+# Two runs at once (two checkouts, two CI jobs on one machine) share the cache: the second waits
+# for the first to finish building rather than deleting the environment under it. macOS has no
+# flock(1); there, runs at once are the user's to avoid.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$cache/.venv.lock"
+  flock 9
+fi
 if [ ! -f "$venv/.complete" ]; then
   echo "modelgrid: building the environment in $venv (a few minutes, once)" >&2
   echo "modelgrid: with .[$extras]: $reason" >&2
@@ -45,7 +53,6 @@ urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=10)' "$torch
       ;;
   esac
   rm -rf "$venv"
-  mkdir -p "$cache"
   "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
   # ${index[@]+...}: bash 3.2 (macOS) calls an empty array unbound.
