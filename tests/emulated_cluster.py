@@ -11,7 +11,6 @@ imported first (``tests/unit/chart`` has one too).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import threading
 from pathlib import Path
@@ -23,6 +22,7 @@ import kubernetes
 import yaml
 from modelgrid_operator import api
 from modelgrid_operator.handlers import OperatorConfig, build_registry
+from modelgrid_operator.leadership import Election, lead
 from modelgrid_operator.metrics import OperatorMetrics
 from modelgrid_operator.render import rayservice_name
 from polling import eventually
@@ -43,6 +43,39 @@ def declare_resources(emulator: Any) -> None:
     emulator.resources[IM] = _resource_info(api.KIND, api.SINGULAR)
     emulator.resources[RS] = _resource_info("RayService", "rayservice")
     emulator.resources[RC] = _resource_info("RayCluster", "raycluster")
+    serve_lease_replace(emulator)
+
+
+def serve_lease_replace(emulator: Any) -> None:
+    """Serve what kmock does not: replacing a Lease (PUT), with the API server's check of the
+    resourceVersion sent.
+
+    Leader election takes and renews its Lease by replacing it, and the API server refuses a
+    replace whose resourceVersion is no longer the stored one (409 Conflict): that is what keeps
+    two candidates from both taking a free Lease. kmock answers no PUT and keeps no
+    resourceVersion; here each replace stores a new version with the Lease's own counter, and
+    a stale one is refused as the API server would.
+    """
+
+    def replace(request: Any) -> dict[str, Any]:
+        key = (request.resource, request.namespace, request.name)
+        if key not in emulator.objects or emulator.objects[key].deleted:
+            raise kmock.KubernetesObjectNotFoundError()
+        stored = emulator.objects[key]
+        current = (stored.raw.get("metadata") or {}).get("resourceVersion")
+        sent = (request.data.get("metadata") or {}).get("resourceVersion")
+        if sent != current:
+            raise kmock.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message=f"the object has been modified (resourceVersion {sent}, now {current})",
+            )
+        body = copy.deepcopy(request.data)
+        body.setdefault("metadata", {})["resourceVersion"] = str(int(current or 0) + 1)
+        stored.create(body)
+        return body
+
+    emulator["put leases"] << replace
 
 
 def _resource_info(kind: str, singular: str) -> kmock.ResourceInfo:
@@ -130,26 +163,38 @@ class OperatorThread:
         config: OperatorConfig,
         settings: kopf.OperatorSettings,
         namespaces: tuple[str, ...] = (NAMESPACE,),
+        election: tuple[Election, kubernetes.client.ApiClient] | None = None,
     ) -> None:
         self._config, self._settings, self._namespaces = config, settings, namespaces
+        self._election = election
         self._loop = asyncio.new_event_loop()
         self._task: asyncio.Task[Any] | None = None
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="operator", daemon=True)
+        self.ended_with: BaseException | None = None
+        """What ended the operator on its own (under leader election: ``LeadershipLost``)."""
+
+    def _operator(self) -> Any:
+        return kopf.operator(
+            registry=build_registry(self._config),
+            settings=self._settings,
+            namespaces=list(self._namespaces),
+            standalone=True,
+        )
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._task = self._loop.create_task(
-            kopf.operator(
-                registry=build_registry(self._config),
-                settings=self._settings,
-                namespaces=list(self._namespaces),
-                standalone=True,
-            )
-        )
+        if self._election is None:
+            self._task = self._loop.create_task(self._operator())
+        else:
+            self._task = self._loop.create_task(lead(*self._election, self._operator))
         self._started.set()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        try:
             self._loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001  (kept for the test to assert on)
+            self.ended_with = exc
         # A cancelled kopf leaves some of its tasks pending: end them before closing the loop.
         leftovers = asyncio.all_tasks(self._loop)
         for task in leftovers:
@@ -166,6 +211,11 @@ class OperatorThread:
         self._thread.start()
         self._started.wait(10)
         return self
+
+    @property
+    def running(self) -> bool:
+        """The operator has not ended (on its own or stopped)."""
+        return self._thread.is_alive()
 
     async def stop(self) -> None:
         """Kill the operator wherever it is (handlers mid-flight included) and wait for it."""
@@ -226,12 +276,15 @@ class Cluster:
             what=f"{name}: {kind} {reason}",
         )
 
-    def reconciles(self, name: str, namespace: str = NAMESPACE) -> int:
-        """How many reconciles of model ``name`` the operators have finished."""
+    def reconciles(
+        self, name: str, namespace: str = NAMESPACE, by: OperatorMetrics | None = None
+    ) -> int:
+        """How many reconciles of model ``name`` the operators (or the one with metrics ``by``)
+        have finished."""
         return int(
             sum(
                 sample.value
-                for metrics in self.operator_metrics
+                for metrics in ([by] if by else self.operator_metrics)
                 for family in metrics.reconciles_total.collect()
                 for sample in family.samples
                 if sample.name.endswith("_total")

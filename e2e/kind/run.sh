@@ -173,6 +173,18 @@ assert chunks, "the stream carried no content"
 print(f"OK: {sorted(names)} answered; {len(chunks)} streamed chunks")
 PY
 
+# 0. Leader election: the leader's pod deleted (SIGTERM) hands the Lease back, the other replica
+#    takes it, and the scenarios below are reconciled by that one.
+log "scenario: the leading operator's pod is deleted; the other replica takes over"
+lease_holder() {
+  kubectl -n modelgrid-system get lease modelgrid-operator -o jsonpath='{.spec.holderIdentity}'
+}
+LEADER="$(lease_holder)"
+[[ -n "$LEADER" ]] || die "no operator holds the Lease modelgrid-system/modelgrid-operator"
+kubectl -n modelgrid-system delete pod "${LEADER%_*}" --wait=false
+wait_until 30 field_is_not "$LEADER" lease_holder || die "the Lease stayed with $LEADER"
+log "the Lease moved from $LEADER to $(lease_holder)"
+
 # 1. A pool bound edited: KubeRay's cluster hash leaves bounds out, so the operator patches the
 #    running RayCluster; no new cluster starts.
 log "scenario: maxReplicas 2 -> 3 reaches the running Ray cluster"

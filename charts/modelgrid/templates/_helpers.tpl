@@ -54,6 +54,10 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "modelgrid.fullname" . }}-operator
 {{- end }}
 
+{{- define "modelgrid.operator.leaseName" -}}
+{{- default (include "modelgrid.operator.fullname" .) .Values.operator.leaderElection.leaseName }}
+{{- end }}
+
 {{- define "modelgrid.gateway.fullname" -}}
 {{ include "modelgrid.fullname" . }}-gateway
 {{- end }}
@@ -254,4 +258,27 @@ kubelet renews, the cluster's CA, the namespace), so clients read it as they alw
 {{/* Whether the gateway calls the Kubernetes API: it does with --kubernetes (the default). */}}
 {{- define "modelgrid.gateway.callsApi" -}}
 {{- if has "--kubernetes" (concat .Values.gateway.args .Values.gateway.extraArgs) }}true{{ end }}
+{{- end }}
+
+{{- /*
+A component's PodDisruptionBudget: dict "root" $ "component" "gateway" "name" <fullname>
+"budget" <its podDisruptionBudget values> (validate.yaml checks one of the two is set).
+*/}}
+{{- define "modelgrid.podDisruptionBudget" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "modelgrid.componentLabels" (dict "root" .root "component" .component) | nindent 4 }}
+spec:
+  {{- if ne (toString .budget.minAvailable) "" }}
+  minAvailable: {{ .budget.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ .budget.maxUnavailable }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "modelgrid.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
 {{- end }}

@@ -20,6 +20,7 @@ from emulated_cluster import (
 )
 from modelgrid_operator.handlers import OperatorConfig
 from modelgrid_operator.k8s import Client
+from modelgrid_operator.leadership import Election
 from modelgrid_operator.metrics import OperatorMetrics
 from modelgrid_operator.settings import RenderSettings
 
@@ -35,7 +36,8 @@ async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[Op
     """Start (and restart) the real operator; every one still running is stopped at teardown.
 
     ``refresh``: its reconciles from memory; ``resync``: its reconciles from the API server (by
-    default none in a test: the watches carry every change)."""
+    default none in a test: the watches carry every change); ``election``: reconcile only while
+    holding that Lease."""
     running: list[OperatorThread] = []
 
     async def start(
@@ -46,6 +48,7 @@ async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[Op
         client: Client | None = None,
         render: RenderSettings | None = None,
         namespaces: tuple[str, ...] = (NAMESPACE,),
+        election: Election | None = None,
     ) -> OperatorThread:
         settings = operator_settings(events=events)
         metrics = OperatorMetrics()
@@ -57,7 +60,9 @@ async def operator(cluster: Cluster) -> AsyncIterator[Callable[..., Awaitable[Op
             resync_interval=resync,
             client_factory=lambda: client or Client(cluster.api),
         )
-        handle = OperatorThread(config, settings, namespaces).start()
+        handle = OperatorThread(
+            config, settings, namespaces, election=election and (election, cluster.api)
+        ).start()
         running.append(handle)
         return handle
 

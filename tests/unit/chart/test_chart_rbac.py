@@ -81,6 +81,54 @@ def bound_to(rendered: Rendered, role: dict[str, Any], account: str) -> bool:
     return False
 
 
+def watch_roles(rendered: Rendered) -> list[dict[str, Any]]:
+    """The operator's Roles in watched namespaces (not its leader election's)."""
+    return [
+        r
+        for r in component_objects(rendered, "operator", "Role")
+        if not r["metadata"]["name"].endswith("-leader-election")
+    ]
+
+
+def kind_election_rules() -> list[dict[str, Any]]:
+    (role,) = [
+        d for d in yaml.safe_load_all(Path(KIND_RBAC).read_text()) if d and d["kind"] == "Role"
+    ]
+    return role["rules"]
+
+
+def test_chart_operator_takes_and_renews_its_own_lease_only(rendered):
+    for name in ("default", "namespaced-values"):
+        objects = rendered[name]
+        (role,) = [
+            r
+            for r in component_objects(objects, "operator", "Role")
+            if r["metadata"]["name"].endswith("-leader-election")
+        ]
+        assert role["metadata"]["namespace"] == NAMESPACE  # the release's, watched or not
+        command = objects.one("Deployment", "operator")["spec"]["template"]["spec"]["containers"][
+            0
+        ]["command"]
+        (lease,) = [
+            a.removeprefix("--lease-name=") for a in command if a.startswith("--lease-name=")
+        ]
+        # The kind manifests' Role (checked against a real API server by e2e/kind/run.sh), with
+        # this release's Lease name.
+        expected = kind_election_rules()
+        expected[1]["resourceNames"] = [lease]
+        assert role["rules"] == expected
+        assert bound_to(objects, role, service_account(objects, "operator"))
+
+
+def test_chart_operator_without_leader_election_gets_no_lease_role(helm):
+    result = helm.template(
+        "--set", "operator.leaderElection.enabled=false", "--set", "operator.replicas=1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "-leader-election" not in result.stdout
+    assert "coordination.k8s.io" not in result.stdout
+
+
 def service_account(rendered: Rendered, component: str) -> str:
     deployment = rendered.one("Deployment", component)
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
@@ -93,7 +141,7 @@ def test_chart_operator_clusterrole_equals_the_kind_one(rendered):
     objects = rendered["default"]
     (role,) = component_objects(objects, "operator", "ClusterRole")
     assert grants(role) == kind_operator_grants()
-    assert not component_objects(objects, "operator", "Role")
+    assert not watch_roles(objects)  # cluster-wide: no Role per namespace
     assert bound_to(objects, role, service_account(objects, "operator"))
     assert "*" not in yaml.safe_dump(role)
 
@@ -104,7 +152,7 @@ def test_chart_operator_in_given_namespaces_gets_roles_there(rendered):
     (cluster_role,) = component_objects(objects, "operator", "ClusterRole")
     assert set(grants(cluster_role)) <= CLUSTER_SCOPED
     assert bound_to(objects, cluster_role, account)
-    roles = component_objects(objects, "operator", "Role")
+    roles = watch_roles(objects)
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     needed = kind_operator_grants()
     for role in roles:

@@ -61,6 +61,9 @@ def test_chart_default_objects(rendered):
             "ClusterRoleBinding",
             "Deployment",  # operator
             "NetworkPolicy",
+            "PodDisruptionBudget",  # its two replicas
+            "Role",
+            "RoleBinding",  # its leader election's Lease
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -125,7 +128,10 @@ def test_chart_selectors_match_their_pods(rendered, name):
         for o in rendered[name].by_kind.get("Service", [])
     ]
     selected += [
-        (o["spec"]["selector"]["matchLabels"], pods["gateway"]["metadata"]["labels"])
+        (
+            o["spec"]["selector"]["matchLabels"],
+            pods[o["metadata"]["labels"]["app.kubernetes.io/component"]]["metadata"]["labels"],
+        )
         for o in rendered[name].by_kind.get("PodDisruptionBudget", [])
     ]
     selected += [
@@ -354,7 +360,12 @@ def test_chart_gateway_without_keys(helm):
     objects = Rendered(
         "no-keys", result.stdout, [o for o in yaml.safe_load_all(result.stdout) if o]
     )
-    assert not [o for o in objects.objects if o["kind"] in {"Secret", "Role", "RoleBinding"}]
+    gateway_objects = [
+        o
+        for o in objects.objects
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "gateway"
+    ]
+    assert not [o for o in gateway_objects if o["kind"] in {"Secret", "Role", "RoleBinding"}]
     assert _gateway_config(objects)["auth"] == {"enabled": False}
     gateway = objects.one("Deployment", "gateway")
     assert "env" not in gateway["spec"]["template"]["spec"]["containers"][0]  # no peer secret
@@ -400,10 +411,13 @@ def test_chart_hpa_and_pdb(rendered):
     }
     assert targets == {"cpu": 60, "memory": 80}
     assert "replicas" not in gateway["spec"]  # the HPA owns the count
-    pdb = objects.one("PodDisruptionBudget")
+    pdb = objects.one("PodDisruptionBudget", "gateway")
     assert pdb["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdb["spec"]
-    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
-        assert kind not in rendered["default"].by_kind
+    assert "HorizontalPodAutoscaler" not in rendered["default"].by_kind
+    assert [
+        o["metadata"]["labels"]["app.kubernetes.io/component"]
+        for o in rendered["default"].by_kind["PodDisruptionBudget"]
+    ] == ["operator"]  # the gateway's is opt-in; the operator's comes with its two replicas
 
 
 def test_chart_api_keys_from_an_existing_secret(rendered):
@@ -476,3 +490,63 @@ def test_chart_gateway_replicas_share_key_limits(rendered, helm):
     alone = Rendered("alone", result.stdout, [o for o in yaml.safe_load_all(result.stdout) if o])
     assert "limits" not in _gateway_config(alone)
     assert len(alone.by_kind["Service"]) == 1 and len(alone.by_kind["Secret"]) == 1
+
+
+def test_chart_operator_runs_two_replicas_under_leader_election(rendered):
+    from modelgrid_cli.main import build_parser
+    from modelgrid_cli.operator import _election
+
+    objects = rendered["default"]
+    deployment = objects.one("Deployment", "operator")
+    assert deployment["spec"]["replicas"] == 2
+    assert "strategy" not in deployment["spec"]  # rolling: the new pod starts as a candidate
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    election = _election(build_parser().parse_args(command[1:]))
+    assert (election.namespace, election.name) == (NAMESPACE, deployment["metadata"]["name"])
+    assert (election.lease_seconds, election.renew_seconds, election.retry_seconds) == (15, 10, 2)
+    pdb = objects.one("PodDisruptionBudget", "operator")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+
+
+def test_chart_operator_without_leader_election_is_one_replaced_pod(helm):
+    result = helm.template(
+        "--set", "operator.leaderElection.enabled=false", "--set", "operator.replicas=1"
+    )
+    assert result.returncode == 0, result.stderr
+    objects = Rendered(
+        "no-election", result.stdout, [o for o in yaml.safe_load_all(result.stdout) if o]
+    )
+    deployment = objects.one("Deployment", "operator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert (
+        "--leader-elect" not in deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    )
+    assert "PodDisruptionBudget" not in objects.by_kind
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        (
+            ["operator.leaderElection.enabled=false"],
+            "operator.replicas is 2 without operator.leaderElection.enabled",
+        ),
+        (
+            ["operator.leaderElection.leaseDurationSeconds=10"],
+            "leaseDurationSeconds (10) must exceed renewDeadlineSeconds (10)",
+        ),
+        (
+            ["operator.leaderElection.retryPeriodSeconds=9"],
+            "renewDeadlineSeconds (10) must exceed 1.2 x retryPeriodSeconds (9)",
+        ),
+        (
+            ["operator.podDisruptionBudget.minAvailable=1"],
+            "operator.podDisruptionBudget: set exactly one of minAvailable and maxUnavailable",
+        ),
+    ],
+)
+def test_chart_refuses_an_operator_election_that_could_write_twice(helm, values, says):
+    result = helm.template(*[arg for value in values for arg in ("--set", value)])
+    assert result.returncode != 0
+    assert says in result.stderr

@@ -39,7 +39,8 @@ def _one(kind: str) -> dict[str, Any]:
 
 def test_kind_manifests_exist():
     assert {o["kind"] for o in _objects()} == {
-        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
+        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
+        "Role", "RoleBinding"}  # the Role: leader election's Lease
 
 
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
@@ -137,6 +138,29 @@ def test_kind_operator_runs_as_the_bound_service_account():
         {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}]
     assert deployment["metadata"]["namespace"] == account["namespace"]
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
+
+
+def test_kind_leader_election_role_grants_exactly_the_lease_calls():
+    """leadership.py reads, creates and replaces its Lease (the library's LeaseLock, and the
+    release of it); the Role grants those verbs, get and update on that one Lease only."""
+    from modelgrid_cli.main import build_parser
+    from modelgrid_operator.leadership import _LeaseRequests
+
+    verbs = {"read": "get", "create": "create", "replace": "update"}
+    called = {verbs[name.split("_")[0]] for name in vars(_LeaseRequests) if "lease" in name}
+    role = _one("Role")
+    granted = {verb for rule in role["rules"] for verb in rule["verbs"]}
+    assert granted == called == {"get", "create", "update"}
+    command = _one("Deployment")["spec"]["template"]["spec"]["containers"][0]["command"]
+    args = build_parser().parse_args(command[1:])
+    assert args.leader_elect and args.lease_namespace == role["metadata"]["namespace"]
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"]
+        if rule["verbs"] != ["create"]:  # create cannot be limited by name
+            assert rule["resourceNames"] == [args.lease_name]
+    binding = _one("RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == _one("ServiceAccount")["metadata"]["name"]
 
 
 def test_kind_operator_image_and_settings_match_run_sh():
