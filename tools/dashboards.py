@@ -409,6 +409,13 @@ def _operator_work(b: _Board) -> None:
         "Time one reconcile takes (reads, render, writes).",
         "modelgrid_operator_reconcile_duration_seconds",
     )
+    b.panel(
+        "stat",
+        "Operators reconciling",
+        "Operator pods that reconcile now: 1 (the leader-election Lease's holder); 0: no model "
+        "is reconciled (no operator running, or none holds the Lease).",
+        [(f"sum({m('modelgrid_operator_leader')})", "reconciling")],
+    )
 
 
 _SELECTED = '{model="$model"}'

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     async def reconcile() -> None:
         nonlocal leading
         leading = True
+        metrics.leader.set(1)
         await kopf.operator(
             registry=registry,
             clusterwide=not args.namespace,

@@ -243,6 +243,14 @@ OPERATOR = (
     ),
     Family(
         "operator",
+        "leader",
+        "Whether this operator process reconciles: 1 while it holds the leader-election Lease "
+        "(or runs without leader election), 0 while it waits to take over. Summed over the "
+        "operator's pods: 1; 0 means no model is reconciled.",
+        (),
+    ),
+    Family(
+        "operator",
         "time_to_ready_seconds",
         "The model's cold start: seconds in each phase (pending, scheduling, loading) until its "
         "first Ready, and their total.",

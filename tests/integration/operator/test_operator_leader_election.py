@@ -170,13 +170,15 @@ async def test_two_candidates_replacing_a_free_lease_at_once_one_is_refused(clus
     assert holder(cluster) == "a"
 
 
-def _start_cli(tmp_path: Path, name: str, health_port: int) -> subprocess.Popen[bytes]:
+def _start_cli(
+    tmp_path: Path, name: str, health_port: int, metrics_port: int
+) -> subprocess.Popen[bytes]:
     """``modelgrid operator --leader-elect`` as a process of its own, as the chart runs it
     (``$KUBECONFIG`` points at kmock); its output goes to ``<name>.log``."""
     command = [
         "operator",
         f"--health-port={health_port}",
-        "--metrics-port=0",
+        f"--metrics-port={metrics_port}",
         "--leader-elect",
         f"--lease-namespace={NAMESPACE}",
         f"--lease-name={LEASE}",
@@ -200,17 +202,25 @@ async def _leading(port: int) -> bool | None:
         return None
 
 
+async def _leader_gauge(port: int) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    (line,) = [line for line in text.splitlines() if line.startswith("modelgrid_operator_leader ")]
+    return float(line.split()[1])
+
+
 async def test_the_cli_leads_in_one_process_and_hands_over_when_it_is_stopped(cluster, tmp_path):
-    ports = free_port(), free_port()
-    first = _start_cli(tmp_path, "first", ports[0])
+    ports, metrics = (free_port(), free_port()), (free_port(), free_port())
+    first = _start_cli(tmp_path, "first", ports[0], metrics[0])
     second = None
     try:
         await eventually(lambda: _leading(ports[0]), timeout=30, what="the first process leads")
-        second = _start_cli(tmp_path, "second", ports[1])
+        second = _start_cli(tmp_path, "second", ports[1], metrics[1])
         # The waiting process answers its liveness probe, and says it does not lead.
         await eventually(
             lambda: _answers_not_leading(ports[1]), timeout=30, what="the second one waits"
         )
+        assert (await _leader_gauge(metrics[0]), await _leader_gauge(metrics[1])) == (1.0, 0.0)
         await cluster.create_model("one", SPEC)
         await eventually(lambda: cluster.rayservice("one"), what="one's RayService")
 
@@ -219,6 +229,7 @@ async def test_the_cli_leads_in_one_process_and_hands_over_when_it_is_stopped(cl
         assert await asyncio.to_thread(first.wait, 30) == 0
         await eventually(lambda: _leading(ports[1]), timeout=15, what="the second one leads")
         assert time.monotonic() - stopped < 10  # handed back, not expired (20 s)
+        assert await _leader_gauge(metrics[1]) == 1.0
         await cluster.create_model("two", SPEC)
         await eventually(lambda: cluster.rayservice("two"), what="two's RayService")
         assert len(cluster.writes("/rayservices", "POST")) == 2

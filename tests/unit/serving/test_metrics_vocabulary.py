@@ -67,6 +67,7 @@ def test_metric_model_label_is_everywhere_a_model_is_meant() -> None:
             "rejected_total",
             "rate_limited_total",
             "reconcile_duration_seconds",
+            "leader",
         }:
             assert "model" in family.labels, family.name
 
