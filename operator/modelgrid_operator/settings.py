@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from modelgrid_serving.config import Port
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelgrid_operator import __version__
@@ -74,10 +75,8 @@ class RenderSettings(BaseModel):
     )
     mlx_port: int = Field(default=8081, description="Port of the MLX sidecar inside the pod.")
     serve_port: int = Field(default=8000, description="Port of the Serve HTTP proxy.")
-    metrics_port: int = Field(
+    metrics_port: Port = Field(
         default=8090,
-        ge=1,
-        le=65535,
         description="Port of each Serve replica's Prometheus metrics in its worker pod (port "
         f"name `{REPLICA_METRICS_PORT_NAME}`, what the chart's PodMonitor scrapes). Not "
         f"{RAY_METRICS_PORT}: that is Ray's own metrics port (KubeRay's port `metrics`).",
