@@ -9,7 +9,15 @@ import subprocess
 
 import pytest
 import yaml
-from images_support import DOCKERFILE, ROOT, build_args, dockerfiles, pinned_tool, stages
+from images_support import (
+    DOCKERFILE,
+    ROOT,
+    Stage,
+    build_args,
+    dockerfiles,
+    pinned_tool,
+    stages,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -86,13 +94,22 @@ def _apt_packages(stage) -> set[str]:
     return packages
 
 
+def _lineage(found: dict[str, Stage], target: str) -> list[Stage]:
+    """The stage and every stage of the file it extends, nearest first: a final stage holds what
+    each of them installed."""
+    chain = [found[target]]
+    while chain[-1].base in found:
+        chain.append(found[chain[-1].base])
+    return chain
+
+
 def test_dockerfile_final_stages_hold_no_build_tools():
     found = stages()
     for target in FINAL:
-        stage = found[target]
-        assert stage.base in {"python", "${CUDA_BASE}"}, f"{target} must not extend a builder"
-        inherited = _apt_packages(found["python"]) if stage.base == "python" else set()
-        tools = (_apt_packages(stage) | inherited) & BUILD_TOOLS
+        chain = _lineage(found, target)
+        assert chain[-1].base in {"${BASE}", "${CUDA_BASE}"}, target
+        assert "builder" not in {s.name for s in chain}, f"{target} must not extend a builder"
+        tools = set().union(*map(_apt_packages, chain)) & BUILD_TOOLS
         assert tools == RUNTIME_BUILD_TOOLS.get(target, set()), (target, tools)
     assert "binutils" in _apt_packages(found["build-modelgrid"])  # strip, in the builder only
 
@@ -100,9 +117,8 @@ def test_dockerfile_final_stages_hold_no_build_tools():
 def test_dockerfile_final_stages_carry_oci_labels():
     found = stages()
     for target in FINAL:
-        labels = " ".join(i for i in found[target].instructions if i.startswith("LABEL "))
-        if found[target].base == "python":
-            labels += " ".join(i for i in found["python"].instructions if i.startswith("LABEL "))
+        instructions = [i for stage in _lineage(found, target) for i in stage.instructions]
+        labels = " ".join(i for i in instructions if i.startswith("LABEL "))
         for key in ("title", "description", "licenses", "vendor"):
             assert f"org.opencontainers.image.{key}=" in labels, (target, key)
 
