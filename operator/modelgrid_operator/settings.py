@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from modelgrid_serving.config import Port
@@ -24,17 +25,34 @@ from modelgrid_operator.ray_ports import (
 )
 
 
-def _fixed_size(
-    container: str, *, cpu: str, cpu_limit: str, memory: str, load: str
-) -> tuple[Any, Any, Any]:
-    """The CPU request, CPU limit and memory (request and limit) settings of a container that
-    modelgrid sizes itself rather than from a pool's resources (``render.pods`` renders the trio
-    as one): ``container``'s, with defaults and what loads it (``load``)."""
-    return (
-        Field(default=cpu, description=f"CPU request of {container} ({load})."),
-        Field(default=cpu_limit, description=f"CPU limit of {container}."),
-        Field(default=memory, description=f"Memory request and limit of {container}."),
-    )
+@dataclass(frozen=True)
+class _FixedSize:
+    """A container that modelgrid sizes itself rather than from a pool's resources. Its methods
+    make the :class:`RenderSettings` fields of its CPU request, CPU limit and memory (request and
+    limit), which ``render.pods`` renders as one, so each field reads as its name and default and
+    the trios of all such containers are described alike; ``load`` says what loads it."""
+
+    container: str
+    load: str
+
+    def cpu(self, default: str) -> Any:
+        return Field(default=default, description=f"CPU request of {self.container} ({self.load}).")
+
+    def cpu_limit(self, default: str) -> Any:
+        return Field(default=default, description=f"CPU limit of {self.container}.")
+
+    def memory(self, default: str) -> Any:
+        return Field(default=default, description=f"Memory request and limit of {self.container}.")
+
+
+_HEAD = _FixedSize(
+    "the Ray head container",
+    load="GCS, dashboard, Serve controller: bursts while applications deploy, idle otherwise",
+)
+_APPLE_WORKER = _FixedSize(
+    "the Ray worker on Apple nodes",
+    load="it proxies to the MLX sidecar and runs the tokenizer; the engine is the sidecar",
+)
 
 
 class RenderSettings(BaseModel):
@@ -84,16 +102,9 @@ class RenderSettings(BaseModel):
     model_cache_path: str = Field(
         default="/models", description="Where model volumes are mounted inside pods."
     )
-    head_cpu: str
-    head_cpu_limit: str
-    head_memory: str
-    head_cpu, head_cpu_limit, head_memory = _fixed_size(
-        "the Ray head container",
-        cpu="1",
-        cpu_limit="2",
-        memory="4Gi",
-        load="GCS, dashboard, Serve controller: bursts while applications deploy, idle otherwise",
-    )
+    head_cpu: str = _HEAD.cpu("1")
+    head_cpu_limit: str = _HEAD.cpu_limit("2")
+    head_memory: str = _HEAD.memory("4Gi")
     engine_cpu: str = Field(
         default="2",
         description="CPU request of a pool's engine container (vLLM's Ray worker, the MLX "
@@ -104,16 +115,9 @@ class RenderSettings(BaseModel):
         description="Memory request of a pool's engine container when `pool.resources` names "
         "none and no memory limit either.",
     )
-    apple_worker_cpu: str
-    apple_worker_cpu_limit: str
-    apple_worker_memory: str
-    apple_worker_cpu, apple_worker_cpu_limit, apple_worker_memory = _fixed_size(
-        "the Ray worker on Apple nodes",
-        cpu="1",
-        cpu_limit="2",
-        memory="2Gi",
-        load="it proxies to the MLX sidecar and runs the tokenizer; the engine is the sidecar",
-    )
+    apple_worker_cpu: str = _APPLE_WORKER.cpu("1")
+    apple_worker_cpu_limit: str = _APPLE_WORKER.cpu_limit("2")
+    apple_worker_memory: str = _APPLE_WORKER.memory("2Gi")
 
     # Updates of a pool's Ray cluster (docs/operator.md#what-a-change-costs).
     upgrade_surge_limit: int = Field(
