@@ -5,7 +5,6 @@ digest-pinned base, uid 10001, no build tools in a final stage, OCI labels, a sm
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 import yaml
@@ -15,9 +14,9 @@ from images_support import (
     Stage,
     build_args,
     dockerfiles,
-    pinned_tool,
     stages,
 )
+from pinned_tools import pinned_tool, run_tool
 
 pytestmark = pytest.mark.unit
 
@@ -35,14 +34,7 @@ def hadolint():
 
 
 def _lint(hadolint, *paths):
-    return subprocess.run(
-        [str(hadolint), "--no-color", "--config", str(HADOLINT_CONFIG), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        cwd=ROOT,
-    )
+    return run_tool(hadolint, "--no-color", "--config", HADOLINT_CONFIG, *paths)
 
 
 def test_dockerfiles_pass_hadolint(hadolint):
