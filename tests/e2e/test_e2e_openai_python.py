@@ -30,22 +30,17 @@ ASKED: list[Any] = [{"role": "user", "content": QUESTION}]
 TOOLS = [openai.pydantic_function_tool(GetWeather), openai.pydantic_function_tool(GetTime)]
 """Strict function tools made by the SDK from pydantic models (their arguments come back parsed)."""
 ARGUMENTS = {"GetWeather": GetWeather, "GetTime": GetTime}
+CHAT: dict[str, Any] = {"messages": ASKED, "max_tokens": ANSWER_TOKENS, "extra_body": UNTIL_LENGTH}
+"""The chat the sync and the async client both send: a reply of exactly ANSWER_TOKENS tokens."""
+STREAMED: dict[str, Any] = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+"""The same chat streamed, closed by a usage chunk."""
 
 
 def test_e2e_python_sdk_lists_the_model_chats_and_streams(target: Target) -> None:
     with target.client() as client:
         assert target.model in [m.id for m in client.models.list()]
-        reply = client.chat.completions.create(
-            model=target.model, messages=ASKED, max_tokens=ANSWER_TOKENS, extra_body=UNTIL_LENGTH
-        )
-        stream = client.chat.completions.create(
-            model=target.model,
-            messages=ASKED,
-            max_tokens=ANSWER_TOKENS,
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_body=UNTIL_LENGTH,
-        )
+        reply = client.chat.completions.create(model=target.model, **CHAT)
+        stream = client.chat.completions.create(model=target.model, **STREAMED)
         chunks = list(stream)
     (choice,) = reply.choices
     assert reply.model == target.model
@@ -79,17 +74,8 @@ def test_e2e_python_sdk_streams_a_parsed_answer_with_the_stream_helper(target: T
 
 async def test_e2e_python_async_sdk_chats_and_streams(target: Target) -> None:
     async with target.async_client() as client:
-        reply = await client.chat.completions.create(
-            model=target.model, messages=ASKED, max_tokens=ANSWER_TOKENS, extra_body=UNTIL_LENGTH
-        )
-        stream = await client.chat.completions.create(
-            model=target.model,
-            messages=ASKED,
-            max_tokens=ANSWER_TOKENS,
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_body=UNTIL_LENGTH,
-        )
+        reply = await client.chat.completions.create(model=target.model, **CHAT)
+        stream = await client.chat.completions.create(model=target.model, **STREAMED)
         text, finish, usage = "", None, None
         async for chunk in stream:
             assert chunk.model == target.model
