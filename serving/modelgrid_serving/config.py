@@ -72,7 +72,8 @@ ReasoningParserName = Literal[REASONING_PARSERS]  # type: ignore[valid-type]
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
-"""A TCP port: one bound for every port of the contract and the operator's settings."""
+"""A TCP port number, bounded once: the replicas' metrics port here and in the operator's
+settings."""
 
 
 class _Frozen(BaseModel):
