@@ -28,9 +28,9 @@ from modelgrid_operator.ray_ports import (
 @dataclass(frozen=True)
 class _FixedSize:
     """A container that modelgrid sizes itself rather than from a pool's resources. Its methods
-    make the :class:`RenderSettings` fields of its CPU request, CPU limit and memory (request and
-    limit), which ``render.pods`` renders as one, so each field reads as its name and default and
-    the trios of all such containers are described alike; ``load`` says what loads it."""
+    make its CPU request, CPU limit and memory (request and limit) fields of
+    :class:`RenderSettings` (``render.pods`` renders the three as one), described alike for every
+    such container; ``load`` says what loads it."""
 
     container: str
     load: str
