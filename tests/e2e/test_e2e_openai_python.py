@@ -88,6 +88,19 @@ async def test_e2e_python_async_sdk_chats_and_streams(target: Target) -> None:
     assert usage is not None and usage.completion_tokens == ANSWER_TOKENS
 
 
+def _call_tools(client: openai.OpenAI, target: Target, tool_choice: Any, max_tokens: int) -> Any:
+    """An agent's first turn: the question, with :data:`TOOLS` offered under ``tool_choice``
+    (``parse``: the calls' arguments come back as the tools' pydantic models)."""
+    return client.chat.completions.parse(
+        model=target.model,
+        messages=ASKED,
+        tools=TOOLS,
+        tool_choice=tool_choice,
+        max_tokens=max_tokens,
+        seed=SEED,
+    )
+
+
 def _answer_after_tools(client: openai.OpenAI, target: Target, first: Any) -> Any:
     """Run every call of ``first`` (its arguments already parsed by the SDK), send the results
     back in an agent's second turn, and return the final answer (``tool_choice: "none"``: the
@@ -124,14 +137,8 @@ def _assert_answered(client: openai.OpenAI, target: Target, final: Any) -> None:
 
 def test_e2e_python_sdk_named_tool_choice_round_trip(target: Target) -> None:
     with target.client() as client:
-        first = client.chat.completions.parse(
-            model=target.model,
-            messages=ASKED,
-            tools=TOOLS,
-            tool_choice={"type": "function", "function": {"name": "GetWeather"}},
-            max_tokens=TOOL_TOKENS,
-            seed=SEED,
-        )
+        named = {"type": "function", "function": {"name": "GetWeather"}}
+        first = _call_tools(client, target, named, TOOL_TOKENS)
         (call,) = first.choices[0].message.tool_calls or []
         assert call.function.name == "GetWeather"
         assert isinstance(call.function.parsed_arguments, GetWeather)
@@ -141,14 +148,7 @@ def test_e2e_python_sdk_named_tool_choice_round_trip(target: Target) -> None:
 
 def test_e2e_python_sdk_required_tool_choice_round_trip(target: Target) -> None:
     with target.client() as client:
-        first = client.chat.completions.parse(
-            model=target.model,
-            messages=ASKED,
-            tools=TOOLS,
-            tool_choice="required",
-            max_tokens=REQUIRED_TOKENS,
-            seed=SEED,
-        )
+        first = _call_tools(client, target, "required", REQUIRED_TOKENS)
         calls = first.choices[0].message.tool_calls or []
         assert calls, first.choices[0].message
         for call in calls:
