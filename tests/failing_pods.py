@@ -56,6 +56,22 @@ def _scheduled() -> list[dict[str, Any]]:
     ]
 
 
+def _pending(
+    containers: list[dict[str, Any]], init: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A scheduled pod whose containers (and init containers, when given) have not all
+    started."""
+    status: dict[str, Any] = {"phase": "Pending", "conditions": _scheduled()}
+    if init:
+        status["initContainerStatuses"] = init
+    return {**status, "containerStatuses": containers}
+
+
+def _initializing(init_container: dict[str, Any]) -> dict[str, Any]:
+    """A scheduled pod held back by an init container: the Ray container waits for it."""
+    return _pending([waiting("ray-worker", "PodInitializing", "")], init=[init_container])
+
+
 def waiting(container: str, reason: str, message: str, **extra: Any) -> dict[str, Any]:
     """A container status waiting for ``reason``."""
     return {
@@ -77,11 +93,7 @@ def pulling_fails(reason: str = "ImagePullBackOff", container: str = "ray-worker
     message = (
         f'Back-off pulling image "{IMAGE}"' if reason == "ImagePullBackOff" else (PULL_NOT_FOUND)
     )
-    return {
-        "phase": "Pending",
-        "conditions": _scheduled(),
-        "containerStatuses": [waiting(container, reason, message)],
-    }
+    return _pending([waiting(container, reason, message)])
 
 
 def crash_looping(container: str = "ray-worker") -> dict[str, Any]:
@@ -132,57 +144,39 @@ def init_failed(container: str = "generate-model", message: str = "") -> dict[st
     ended = {"exitCode": 1, "reason": "Error", "startedAt": "2026-01-01T00:00:05Z"}
     if message:
         ended["message"] = message
-    return {
-        "phase": "Pending",
-        "conditions": _scheduled(),
-        "initContainerStatuses": [
-            {
-                "name": container,
-                "image": IMAGE,
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {"terminated": ended},
-                "lastState": {},
-            }
-        ],
-        "containerStatuses": [waiting("ray-worker", "PodInitializing", "")],
-    }
+    return _initializing(
+        {
+            "name": container,
+            "image": IMAGE,
+            "imageID": "",
+            "ready": False,
+            "restartCount": 0,
+            "state": {"terminated": ended},
+            "lastState": {},
+        }
+    )
 
 
 def init_crash_looping(container: str = "generate-model") -> dict[str, Any]:
     """An init container that keeps exiting 1: the kubelet backs off restarting it."""
-    return {
-        "phase": "Pending",
-        "conditions": _scheduled(),
-        "initContainerStatuses": [
-            waiting(
-                container,
-                "CrashLoopBackOff",
-                f"back-off 40s restarting failed container={container} pod=demo-cpu-c1-w_default",
-                restartCount=3,
-                lastState={"terminated": {"exitCode": 1, "reason": "Error"}},
-            )
-        ],
-        "containerStatuses": [waiting("ray-worker", "PodInitializing", "")],
-    }
+    return _initializing(
+        waiting(
+            container,
+            "CrashLoopBackOff",
+            f"back-off 40s restarting failed container={container} pod=demo-cpu-c1-w_default",
+            restartCount=3,
+            lastState={"terminated": {"exitCode": 1, "reason": "Error"}},
+        )
+    )
 
 
 def config_missing(container: str = "ray-worker") -> dict[str, Any]:
     """A container whose environment names a Secret that does not exist."""
-    return {
-        "phase": "Pending",
-        "conditions": _scheduled(),
-        "containerStatuses": [
-            waiting(container, "CreateContainerConfigError", 'secret "hf-token" not found')
-        ],
-    }
+    return _pending(
+        [waiting(container, "CreateContainerConfigError", 'secret "hf-token" not found')]
+    )
 
 
 def starting() -> dict[str, Any]:
     """A pod on its way: scheduled, its image being pulled."""
-    return {
-        "phase": "Pending",
-        "conditions": _scheduled(),
-        "containerStatuses": [waiting("ray-worker", "ContainerCreating", "")],
-    }
+    return _pending([waiting("ray-worker", "ContainerCreating", "")])

@@ -1,27 +1,19 @@
 """modelgrid's images as the tests see them: the targets of ``images/Dockerfile``, the images the
-release workflow publishes, the local names ``.ci/images.sh`` builds, and the pinned linters.
-
-hadolint and actionlint come from ``$MODELGRID_HADOLINT`` / ``$MODELGRID_ACTIONLINT`` or from the
-cache ``.ci/tools.sh`` fills; a test that needs one installs it when the cache is empty and fails,
-never skips, when it cannot.
-"""
+release workflow publishes and the local names ``.ci/images.sh`` builds."""
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pinned_tools import install
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "images" / "Dockerfile"
 IMAGES_SH = ROOT / ".ci" / "images.sh"
 
 RELEASE = ROOT / ".github" / "workflows" / "release.yml"
-WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 
 def dockerfiles() -> list[Path]:
@@ -101,10 +93,3 @@ def local_name(target: str) -> str:
     match = re.search(rf"^\s*{re.escape(target)}\) echo \"([^\"]+)\" ;;$", script, re.MULTILINE)
     assert match, f".ci/images.sh names no image for {target}"
     return match[1]
-
-
-def pinned_tool(name: str) -> Path:
-    """``$MODELGRID_<NAME>`` or the copy ``.ci/tools.sh <name>`` installs (fails the test when
-    it cannot)."""
-    named = os.environ.get(f"MODELGRID_{name.upper()}")
-    return Path(named) if named else install(name)

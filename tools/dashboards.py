@@ -21,7 +21,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from grafana_foundation_sdk.builders import bargauge, dashboard, prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -128,13 +128,15 @@ class _Board:
         targets = [(_rate(metric, by, selector), _legend(by, " "))]
         self.panel("timeseries", title, description, targets, unit=unit)
 
-    def latency(
-        self, title: str, description: str, metric: str, by: str = "", selector: str = ""
-    ) -> None:
+    def latency(self, title: str, histogram: _Latency, by: str = "", selector: str = "") -> None:
         """A timeseries of a latency histogram's p50/p95/p99 in seconds, split ``by`` labels."""
-        self.panel("timeseries", title, description, _quantiles(metric, by, selector), unit="s")
+        targets = _quantiles(histogram.metric, by, selector)
+        self.panel("timeseries", title, histogram.description, targets, unit="s")
 
-    def to_dict(self) -> dict[str, Any]:
+    def build(self, *rows: Callable[[_Board], None]) -> dict[str, Any]:
+        """The dashboard as JSON data, once each of ``rows`` has added its row and panels."""
+        for add_row in rows:
+            add_row(self)
         return json.loads(json.dumps(self.builder.build(), cls=JSONEncoder))
 
 
@@ -212,23 +214,45 @@ def _kv_cache(by: str, selector: str = "") -> list[tuple[str, str]]:
     return [(_gauge("max", "modelgrid_replica_kv_cache_usage_ratio", by, selector), _legend(by))]
 
 
-# Descriptions both dashboards give their panels of the same measure.
-_TTFT_GATEWAY = "From the request reaching the gateway to the first streamed chunk."
-_END_TO_END = "From the request reaching the gateway to its last byte."
-_INTER_TOKEN = "Time between two streamed chunks, measured by the replicas."
+class _Latency(NamedTuple):
+    """A latency histogram and what it measures: the description of every panel that charts it,
+    on either dashboard."""
+
+    metric: str
+    description: str
+
+
+_TTFT_GATEWAY = _Latency(
+    "modelgrid_gateway_time_to_first_token_seconds",
+    "From the request reaching the gateway to the first streamed chunk.",
+)
+_TTFT_REPLICA = _Latency(
+    "modelgrid_replica_time_to_first_token_seconds",
+    "From the request reaching the replica to its first streamed chunk.",
+)
+_END_TO_END = _Latency(
+    "modelgrid_gateway_request_duration_seconds",
+    "From the request reaching the gateway to its last byte.",
+)
+_INTER_TOKEN = _Latency(
+    "modelgrid_replica_inter_token_latency_seconds",
+    "Time between two streamed chunks, measured by the replicas.",
+)
+_RECONCILE = _Latency(
+    "modelgrid_operator_reconcile_duration_seconds",
+    "Time one reconcile takes (reads, render, writes).",
+)
+# The description both dashboards give their panels of the same measure.
 _KV_CACHE = "Largest KV-cache use of a replica in the pool (engines that report it: vLLM)."
 
 
 def overview() -> dict[str, Any]:
     """Every model at once: is the platform serving, how fast, how full, how it scales."""
-    b = _Board(
+    return _Board(
         "modelgrid-overview",
         "modelgrid / Overview",
         "Traffic, errors, latency, tokens, queues and replicas of every modelgrid model.",
-    )
-    for add_row in (_overview_traffic, _overview_latency, _overview_load, _overview_replicas):
-        add_row(b)
-    return b.to_dict()
+    ).build(_overview_traffic, _overview_latency, _overview_load, _overview_replicas)
 
 
 def _overview_traffic(b: _Board) -> None:
@@ -279,19 +303,9 @@ def _overview_traffic(b: _Board) -> None:
 def _overview_latency(b: _Board) -> None:
     """How fast: time to first token, end-to-end and between tokens, and what the gateway adds."""
     b.row("Latency")
-    b.latency(
-        "Time to first token (gateway)",
-        _TTFT_GATEWAY,
-        "modelgrid_gateway_time_to_first_token_seconds",
-    )
-    b.latency(
-        "End-to-end latency (gateway)", _END_TO_END, "modelgrid_gateway_request_duration_seconds"
-    )
-    b.latency(
-        "Inter-token latency (replicas)",
-        _INTER_TOKEN,
-        "modelgrid_replica_inter_token_latency_seconds",
-    )
+    b.latency("Time to first token (gateway)", _TTFT_GATEWAY)
+    b.latency("End-to-end latency (gateway)", _END_TO_END)
+    b.latency("Inter-token latency (replicas)", _INTER_TOKEN)
     b.panel(
         "timeseries",
         "Gateway overhead on time to first token (p50)",
@@ -404,11 +418,7 @@ def _operator_work(b: _Board) -> None:
             )
         ],
     )
-    b.latency(
-        "Operator reconcile duration",
-        "Time one reconcile takes (reads, render, writes).",
-        "modelgrid_operator_reconcile_duration_seconds",
-    )
+    b.latency("Operator reconcile duration", _RECONCILE)
     b.panel(
         "stat",
         "Operators reconciling",
@@ -430,9 +440,7 @@ def model_drilldown() -> dict[str, Any]:
         "One modelgrid model: traffic, latency, tokens, load and replicas by pool.",
     )
     b.variable("model", "Model", "modelgrid_gateway_backends_ready")
-    for add_row in (_model_traffic, _model_latency, _model_load, _model_replicas):
-        add_row(b)
-    return b.to_dict()
+    return b.build(_model_traffic, _model_latency, _model_load, _model_replicas)
 
 
 def _model_traffic(b: _Board) -> None:
@@ -462,34 +470,10 @@ def _model_traffic(b: _Board) -> None:
 def _model_latency(b: _Board) -> None:
     """The model's time to first token at the gateway and the replicas, end to end, per token."""
     b.row("Latency")
-    b.latency(
-        "Time to first token by pool (gateway)",
-        _TTFT_GATEWAY,
-        "modelgrid_gateway_time_to_first_token_seconds",
-        "pool",
-        _SELECTED,
-    )
-    b.latency(
-        "Time to first token by pool (replica)",
-        "From the request reaching the replica to its first streamed chunk.",
-        "modelgrid_replica_time_to_first_token_seconds",
-        "pool",
-        _SELECTED,
-    )
-    b.latency(
-        "End-to-end latency by route",
-        _END_TO_END,
-        "modelgrid_gateway_request_duration_seconds",
-        "route",
-        _SELECTED,
-    )
-    b.latency(
-        "Inter-token latency by pool",
-        _INTER_TOKEN,
-        "modelgrid_replica_inter_token_latency_seconds",
-        "pool",
-        _SELECTED,
-    )
+    b.latency("Time to first token by pool (gateway)", _TTFT_GATEWAY, "pool", _SELECTED)
+    b.latency("Time to first token by pool (replica)", _TTFT_REPLICA, "pool", _SELECTED)
+    b.latency("End-to-end latency by route", _END_TO_END, "route", _SELECTED)
+    b.latency("Inter-token latency by pool", _INTER_TOKEN, "pool", _SELECTED)
 
 
 def _model_load(b: _Board) -> None:

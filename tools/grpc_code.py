@@ -1,7 +1,7 @@
 """Generate the gateway's gRPC messages (``serving/modelgrid_serving/gateway/hosting/``) from
 its ``.proto`` with the grpcio-tools ``.ci/tools.sh`` pins: ``make grpc``. The generated module is
 committed (the gateway then needs protobuf's runtime, not its compiler);
-``tests/unit/gateway/test_gateway_grpc_code.py`` generates it again and compares. Only the
+``tests/integration/gateway/test_gateway_grpc_code.py`` generates it again and compares. Only the
 messages are generated: ``hosting/rpc.py`` builds the service's handlers and stub from their
 descriptor, where protoc's gRPC plugin would write each method out three times."""
 

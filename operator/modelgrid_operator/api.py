@@ -777,6 +777,17 @@ class PhaseTimes(_Object):
     )
 
 
+def _first_pool(pool_field: str, what: str) -> Any:
+    """A status field that repeats ``pools[].<pool_field>`` of the first rendered pool: the
+    columns of ``kubectl get`` and clients of one-pool models read it there. One phrase for
+    every such field, so their descriptions say the same thing the same way."""
+    return Field(
+        default=None,
+        description=f"{what}: the first rendered pool's (each pool's own is in "
+        f"pools[].{pool_field}).",
+    )
+
+
 class InferenceModelStatus(_Object):
     """What the operator observed, for ``kubectl get`` and the gateway."""
 
@@ -794,10 +805,8 @@ class InferenceModelStatus(_Object):
     observed_generation: int | None = Field(
         default=None, description="The spec generation the status describes."
     )
-    endpoint: str | None = Field(
-        default=None,
-        description="In-cluster URL of the OpenAI API, ending in /v1: the first rendered "
-        "pool's (each pool's own is in pools[].endpoint).",
+    endpoint: str | None = _first_pool(
+        "endpoint", "In-cluster URL of the OpenAI API, ending in /v1"
     )
     served_model_names: list[str] = Field(
         default_factory=list, description="Every name the model answers to."
@@ -812,11 +821,7 @@ class InferenceModelStatus(_Object):
     time_to_ready: PhaseTimes = Field(
         default_factory=PhaseTimes, description="Seconds per phase until the first Ready."
     )
-    ray_service: str | None = Field(
-        default=None,
-        description="Name of the first pool's RayService (each pool's own is in "
-        "pools[].rayService).",
-    )
+    ray_service: str | None = _first_pool("rayService", "Name of the RayService")
     retiring_ray_services: list[str] = Field(
         default_factory=list,
         description="RayServices of this model that no pool renders any more (a removed "

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from modelgrid_serving.config import Port
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelgrid_operator import __version__
@@ -23,17 +25,34 @@ from modelgrid_operator.ray_ports import (
 )
 
 
-def _fixed_size(
-    container: str, *, cpu: str, cpu_limit: str, memory: str, load: str
-) -> tuple[Any, Any, Any]:
-    """The CPU request, CPU limit and memory (request and limit) settings of a container that
-    modelgrid sizes itself rather than from a pool's resources (``render.pods`` renders the trio
-    as one): ``container``'s, with defaults and what loads it (``load``)."""
-    return (
-        Field(default=cpu, description=f"CPU request of {container} ({load})."),
-        Field(default=cpu_limit, description=f"CPU limit of {container}."),
-        Field(default=memory, description=f"Memory request and limit of {container}."),
-    )
+@dataclass(frozen=True)
+class _FixedSize:
+    """A container that modelgrid sizes itself rather than from a pool's resources. Its methods
+    make its CPU request, CPU limit and memory (request and limit) fields of
+    :class:`RenderSettings` (``render.pods`` renders the three as one), described alike for every
+    such container; ``load`` says what loads it."""
+
+    container: str
+    load: str
+
+    def cpu(self, default: str) -> Any:
+        return Field(default=default, description=f"CPU request of {self.container} ({self.load}).")
+
+    def cpu_limit(self, default: str) -> Any:
+        return Field(default=default, description=f"CPU limit of {self.container}.")
+
+    def memory(self, default: str) -> Any:
+        return Field(default=default, description=f"Memory request and limit of {self.container}.")
+
+
+_HEAD = _FixedSize(
+    "the Ray head container",
+    load="GCS, dashboard, Serve controller: bursts while applications deploy, idle otherwise",
+)
+_APPLE_WORKER = _FixedSize(
+    "the Ray worker on Apple nodes",
+    load="it proxies to the MLX sidecar and runs the tokenizer; the engine is the sidecar",
+)
 
 
 class RenderSettings(BaseModel):
@@ -74,10 +93,8 @@ class RenderSettings(BaseModel):
     )
     mlx_port: int = Field(default=8081, description="Port of the MLX sidecar inside the pod.")
     serve_port: int = Field(default=8000, description="Port of the Serve HTTP proxy.")
-    metrics_port: int = Field(
+    metrics_port: Port = Field(
         default=8090,
-        ge=1,
-        le=65535,
         description="Port of each Serve replica's Prometheus metrics in its worker pod (port "
         f"name `{REPLICA_METRICS_PORT_NAME}`, what the chart's PodMonitor scrapes). Not "
         f"{RAY_METRICS_PORT}: that is Ray's own metrics port (KubeRay's port `metrics`).",
@@ -85,16 +102,9 @@ class RenderSettings(BaseModel):
     model_cache_path: str = Field(
         default="/models", description="Where model volumes are mounted inside pods."
     )
-    head_cpu: str
-    head_cpu_limit: str
-    head_memory: str
-    head_cpu, head_cpu_limit, head_memory = _fixed_size(
-        "the Ray head container",
-        cpu="1",
-        cpu_limit="2",
-        memory="4Gi",
-        load="GCS, dashboard, Serve controller: bursts while applications deploy, idle otherwise",
-    )
+    head_cpu: str = _HEAD.cpu("1")
+    head_cpu_limit: str = _HEAD.cpu_limit("2")
+    head_memory: str = _HEAD.memory("4Gi")
     engine_cpu: str = Field(
         default="2",
         description="CPU request of a pool's engine container (vLLM's Ray worker, the MLX "
@@ -105,16 +115,9 @@ class RenderSettings(BaseModel):
         description="Memory request of a pool's engine container when `pool.resources` names "
         "none and no memory limit either.",
     )
-    apple_worker_cpu: str
-    apple_worker_cpu_limit: str
-    apple_worker_memory: str
-    apple_worker_cpu, apple_worker_cpu_limit, apple_worker_memory = _fixed_size(
-        "the Ray worker on Apple nodes",
-        cpu="1",
-        cpu_limit="2",
-        memory="2Gi",
-        load="it proxies to the MLX sidecar and runs the tokenizer; the engine is the sidecar",
-    )
+    apple_worker_cpu: str = _APPLE_WORKER.cpu("1")
+    apple_worker_cpu_limit: str = _APPLE_WORKER.cpu_limit("2")
+    apple_worker_memory: str = _APPLE_WORKER.memory("2Gi")
 
     # Updates of a pool's Ray cluster (docs/operator.md#what-a-change-costs).
     upgrade_surge_limit: int = Field(

@@ -20,7 +20,7 @@ reconcile that sees it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,16 +28,18 @@ from modelgrid_operator import api
 from modelgrid_operator.k8s import Client
 from modelgrid_operator.render.metadata import MODEL_LABEL
 
+Body = dict[str, Any]
+"""An object as the API server sends it."""
 Key = tuple[str, str]
 """(namespace, name) of an object, or (namespace, model name) for the pods of a model."""
-Indexed = Mapping[Any, Iterable[dict[str, Any]]]
+Indexed = Mapping[Any, Iterable[Body]]
 """A kopf index (key -> the values of every object with that key), or a dict like one."""
 NODES = "nodes"
 """The one key of the node index."""
 T = TypeVar("T")
 
 
-def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+def slim(body: Mapping[str, Any]) -> Body:
     """The object without ``managedFields`` (the bulk of most objects, never read here)."""
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
     return {**body, "metadata": meta}
@@ -48,23 +50,23 @@ def key_of(body: Mapping[str, Any]) -> Key:
     return (meta.get("namespace") or "default", meta.get("name") or "")
 
 
-def by_name(body: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
+def by_name(body: Mapping[str, Any]) -> dict[Key, Body]:
     """Index an object under (namespace, name)."""
     return {key_of(body): slim(body)}
 
 
-def by_model(body: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
+def by_model(body: Mapping[str, Any]) -> dict[Key, Body]:
     """Index a pod under (namespace, its model's name); one without the model label not at all."""
     model = ((body.get("metadata") or {}).get("labels") or {}).get(MODEL_LABEL)
     return {(key_of(body)[0], model): slim(body)} if model else {}
 
 
-def node(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def node(body: Mapping[str, Any]) -> dict[str, Body]:
     """Index every node under one key: the admission reads them all."""
     return {NODES: slim(body)}
 
 
-def latest(index: Indexed, key: Any) -> dict[str, Any] | None:
+def latest(index: Indexed, key: Any) -> Body | None:
     """The object indexed under ``key``, or None.
 
     kopf keeps an object's values under its namespace, name and uid; an object deleted and made
@@ -130,7 +132,7 @@ class WatchedClient(Client):
 
     through: Client = field(default=None)  # type: ignore[assignment]
     watched: Watched = field(default=None)  # type: ignore[assignment]
-    statuses: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    statuses: Mapping[str, Body] = field(default_factory=dict)
     """uid -> the status this operator last wrote for the model."""
     known: Known = field(default_factory=dict)
     """Shared with the operator's :class:`ResyncClient`."""
@@ -144,7 +146,7 @@ class WatchedClient(Client):
         cls,
         client: Client,
         watched: Watched,
-        statuses: Mapping[str, dict[str, Any]],
+        statuses: Mapping[str, Body],
         known: Known | None = None,
     ) -> WatchedClient:
         return cls(
@@ -175,12 +177,23 @@ class WatchedClient(Client):
         del self.known[(index, key)]
         return False, None
 
-    def _read(self, index: str, key: Key) -> dict[str, Any] | None:
+    async def _deleted(
+        self, index: str, key: Key, delete: Callable[[str, str], Awaitable[bool]]
+    ) -> bool:
+        """``delete`` the object under ``key``: whether it was there. It reads as gone from then
+        until the index changes under ``key`` (the watch delivered the deletion, or a new one)."""
+        deleted = await delete(*key)
+        self._remember(index, key, None)
+        return deleted
+
+    def _read(self, index: str, key: Key) -> Body | None:
         """The indexed object, or the API server's newer answer."""
         known, answer = self._known(index, key)
         return answer if known else copy.deepcopy(latest(getattr(self.watched, index), key))
 
-    async def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
+    # Reads: from the indexes, or the API server's newer answer (:meth:`_read`).
+
+    async def get_model(self, namespace: str, name: str) -> Body | None:
         found = latest(self.watched.models, (namespace, name))
         if found is None:
             return None
@@ -190,54 +203,48 @@ class WatchedClient(Client):
             body["status"] = copy.deepcopy(written)
         return body
 
-    async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_rayservice(self, namespace: str, name: str) -> Body | None:
         return self._read("rayservices", (namespace, name))
 
-    async def create_rayservice(self, body: dict[str, Any]) -> dict[str, Any]:
-        created = await self.through.create_rayservice(body)
-        return self._remember("rayservices", key_of(created), created)
-
-    async def patch_rayservice(
-        self, namespace: str, name: str, patch: dict[str, Any]
-    ) -> dict[str, Any]:
-        patched = await self.through.patch_rayservice(namespace, name, patch)
-        return self._remember("rayservices", (namespace, name), patched)
-
-    async def delete_rayservice(self, namespace: str, name: str) -> bool:
-        deleted = await self.through.delete_rayservice(namespace, name)
-        self._remember("rayservices", (namespace, name), None)
-        return deleted
-
-    async def get_raycluster(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_raycluster(self, namespace: str, name: str) -> Body | None:
         return self._read("rayclusters", (namespace, name))
 
-    async def patch_raycluster(
-        self, namespace: str, name: str, operations: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        patched = await self.through.patch_raycluster(namespace, name, operations)
-        return self._remember("rayclusters", (namespace, name), patched)
-
-    async def delete_raycluster(self, namespace: str, name: str) -> bool:
-        deleted = await self.through.delete_raycluster(namespace, name)
-        self._remember("rayclusters", (namespace, name), None)
-        return deleted
-
-    async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_network_policy(self, namespace: str, name: str) -> Body | None:
         return self._read("network_policies", (namespace, name))
 
-    async def create_network_policy(self, body: dict[str, Any]) -> None:
-        await self.through.create_network_policy(body)
-        self._remember("network_policies", key_of(body), body)
-
-    async def list_model_pods(self, namespace: str, model: str) -> list[dict[str, Any]]:
+    async def list_model_pods(self, namespace: str, model: str) -> list[Body]:
         known, answer = self._known("pods", (namespace, model))
         if known:
             return list(answer)
         return [copy.deepcopy(p) for p in self.watched.pods.get((namespace, model), ())]
 
-    async def list_nodes(self) -> list[dict[str, Any]] | None:
+    async def list_nodes(self) -> list[Body] | None:
         known, answer = self._known("nodes", NODES)
         return answer if known else list(self.watched.nodes.get(NODES, ()))
+
+    # Writes: through to the API server, whose answer is read back (:meth:`_remember`).
+
+    async def create_rayservice(self, body: Body) -> Body:
+        created = await self.through.create_rayservice(body)
+        return self._remember("rayservices", key_of(created), created)
+
+    async def patch_rayservice(self, namespace: str, name: str, patch: Body) -> Body:
+        patched = await self.through.patch_rayservice(namespace, name, patch)
+        return self._remember("rayservices", (namespace, name), patched)
+
+    async def delete_rayservice(self, namespace: str, name: str) -> bool:
+        return await self._deleted("rayservices", (namespace, name), self.through.delete_rayservice)
+
+    async def patch_raycluster(self, namespace: str, name: str, operations: list[Body]) -> Body:
+        patched = await self.through.patch_raycluster(namespace, name, operations)
+        return self._remember("rayclusters", (namespace, name), patched)
+
+    async def delete_raycluster(self, namespace: str, name: str) -> bool:
+        return await self._deleted("rayclusters", (namespace, name), self.through.delete_raycluster)
+
+    async def create_network_policy(self, body: Body) -> None:
+        await self.through.create_network_policy(body)
+        self._remember("network_policies", key_of(body), body)
 
 
 @dataclass
@@ -246,26 +253,26 @@ class ResyncClient(WatchedClient):
     it watched, and leaves what it read for :class:`WatchedClient` (shared ``known``), so a
     change the watch missed stays seen after the resync, until the watch catches up."""
 
-    async def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_model(self, namespace: str, name: str) -> Body | None:
         return await self.through.get_model(namespace, name)
 
-    async def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_rayservice(self, namespace: str, name: str) -> Body | None:
         found = await self.through.get_rayservice(namespace, name)
         return self._remember("rayservices", (namespace, name), found)
 
-    async def get_raycluster(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_raycluster(self, namespace: str, name: str) -> Body | None:
         found = await self.through.get_raycluster(namespace, name)
         return self._remember("rayclusters", (namespace, name), found)
 
-    async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_network_policy(self, namespace: str, name: str) -> Body | None:
         found = await self.through.get_network_policy(namespace, name)
         return self._remember("network_policies", (namespace, name), found)
 
-    async def list_model_pods(self, namespace: str, model: str) -> list[dict[str, Any]]:
+    async def list_model_pods(self, namespace: str, model: str) -> list[Body]:
         found = await self.through.list_model_pods(namespace, model)
         return self._remember("pods", (namespace, model), found)
 
-    async def list_nodes(self) -> list[dict[str, Any]] | None:
+    async def list_nodes(self) -> list[Body] | None:
         found = await self.through.list_nodes()
         if found is not None:
             self._remember("nodes", NODES, found)

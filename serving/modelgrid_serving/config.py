@@ -13,7 +13,7 @@ this module, never serving's internals).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,8 +71,16 @@ ReasoningParserName = Literal[REASONING_PARSERS]  # type: ignore[valid-type]
 """One of :data:`REASONING_PARSERS`."""
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+"""A TCP port number, bounded once: the replicas' metrics port here and in the operator's
+settings."""
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A contract model: fields are described by the docstring under each (as this module's
+    constants are), so each declaration reads as its name, type and default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class PoolConfig(_Frozen):
@@ -83,28 +91,24 @@ class PoolConfig(_Frozen):
     engine: RunningEngine
     min_replicas: int = Field(ge=0)
     max_replicas: int = Field(ge=1)
-    ray_resource: str | None = Field(
-        default=None,
-        description="Custom Ray resource that each worker of this pool advertises once; a replica "
-        "asks for one unit, so replicas land only on their pool's workers, one per worker. "
-        "None in local mode, where there is a single node.",
-    )
+    ray_resource: str | None = None
+    """Custom Ray resource that each worker of this pool advertises once; a replica asks for one
+    unit, so replicas land only on their pool's workers, one per worker. None in local mode,
+    where there is a single node."""
     gpus_per_replica: int = Field(default=0, ge=0)
-    mlx_server_url: str | None = Field(
-        default=None,
-        description="Base URL of the MLX server sidecar on the same node (Apple pools).",
-    )
+    mlx_server_url: str | None = None
+    """Base URL of the MLX server sidecar on the same node (Apple pools)."""
 
 
 class ModelConfig(_Frozen):
     """How a model is served, whichever pool serves it: what :class:`AppConfig` (one pool, in a
     cluster or locally) and :class:`LocalRun` (every pool ``modelgrid up`` runs) share."""
 
-    model_name: str = Field(description="The served model name (the `model` field of requests).")
+    model_name: str
+    """The served model name (the `model` field of requests)."""
     aliases: tuple[str, ...] = ()
-    model_source: str = Field(
-        description="What the engine loads: a local path, a Hugging Face id or an s3:// / gs:// URI."
-    )
+    model_source: str
+    """What the engine loads: a local path, a Hugging Face id or an s3:// / gs:// URI."""
     revision: str | None = None
     max_model_len: int | None = None
     dtype: str = "auto"
@@ -112,35 +116,23 @@ class ModelConfig(_Frozen):
     pipeline_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
-    tool_call_parser: ToolCallParserName | None = Field(
-        default=None,
-        description="Tool calling: `auto` (the replica detects the parser from the model's "
-        "files), a vLLM tool-call parser, or None (off: vLLM refuses a tool_choice but `none`).",
-    )
-    reasoning_parser: ReasoningParserName | None = Field(
-        default=None, description="A vLLM reasoning parser: answers carry `reasoning_content`."
-    )
-    chat_template: str | None = Field(
-        default=None,
-        description="A chat template that replaces the model's own: Jinja text, or the path of "
-        "a file in the replica (a mounted ConfigMap).",
-    )
-    max_body_bytes: int = Field(
-        default=4 * 1024 * 1024,
-        ge=1,
-        description="Largest request body a replica reads (413 above it): the gateway's default "
-        "bound, held by the replica too, so nothing that reaches it directly gets more.",
-    )
+    tool_call_parser: ToolCallParserName | None = None
+    """Tool calling: `auto` (the replica detects the parser from the model's files), a vLLM
+    tool-call parser, or None (off: vLLM refuses a tool_choice but `none`)."""
+    reasoning_parser: ReasoningParserName | None = None
+    """A vLLM reasoning parser: answers carry `reasoning_content`."""
+    chat_template: str | None = None
+    """A chat template that replaces the model's own: Jinja text, or the path of a file in the
+    replica (a mounted ConfigMap)."""
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    """Largest request body a replica reads (413 above it): the gateway's default bound, held by
+    the replica too, so nothing that reaches it directly gets more."""
     max_ongoing_requests: int = Field(default=64, ge=1)
     max_queued_requests: int = Field(default=256, ge=-1)
     target_ongoing_requests: int | None = None
-    metrics_port: int | None = Field(
-        default=None,
-        ge=1,
-        le=65535,
-        description="Port on which each replica also serves its Prometheus metrics "
-        "(besides GET /metrics through Serve). None: only GET /metrics.",
-    )
+    metrics_port: Port | None = None
+    """Port on which each replica also serves its Prometheus metrics (besides GET /metrics
+    through Serve). None: only GET /metrics."""
 
     @property
     def served_names(self) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import openai
 from mixed_support import Mixed, requests_per_pool
@@ -109,25 +109,24 @@ class Target:
         """The pinned pool's engine (``vllm`` or ``mlx``), None when the gateway picks."""
         return self.mixed.pools[self.pool][0] if self.pool else None
 
+    def _client_options(self) -> dict[str, Any]:
+        """What the SDK's clients of the target are made with: no retries (a test sees the
+        first answer), the e2e timeout."""
+        return {
+            "base_url": self.base_url,
+            "api_key": "unused",
+            "default_headers": self.headers,
+            "max_retries": 0,
+            "timeout": TIMEOUT_S,
+        }
+
     def client(self) -> openai.OpenAI:
         """An OpenAI SDK client of the target (close it: ``with target.client() as client``)."""
-        return openai.OpenAI(
-            base_url=self.base_url,
-            api_key="unused",
-            default_headers=self.headers,
-            max_retries=0,
-            timeout=TIMEOUT_S,
-        )
+        return openai.OpenAI(**self._client_options())
 
     def async_client(self) -> openai.AsyncOpenAI:
         """The same, with the SDK's async client (``async with target.async_client()``)."""
-        return openai.AsyncOpenAI(
-            base_url=self.base_url,
-            api_key="unused",
-            default_headers=self.headers,
-            max_retries=0,
-            timeout=TIMEOUT_S,
-        )
+        return openai.AsyncOpenAI(**self._client_options())
 
 
 def served_since(mixed: Mixed, before: dict[str, int]) -> dict[str, int]:

@@ -30,22 +30,17 @@ ASKED: list[Any] = [{"role": "user", "content": QUESTION}]
 TOOLS = [openai.pydantic_function_tool(GetWeather), openai.pydantic_function_tool(GetTime)]
 """Strict function tools made by the SDK from pydantic models (their arguments come back parsed)."""
 ARGUMENTS = {"GetWeather": GetWeather, "GetTime": GetTime}
+CHAT: dict[str, Any] = {"messages": ASKED, "max_tokens": ANSWER_TOKENS, "extra_body": UNTIL_LENGTH}
+"""The chat the sync and the async client both send: a reply of exactly ANSWER_TOKENS tokens."""
+STREAMED: dict[str, Any] = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+"""The same chat streamed, closed by a usage chunk."""
 
 
 def test_e2e_python_sdk_lists_the_model_chats_and_streams(target: Target) -> None:
     with target.client() as client:
         assert target.model in [m.id for m in client.models.list()]
-        reply = client.chat.completions.create(
-            model=target.model, messages=ASKED, max_tokens=ANSWER_TOKENS, extra_body=UNTIL_LENGTH
-        )
-        stream = client.chat.completions.create(
-            model=target.model,
-            messages=ASKED,
-            max_tokens=ANSWER_TOKENS,
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_body=UNTIL_LENGTH,
-        )
+        reply = client.chat.completions.create(model=target.model, **CHAT)
+        stream = client.chat.completions.create(model=target.model, **STREAMED)
         chunks = list(stream)
     (choice,) = reply.choices
     assert reply.model == target.model
@@ -79,17 +74,8 @@ def test_e2e_python_sdk_streams_a_parsed_answer_with_the_stream_helper(target: T
 
 async def test_e2e_python_async_sdk_chats_and_streams(target: Target) -> None:
     async with target.async_client() as client:
-        reply = await client.chat.completions.create(
-            model=target.model, messages=ASKED, max_tokens=ANSWER_TOKENS, extra_body=UNTIL_LENGTH
-        )
-        stream = await client.chat.completions.create(
-            model=target.model,
-            messages=ASKED,
-            max_tokens=ANSWER_TOKENS,
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_body=UNTIL_LENGTH,
-        )
+        reply = await client.chat.completions.create(model=target.model, **CHAT)
+        stream = await client.chat.completions.create(model=target.model, **STREAMED)
         text, finish, usage = "", None, None
         async for chunk in stream:
             assert chunk.model == target.model
@@ -100,6 +86,19 @@ async def test_e2e_python_async_sdk_chats_and_streams(target: Target) -> None:
     assert reply.choices[0].message.content and reply.choices[0].finish_reason == "length"
     assert text and finish == "length"
     assert usage is not None and usage.completion_tokens == ANSWER_TOKENS
+
+
+def _call_tools(client: openai.OpenAI, target: Target, tool_choice: Any, max_tokens: int) -> Any:
+    """An agent's first turn: the question, with :data:`TOOLS` offered under ``tool_choice``
+    (``parse``: the calls' arguments come back as the tools' pydantic models)."""
+    return client.chat.completions.parse(
+        model=target.model,
+        messages=ASKED,
+        tools=TOOLS,
+        tool_choice=tool_choice,
+        max_tokens=max_tokens,
+        seed=SEED,
+    )
 
 
 def _answer_after_tools(client: openai.OpenAI, target: Target, first: Any) -> Any:
@@ -138,14 +137,8 @@ def _assert_answered(client: openai.OpenAI, target: Target, final: Any) -> None:
 
 def test_e2e_python_sdk_named_tool_choice_round_trip(target: Target) -> None:
     with target.client() as client:
-        first = client.chat.completions.parse(
-            model=target.model,
-            messages=ASKED,
-            tools=TOOLS,
-            tool_choice={"type": "function", "function": {"name": "GetWeather"}},
-            max_tokens=TOOL_TOKENS,
-            seed=SEED,
-        )
+        named = {"type": "function", "function": {"name": "GetWeather"}}
+        first = _call_tools(client, target, named, TOOL_TOKENS)
         (call,) = first.choices[0].message.tool_calls or []
         assert call.function.name == "GetWeather"
         assert isinstance(call.function.parsed_arguments, GetWeather)
@@ -155,14 +148,7 @@ def test_e2e_python_sdk_named_tool_choice_round_trip(target: Target) -> None:
 
 def test_e2e_python_sdk_required_tool_choice_round_trip(target: Target) -> None:
     with target.client() as client:
-        first = client.chat.completions.parse(
-            model=target.model,
-            messages=ASKED,
-            tools=TOOLS,
-            tool_choice="required",
-            max_tokens=REQUIRED_TOKENS,
-            seed=SEED,
-        )
+        first = _call_tools(client, target, "required", REQUIRED_TOKENS)
         calls = first.choices[0].message.tool_calls or []
         assert calls, first.choices[0].message
         for call in calls:

@@ -133,6 +133,12 @@ class Client:
     async def closed(self) -> bool:
         return await closed(self.reader)
 
+    async def leave_while_waited_on(self, path: str) -> None:
+        """Send a request to ``path`` and hang up once the application is waiting on it."""
+        self.send(post(path, b"{}"))
+        await asyncio.wait_for(self.app.waiting.wait(), 5)
+        self.writer.close()
+
 
 Start = Callable[..., Awaitable[Client]]
 
@@ -333,18 +339,14 @@ async def test_an_application_error_mid_answer_closes_the_connection_unterminate
 
 async def test_a_client_that_leaves_cancels_an_application_that_asked_for_it(start: Start) -> None:
     client = await start()
-    client.send(post("/hang", b"{}"))
-    await asyncio.wait_for(client.app.waiting.wait(), 5)
-    client.writer.close()
+    await client.leave_while_waited_on("/hang")
     await asyncio.wait_for(client.app.cancelled.wait(), 5)
     assert client.app.told_gone.is_set()
 
 
 async def test_a_client_that_leaves_is_an_http_disconnect_message_otherwise(start: Start) -> None:
     client = await start()
-    client.send(post("/watch", b"{}"))
-    await asyncio.wait_for(client.app.waiting.wait(), 5)
-    client.writer.close()
+    await client.leave_while_waited_on("/watch")
     await asyncio.wait_for(client.app.told_gone.wait(), 5)
 
 

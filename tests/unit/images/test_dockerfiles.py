@@ -5,11 +5,18 @@ digest-pinned base, uid 10001, no build tools in a final stage, OCI labels, a sm
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 import yaml
-from images_support import DOCKERFILE, ROOT, build_args, dockerfiles, pinned_tool, stages
+from images_support import (
+    DOCKERFILE,
+    ROOT,
+    Stage,
+    build_args,
+    dockerfiles,
+    stages,
+)
+from pinned_tools import pinned_tool, run_tool
 
 pytestmark = pytest.mark.unit
 
@@ -27,14 +34,7 @@ def hadolint():
 
 
 def _lint(hadolint, *paths):
-    return subprocess.run(
-        [str(hadolint), "--no-color", "--config", str(HADOLINT_CONFIG), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        cwd=ROOT,
-    )
+    return run_tool(hadolint, "--no-color", "--config", HADOLINT_CONFIG, *paths)
 
 
 def test_dockerfiles_pass_hadolint(hadolint):
@@ -86,13 +86,22 @@ def _apt_packages(stage) -> set[str]:
     return packages
 
 
+def _lineage(found: dict[str, Stage], target: str) -> list[Stage]:
+    """The stage and every stage of the file it extends, nearest first: a final stage holds what
+    each of them installed."""
+    chain = [found[target]]
+    while chain[-1].base in found:
+        chain.append(found[chain[-1].base])
+    return chain
+
+
 def test_dockerfile_final_stages_hold_no_build_tools():
     found = stages()
     for target in FINAL:
-        stage = found[target]
-        assert stage.base in {"python", "${CUDA_BASE}"}, f"{target} must not extend a builder"
-        inherited = _apt_packages(found["python"]) if stage.base == "python" else set()
-        tools = (_apt_packages(stage) | inherited) & BUILD_TOOLS
+        chain = _lineage(found, target)
+        assert chain[-1].base in {"${BASE}", "${CUDA_BASE}"}, target
+        assert "builder" not in {s.name for s in chain}, f"{target} must not extend a builder"
+        tools = set().union(*map(_apt_packages, chain)) & BUILD_TOOLS
         assert tools == RUNTIME_BUILD_TOOLS.get(target, set()), (target, tools)
     assert "binutils" in _apt_packages(found["build-modelgrid"])  # strip, in the builder only
 
@@ -100,9 +109,8 @@ def test_dockerfile_final_stages_hold_no_build_tools():
 def test_dockerfile_final_stages_carry_oci_labels():
     found = stages()
     for target in FINAL:
-        labels = " ".join(i for i in found[target].instructions if i.startswith("LABEL "))
-        if found[target].base == "python":
-            labels += " ".join(i for i in found["python"].instructions if i.startswith("LABEL "))
+        instructions = [i for stage in _lineage(found, target) for i in stage.instructions]
+        labels = " ".join(i for i in instructions if i.startswith("LABEL "))
         for key in ("title", "description", "licenses", "vendor"):
             assert f"org.opencontainers.image.{key}=" in labels, (target, key)
 

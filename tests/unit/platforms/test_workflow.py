@@ -1,6 +1,7 @@
 """The pull-request workflow (``.github/workflows/ci.yml``) cannot run here: it is linted with
-actionlint (pinned in ``.ci/tools.sh``, installed on first use), and its commands are checked to
-be the README's own.
+actionlint (pinned in ``.ci/tools.sh``, installed on first use) like every workflow (the release
+workflow's own checks are tests/unit/images/test_release.py), and its commands are checked to be
+the README's own.
 
 actionlint comes from ``$MODELGRID_ACTIONLINT`` or the cache ``.ci/tools.sh actionlint`` fills;
 the test installs it when the cache is empty and fails, never skips, when it cannot.
@@ -8,52 +9,57 @@ the test installs it when the cache is empty and fails, never skips, when it can
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from platform_support import ROOT, TOOLS_SH
+from pinned_tools import pinned_tool, run_tool
+from platform_support import ROOT
 
 pytestmark = pytest.mark.unit
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+RELEASE = ROOT / ".github" / "workflows" / "release.yml"
 
 
 @pytest.fixture(scope="module")
 def actionlint() -> Path:
-    named = os.environ.get("MODELGRID_ACTIONLINT")
-    if named:
-        return Path(named)
-    result = subprocess.run(
-        ["bash", str(TOOLS_SH), "actionlint"], capture_output=True, text=True, check=False,
-        timeout=600, env={**os.environ, "PYTHON": os.environ.get("PYTHON") or sys.executable},
-    )
-    if result.returncode != 0:
-        pytest.fail(f".ci/tools.sh actionlint failed:\n{result.stderr[-3000:]}")
-    return Path(result.stdout.strip())
+    return pinned_tool("actionlint")
 
 
 def _lint(actionlint: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
     # actionlint also runs shellcheck on every `run:` block where shellcheck is installed.
-    return subprocess.run([str(actionlint), "-no-color", *map(str, paths)], capture_output=True,
-                          text=True, check=False, timeout=120, cwd=ROOT)
+    return run_tool(actionlint, "-no-color", *paths)
 
 
-def test_workflow_passes_actionlint(actionlint):
-    result = _lint(actionlint, WORKFLOW)
+def test_workflows_pass_actionlint(actionlint):
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert {WORKFLOW, RELEASE} <= set(workflows)
+    result = _lint(actionlint, *workflows)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_workflow_actionlint_catches_a_broken_workflow(actionlint, tmp_path):
-    broken = tmp_path / ".github" / "workflows" / "ci.yml"
+@pytest.mark.parametrize(
+    ("workflow", "right", "wrong", "named"),
+    [
+        (WORKFLOW, "${{ matrix.runner }}", "${{ matrix.runer }}", "runer"),
+        (RELEASE, "steps.build.outputs", "steps.bulid.outputs", "bulid"),
+    ],
+    ids=["ci", "release"],
+)
+def test_workflow_actionlint_catches_a_broken_workflow(
+    actionlint, tmp_path, workflow, right, wrong, named
+):
+    """A misspelt reference in each workflow fails the lint, which names it."""
+    text = workflow.read_text()
+    assert right in text
+    broken = tmp_path / ".github" / "workflows" / workflow.name
     broken.parent.mkdir(parents=True)
-    broken.write_text(WORKFLOW.read_text().replace("${{ matrix.runner }}", "${{ matrix.runer }}"))
+    broken.write_text(text.replace(right, wrong))
     result = _lint(actionlint, broken)
-    assert result.returncode == 1 and "runer" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 1 and named in result.stdout, result.stdout + result.stderr
 
 
 def _jobs() -> dict:
