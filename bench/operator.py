@@ -49,7 +49,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -464,6 +464,20 @@ def handled(emulator: TimedEmulator, name: str) -> bool:
     )
 
 
+def all_handled(emulator: TimedEmulator, names: Sequence[str]) -> Callable[[], bool]:
+    """A check that every one of ``names`` is :func:`handled`, in time linear in the names over
+    all its calls (it is called on every answer): a model once handled stays so, and the check
+    stops at the first one not yet handled."""
+    pending = deque(names)
+
+    def check() -> bool:
+        while pending and handled(emulator, pending[0]):
+            pending.popleft()
+        return not pending
+
+    return check
+
+
 def check_one_rayservice_each(emulator: TimedEmulator, names: Sequence[str]) -> None:
     posts = Counter(
         subject(a.request)
@@ -638,6 +652,14 @@ async def at_scale(
             timeout=30 + count / 5,
             what=f"{count} models at Scheduling",
         )
+        # kopf stores a model as handled (its annotation) after the handler set the status; an
+        # operator stopped before that handles the model again on resume, and writes.
+        await wait_until(
+            emulator,
+            all_handled(emulator, names),
+            timeout=30 + count / 5,
+            what=f"{count} models stored as handled",
+        )
         await settle(emulator, quiet=0.5, timeout=60 + count / 10)
     finally:
         await operator.stop()
@@ -647,8 +669,7 @@ async def at_scale(
     rss_before = rss_mib()  # kmock holding the models and their RayServices, no operator
     first, clock = len(emulator.answers), Clock.now()
     operator = start(args.scale_refresh, args.scale_resync)
-    # kopf 1.45 starts with the square of the objects listed (see RESULTS.md): so do the waits.
-    resuming = 60 + (count / 1000) ** 2 * 60
+    resuming = 60 + count / 1000 * 60
     try:
         await wait_for_watch(emulator, timeout=resuming)
         await settle(emulator, quiet=1.0, timeout=resuming)

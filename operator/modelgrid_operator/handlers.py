@@ -23,7 +23,7 @@ from typing import Any
 import kopf
 from modelgrid_serving.claims import Claim, claim_of
 
-from modelgrid_operator import api
+from modelgrid_operator import api, readiness
 from modelgrid_operator.config import OperatorConfig
 from modelgrid_operator.k8s import (
     RAY_CLUSTERS,
@@ -339,7 +339,11 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     would add one, and are avoided on purpose: a mandatory ``on.delete`` handler, and kopf
     timers (kopf 1.45 puts a finalizer on every object a timer or daemon runs for). The
     periodic passes are therefore tasks of the operator that walk the ``models`` index.
+
+    The operator that runs the registry waits for its indexes in linear time, not quadratic
+    (:mod:`.readiness`): every caller builds the registry before it starts kopf.
     """
+    readiness.install()
     registry = kopf.OperatorRegistry()
     running = _Running(config)
     _register_indexes(registry)
