@@ -43,11 +43,12 @@ class ToggleSet(aiotoggles.ToggleSet):
 
     async def make_toggle(
         self,
-        __val: bool = False,
+        val: bool = False,
+        /,
         *,
         name: str | None = None,
     ) -> aiotoggles.Toggle:
-        toggle = aiotoggles.Toggle(__val, name=name, condition=self._condition)
+        toggle = aiotoggles.Toggle(val, name=name, condition=self._condition)
         async with self._condition:
             was = self.is_on()
             self._toggles.add(toggle)
