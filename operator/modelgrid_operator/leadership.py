@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import re
 import socket
 import threading
 import uuid
@@ -45,6 +46,8 @@ from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+"""What the API server takes as an object's name (the Lease's)."""
 # The library's jitter factor: renew_seconds must exceed retry_seconds times it.
 _JITTER = 1.2
 
@@ -73,6 +76,8 @@ class Election:
         # The library exits the process (sys.exit) on these; say which value is wrong instead.
         if not self.namespace or not self.name:
             raise ValueError("leader election needs the Lease's namespace and name")
+        if not _DNS_SUBDOMAIN.fullmatch(self.name) or len(self.name) > 253:
+            raise ValueError(f"Lease name {self.name!r}: not a DNS subdomain (a-z, 0-9, '-', '.')")
         if self.retry_seconds < 1:
             raise ValueError(f"retry period {self.retry_seconds} s: at least 1 s")
         if self.renew_seconds <= _JITTER * self.retry_seconds:

@@ -121,6 +121,16 @@ BAD_VALUES: list[tuple[str, list[str], str]] = [
     ("unknown pull policy", ["image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
     ("bad namespace name", ["watchNamespaces={Team_A}"], "at '/watchNamespaces/0'"),
     (
+        "bad Lease name",
+        ["operator.leaderElection.leaseName=Op_Lease"],
+        "at '/operator/leaderElection/leaseName'",
+    ),
+    (
+        "Lease renewed every 0 s",
+        ["operator.leaderElection.retryPeriodSeconds=0"],
+        "at '/operator/leaderElection/retryPeriodSeconds'",
+    ),
+    (
         "unknown operator setting",
         ["operator.settings.cpuImag=x"],
         "additional properties 'cpuImag' not allowed",

@@ -35,6 +35,11 @@ def test_a_holder_that_could_outlive_its_lease_is_refused(
         Election(namespace="ns", lease_seconds=lease, renew_seconds=renew, retry_seconds=retry)
 
 
+def test_a_lease_name_the_api_server_would_refuse_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="Lease name 'Op_Lease': not a DNS subdomain"):
+        Election(namespace="ns", name="Op_Lease")
+
+
 def test_each_process_is_a_new_candidate() -> None:
     first, second = default_identity(), default_identity()
     assert first != second
